@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` (main job) and `make test` (test suite).
+# Both create/refresh the local virtual environment first; every step is idempotent.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.stamp-install
+FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test setup dataset clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml $(wildcard setup.py) $(shell find src/sparsewino -name '*.cpp' -o -name '*.h' 2>/dev/null)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+dataset:
+	@if [ ! -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
+		echo "Installing Debian package dataset-fashion-mnist"; \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist; \
+	fi
+
+demo: setup dataset
+	$(PY) -m sparsewino.demo
+
+test: setup
+	$(PY) -m pytest tests
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

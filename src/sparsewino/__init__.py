@@ -1,0 +1,1 @@
+"""sparsewino: sparse Winograd convolution for PyTorch."""

@@ -1,0 +1,363 @@
+"""WinogradConv2d / WinogradConv3d: drop-in stride-1 convolutions computed with Winograd.
+
+``domain="spatial"``: the parameter is the ordinary spatial ``weight`` (``state_dict``
+compatible with ``nn.Conv2d``/``nn.Conv3d``); the forward pass runs Winograd.
+``domain="winograd"``: the parameter ``weight`` is the Winograd-domain weight
+Q = G g Gᵀ of shape ``(K, C/groups, n_1, ..., n_d)``, trained directly.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Iterable, Sequence, Union
+
+import torch
+from torch import nn
+
+from ..winograd.algorithm import PointLike, WinogradAlgorithm, algorithm, conv_multiplications
+from ..winograd.error import DEFAULT_ERROR_BUDGET, choose_tile
+from ..winograd.tiles import output_size
+from ..winograd.transform import filter_transform, kron_matrix
+from .functional import positions_first, winograd_conv, winograd_weight_from_spatial
+
+__all__ = ["WinogradConv2d", "WinogradConv3d", "DOMAINS"]
+
+DOMAINS = ("spatial", "winograd")
+_SUPPORTED_DTYPES = (torch.float32, torch.float64)
+TileArg = Union[int, str, Sequence[int]]
+PaddingArg = Union[int, str, Sequence[int]]
+
+
+def _ntuple(value: Any, dims: int, name: str, cls: str) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,) * dims
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(f"{cls}: {name} must be an int or a tuple of {dims} ints, got {value!r}") from None
+    if len(items) != dims or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        raise ValueError(f"{cls}: {name} must be an int or a tuple of {dims} ints, got {value!r}")
+    return items
+
+
+class _WinogradConvNd(nn.Module):
+    _dims: int = 0
+    _conv_type: type[nn.Module] = nn.Module
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
+                 stride: int | Sequence[int] = 1, padding: PaddingArg = 0,
+                 dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True,
+                 padding_mode: str = "zeros", device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None, *, tile: TileArg = 4,
+                 domain: str = "spatial",
+                 points: Iterable[PointLike] | Sequence[Iterable[PointLike] | None] | None = None,
+                 winograd_relu: bool = False, error_budget: float = DEFAULT_ERROR_BUDGET) -> None:
+        super().__init__()
+        cls, dims = type(self).__name__, self._dims
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                            ("groups", groups)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{cls}: {name} must be a positive int, got {value!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{cls}: in_channels ({in_channels}) and out_channels "
+                             f"({out_channels}) must both be divisible by groups ({groups})")
+        kernel = _ntuple(kernel_size, dims, "kernel_size", cls)
+        if min(kernel) < 1:
+            raise ValueError(f"{cls}: kernel_size must be >= 1, got {kernel_size!r}")
+        if _ntuple(stride, dims, "stride", cls) != (1,) * dims:
+            raise ValueError(
+                f"{cls} supports only stride=1, got stride={stride!r}: Winograd tiles assume "
+                f"unit stride. Keep nn.{self._conv_type.__name__} for this layer "
+                "(convert() leaves strided convolutions alone).")
+        if _ntuple(dilation, dims, "dilation", cls) != (1,) * dims:
+            raise ValueError(f"{cls} supports only dilation=1, got dilation={dilation!r}. Keep "
+                             f"nn.{self._conv_type.__name__} for dilated convolutions.")
+        if padding_mode != "zeros":
+            raise ValueError(f"{cls} supports only padding_mode='zeros', got {padding_mode!r}. "
+                             "Pad the input yourself (torch.nn.functional.pad) and use padding=0.")
+        if domain not in DOMAINS:
+            raise ValueError(f"{cls}: domain must be one of {DOMAINS}, got {domain!r}")
+        if dtype is not None and dtype not in _SUPPORTED_DTYPES:
+            raise TypeError(f"{cls} supports float32 and float64 parameters, got {dtype}. "
+                            "Half precision loses too much accuracy in Winograd transforms.")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = kernel
+        self.stride, self.dilation = (1,) * dims, (1,) * dims
+        self.padding_mode = "zeros"
+        self.padding = padding if isinstance(padding, str) else _ntuple(padding, dims, "padding", cls)
+        self._padding_pairs = self._resolve_padding(self.padding)
+        self.tile = self._resolve_tile(tile, error_budget)
+        self.points = self._resolve_points(points)
+        self.domain = domain
+        self.winograd_relu = bool(winograd_relu)
+        self.algorithms  # build (and verify) the algorithms now, so bad points fail here
+        shape = (out_channels, in_channels // groups,
+                 *(self.kernel_size if domain == "spatial" else self.winograd_size))
+        self.weight = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels, device=device, dtype=dtype))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ configuration
+    def _resolve_padding(self, padding: PaddingArg) -> tuple[tuple[int, int], ...]:
+        cls = type(self).__name__
+        if isinstance(padding, str):
+            if padding == "valid":
+                return ((0, 0),) * self._dims
+            if padding == "same":
+                return tuple(((k - 1) // 2, (k - 1) - (k - 1) // 2) for k in self.kernel_size)
+            raise ValueError(f"{cls}: padding must be an int, a tuple, 'same' or 'valid', "
+                             f"got {padding!r}")
+        if min(padding) < 0:
+            raise ValueError(f"{cls}: padding must be >= 0, got {padding!r}")
+        return tuple((p, p) for p in padding)
+
+    def _resolve_tile(self, tile: TileArg, budget: float) -> tuple[int, ...]:
+        cls = type(self).__name__
+        if tile == "auto":
+            return tuple(choose_tile(k, budget, dims=self._dims) for k in self.kernel_size)
+        if isinstance(tile, str):
+            raise ValueError(f"{cls}: tile must be an int, a tuple of ints or 'auto', got {tile!r}")
+        if isinstance(tile, int) and not isinstance(tile, bool):
+            # A dimension with kernel size 1 uses the trivial algorithm; tile 1 keeps the
+            # Winograd-domain weights free of repeated positions.
+            tiles = tuple(1 if k == 1 else tile for k in self.kernel_size)
+        else:
+            tiles = _ntuple(tile, self._dims, "tile", cls)
+        if min(tiles) < 1:
+            raise ValueError(f"{cls}: tile (output tile size m) must be >= 1, got {tile!r}")
+        if max(m + r - 1 for m, r in zip(tiles, self.kernel_size)) > 16:
+            raise ValueError(f"{cls}: tile {tiles} with kernel {self.kernel_size} gives input "
+                             "tiles over 16 points; fp32 error would be enormous. Use a smaller "
+                             "tile or tile='auto'.")
+        return tiles
+
+    def _resolve_points(self, points: Any) -> tuple[tuple[PointLike, ...] | None, ...]:
+        if points is None:
+            return (None,) * self._dims
+        items = list(points)
+        per_dim = len(items) == self._dims and all(
+            p is None or (not isinstance(p, (str, bytes)) and isinstance(p, Iterable)) for p in items)
+        if per_dim:
+            return tuple(None if p is None else tuple(p) for p in items)
+        return (tuple(items),) * self._dims
+
+    @property
+    def algorithms(self) -> tuple[WinogradAlgorithm, ...]:
+        """One WinogradAlgorithm F(m_i, r_i) per spatial dimension."""
+        return tuple(algorithm(m, r, p) for m, r, p in zip(self.tile, self.kernel_size, self.points))
+
+    @property
+    def winograd_size(self) -> tuple[int, ...]:
+        """Input tile size n_i = m_i + r_i - 1 per spatial dimension."""
+        return tuple(m + r - 1 for m, r in zip(self.tile, self.kernel_size))
+
+    def reset_parameters(self) -> None:
+        """nn.Conv2d's initialisation of the spatial weights (transformed in the Winograd domain)."""
+        spatial = torch.empty(self.out_channels, self.in_channels // self.groups,
+                              *self.kernel_size, dtype=self.weight.dtype, device=self.weight.device)
+        nn.init.kaiming_uniform_(spatial, a=math.sqrt(5))
+        with torch.no_grad():
+            if self.domain == "spatial":
+                self.weight.copy_(spatial)
+            else:
+                self.weight.copy_(filter_transform(spatial, self.algorithms))
+        if self.bias is not None:
+            fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    # ------------------------------------------------------------------ weights in both domains
+    def winograd_weight(self) -> torch.Tensor:
+        """Winograd-domain weights Q = G g Gᵀ, shape ``(K, C/groups, *n)`` (differentiable)."""
+        if self.domain == "winograd":
+            return self.weight
+        return filter_transform(self.weight, self.algorithms)
+
+    def spatial_weight(self) -> torch.Tensor:
+        """Spatial weights ``(K, C/groups, *r)``.
+
+        For a Winograd-domain layer this is the least-squares solution of (G ⊗ G) g = vec(Q),
+        exact when Q is in the range of G ⊗ G; a warning says so when it is not.
+        """
+        if self.domain == "spatial":
+            return self.weight
+        q = self.weight.detach()
+        algs = self.algorithms
+        s = kron_matrix(algs, "G", torch.float64, q.device)                # (P, R)
+        k, c = q.shape[:2]
+        flat = q.double().reshape(k * c, -1).T                              # (P, K·C)
+        g = torch.linalg.pinv(s) @ flat                                     # (R, K·C)
+        residual = (s @ g - flat).norm(dim=0) / flat.norm(dim=0).clamp_min(1e-300)
+        worst = residual.max().item() if residual.numel() else 0.0
+        if worst > 1e-5:
+            warnings.warn(
+                f"{type(self).__name__}.to_spatial(): the Winograd-domain weights are not in the "
+                f"range of G⊗G (worst relative residual {worst:.3g}); returning the "
+                "least-squares spatial weights, whose outputs differ from this layer's.",
+                stacklevel=3)
+        return g.T.reshape(k, c, *self.kernel_size).to(q.dtype)
+
+    # ------------------------------------------------------------------ forward
+    def _check_input(self, x: torch.Tensor) -> None:
+        cls, dims = type(self).__name__, self._dims
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{cls} expects a torch.Tensor, got {type(x).__name__}")
+        if x.dtype not in _SUPPORTED_DTYPES:
+            raise TypeError(f"{cls} supports float32 and float64 input, got {x.dtype}. Cast "
+                            "with x.float(); half/bfloat16 Winograd loses too much accuracy.")
+        if x.dim() != dims + 2:
+            raise ValueError(f"{cls} expects a {dims + 2}-D input (N, C, {', '.join('DHW'[3 - dims:])}) "
+                             f"or {dims + 1}-D without batch, got shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{cls} expects {self.in_channels} input channels, got input of "
+                             f"shape {tuple(x.shape)} (channels are dimension 1)")
+        weight = self.weight
+        if x.dtype != weight.dtype:
+            raise TypeError(f"{cls}: input dtype {x.dtype} does not match weight dtype "
+                            f"{weight.dtype}; cast the input or the layer (layer.to({x.dtype})).")
+        if x.device != weight.device:
+            raise ValueError(f"{cls}: input is on {x.device} but weights are on {weight.device}")
+        out = output_size(x.shape[2:], self.kernel_size, self._padding_pairs)
+        if min(out) < 1:
+            raise ValueError(f"{cls}: input spatial size {tuple(x.shape[2:])} is too small for "
+                             f"kernel {self.kernel_size} with padding {self._padding_pairs}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        unbatched = isinstance(x, torch.Tensor) and x.dim() == self._dims + 1
+        if unbatched:
+            x = x.unsqueeze(0)
+        self._check_input(x)
+        if self.domain == "spatial":
+            weight = winograd_weight_from_spatial(self.weight, self.algorithms)
+        else:
+            weight = positions_first(self.weight)
+        y = winograd_conv(x, weight, self.bias, self.algorithms, self._padding_pairs,
+                          self.groups, self.winograd_relu)
+        return y.squeeze(0) if unbatched else y
+
+    # ------------------------------------------------------------------ conversions
+    def _config(self, **changes: Any) -> dict[str, Any]:
+        config = dict(in_channels=self.in_channels, out_channels=self.out_channels,
+                      kernel_size=self.kernel_size, padding=self.padding, groups=self.groups,
+                      bias=self.bias is not None, tile=self.tile, domain=self.domain,
+                      points=self.points, winograd_relu=self.winograd_relu,
+                      device=self.weight.device, dtype=self.weight.dtype)
+        config.update(changes)
+        return config
+
+    def _copy_with(self, weight: torch.Tensor, **changes: Any) -> "_WinogradConvNd":
+        layer = type(self)(**self._config(**changes))
+        with torch.no_grad():
+            layer.weight.copy_(weight)
+            if self.bias is not None:
+                layer.bias.copy_(self.bias)
+        layer.train(self.training)
+        return layer
+
+    def to_winograd(self) -> "_WinogradConvNd":
+        """A new layer with ``domain="winograd"`` computing the same function."""
+        with torch.no_grad():
+            return self._copy_with(self.winograd_weight().detach(), domain="winograd")
+
+    def to_spatial(self) -> "_WinogradConvNd":
+        """A new layer with ``domain="spatial"`` (least squares if Q is not in range of G⊗G)."""
+        with torch.no_grad():
+            return self._copy_with(self.spatial_weight().detach(), domain="spatial")
+
+    def to_conv(self) -> nn.Module:
+        """The equivalent ``nn.Conv2d``/``nn.Conv3d`` (least squares for Winograd-domain weights)."""
+        conv = self._conv_type(self.in_channels, self.out_channels, self.kernel_size,
+                               padding=self.padding, groups=self.groups,
+                               bias=self.bias is not None, device=self.weight.device,
+                               dtype=self.weight.dtype)
+        with torch.no_grad():
+            conv.weight.copy_(self.spatial_weight())
+            if self.bias is not None:
+                conv.bias.copy_(self.bias)
+        conv.train(self.training)
+        return conv
+
+    @classmethod
+    def from_conv(cls, conv: nn.Module, tile: TileArg = 4, domain: str = "spatial",
+                  points: Any = None, winograd_relu: bool = False) -> "_WinogradConvNd":
+        """Build the Winograd layer equivalent to ``conv`` (weights and bias copied exactly).
+
+        Raises:
+            TypeError: ``conv`` is not an ``nn.Conv2d`` (``nn.Conv3d`` for WinogradConv3d).
+            ValueError: stride, dilation or padding mode the Winograd layer cannot run.
+        """
+        if not isinstance(conv, cls._conv_type):
+            raise TypeError(f"{cls.__name__}.from_conv expects an nn.{cls._conv_type.__name__}, "
+                            f"got {type(conv).__name__}")
+        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                    padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
+                    bias=conv.bias is not None, padding_mode=conv.padding_mode,
+                    device=conv.weight.device, dtype=conv.weight.dtype, tile=tile,
+                    domain="spatial", points=points, winograd_relu=winograd_relu)
+        with torch.no_grad():
+            layer.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                layer.bias.copy_(conv.bias)
+        layer.train(conv.training)
+        return layer.to_winograd() if domain == "winograd" else layer
+
+    # ------------------------------------------------------------------ reporting
+    def multiplications(self, input_shape: Sequence[int]) -> dict[str, int]:
+        """Multiplications of one forward pass on ``input_shape`` ``(N, C, *S)``.
+
+        ``direct``: K·C/g·prod(r)·prod(O)·N; ``winograd``: element-wise stage only,
+        K·C/g·P·tiles·N (transforms excluded, as in the papers).
+        """
+        return conv_multiplications(self.algorithms, self.in_channels, self.out_channels,
+                                    self.groups, input_shape, self._padding_pairs)
+
+    def extra_repr(self) -> str:
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"padding={self.padding!r}")
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.bias is None:
+            text += ", bias=False"
+        text += f", tile={self.tile}, domain={self.domain!r}"
+        if self.winograd_relu:
+            text += ", winograd_relu=True"
+        return text
+
+
+class WinogradConv2d(_WinogradConvNd):
+    """Drop-in ``nn.Conv2d`` (stride 1, dilation 1) computed with Winograd F(m x m, r x r).
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+        padding_mode, device, dtype: as ``nn.Conv2d``; stride and dilation must be 1,
+            padding_mode ``"zeros"``, dtype float32 or float64.
+        tile: output tile size m (int, per-dimension tuple, or ``"auto"``: the largest tile
+            whose measured fp32 error fits ``error_budget``). Dimensions with kernel size 1
+            use the trivial algorithm.
+        domain: ``"spatial"`` (parameter = spatial weight) or ``"winograd"`` (parameter = Q).
+        points: interpolation points (one list for every dimension or one per dimension);
+            ``None`` takes the curated accurate defaults.
+        winograd_relu: apply ReLU after the input transform (Liu et al.'s Winograd-ReLU).
+
+    Examples:
+        >>> layer = WinogradConv2d(16, 32, 3, padding=1, tile=4)
+        >>> layer(torch.randn(2, 16, 10, 10)).shape
+        torch.Size([2, 32, 10, 10])
+    """
+
+    _dims = 2
+    _conv_type = nn.Conv2d
+
+
+class WinogradConv3d(_WinogradConvNd):
+    """Drop-in ``nn.Conv3d`` (stride 1, dilation 1) computed with Winograd F(m³, r³).
+
+    Arguments as :class:`WinogradConv2d`; Winograd-domain weights have shape
+    ``(K, C/groups, n_d, n_h, n_w)``.
+    """
+
+    _dims = 3
+    _conv_type = nn.Conv3d

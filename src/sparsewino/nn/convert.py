@@ -1,0 +1,160 @@
+"""convert(model): replace every eligible nn.Conv2d/nn.Conv3d by its Winograd layer; revert()."""
+from __future__ import annotations
+
+import fnmatch
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Union
+
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from .conv import WinogradConv2d, WinogradConv3d, _WinogradConvNd
+
+__all__ = ["convert", "revert", "ConversionReport", "LayerDecision", "eligibility"]
+
+logger = logging.getLogger("sparsewino")
+
+NameFilter = Union[None, str, Iterable[str], Callable[[str, nn.Module], bool]]
+_LAYER_FOR = {nn.Conv2d: WinogradConv2d, nn.Conv3d: WinogradConv3d}
+
+
+@dataclass(frozen=True)
+class LayerDecision:
+    """What convert() did with one convolution: converted or not, and why."""
+
+    name: str
+    kind: str
+    converted: bool
+    reason: str
+
+
+class ConversionReport(list):
+    """List of :class:`LayerDecision`; ``str()`` gives a table."""
+
+    @property
+    def converted(self) -> list[str]:
+        return [d.name for d in self if d.converted]
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        return {d.name: d.reason for d in self if not d.converted}
+
+    def __str__(self) -> str:
+        if not self:
+            return "no convolution layers found"
+        width = max(len(d.name) for d in self)
+        lines = [f"{'layer':<{width}}  {'type':<8}  converted  reason"]
+        for d in self:
+            lines.append(f"{d.name:<{width}}  {d.kind:<8}  {'yes' if d.converted else 'no':<9}  "
+                         f"{d.reason}")
+        lines.append(f"{len(self.converted)} of {len(self)} convolutions converted")
+        return "\n".join(lines)
+
+
+def _matches(name: str, module: nn.Module, spec: NameFilter) -> bool:
+    if callable(spec):
+        return bool(spec(name, module))
+    patterns = [spec] if isinstance(spec, str) else list(spec or ())
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def eligibility(conv: nn.Module) -> str | None:
+    """Why ``conv`` cannot become a Winograd layer, or ``None`` when it can."""
+    base = next((b for b in _LAYER_FOR if isinstance(conv, b)), None)
+    if base is None:
+        return f"{type(conv).__name__} is not an nn.Conv2d/nn.Conv3d"
+    if type(conv).forward is not base.forward or type(conv)._conv_forward is not base._conv_forward:
+        return f"{type(conv).__name__} overrides forward(); its semantics may differ"
+    if isinstance(conv.weight, nn.parameter.UninitializedParameter):
+        return "lazy module not initialised yet; run a forward pass first"
+    if any(s != 1 for s in conv.stride):
+        return f"stride {tuple(conv.stride)} != 1"
+    if any(d != 1 for d in conv.dilation):
+        return f"dilation {tuple(conv.dilation)} != 1"
+    if conv.padding_mode != "zeros":
+        return f"padding_mode {conv.padding_mode!r} (only 'zeros')"
+    if all(k == 1 for k in conv.kernel_size):
+        return "1x1 kernel: Winograd saves no multiplications"
+    if conv.weight.dtype not in (torch.float32, torch.float64):
+        return f"dtype {conv.weight.dtype} (float32/float64 only)"
+    return None
+
+
+def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
+            include: NameFilter = None, exclude: NameFilter = None, points: Any = None,
+            winograd_relu: bool = False) -> tuple[nn.Module, ConversionReport]:
+    """Replace every eligible ``nn.Conv2d``/``nn.Conv3d`` of ``model`` by a Winograd layer.
+
+    Eligible: stride 1, dilation 1, zero padding, a kernel larger than 1 in some dimension,
+    float32/float64. Weights and bias are copied exactly; a ``torch.nn.utils.prune`` mask on
+    ``weight`` is carried over for ``domain="spatial"`` (and baked into Q for ``"winograd"``).
+
+    Args:
+        model: any module (torchvision-style models included); modified in place.
+        tile, domain, points, winograd_relu: passed to the Winograd layers.
+        include: only convert layers whose qualified name matches (glob patterns, or a
+            callable ``(name, module) -> bool``); ``None`` means all.
+        exclude: never convert layers that match.
+
+    Returns:
+        ``(model, report)``; the report lists each convolution, converted or not, and why.
+
+    Examples:
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 1))
+        >>> net, report = convert(net, tile=4)
+        >>> report.converted
+        ['0']
+    """
+    report = ConversionReport()
+    for name, module in list(model.named_modules()):
+        if isinstance(module, _WinogradConvNd):
+            report.append(LayerDecision(name, type(module).__name__, False, "already a Winograd layer"))
+            continue
+        if not isinstance(module, (nn.Conv2d, nn.Conv3d)):
+            continue
+        kind = type(module).__name__
+        reason = eligibility(module)
+        if reason is None and include is not None and not _matches(name, module, include):
+            reason = "not matched by include"
+        if reason is None and exclude is not None and _matches(name, module, exclude):
+            reason = "matched by exclude"
+        if reason is not None:
+            report.append(LayerDecision(name, kind, False, reason))
+            continue
+        layer_type = WinogradConv2d if isinstance(module, nn.Conv2d) else WinogradConv3d
+        mask = getattr(module, "weight_mask", None) if torch_prune.is_pruned(module) else None
+        layer = layer_type.from_conv(module, tile=tile, domain=domain, points=points,
+                                     winograd_relu=winograd_relu)
+        note = ""
+        if mask is not None and domain == "spatial":
+            torch_prune.custom_from_mask(layer, "weight", mask.clone())
+            note = "; pruning mask carried over"
+        elif mask is not None:
+            note = "; spatial pruning mask baked into the Winograd weights"
+        _set_submodule(model, name, layer)
+        algs = ", ".join(f"F({a.m},{a.r})" for a in layer.algorithms)
+        report.append(LayerDecision(name, kind, True, f"{domain} domain, {algs}{note}"))
+    logger.info("convert():\n%s", report)
+    return model, report
+
+
+def revert(model: nn.Module) -> nn.Module:
+    """Replace every Winograd layer of ``model`` by the equivalent nn.Conv2d/nn.Conv3d, in place.
+
+    Winograd-domain weights become spatial by least squares (a warning says when inexact).
+    """
+    for name, module in list(model.named_modules()):
+        if isinstance(module, _WinogradConvNd):
+            _set_submodule(model, name, module.to_conv())
+    return model
+
+
+def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+    if not name:
+        raise ValueError("convert()/revert() cannot replace the root module itself; wrap it "
+                         "in a container (e.g. nn.Sequential(conv))")
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)

@@ -1,0 +1,140 @@
+"""Filter, input and output transforms applied along each spatial dimension (1-D, 2-D, 3-D).
+
+Two layouts are used:
+
+* *positions first* — ``(n_1, ..., n_d, X)``: the layout of the fused layer path, where every
+  transform is a matrix product on a contiguous view (:func:`apply_leading`);
+* *natural* — ``(..., n_1, ..., n_d)``: the layout of weights such as ``Q = G g Gᵀ``
+  (:func:`filter_transform`, :func:`input_transform`, :func:`output_transform`).
+
+Each function takes one :class:`WinogradAlgorithm` per spatial dimension, so non-square
+kernels (1x3, 3x5) and per-dimension tile sizes are supported.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Sequence
+
+import torch
+
+from .algorithm import WinogradAlgorithm
+
+__all__ = [
+    "apply_leading",
+    "apply_trailing",
+    "kron_matrix",
+    "filter_transform",
+    "input_transform",
+    "output_transform",
+    "transform_matrices",
+    "KRON_MAX_SIZE",
+]
+
+# Above this many combined positions the separable path (one pass per dimension) is cheaper
+# than a single matrix product with the Kronecker-product matrix.
+KRON_MAX_SIZE = 100
+
+
+def transform_matrices(algorithms: Sequence[WinogradAlgorithm], which: str,
+                       dtype: torch.dtype, device: torch.device | str | None = None
+                       ) -> list[torch.Tensor]:
+    """The per-dimension ``AT``, ``G`` or ``BT`` matrices (``which``) in ``dtype`` on ``device``."""
+    index = {"AT": 0, "G": 1, "BT": 2}[which]
+    return [alg.matrices(dtype, device)[index] for alg in algorithms]
+
+
+@lru_cache(maxsize=256)
+def _kron64(algorithms: tuple[WinogradAlgorithm, ...], which: str) -> torch.Tensor:
+    mats = transform_matrices(algorithms, which, torch.float64)
+    result = mats[0]
+    for mat in mats[1:]:
+        result = torch.kron(result, mat)
+    return result
+
+
+_kron_cast: dict[tuple, torch.Tensor] = {}
+
+
+def kron_matrix(algorithms: Sequence[WinogradAlgorithm], which: str,
+                dtype: torch.dtype = torch.float64,
+                device: torch.device | str | None = None) -> torch.Tensor:
+    """Kronecker product of the per-dimension ``which`` matrices (computed in float64, cached).
+
+    For ``which="BT"`` and two dimensions this is ``kron(BT_1, BT_2)`` with
+    ``vec(BT_1 d BT_2ᵀ) = kron(BT_1, BT_2) vec(d)`` in row-major ``vec``.
+    """
+    algorithms = tuple(algorithms)
+    key = (algorithms, which, dtype, torch.device(device) if device is not None else None)
+    cached = _kron_cast.get(key)
+    if cached is None:
+        cached = _kron64(algorithms, which).to(dtype=dtype, device=device)
+        _kron_cast[key] = cached
+    return cached
+
+
+def apply_leading(x: torch.Tensor, mats: Sequence[torch.Tensor],
+                  use_kron: bool | None = None,
+                  kron: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply ``mats[i]`` (out_i x in_i) along leading dimension ``i`` of ``x``.
+
+    Args:
+        x: tensor of shape ``(in_1, ..., in_d, *rest)``.
+        mats: one matrix per leading dimension.
+        use_kron: one product with the Kronecker matrix (``True``) or one product per
+            dimension (``False``); ``None`` picks by size (:data:`KRON_MAX_SIZE`).
+        kron: the precomputed Kronecker matrix, if the caller has it cached.
+
+    Returns:
+        Tensor of shape ``(out_1, ..., out_d, *rest)``.
+    """
+    d = len(mats)
+    ins = [m.shape[1] for m in mats]
+    outs = [m.shape[0] for m in mats]
+    if list(x.shape[:d]) != ins:
+        raise ValueError(f"leading dims {tuple(x.shape[:d])} do not match transforms {tuple(ins)}")
+    rest = x.shape[d:]
+    if use_kron is None:
+        use_kron = d == 1 or math.prod(max(i, o) for i, o in zip(ins, outs)) <= KRON_MAX_SIZE
+    if use_kron:
+        if kron is None:
+            kron = mats[0]
+            for mat in mats[1:]:
+                kron = torch.kron(kron, mat)
+        y = kron @ x.reshape(math.prod(ins), -1)
+        return y.reshape(*outs, *rest)
+    y = x
+    for i, mat in enumerate(mats):
+        shape = y.shape
+        before = math.prod(shape[:i])
+        y = torch.matmul(mat, y.reshape(before, shape[i], -1))
+        y = y.reshape(*shape[:i], mat.shape[0], *shape[i + 1:])
+    return y
+
+
+def apply_trailing(x: torch.Tensor, mats: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Apply ``mats[i]`` along trailing dimension ``i`` of ``x`` (shape ``(*lead, in_1..in_d)``)."""
+    d = len(mats)
+    y = x
+    for i, mat in enumerate(mats):
+        dim = x.dim() - d + i
+        y = torch.movedim(torch.matmul(mat, torch.movedim(y, dim, -2)), -2, dim)
+    return y
+
+
+def filter_transform(weight: torch.Tensor, algorithms: Sequence[WinogradAlgorithm]) -> torch.Tensor:
+    """Q = G g Gᵀ per kernel: ``(K, C, r_1..r_d)`` -> ``(K, C, n_1..n_d)`` in ``weight.dtype``."""
+    mats = transform_matrices(algorithms, "G", weight.dtype, weight.device)
+    return apply_trailing(weight, mats)
+
+
+def input_transform(tiles: torch.Tensor, algorithms: Sequence[WinogradAlgorithm]) -> torch.Tensor:
+    """V = Bᵀ d B per tile: ``(..., n_1..n_d)`` -> ``(..., n_1..n_d)``."""
+    mats = transform_matrices(algorithms, "BT", tiles.dtype, tiles.device)
+    return apply_trailing(tiles, mats)
+
+
+def output_transform(products: torch.Tensor, algorithms: Sequence[WinogradAlgorithm]) -> torch.Tensor:
+    """Y = Aᵀ M A per tile: ``(..., n_1..n_d)`` -> ``(..., m_1..m_d)``."""
+    mats = transform_matrices(algorithms, "AT", products.dtype, products.device)
+    return apply_trailing(products, mats)
