@@ -94,6 +94,12 @@ def _poly_from_roots(roots: Sequence[Fraction]) -> list[Fraction]:
     return coeffs
 
 
+def _check_sizes(m: object, r: object) -> None:
+    for name, value in (("m", m), ("r", r)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
 def _lowest_nonzero(row: Sequence[Fraction]) -> Fraction:
     return next((v for v in row if v != 0), Fraction(0))
 
@@ -120,9 +126,7 @@ class WinogradAlgorithm:
     """
 
     def __init__(self, m: int, r: int, points: Iterable[PointLike] | None = None) -> None:
-        for name, value in (("m", m), ("r", r)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        _check_sizes(m, r)
         self.m, self.r, self.n = m, r, m + r - 1
         if points is None and (m == 1 or r == 1):
             self.points: tuple[Fraction, ...] | None = None
@@ -268,8 +272,12 @@ def algorithm(m: int, r: int, points: Iterable[PointLike] | None = None) -> Wino
         >>> alg.BT.tolist()[3]
         [0.0, 1.0, 0.0, -1.0]
     """
+    _check_sizes(m, r)
     if points is None:
-        return _cached(m, r, None)
+        if m == 1 or r == 1:
+            return _cached(m, r, None)
+        from .points import default_points
+        points = default_points(m, r)
     return _cached(m, r, parse_points(points, m, r))
 
 
