@@ -118,7 +118,8 @@ def apply_trailing(x: torch.Tensor, mats: Sequence[torch.Tensor]) -> torch.Tenso
     y = x
     for i, mat in enumerate(mats):
         dim = x.dim() - d + i
-        y = torch.movedim(torch.matmul(mat, torch.movedim(y, dim, -2)), -2, dim)
+        # (..., in) @ (in, out) folds every batch dim into one GEMM (no broadcast copies).
+        y = torch.movedim(torch.movedim(y, dim, -1) @ mat.T, -1, dim)
     return y
 
 
