@@ -1,0 +1,12 @@
+"""Errors raised when a dataset is missing, incomplete or corrupt."""
+from __future__ import annotations
+
+__all__ = ["DatasetError", "DatasetNotFoundError"]
+
+
+class DatasetError(ValueError):
+    """A dataset file exists but cannot be read (corrupt, truncated or of the wrong format)."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset could not be found; the message says where we looked and how to get it."""
