@@ -134,8 +134,8 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
         elif mask is not None:
             note = "; spatial pruning mask baked into the Winograd weights"
         _set_submodule(model, name, layer)
-        algs = ", ".join(f"F({a.m},{a.r})" for a in layer.algorithms)
-        report.append(LayerDecision(name, kind, True, f"{domain} domain, {algs}{note}"))
+        report.append(LayerDecision(name, kind, True,
+                                    f"{domain} domain, {describe(layer.algorithms)}{note}"))
     logger.info("convert():\n%s", report)
     return model, report
 
@@ -149,6 +149,15 @@ def revert(model: nn.Module) -> nn.Module:
         if isinstance(module, _WinogradConvNd):
             _set_submodule(model, name, module.to_conv())
     return model
+
+
+def describe(algorithms) -> str:
+    """``F(4x4,3x3)`` for equal algorithms per dimension, else ``F(2,1) x F(4,3)``."""
+    first = algorithms[0]
+    if all((a.m, a.r) == (first.m, first.r) for a in algorithms):
+        dims = len(algorithms)
+        return f"F({'x'.join([str(first.m)] * dims)},{'x'.join([str(first.r)] * dims)})"
+    return " x ".join(f"F({a.m},{a.r})" for a in algorithms)
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
