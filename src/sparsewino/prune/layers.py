@@ -1,0 +1,116 @@
+"""Which layers of a model are prunable, and the Winograd algorithms a layer is (or would be) run with."""
+from __future__ import annotations
+
+import fnmatch
+from typing import Callable, Iterable, Mapping, Sequence, Union
+
+from torch import nn
+
+from ..nn import WinogradConv2d, WinogradConv3d
+from ..nn.convert import eligibility
+from ..winograd.algorithm import WinogradAlgorithm, algorithm
+
+__all__ = ["WINOGRAD_LAYERS", "CONV_LAYERS", "NameFilter", "matches", "is_winograd_layer",
+           "layer_algorithms", "select_layers", "resolve_amounts"]
+
+WINOGRAD_LAYERS = (WinogradConv2d, WinogradConv3d)
+CONV_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, *WINOGRAD_LAYERS)
+
+#: Layer names: a glob pattern, a list of them, or a callable ``(name, module) -> bool``.
+NameFilter = Union[None, str, Iterable[str], Callable[[str, nn.Module], bool]]
+
+
+def matches(name: str, module: nn.Module, spec: NameFilter) -> bool:
+    """Whether ``name`` matches ``spec`` (glob patterns, exact names or a predicate)."""
+    if spec is None:
+        return False
+    if callable(spec):
+        return bool(spec(name, module))
+    patterns = [spec] if isinstance(spec, str) else list(spec)
+    return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def is_winograd_layer(module: nn.Module, domain: str | None = None) -> bool:
+    """A WinogradConv2d/3d (optionally only of ``domain`` ``"spatial"``/``"winograd"``)."""
+    return isinstance(module, WINOGRAD_LAYERS) and (domain is None or module.domain == domain)
+
+
+def layer_algorithms(module: nn.Module, tile: int | Sequence[int] = 4,
+                     points=None) -> tuple[WinogradAlgorithm, ...] | None:
+    """The algorithms F(m_i, r_i) of ``module``: its own for a Winograd layer.
+
+    For a plain ``nn.Conv2d``/``nn.Conv3d`` that :func:`sparsewino.nn.convert` could convert,
+    the algorithms it would get with ``tile`` and ``points`` (kernel size 1 along a dimension
+    uses the trivial algorithm, as in the layers). ``None`` for anything else.
+    """
+    if isinstance(module, WINOGRAD_LAYERS):
+        return module.algorithms
+    if not isinstance(module, (nn.Conv2d, nn.Conv3d)) or eligibility(module) is not None:
+        return None
+    kernel = module.kernel_size
+    tiles = (tile,) * len(kernel) if isinstance(tile, int) else tuple(tile)
+    if len(tiles) != len(kernel):
+        raise ValueError(f"tile {tile!r} has {len(tiles)} entries for a {len(kernel)}-D kernel")
+    return tuple(algorithm(1 if k == 1 else m, k, None if k == 1 else points)
+                 for m, k in zip(tiles, kernel))
+
+
+def select_layers(model: nn.Module, accept: Callable[[nn.Module], str | None],
+                  include: NameFilter = None, exclude: NameFilter = None
+                  ) -> tuple[list[tuple[str, nn.Module]], dict[str, str]]:
+    """Layers of ``model`` a method can prune, and why the others were skipped.
+
+    Args:
+        model: the model.
+        accept: returns ``None`` for a layer the method takes, else the reason it does not;
+            layers whose reason starts with ``"-"`` are not layers of interest at all (not
+            reported).
+        include: only these names (``None``: all).
+        exclude: never these names.
+
+    Returns:
+        ``([(name, module), ...], {skipped_name: reason})``.
+    """
+    chosen: list[tuple[str, nn.Module]] = []
+    skipped: dict[str, str] = {}
+    for name, module in model.named_modules():
+        reason = accept(module)
+        if reason is not None and reason.startswith("-"):
+            continue
+        if reason is None and include is not None and not matches(name, module, include):
+            reason = "not matched by include"
+        if reason is None and matches(name, module, exclude):
+            reason = "matched by exclude"
+        if reason is None:
+            chosen.append((name, module))
+        else:
+            skipped[name] = reason
+    return chosen, skipped
+
+
+def resolve_amounts(layers: Sequence[tuple[str, nn.Module]], amount: float | int,
+                    overrides: Mapping[str, float | int] | None
+                    ) -> tuple[dict[str, float | int], list[str]]:
+    """Per-layer amounts from overrides (exact names or glob patterns), and the rest.
+
+    Returns:
+        ``({name: amount} for overridden layers, [names that take the default amount])``.
+
+    Raises:
+        ValueError: an override matches no selected layer (a typo would silently do nothing).
+    """
+    overrides = dict(overrides or {})
+    fixed: dict[str, float | int] = {}
+    used = set()
+    for name, module in layers:
+        for pattern, value in overrides.items():
+            if matches(name, module, pattern):
+                fixed[name] = value
+                used.add(pattern)
+                break
+    unused = [p for p in overrides if p not in used]
+    if unused:
+        raise ValueError(f"overrides {unused} match no prunable layer; prunable layers: "
+                         f"{[n for n, _ in layers]}")
+    return fixed, [n for n, _ in layers if n not in fixed]
+

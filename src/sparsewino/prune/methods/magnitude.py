@@ -1,0 +1,51 @@
+"""Magnitude pruning, spatial and unstructured: the baseline every paper compares against."""
+from __future__ import annotations
+
+from torch import nn
+
+from ..criteria import Importance, Magnitude
+from ..layers import CONV_LAYERS, is_winograd_layer
+from ..selection import ScoreProblem
+from .base import MethodSpec, element_problem, prune_layer
+
+__all__ = ["magnitude", "MAGNITUDE"]
+
+
+def _accept(module: nn.Module, **_: object) -> str | None:
+    return None if isinstance(module, CONV_LAYERS) else "-"
+
+
+def _build(module: nn.Module, name: str = "weight", importance: Importance | None = None,
+           **_: object) -> ScoreProblem:
+    scores = (importance or Magnitude())(module, name)
+    domain = "winograd" if is_winograd_layer(module, "winograd") and name == "weight" else "spatial"
+    return element_problem(module, name, scores, domain)
+
+
+MAGNITUDE = MethodSpec("magnitude", _accept, _build)
+
+
+def magnitude(module: nn.Module, amount: float | int, name: str = "weight", *,
+              importance: Importance | None = None) -> nn.Module:
+    """Prune the smallest-magnitude entries of ``module.<name>`` (unstructured).
+
+    On a spatial layer this is the classic baseline; its Winograd-domain sparsity is whatever
+    the transform leaves (see :func:`sparsewino.prune.stats`). On a Winograd-domain layer it
+    prunes Q directly (plain Winograd-domain magnitude pruning).
+
+    Args:
+        module: any module with the parameter (``nn.Conv2d``, ``WinogradConv2d``, ``nn.Linear``...).
+        amount: fraction of the tensor's entries pruned after the call (in [0, 1]), or their
+            count. Entries pruned before stay pruned and count towards it.
+        name: parameter name.
+        importance: criterion (default :class:`~sparsewino.prune.criteria.Magnitude`).
+
+    Returns:
+        ``module``, reparametrised like ``torch.nn.utils.prune``.
+
+    Examples:
+        >>> conv = magnitude(nn.Conv2d(8, 8, 3), amount=0.5)
+        >>> float((conv.weight == 0).float().mean())
+        0.5
+    """
+    return prune_layer(MAGNITUDE, module, amount, name, importance=importance)

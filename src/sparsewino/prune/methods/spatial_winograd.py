@@ -1,0 +1,113 @@
+"""Spatial-Winograd step 1 (Yu, Park & Naumov): structured spatial pruning aimed at Winograd zeros.
+
+Winograd position k of a kernel depends on the spatial taps {j : (G ⊗ G)[k, j] ≠ 0} (its
+group). The importance of position k is max |g_j| over its group; every position scoring at
+or below a threshold t has its whole group zeroed, which makes Q[k] = (G g Gᵀ)[k] exactly
+zero. t is found per layer (or across layers) by bisection so that the fraction of exact
+zeros of Q reaches the target Winograd-domain sparsity.
+
+Tolerance: one threshold step changes the zeros of a single kernel (for weights without ties),
+so a per-layer target is met within one kernel's positions, i.e. |reached - target| <=
+1 / (K · C/groups), usually much closer.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ...nn.convert import eligibility
+from ..criteria import GroupMax, effective, support_matrix
+from ..layers import CONV_LAYERS, is_winograd_layer, layer_algorithms
+from ..selection import ThresholdProblem
+from .base import MethodSpec, prune_layer
+
+__all__ = ["spatial_winograd", "SPATIAL_WINOGRAD", "WinogradGroupProblem"]
+
+
+class WinogradGroupProblem(ThresholdProblem):
+    """Step 1 for one layer: units are the Winograd positions of every kernel.
+
+    Weights that are already zero (masked or exactly zero) count as pruned, so positions
+    whose group is entirely zero are counted as zeros from the start.
+    """
+
+    domain = "winograd"
+
+    def __init__(self, module: nn.Module, name: str = "weight", tile: int | Sequence[int] = 4,
+                 points=None) -> None:
+        criterion = GroupMax(tile, points)
+        algorithms = criterion.algorithms(module)
+        weight = effective(module, name)
+        self.module, self.name, self.shape = module, name, weight.shape
+        kc = weight.shape[0] * weight.shape[1]
+        self.support = support_matrix(algorithms, weight.device).to(torch.float64)   # (P, R)
+        self.fixed = (weight == 0).reshape(kc, -1)                                    # (KC, R)
+        self.importance = criterion(module, name).reshape(kc, -1)                    # (KC, P)
+        self.total = self.importance.numel()
+
+    def candidates(self) -> torch.Tensor:
+        return torch.unique(self.importance)
+
+    def _pruned_weights(self, threshold: float) -> torch.Tensor:
+        below = (self.importance <= threshold).to(torch.float64)
+        return ((below @ self.support) > 0) | self.fixed
+
+    def _zero_positions(self, pruned_weights: torch.Tensor) -> torch.Tensor:
+        return ((~pruned_weights).to(torch.float64) @ self.support.T) == 0
+
+    def pruned_at(self, threshold: float) -> int:
+        return int(self._zero_positions(self._pruned_weights(threshold)).sum())
+
+    def masks_at(self, threshold: float) -> dict[str, torch.Tensor]:
+        return {self.name: (~self._pruned_weights(threshold)).reshape(self.shape)}
+
+
+def _accept(module: nn.Module, tile: int | Sequence[int] = 4, points=None, **_: object) -> str | None:
+    if not isinstance(module, CONV_LAYERS):
+        return "-"
+    if is_winograd_layer(module, "winograd"):
+        return "Winograd-domain layer (step 1 prunes spatial weights; use winograd_domain)"
+    if layer_algorithms(module, tile, points) is None:
+        if isinstance(module, nn.Conv1d):
+            return "1-D convolution (no Winograd layer for it)"
+        return f"not Winograd-eligible: {eligibility(module)}"
+    return None
+
+
+def _build(module: nn.Module, name: str = "weight", tile: int | Sequence[int] = 4, points=None,
+           **_: object) -> WinogradGroupProblem:
+    if name != "weight":
+        raise ValueError(f"spatial_winograd prunes a convolution's 'weight', got name={name!r}")
+    return WinogradGroupProblem(module, name, tile, points)
+
+
+SPATIAL_WINOGRAD = MethodSpec("spatial_winograd", _accept, _build)
+
+
+def spatial_winograd(module: nn.Module, amount: float | int, name: str = "weight", *,
+                     tile: int | Sequence[int] = 4, points=None) -> nn.Module:
+    """Step 1 of spatial-Winograd pruning: zero whole spatial groups to reach a Winograd sparsity.
+
+    Args:
+        module: a spatial-domain ``WinogradConv2d``/``WinogradConv3d`` (its own algorithms are
+            used), or a stride-1 ``nn.Conv2d``/``nn.Conv3d`` (pruned for the algorithms it would
+            get from ``convert(model, tile=tile, points=points)``).
+        amount: target Winograd-domain sparsity: the fraction of exact zeros of Q = G g Gᵀ
+            over all kernels and positions (or their count). Zeros already present count.
+        name: must be ``"weight"``.
+        tile, points: algorithms assumed for a plain convolution (ignored for Winograd layers).
+
+    Returns:
+        ``module`` with a spatial mask; ``pruning_info(module)["sparsity"]`` holds the
+        Winograd-domain sparsity reached (equal to the exact zeros of G g Gᵀ).
+
+    Examples:
+        >>> from sparsewino.nn import WinogradConv2d
+        >>> layer = spatial_winograd(WinogradConv2d(8, 8, 3, padding=1, tile=4), amount=0.5)
+        >>> q = layer.winograd_weight()
+        >>> abs(float((q == 0).float().mean()) - 0.5) <= 1 / 64
+        True
+    """
+    return prune_layer(SPATIAL_WINOGRAD, module, amount, name, tile=tile, points=points)

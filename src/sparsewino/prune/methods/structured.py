@@ -1,0 +1,160 @@
+"""Structured pruning (Anwar, Hwang & Sung 2017): feature maps, kernels, intra-kernel strided patterns.
+
+Granularities (units of a convolution weight ``(K, C/groups, *taps)``):
+
+* ``"feature_map"`` — a whole output channel k (its bias too, by default): K units;
+* ``"kernel"`` — one kernel (k, c): K·C/groups units;
+* ``"strided"`` — for output channel k and offset o < stride, the taps j (row-major over the
+  kernel) with j % stride == o, zeroed in every kernel of filter k: the same strided pattern
+  across the filter's kernels, so its im2col columns shrink alike. K·stride units.
+
+Importance: ``"l1"`` (mean |w| of the unit), ``"l2"`` (root mean square), an
+:class:`~sparsewino.prune.criteria.Importance` (per-entry scores averaged per unit), or a
+:class:`~sparsewino.prune.methods.particle_filter.ParticleFilter` (``"particle_filter"``).
+Works on spatial weights and on Winograd-domain Q alike.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..criteria import Importance, Magnitude
+from ..layers import CONV_LAYERS, is_winograd_layer
+from ..mask import get_mask
+from ..selection import ScoreProblem, amount_to_count
+from .base import MethodSpec, prune_layer
+from .particle_filter import ParticleFilter
+
+__all__ = ["structured", "STRUCTURED", "GRANULARITIES", "unit_index"]
+
+GRANULARITIES = ("feature_map", "kernel", "strided")
+
+
+def unit_index(shape: torch.Size | tuple[int, ...], granularity: str, stride: int = 2
+               ) -> tuple[torch.Tensor, int]:
+    """Unit id of every weight entry (a long tensor of ``shape``) and the number of units."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if len(shape) < 3:
+        raise ValueError(f"structured pruning needs a convolution weight (K, C, *kernel), "
+                         f"got shape {tuple(shape)}")
+    k, c = shape[:2]
+    taps = math.prod(shape[2:])
+    if granularity == "feature_map":
+        index = torch.arange(k).reshape(k, 1, 1).expand(k, c, taps)
+        units = k
+    elif granularity == "kernel":
+        index = torch.arange(k * c).reshape(k, c, 1).expand(k, c, taps)
+        units = k * c
+    else:
+        if isinstance(stride, bool) or not isinstance(stride, int) or not 2 <= stride <= taps:
+            raise ValueError(f"strided granularity needs an int stride in [2, {taps}] "
+                             f"(taps per kernel), got {stride!r}")
+        index = (torch.arange(k).reshape(k, 1, 1) * stride
+                 + (torch.arange(taps) % stride).reshape(1, 1, taps)).expand(k, c, taps)
+        units = k * stride
+    return index.reshape(shape), units
+
+
+def _unit_scores(element: torch.Tensor, index: torch.Tensor, units: int) -> torch.Tensor:
+    flat_index = index.flatten().to(element.device)
+    total = torch.zeros(units, dtype=torch.float64, device=element.device)
+    total.index_add_(0, flat_index, element.flatten().to(torch.float64))
+    sizes = torch.bincount(flat_index, minlength=units).to(torch.float64)
+    return total / sizes
+
+
+def _accept(module: nn.Module, **_: object) -> str | None:
+    return None if isinstance(module, CONV_LAYERS) else "-"
+
+
+def _build(module: nn.Module, name: str = "weight", granularity: str = "kernel",
+           importance: str | Importance | ParticleFilter = "l1", stride: int = 2,
+           include_bias: bool = True, amount: float | int | None = None,
+           evaluate: Any = None, model: nn.Module | None = None, seed: int = 0,
+           **_: object) -> ScoreProblem:
+    if name != "weight":
+        raise ValueError(f"structured pruning works on a convolution's 'weight', got {name!r}")
+    weight = getattr(module, "weight_orig", None)
+    weight = module.weight if weight is None else weight
+    index, units = unit_index(weight.shape, granularity, stride)
+    index = index.to(weight.device)
+    if importance in ("l1", "l2"):
+        element = Magnitude(p=1 if importance == "l1" else 2)(module, name)
+    elif isinstance(importance, Importance):
+        element = importance(module, name)
+    elif importance == "particle_filter" or isinstance(importance, ParticleFilter):
+        element = Magnitude()(module, name)
+    else:
+        raise ValueError(f"importance must be 'l1', 'l2', 'particle_filter', an Importance or a "
+                         f"ParticleFilter, got {importance!r}")
+    scores = _unit_scores(element, index, units)
+    if importance == "l2":
+        scores = scores.sqrt()
+    mask = get_mask(module, name)
+    if mask is not None:     # units whose entries are all masked are already pruned
+        alive = torch.zeros(units, dtype=torch.float64, device=weight.device)
+        alive.index_add_(0, index.flatten(), mask.flatten().to(torch.float64))
+        scores = scores.masked_fill(alive == 0, -math.inf)
+    with_bias = (include_bias and granularity == "feature_map"
+                 and isinstance(getattr(module, "bias", None), torch.Tensor))
+
+    def expand(keep: torch.Tensor) -> dict[str, torch.Tensor]:
+        masks = {name: keep[index]}
+        if with_bias:
+            masks["bias"] = keep.clone()
+        return masks
+
+    domain = "winograd" if is_winograd_layer(module, "winograd") else "spatial"
+    if importance == "particle_filter" or isinstance(importance, ParticleFilter):
+        search = importance if isinstance(importance, ParticleFilter) else ParticleFilter(
+            evaluate, model=model, seed=seed)
+        if amount is None:
+            raise ValueError("particle filtering needs the amount to prune (per layer)")
+        keep = search.search(module, expand, scores, amount_to_count(amount, units, "units"),
+                             model=model)
+        # Rank the found mask first; the prior breaks ties among kept and pruned units.
+        finite = scores.clone().masked_fill(torch.isinf(scores), 0)
+        spread = float(finite.abs().max()) + 1.0
+        scores = torch.where(keep.to(scores.device), finite + 2 * spread, finite - 2 * spread
+                             ).masked_fill(torch.isinf(scores), -math.inf)
+    return ScoreProblem(module, scores, expand, domain)
+
+
+STRUCTURED = MethodSpec("structured", _accept, _build)
+
+
+def structured(module: nn.Module, amount: float | int, granularity: str = "kernel",
+               name: str = "weight", *, importance: str | Importance | ParticleFilter = "l1",
+               stride: int = 2, include_bias: bool = True, evaluate: Any = None,
+               model: nn.Module | None = None, seed: int = 0) -> nn.Module:
+    """Prune whole feature maps, kernels or strided intra-kernel patterns of a convolution.
+
+    Args:
+        module: a convolution (``nn.Conv2d``/``3d``, ``WinogradConv2d``/``3d`` in either domain).
+        amount: fraction of the granularity's units pruned after the call (or their count).
+        granularity: ``"feature_map"``, ``"kernel"`` or ``"strided"``.
+        name: must be ``"weight"``.
+        importance: ``"l1"``, ``"l2"``, ``"particle_filter"``, an ``Importance`` or a
+            ``ParticleFilter``.
+        stride: pattern stride for ``"strided"``.
+        include_bias: for ``"feature_map"``, mask the channel's bias as well (the map is
+            then exactly zero).
+        evaluate, model, seed: for ``importance="particle_filter"``: ``evaluate(model) ->
+            accuracy`` on held-out data (see :func:`batch_accuracy`), the network it runs
+            (default: ``module``), and the search seed.
+
+    Returns:
+        ``module``.
+
+    Examples:
+        >>> conv = structured(nn.Conv2d(4, 8, 3), amount=0.25, granularity="feature_map")
+        >>> int((conv.weight.flatten(1).abs().sum(1) == 0).sum())
+        2
+    """
+    return prune_layer(STRUCTURED, module, amount, name, granularity=granularity,
+                       importance=importance, stride=stride, include_bias=include_bias,
+                       evaluate=evaluate, model=model, seed=seed)

@@ -1,0 +1,109 @@
+"""Model-level pruning: any method over a model, per-layer or global amounts, overrides, exclusions."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from torch import nn
+
+from .layers import NameFilter, resolve_amounts, select_layers
+from .methods import METHODS
+from .methods.base import MethodSpec, run_method
+from .methods.particle_filter import ParticleFilter
+
+__all__ = ["prune_model", "prunable_layers", "unwrap_model"]
+
+logger = logging.getLogger("sparsewino")
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside ``DistributedDataParallel``/``DataParallel`` wrappers (else itself)."""
+    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        model = model.module
+    return model
+
+
+def _spec(method: str | MethodSpec) -> MethodSpec:
+    if isinstance(method, MethodSpec):
+        return method
+    if method not in METHODS:
+        raise ValueError(f"unknown pruning method {method!r}; choose one of {sorted(METHODS)}")
+    return METHODS[method]
+
+
+def prunable_layers(model: nn.Module, method: str | MethodSpec, include: NameFilter = None,
+                    exclude: NameFilter = None, **options: Any
+                    ) -> tuple[list[tuple[str, nn.Module]], dict[str, str]]:
+    """Layers ``method`` would prune in ``model`` and, for the others, why not.
+
+    Examples:
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2))
+        >>> layers, skipped = prunable_layers(net, "spatial_winograd")
+        >>> [n for n, _ in layers], skipped
+        (['0'], {'2': 'not Winograd-eligible: stride (2, 2) != 1'})
+    """
+    spec = _spec(method)
+    return select_layers(unwrap_model(model), lambda m: spec.accept(m, **options), include, exclude)
+
+
+def prune_model(model: nn.Module, method: str | MethodSpec, amount: float | int, *,
+                overrides: Mapping[str, float | int] | None = None, include: NameFilter = None,
+                exclude: NameFilter = None, scope: str = "layer", name: str = "weight",
+                **options: Any) -> nn.Module:
+    """Prune every layer of ``model`` that ``method`` applies to.
+
+    Args:
+        model: the model (a DDP/DataParallel wrapper is looked through).
+        method: ``"magnitude"``, ``"spatial_winograd"``, ``"winograd_domain"``,
+            ``"winograd_relu"``, ``"structured"`` (or a ``MethodSpec``).
+        amount: the target (fraction or count, in the method's units: weights, Winograd
+            positions, channels, ...).
+        overrides: per-layer amounts by exact name or glob pattern, e.g. ``{"features.0": 0.2}``
+            (the authors pruned the first conv at 20 %); overridden layers are always pruned
+            layer by layer, also with ``scope="global"``. A pattern that matches no prunable
+            layer is an error.
+        include: only layers whose names match (glob patterns or a predicate).
+        exclude: never prune layers whose names match.
+        scope: ``"layer"`` (each layer to ``amount``) or ``"global"`` (one threshold across
+            the layers, ``amount`` of all their units, like ``prune.global_unstructured``).
+        name: parameter name.
+        **options: passed to the method (e.g. ``tile``, ``ifm``, ``grad_power``,
+            ``granularity``, ``importance``, ``evaluate``).
+
+    Returns:
+        ``model``; each pruned tensor's :func:`~sparsewino.prune.pruning_info` says what it
+        reached.
+
+    Examples:
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
+        >>> net = prune_model(net, "magnitude", 0.5, overrides={"0": 0.2})
+        >>> [round(float((m.weight == 0).float().mean()), 2) for m in (net[0], net[2])]
+        [0.2, 0.5]
+    """
+    spec = _spec(method)
+    if scope not in ("layer", "global"):
+        raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
+    if scope == "global" and not spec.supports_global:
+        raise ValueError(f"method {spec.name!r} has no global amount; use scope='layer'")
+    layers, skipped = prunable_layers(model, spec, include, exclude, **options)
+    if not layers:
+        raise ValueError(f"no layer of the model can be pruned by {spec.name!r}; skipped: {skipped}")
+    importance = options.get("importance")
+    if importance == "particle_filter" or isinstance(importance, ParticleFilter):
+        if scope == "global":
+            raise ValueError("particle filtering searches one layer at a time; use scope='layer'")
+        options.setdefault("model", unwrap_model(model))
+    fixed, rest = resolve_amounts(layers, amount, overrides)
+    modules = dict(layers)
+    for layer_name, layer_amount in fixed.items():
+        run_method(spec, [modules[layer_name]], [layer_amount], None, name, options)
+    if rest:
+        rest_modules = [modules[n] for n in rest]
+        if scope == "global":
+            run_method(spec, rest_modules, None, amount, name, options)
+        else:
+            run_method(spec, rest_modules, [amount] * len(rest), None, name, options)
+    for layer_name, reason in skipped.items():
+        logger.info("prune_model(%s): skipped %s: %s", spec.name, layer_name, reason)
+    return model
+
