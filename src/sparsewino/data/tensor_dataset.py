@@ -46,28 +46,40 @@ class TensorImageDataset:
 
 
 def fake_dataset(num_samples: int, num_classes: int = 10, channels: int = 1, image_size: int = 28,
-                 seed: int = 0, split: str = "train", noise: float = 48.0) -> TensorImageDataset:
-    """A deterministic, learnable synthetic dataset: one random prototype per class plus noise.
+                 seed: int = 0, split: str = "train", noise: float = 24.0) -> TensorImageDataset:
+    """A deterministic, learnable synthetic dataset: one oriented grating per class plus noise.
 
-    The prototypes depend only on ``seed`` (shared by the splits); the noise and labels depend
-    on ``split`` too. Used by tests and to smoke-test recipes without the real data.
+    Class ``k`` is a sinusoidal grating with its own orientation and frequency (drawn from
+    ``seed``, shared by the splits) and a random phase per image, so convolutions followed by
+    global pooling can tell the classes apart; noise and labels depend on ``split`` too. Used by
+    tests and to smoke-test recipes without the real data.
 
     Args:
         num_samples: number of images.
         num_classes, channels, image_size: shape of the task.
-        seed: seed of the prototypes and samples.
+        seed: seed of the class patterns and samples.
         split: ``"train"`` or ``"test"`` (different samples, same classes).
         noise: standard deviation of the per-pixel Gaussian noise, in uint8 units.
+
+    Examples:
+        >>> fake_dataset(8, num_classes=3, image_size=12).images.shape
+        torch.Size([8, 1, 12, 12])
     """
     if num_samples < 1 or num_classes < 1 or channels < 1 or image_size < 1:
         raise ValueError("fake_dataset: num_samples, num_classes, channels and image_size must be >= 1")
     base = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(num_classes, channels, 4, 4, generator=base) * 255
-    prototypes = torch.nn.functional.interpolate(coarse, size=(image_size, image_size),
-                                                 mode="bilinear", align_corners=False)
+    angles = (torch.arange(num_classes) + torch.rand(num_classes, generator=base) * 0.5) \
+        * (torch.pi / num_classes)
+    frequencies = 0.6 + 0.9 * torch.rand(num_classes, generator=base)
+    channel_gain = 0.5 + torch.rand(num_classes, channels, generator=base)
     gen = torch.Generator().manual_seed(seed * 2 + (1 if split == "test" else 0) + 1)
     labels = torch.randint(0, num_classes, (num_samples,), generator=gen)
-    images = prototypes[labels] + noise * torch.randn(num_samples, channels, image_size, image_size,
-                                                      generator=gen)
+    phase = torch.rand(num_samples, generator=gen) * 2 * torch.pi
+    coords = torch.arange(image_size, dtype=torch.float32)
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    a, f = angles[labels][:, None, None], frequencies[labels][:, None, None]
+    wave = torch.sin(f * (xx * torch.cos(a) + yy * torch.sin(a)) + phase[:, None, None])  # (N, S, S)
+    images = 128 + 90 * channel_gain[labels][:, :, None, None] * wave[:, None] \
+        + noise * torch.randn(num_samples, channels, image_size, image_size, generator=gen)
     images = images.clamp(0, 255).round().to(torch.uint8)
     return TensorImageDataset(images, labels, [f"class{i}" for i in range(num_classes)])

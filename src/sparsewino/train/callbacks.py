@@ -1,0 +1,61 @@
+"""The duck-typed training-callback protocol used by pruning methods, and its dispatch."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+__all__ = ["TrainingCallback", "call_callbacks", "regularization_of", "callback_states",
+           "load_callback_states"]
+
+
+@runtime_checkable
+class TrainingCallback(Protocol):
+    """What :func:`sparsewino.train.fit` calls on a callback; every method is optional.
+
+    - ``on_train_begin(model)``: once, after a resume has restored the weights and before the
+      callback's own state is restored with ``load_state_dict``.
+    - ``regularization(model) -> Tensor | None``: added to the loss of every step.
+    - ``after_step(model, step)``: right after each ``optimizer.step()``; ``step`` counts the
+      optimizer steps of this run, starting at 1.
+    - ``on_epoch_end(model, epoch)``: after each epoch (0-based; also after a final partial epoch).
+    - ``state_dict()`` / ``load_state_dict(d)``: saved in checkpoints for resumption (plain
+      data and tensors only).
+
+    ``model`` is always the bare model, never the DistributedDataParallel wrapper.
+    """
+
+
+def call_callbacks(callbacks: Iterable[Any], method: str, *args: Any) -> None:
+    """Call ``method(*args)`` on every callback that defines it."""
+    for callback in callbacks:
+        function = getattr(callback, method, None)
+        if function is not None:
+            function(*args)
+
+
+def regularization_of(callbacks: Iterable[Any], model: nn.Module) -> torch.Tensor | None:
+    """Sum of the callbacks' ``regularization(model)`` terms (``None`` when there are none)."""
+    total = None
+    for callback in callbacks:
+        function = getattr(callback, "regularization", None)
+        term = function(model) if function is not None else None
+        if term is not None:
+            total = term if total is None else total + term
+    return total
+
+
+def callback_states(callbacks: Iterable[Any]) -> list[Any]:
+    """``state_dict()`` of each callback (``None`` for callbacks without one)."""
+    return [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in callbacks]
+
+
+def load_callback_states(callbacks: list[Any], states: list[Any]) -> None:
+    """Restore callback states saved by :func:`callback_states`."""
+    if len(states) != len(callbacks):
+        raise ValueError(f"checkpoint holds {len(states)} callback states but this run has "
+                         f"{len(callbacks)} callbacks; resume with the same pruning configuration")
+    for callback, state in zip(callbacks, states):
+        if state is not None and hasattr(callback, "load_state_dict"):
+            callback.load_state_dict(state)
