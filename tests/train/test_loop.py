@@ -59,7 +59,7 @@ def test_callback_protocol_order():
     train, _ = tiny_loaders()
     recorder = Recorder()
     fit(model, train, tiny_config(epochs=1.5, checkpoint_every=None), callbacks=[recorder])
-    assert recorder.calls == ["begin", 1, 2, 3, 4, 5, 6, "epoch0", 7, 8, 9, "epoch1"]
+    assert recorder.calls == ["begin", 0, 1, 2, 3, 4, 5, "epoch0", 6, 7, 8, "epoch1"]
 
 
 def test_resume_after_crash_is_exact(tmp_path):
@@ -76,7 +76,7 @@ def test_resume_after_crash_is_exact(tmp_path):
     recorder = Recorder()
     resumed = fit(resumed_model, train, tiny_config(), eval_loader=test, callbacks=[recorder],
                   checkpoint=tmp_path / "run.pt", metrics=log)
-    assert resumed.resumed_at_step == 8 and recorder.calls[:2] == ["begin", 9]
+    assert resumed.resumed_at_step == 8 and recorder.calls[:2] == ["begin", 8]
     assert recorder.count == 18
     for key, value in reference_model.state_dict().items():
         assert torch.equal(value, resumed_model.state_dict()[key]), key

@@ -1,5 +1,5 @@
 """Mask-aware training: loops, optimizers/schedules, DDP, atomic checkpoints, metrics."""
-from .callbacks import TrainingCallback, call_callbacks, regularization_of
+from .callbacks import call_callbacks, regularization_of
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import OptimizerConfig, ScheduleConfig, TrainConfig, build_optimizer, lr_factor
 from .distributed import (DistContext, all_reduce_sum, barrier, sync_buffers, init_distributed,
@@ -9,7 +9,7 @@ from .metrics import MetricsLog, read_metrics
 from .schema import ConfigError, from_dict, to_dict
 
 __all__ = ["fit", "evaluate", "TrainResult", "TrainConfig", "OptimizerConfig", "ScheduleConfig",
-           "build_optimizer", "lr_factor", "TrainingCallback", "call_callbacks", "regularization_of",
+           "build_optimizer", "lr_factor", "call_callbacks", "regularization_of",
            "CheckpointError", "save_checkpoint", "load_checkpoint", "load_model_state",
            "DistContext", "init_distributed", "shutdown_distributed", "wrap_model", "unwrap_model",
            "all_reduce_sum", "sync_buffers", "barrier", "resolve_device", "MetricsLog",

@@ -1,30 +1,27 @@
-"""The duck-typed training-callback protocol used by pruning methods, and its dispatch."""
+"""Dispatch of the duck-typed training-callback protocol used by pruning methods.
+
+:func:`sparsewino.train.fit` calls these methods when a callback defines them (all optional;
+:class:`sparsewino.prune.TrainingCallback` spells them out):
+
+- ``on_train_begin(model)``: once, after a resume has restored the weights and before the
+  callback's own state is restored with ``load_state_dict``;
+- ``regularization(model) -> Tensor | None``: added to the loss of every step;
+- ``after_step(model, step)``: right after each ``optimizer.step()``; ``step`` is the 0-based
+  index of the step just taken in this run;
+- ``on_epoch_end(model, epoch)``: after each epoch (0-based; also after a final partial one);
+- ``state_dict()`` / ``load_state_dict(d)``: saved in checkpoints (plain data and tensors).
+
+``model`` is always the bare model, never the DistributedDataParallel wrapper.
+"""
 from __future__ import annotations
 
-from typing import Any, Iterable, Protocol, runtime_checkable
+from typing import Any, Iterable
 
 import torch
 from torch import nn
 
-__all__ = ["TrainingCallback", "call_callbacks", "regularization_of", "callback_states",
+__all__ = ["call_callbacks", "regularization_of", "callback_states",
            "load_callback_states"]
-
-
-@runtime_checkable
-class TrainingCallback(Protocol):
-    """What :func:`sparsewino.train.fit` calls on a callback; every method is optional.
-
-    - ``on_train_begin(model)``: once, after a resume has restored the weights and before the
-      callback's own state is restored with ``load_state_dict``.
-    - ``regularization(model) -> Tensor | None``: added to the loss of every step.
-    - ``after_step(model, step)``: right after each ``optimizer.step()``; ``step`` counts the
-      optimizer steps of this run, starting at 1.
-    - ``on_epoch_end(model, epoch)``: after each epoch (0-based; also after a final partial epoch).
-    - ``state_dict()`` / ``load_state_dict(d)``: saved in checkpoints for resumption (plain
-      data and tensors only).
-
-    ``model`` is always the bare model, never the DistributedDataParallel wrapper.
-    """
 
 
 def call_callbacks(callbacks: Iterable[Any], method: str, *args: Any) -> None:

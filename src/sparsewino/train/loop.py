@@ -118,8 +118,8 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
     """Train or fine-tune ``model`` (masks respected), resumable from its checkpoint.
 
     Pruning masks live in the model (``weight = weight_orig * weight_mask``), so pruned weights
-    stay zero; gradient scaling is done by the masks' tensor hooks. Callbacks follow
-    :class:`~sparsewino.train.callbacks.TrainingCallback`.
+    stay zero; gradient scaling is done by the masks' tensor hooks. Callbacks follow the
+    protocol of :mod:`sparsewino.train.callbacks` (``after_step`` gets the 0-based step index).
 
     Under ``torchrun`` pass the :class:`DistContext` of :func:`init_distributed` and loaders
     built with its rank/world size: the model is wrapped in DistributedDataParallel, rank 0
@@ -230,7 +230,7 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
                 optimizer.step()
                 step += 1
                 batch += 1
-                call_callbacks(callbacks, "after_step", model, step)
+                call_callbacks(callbacks, "after_step", model, step - 1)   # 0-based index of this step
                 last_loss = loss.item()
                 if not math.isfinite(last_loss):
                     raise FloatingPointError(f"{stage}: loss became {last_loss} at step {step}; lower "
