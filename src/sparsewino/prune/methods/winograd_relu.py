@@ -149,6 +149,7 @@ def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any =
                 in_chain[name] = (prev_name, "")
                 relu_slot[prev_name] = (parent, key)
     chosen: dict[str, str] = {}
+    order = [name for name, _ in model.named_modules()]
     for name, module in model.named_modules():
         if not isinstance(module, (nn.Conv2d, nn.Conv3d, *WINOGRAD_LAYERS)):
             continue
@@ -178,6 +179,7 @@ def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any =
         setattr(parent, key, nn.Identity())
         algs = ", ".join(f"F({a.m},{a.r})" for a in layer.algorithms)
         report.append(ReluDecision(name, True, relu_name, f"Winograd-domain, {algs}"))
+    report.sort(key=lambda decision: order.index(decision.name))
     return model, report
 
 
