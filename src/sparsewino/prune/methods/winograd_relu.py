@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from ...nn.convert import convert, eligibility
+from ...nn.convert import ConversionReport, LayerDecision, convert, eligibility
 from ..criteria import Magnitude, require_winograd_domain
 from ..layers import NameFilter, WINOGRAD_LAYERS, is_winograd_layer, matches
 from ..selection import ScoreProblem
@@ -31,40 +31,18 @@ _COMMUTES_WITH_RELU = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.Dropout3d, nn.M
 
 
 @dataclass(frozen=True)
-class ReluDecision:
-    """What ``winograd_relu`` did with one convolution."""
+class ReluDecision(LayerDecision):
+    """What ``winograd_relu`` did with one convolution, and the ReLU it removed."""
 
-    name: str
-    converted: bool
-    removed_relu: str | None
-    reason: str
+    removed_relu: str | None = None
 
 
-class WinogradReluReport(list):
-    """List of :class:`ReluDecision`; ``str()`` gives a table."""
-
-    @property
-    def converted(self) -> list[str]:
-        return [d.name for d in self if d.converted]
+class WinogradReluReport(ConversionReport):
+    """List of :class:`ReluDecision` (a :class:`~sparsewino.nn.ConversionReport`)."""
 
     @property
     def removed_relus(self) -> list[str]:
         return [d.removed_relu for d in self if d.removed_relu]
-
-    @property
-    def skipped(self) -> dict[str, str]:
-        return {d.name: d.reason for d in self if not d.converted}
-
-    def __str__(self) -> str:
-        if not self:
-            return "no convolution layers found"
-        width = max(len(d.name) for d in self)
-        lines = [f"{'layer':<{width}}  converted  removed ReLU  reason"]
-        for d in self:
-            lines.append(f"{d.name:<{width}}  {'yes' if d.converted else 'no':<9}  "
-                         f"{d.removed_relu or '-':<12}  {d.reason}")
-        lines.append(f"{len(self.converted)} of {len(self)} convolutions now use Winograd-ReLU")
-        return "\n".join(lines)
 
 
 def _flatten(prefix: str, seq: nn.Sequential) -> list[tuple[str, nn.Module, nn.Module, str]]:
@@ -148,7 +126,7 @@ def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any =
             else:
                 in_chain[name] = (prev_name, "")
                 relu_slot[prev_name] = (parent, key)
-    chosen: dict[str, str] = {}
+    chosen: dict[str, tuple[str, str]] = {}          # conv name -> (ReLU name, original type)
     order = [name for name, _ in model.named_modules()]
     for name, module in model.named_modules():
         if not isinstance(module, (nn.Conv2d, nn.Conv3d, *WINOGRAD_LAYERS)):
@@ -163,12 +141,12 @@ def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any =
         elif matches(name, module, exclude):
             reason = "matched by exclude"
         if relu_name is None or reason:
-            report.append(ReluDecision(name, False, None, reason))
+            report.append(ReluDecision(name, type(module).__name__, False, reason))
         else:
-            chosen[name] = relu_name
+            chosen[name] = (relu_name, type(module).__name__)
     convert(model, tile=tile, domain="winograd", points=points, winograd_relu=True,
             include=lambda n, m: n in chosen)
-    for name, relu_name in chosen.items():
+    for name, (relu_name, kind) in chosen.items():
         layer = model.get_submodule(name)
         if is_winograd_layer(layer, "spatial"):
             parent_name, _, key = name.rpartition(".")
@@ -178,7 +156,9 @@ def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any =
         parent, key = relu_slot[relu_name]
         setattr(parent, key, nn.Identity())
         algs = ", ".join(f"F({a.m},{a.r})" for a in layer.algorithms)
-        report.append(ReluDecision(name, True, relu_name, f"Winograd-domain, {algs}"))
+        report.append(ReluDecision(name, kind, True,
+                                   f"Winograd-ReLU, Winograd domain, {algs}; ReLU {relu_name} "
+                                   "replaced by Identity", relu_name))
     report.sort(key=lambda decision: order.index(decision.name))
     return model, report
 
