@@ -1,0 +1,105 @@
+"""Architecture records: rebuild any pipeline model (conversions, Winograd-ReLU, masks) from plain data.
+
+A checkpoint never pickles a module. It stores the model's registry name and options plus the
+structural transforms applied so far (``convert``, ``winograd_relu``); loading rebuilds the
+model by replaying them on a fresh model, then loads the (pruned) state dict, so masks and
+gradient scales come back too.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models import create_model
+from ..nn import convert
+from ..prune import load_pruned_state_dict, winograd_relu
+from ..train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..train.loop import load_model_state
+
+__all__ = ["new_architecture", "apply_transform", "build_model", "save_model", "load_model",
+           "TRANSFORMS"]
+
+TRANSFORMS = ("convert", "winograd_relu")
+
+
+def new_architecture(name: str, args: dict[str, Any], in_channels: int, num_classes: int) -> dict[str, Any]:
+    """A record of a freshly built registry model (no transform yet)."""
+    return {"model": name, "args": copy.deepcopy(dict(args)), "in_channels": in_channels,
+            "num_classes": num_classes, "transforms": []}
+
+
+def apply_transform(model: nn.Module, architecture: dict[str, Any], op: str, **params: Any) -> Any:
+    """Apply a structural transform to ``model`` and append it to ``architecture``.
+
+    Args:
+        op: ``"convert"`` (params of :func:`sparsewino.nn.convert`: tile, domain, include,
+            exclude) or ``"winograd_relu"`` (params of :func:`sparsewino.prune.winograd_relu`).
+
+    Returns:
+        The transform's report.
+    """
+    if op == "convert":
+        _, report = convert(model, **params)
+    elif op == "winograd_relu":
+        _, report = winograd_relu(model, **params)
+    else:
+        raise ValueError(f"unknown transform {op!r}; known: {TRANSFORMS}")
+    architecture["transforms"].append({"op": op, **params})
+    return report
+
+
+def build_model(architecture: dict[str, Any]) -> nn.Module:
+    """A fresh model with the recorded structure (weights freshly initialised, no masks)."""
+    try:
+        model = create_model(architecture["model"], in_channels=architecture["in_channels"],
+                             num_classes=architecture["num_classes"], **architecture.get("args", {}))
+        for transform in architecture.get("transforms", []):
+            params = {k: v for k, v in transform.items() if k != "op"}
+            apply_transform(model, {"transforms": []}, transform["op"], **params)
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"invalid architecture record ({exc}); the checkpoint was not written "
+                              "by the sparsewino pipeline") from None
+    return model
+
+
+def save_model(path: str | Path, model: nn.Module, architecture: dict[str, Any], **extra: Any) -> Path:
+    """Write a model checkpoint (architecture record + state dict + ``extra`` plain data)."""
+    return save_checkpoint(path, {"kind": "model", "architecture": architecture,
+                                  "model": model.state_dict(), **extra})
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu"
+               ) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a pipeline checkpoint (model or training checkpoint).
+
+    Returns:
+        ``(model, checkpoint)``; the model is in eval mode.
+
+    Raises:
+        CheckpointError: corrupt file, no architecture record, or weights that do not fit.
+
+    Examples:
+        >>> model, checkpoint = load_model("runs/demo/model.pt")
+    """
+    checkpoint = load_checkpoint(path, map_location)
+    architecture = checkpoint.get("architecture")
+    if not isinstance(architecture, dict):
+        raise CheckpointError(f"{path} has no architecture record; it was not written by the "
+                              "sparsewino pipeline (load its 'model' state dict yourself)")
+    model = build_model(architecture)
+    load_into(model, checkpoint["model"], f"checkpoint {path}")
+    return model.to(map_location).eval(), checkpoint
+
+
+def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """Load a (possibly pruned) state dict into a model that may not carry the masks yet."""
+    try:
+        load_pruned_state_dict(model, state, strict=False)
+    except (RuntimeError, AttributeError, ValueError) as exc:
+        raise CheckpointError(f"{source} does not fit the model: {str(exc).splitlines()[0][:300]}") from None
+    load_model_state(model, state, source)       # strict check with a clear message
+    return model

@@ -1,0 +1,126 @@
+"""Find, read and override recipes: YAML files or the recipes bundled with sparsewino."""
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from ..train.schema import ConfigError
+from .schema import Recipe, parse_recipe
+
+__all__ = ["bundled_recipes", "find_recipe", "load_recipe", "read_recipe_data", "apply_overrides"]
+
+
+def _yaml():
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - depends on the install
+        raise ImportError("recipes need PyYAML: pip install 'sparsewino[pipeline]'") from None
+    return yaml
+
+
+def bundled_recipes() -> dict[str, Path]:
+    """Name -> path of every recipe shipped in the package (``sparsewino/recipes/*.yaml``)."""
+    folder = resources.files("sparsewino.recipes")
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+
+
+def find_recipe(name_or_path: str | Path) -> Path:
+    """A recipe file: an existing path, or the name of a bundled recipe (``.yaml`` optional).
+
+    Raises:
+        FileNotFoundError: neither a file nor a bundled recipe; lists the bundled ones.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = bundled_recipes()
+    key = path.name[:-5] if path.name.endswith(".yaml") else path.name
+    if key in bundled and len(path.parts) == 1:
+        return bundled[key]
+    raise FileNotFoundError(f"recipe {str(name_or_path)!r} is neither a file nor a bundled recipe; "
+                            f"bundled: {', '.join(sorted(bundled))}")
+
+
+def read_recipe_data(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a YAML recipe file (clear error on YAML syntax errors)."""
+    yaml = _yaml()
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]} "
+                          f"({getattr(exc, 'problem_mark', '') or ''})".rstrip()) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping with name, data, model and stages")
+    return data
+
+
+def _step(node: Any, key: str, path: str) -> tuple[Any, Any]:
+    """Container and key for one path element (list index, or stage name inside stages)."""
+    if isinstance(node, list):
+        if key.lstrip("-").isdigit():
+            index = int(key)
+            if not -len(node) <= index < len(node):
+                raise ConfigError(f"--set {path}: index {index} out of range ({len(node)} items)")
+            return node, index
+        for i, item in enumerate(node):
+            if isinstance(item, Mapping) and (item.get("name") or item.get("stage")) == key:
+                return node, i
+        raise ConfigError(f"--set {path}: no item named {key!r}")
+    if isinstance(node, dict):
+        return node, key
+    raise ConfigError(f"--set {path}: cannot descend into {type(node).__name__} at {key!r}")
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to a recipe mapping.
+
+    Path elements are mapping keys, list indices, or stage names inside ``stages``
+    (``stages.baseline.epochs=1``). Missing mapping keys are created (validation catches typos).
+
+    Examples:
+        >>> apply_overrides({"data": {"dataset": "mnist"}}, ["data.root=/tmp/x"])
+        {'data': {'dataset': 'mnist', 'root': '/tmp/x'}}
+    """
+    yaml = _yaml()
+    result = copy.deepcopy(dict(data))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE")
+        path, _, text = item.partition("=")
+        keys = [k for k in path.strip().split(".") if k]
+        if not keys:
+            raise ConfigError(f"--set {item!r}: empty key")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        node: Any = result
+        for key in keys[:-1]:
+            container, slot = _step(node, key, path)
+            if isinstance(container, dict) and slot not in container:
+                container[slot] = {}
+            node = container[slot]
+        container, slot = _step(node, keys[-1], path)
+        container[slot] = value
+    return result
+
+
+def load_recipe(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
+    """Read, override and validate a recipe.
+
+    Args:
+        name_or_path: a YAML file or a bundled recipe name (see :func:`bundled_recipes`).
+        overrides: ``KEY.PATH=VALUE`` strings (see :func:`apply_overrides`).
+
+    Returns:
+        The validated :class:`Recipe`.
+
+    Examples:
+        >>> recipe = load_recipe("fashion_mnist_spatial_winograd", ["stages.baseline.epochs=1"])
+    """
+    path = find_recipe(name_or_path)
+    data = apply_overrides(read_recipe_data(path), overrides)
+    return parse_recipe(data, source=str(path))

@@ -1,0 +1,48 @@
+"""Measurements recorded after each pipeline step: accuracy, sparsity, multiplications, timings."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..prune import stats
+
+__all__ = ["sparsity_summary", "median_time"]
+
+
+def sparsity_summary(model: nn.Module, input_shape: tuple[int, ...], tile: int) -> dict[str, Any]:
+    """Spatial and Winograd-domain sparsity of the convolutions and their multiplication counts.
+
+    ``reduction_vs_direct`` = direct (dense spatial) multiplications / sparse multiplications;
+    ``reduction_vs_winograd`` = dense Winograd multiplications / sparse multiplications
+    (transforms excluded, as in the papers; convolutions only).
+    """
+    report = stats(model, input_shape=input_shape, tile=tile)
+    totals = report.totals
+    out: dict[str, Any] = {
+        "spatial_sparsity": totals.get("spatial_sparsity"),
+        "winograd_sparsity": totals.get("winograd_sparsity"),
+    }
+    if "sparse_multiplications" in totals:
+        direct, dense, sparse = (totals["direct_multiplications"], totals["dense_multiplications"],
+                                 totals["sparse_multiplications"])
+        out.update({"direct_mults": direct, "winograd_mults": dense, "sparse_mults": sparse,
+                    "reduction_vs_direct": direct / sparse if sparse else None,
+                    "reduction_vs_winograd": dense / sparse if sparse else None})
+    return out
+
+
+def median_time(function: Callable[[], Any], warmup: int, repeats: int) -> float:
+    """Median wall time in seconds of ``function()`` after ``warmup`` untimed calls."""
+    with torch.no_grad():
+        for _ in range(warmup):
+            function()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)

@@ -1,0 +1,449 @@
+"""Run a recipe stage by stage in a run directory; every finished step is saved, so runs resume.
+
+Run directory::
+
+    <run_dir>/recipe.yaml          the recipe as run (defaults filled in)
+    <run_dir>/metrics.jsonl        training/evaluation metrics, one JSON record per line
+    <run_dir>/results.json         one row per finished step (accuracy, sparsity, counts, speed)
+    <run_dir>/model.pt             the latest model (architecture record + pruned state dict)
+    <run_dir>/stages/NN-name/      per-stage step states and mid-training checkpoints
+    <run_dir>/report/              summary.md, results.csv/json, PNG plots (report stage)
+
+A rerun of the same recipe in the same directory skips every finished step and continues a
+stage that was interrupted (mid-epoch training resumes from its checkpoint). A different
+recipe in an existing run directory is refused unless ``fresh=True`` (which deletes it).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..models import create_model
+from ..prune import (CubicSchedule, NativeWinogradPruning, ParticleFilter, PruningCallback,
+                     batch_accuracy, prune_model)
+from ..train import DistContext, MetricsLog, TrainConfig, evaluate, fit, init_distributed
+from ..train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..train.distributed import barrier
+from .architecture import apply_transform, build_model, load_into, new_architecture, save_model
+from .data_setup import RecipeData, prepare_data
+from .measure import median_time, sparsity_summary
+from .schema import (BenchmarkStage, CompileStage, ConvertStage, EvaluateStage, PruneStage, Recipe,
+                     ReportStage, TrainStage, recipe_to_dict)
+
+__all__ = ["run_recipe", "RunResult", "RunDirectoryError"]
+
+
+class RunDirectoryError(RuntimeError):
+    """The run directory belongs to a different recipe (use ``--fresh`` or another directory)."""
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_recipe` produced."""
+
+    run_dir: Path
+    rows: list[dict[str, Any]]
+    report: Path | None
+    seconds: float
+    stages_run: list[str] = field(default_factory=list)
+
+
+def _yaml_dump(data: Any) -> str:
+    import yaml
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+
+
+class _Run:
+    """State shared by the stages of one recipe run."""
+
+    def __init__(self, recipe: Recipe, run_dir: Path, ctx: DistContext, progress: bool,
+                 log: Callable[[str], None]) -> None:
+        self.recipe, self.run_dir, self.ctx, self.progress = recipe, run_dir, ctx, progress
+        self.log = log if ctx.is_main else (lambda message: None)
+        self.metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=ctx.is_main)
+        self.data: RecipeData = prepare_data(recipe.data, ctx, recipe.seed)
+        self.test_loader = self.data.test_loader()
+        self.rows: list[dict[str, Any]] = []
+        self.compiled: nn.Module | None = None
+        self.done: tuple[int, int, bool] = (-1, -1, True)       # (stage, unit, stage finished)
+        self.architecture = new_architecture(recipe.model.name, recipe.model.args,
+                                             self.data.in_channels, self.data.num_classes)
+        torch.manual_seed(recipe.seed)
+        self.model = build_model(self.architecture).to(ctx.device)
+        if recipe.model.checkpoint:
+            self._load_initial_weights(recipe.model.checkpoint)
+
+    # ------------------------------------------------------------------ persistence
+    def _load_initial_weights(self, path: str) -> None:
+        file = Path(path)
+        try:
+            content = load_checkpoint(file)
+            state = content["model"]
+        except CheckpointError as exc:
+            if "not a sparsewino checkpoint" not in str(exc):
+                raise
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        load_into(self.model, state, f"model.checkpoint {file}")
+
+    def stage_dir(self, index: int) -> Path:
+        return self.run_dir / "stages" / f"{index:02d}-{self.recipe.stages[index].name}"
+
+    def save_unit(self, index: int, unit: int, finished: bool) -> None:
+        """Persist the model and the rows after a finished step (rank 0)."""
+        self.done = (index, unit, finished)
+        if self.ctx.is_main:
+            state = {"stage": index, "unit": unit, "finished": finished, "rows": self.rows}
+            save_model(self.stage_dir(index) / f"unit-{unit:02d}.pt", self.model, self.architecture, **state)
+            save_model(self.run_dir / "model.pt", self.model, self.architecture, **state)
+            (self.run_dir / "results.json").write_text(json.dumps(self.rows, indent=1))
+            # the step state now holds the trained weights: its training checkpoint is redundant
+            (self.stage_dir(index) / f"unit-{unit:02d}-train.pt").unlink(missing_ok=True)
+        barrier(self.ctx)
+
+    def restore(self) -> None:
+        """Continue after the latest saved step, if any."""
+        latest = None
+        for path in (self.run_dir / "stages").glob("*/unit-*.pt"):
+            try:
+                stage, unit = int(path.parent.name[:2]), int(path.stem[5:])
+            except ValueError:
+                continue
+            if stage < len(self.recipe.stages) and (latest is None or (stage, unit) > latest[0]):
+                latest = ((stage, unit), path)
+        if latest is None:
+            return
+        content = load_checkpoint(latest[1], self.ctx.device)
+        self.architecture = content["architecture"]
+        self.model = build_model(self.architecture).to(self.ctx.device)
+        load_into(self.model, content["model"], f"step state {latest[1]}")
+        self.rows = list(content["rows"])
+        self.done = (content["stage"], content["unit"], content["finished"])
+        self.log(f"resuming {self.run_dir} after stage {content['stage']} "
+                 f"({self.recipe.stages[content['stage']].name}) step {content['unit']}")
+
+    # ------------------------------------------------------------------ helpers
+    def measure(self, evaluation: dict[str, float] | None = None) -> dict[str, Any]:
+        """Accuracy (evaluated unless given) and sparsity/multiplications of the current model."""
+        evaluation = evaluation or evaluate(self.model, self.test_loader, self.ctx, self.progress)
+        return {"accuracy": evaluation["accuracy"], "loss": evaluation["loss"],
+                **sparsity_summary(self.model, self.data.input_shape(), self.recipe.tile)}
+
+    def add_row(self, stage: Any, step: str, values: dict[str, Any], seconds: float) -> dict[str, Any]:
+        row = {"stage": stage.name, "kind": stage.kind, "step": step, **values,
+               "seconds": round(seconds, 2)}
+        self.rows.append(row)
+        self.metrics.write(event="result", **{k: v for k, v in row.items()
+                                              if not isinstance(v, (dict, list))})
+        parts = [f"{stage.kind} {stage.name}" + (f" [{step}]" if step else "")]
+        if row.get("accuracy") is not None:
+            parts.append(f"accuracy {100 * row['accuracy']:.2f}%")
+        if row.get("winograd_sparsity") is not None:
+            parts.append(f"Winograd sparsity {100 * row['winograd_sparsity']:.1f}%")
+        if row.get("reduction_vs_direct") is not None:
+            parts.append(f"mults /{row['reduction_vs_direct']:.2f}")
+        if row.get("speedup_vs_dense") is not None:
+            parts.append(f"compiled speed-up {row['speedup_vs_dense']:.2f}x")
+        parts.append(f"({seconds:.0f} s)")
+        self.log("  " + ", ".join(parts))
+        return row
+
+    def fit(self, config: TrainConfig, stage: Any, unit: int, callbacks: list[Any] = ()) -> Any:
+        loader = self.data.train_loader(config.batch_size, config.seed + self.recipe.seed)
+        return fit(self.model, loader, config, eval_loader=self.test_loader, callbacks=list(callbacks),
+                   ctx=self.ctx, checkpoint=self.stage_dir(stage_index(self, stage)) / f"unit-{unit:02d}-train.pt",
+                   metrics=self.metrics, progress=self.progress, stage=stage.name,
+                   extra_state={"architecture": self.architecture})
+
+
+def stage_index(run: _Run, stage: Any) -> int:
+    return next(i for i, s in enumerate(run.recipe.stages) if s is stage)
+
+
+# ---------------------------------------------------------------------------- stages
+def _train(run: _Run, stage: TrainStage, first_unit: int) -> None:
+    start = time.perf_counter()
+    result = run.fit(stage.config, stage, 0)
+    run.add_row(stage, "", {**run.measure(result.evaluation), "epochs": result.epochs},
+                time.perf_counter() - start)
+    run.save_unit(stage_index(run, stage), 0, True)
+
+
+def _prune_options(run: _Run, stage: PruneStage) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for key in ("ifm", "grad_power", "granularity", "stride", "include_bias"):
+        if getattr(stage, key) is not None:
+            options[key] = getattr(stage, key)
+    if stage.method == "spatial_winograd":
+        options["tile"] = stage.tile or run.recipe.tile
+    if stage.method == "structured":
+        options["seed"] = run.recipe.seed
+        if stage.importance == "particle_filter":
+            evaluate_batches = batch_accuracy(run.data.validation_batches())
+            options["importance"] = ParticleFilter(
+                evaluate_batches, model=run.model, seed=run.recipe.seed,
+                **{k: getattr(stage, k) for k in ("particles", "iterations") if getattr(stage, k)})
+        elif stage.importance is not None:
+            options["importance"] = stage.importance
+    return options
+
+
+def _prune(run: _Run, stage: PruneStage, first_unit: int) -> None:
+    index = stage_index(run, stage)
+    selection = dict(overrides=stage.overrides or None, include=stage.include, exclude=stage.exclude)
+    if stage.method == "native" or stage.gradual is not None:
+        start = time.perf_counter()
+        if stage.method == "native":
+            callback = NativeWinogradPruning(run.model, threshold=stage.threshold, sparsity=stage.sparsity,
+                                             l1=1e-4 if stage.l1 is None else stage.l1,
+                                             include=stage.include, exclude=stage.exclude,
+                                             every=stage.every or 1)
+            label = f"native t0={stage.threshold}" if stage.threshold is not None else \
+                f"native sparsity {stage.sparsity:.2f}"
+        else:
+            gradual = stage.gradual
+            steps = len(run.data.train_loader(stage.finetune.batch_size, 0))
+            schedule = CubicSchedule(gradual.final, begin=round(gradual.begin * steps),
+                                     end=max(round(gradual.end * steps), round(gradual.begin * steps) + 1),
+                                     initial=gradual.initial, every=gradual.every_steps, unit="step")
+            callback = PruningCallback(stage.method, schedule, scope=stage.scope, **selection,
+                                       **_prune_options(run, stage))
+            label = f"gradual to {gradual.final:.2f}"
+        result = run.fit(stage.finetune, stage, 0, [callback])
+        target = stage.gradual.final if stage.gradual is not None else stage.sparsity
+        run.add_row(stage, label, {**run.measure(result.evaluation), "target": target,
+                                   "epochs": result.epochs}, time.perf_counter() - start)
+        run.save_unit(index, 0, True)
+        return
+    targets = stage.target_list()
+    for unit, target in enumerate(targets):
+        if unit < first_unit:
+            continue
+        start = time.perf_counter()
+        method_amount = target
+        prune_model(run.model, stage.method, method_amount, scope=stage.scope, **selection,
+                    **_prune_options(run, stage))
+        label = (f"density {1 - target:.2f}" if stage.densities is not None else f"target {target:.2f}")
+        values: dict[str, Any] = {"target": target}
+        if stage.evaluate_after_pruning or stage.finetune is None:
+            pruned = run.measure()
+            if stage.finetune is not None:
+                values["accuracy_before_finetune"] = pruned["accuracy"]
+            else:
+                values.update(pruned)
+        if stage.finetune is not None:
+            result = run.fit(stage.finetune, stage, unit)
+            values = {**values, **run.measure(result.evaluation), "epochs": result.epochs}
+        run.add_row(stage, label, values, time.perf_counter() - start)
+        run.save_unit(index, unit, unit == len(targets) - 1)
+
+
+def _convert(run: _Run, stage: ConvertStage, first_unit: int) -> None:
+    start = time.perf_counter()
+    tile = stage.tile or run.recipe.tile
+    selection = dict(include=stage.include, exclude=stage.exclude)
+    if stage.winograd_relu:
+        report = apply_transform(run.model, run.architecture, "winograd_relu", tile=tile, **selection)
+        converted = len(report.converted)
+    else:
+        report = apply_transform(run.model, run.architecture, "convert", tile=tile, domain=stage.domain,
+                                 **selection)
+        converted = len(report.converted)
+    run.model.to(run.ctx.device)
+    run.log(f"  convert: {converted} convolution(s) -> "
+            f"{'Winograd-ReLU' if stage.winograd_relu else stage.domain} layers, tile {tile}")
+    run.add_row(stage, f"{converted} layers", run.measure(), time.perf_counter() - start)
+    run.save_unit(stage_index(run, stage), 0, True)
+
+
+def _evaluate(run: _Run, stage: EvaluateStage, first_unit: int) -> None:
+    start = time.perf_counter()
+    run.add_row(stage, "", run.measure(), time.perf_counter() - start)
+    run.save_unit(stage_index(run, stage), 0, True)
+
+
+def _engine():
+    try:
+        from .. import engine
+        engine.compile  # noqa: B018 - the attribute must exist
+    except (ImportError, AttributeError) as exc:
+        raise RuntimeError(f"the compile/benchmark stages need sparsewino.engine ({exc}); "
+                           "remove those stages or install the engine") from None
+    return engine
+
+
+def _compile_model(run: _Run, stage: CompileStage | None = None) -> nn.Module:
+    engine = _engine()
+    options = dict(stage.options) if stage is not None else {}
+    run.model.eval()
+    run.compiled = engine.compile(run.model, **options)
+    return run.compiled
+
+
+def _compile(run: _Run, stage: CompileStage, first_unit: int) -> None:
+    start = time.perf_counter()
+    compiled = _compile_model(run, stage)
+    values: dict[str, Any] = {}
+    if stage.check:
+        images, _ = next(iter(run.data.test_loader(whole=True).epoch(0)))
+        images = images[:64].to(run.ctx.device)
+        with torch.no_grad():
+            reference, result = run.model(images), compiled(images)
+        values["compiled_max_abs_error"] = float((reference - result).abs().max())
+        values["compiled_accuracy"] = _accuracy_of(compiled, run)
+        scale = float(reference.abs().max()) or 1.0
+        if values["compiled_max_abs_error"] > 1e-3 * scale:
+            run.log(f"  warning: compiled model differs from the model by "
+                    f"{values['compiled_max_abs_error']:.3g} (max |output| {scale:.3g})")
+    run.add_row(stage, "", values, time.perf_counter() - start)
+    run.save_unit(stage_index(run, stage), 0, True)
+
+
+@torch.no_grad()
+def _accuracy_of(function: Callable[[torch.Tensor], torch.Tensor], run: _Run) -> float:
+    correct = seen = 0
+    for images, labels in run.data.test_loader(whole=True).epoch(0):
+        correct += int((function(images.to(run.ctx.device)).argmax(1).cpu() == labels).sum())
+        seen += labels.numel()
+    return correct / max(seen, 1)
+
+
+def _first_images(run: _Run, count: int) -> torch.Tensor:
+    batches, have = [], 0
+    for images, _ in run.data.test_loader(whole=True).epoch(0):
+        batches.append(images)
+        have += images.shape[0]
+        if have >= count:
+            break
+    return torch.cat(batches)[:count]
+
+
+def _benchmark(run: _Run, stage: BenchmarkStage, first_unit: int) -> None:
+    start = time.perf_counter()
+    previous_threads = torch.get_num_threads()
+    if stage.threads:
+        torch.set_num_threads(stage.threads)
+    try:
+        torch.manual_seed(0)
+        images = _first_images(run, stage.batch_size).to(run.ctx.device)
+        dense = create_model(run.recipe.model.name, in_channels=run.data.in_channels,
+                             num_classes=run.data.num_classes, **run.recipe.model.args)
+        dense = dense.to(run.ctx.device).eval()
+        run.model.eval()
+        values: dict[str, Any] = {"batch_size": int(images.shape[0]), "threads": torch.get_num_threads()}
+        values["dense_ms"] = 1e3 * median_time(lambda: dense(images), stage.warmup, stage.repeats)
+        values["model_ms"] = 1e3 * median_time(lambda: run.model(images), stage.warmup, stage.repeats)
+        compiled = run.compiled if run.compiled is not None else _compile_model(run)
+        values["compiled_ms"] = 1e3 * median_time(lambda: compiled(images), stage.warmup, stage.repeats)
+        values["speedup_vs_dense"] = values["dense_ms"] / values["compiled_ms"]
+        values["speedup_vs_model"] = values["model_ms"] / values["compiled_ms"]
+    finally:
+        torch.set_num_threads(previous_threads)
+    run.add_row(stage, f"batch {values['batch_size']}, {values['threads']} threads", values,
+                time.perf_counter() - start)
+    run.save_unit(stage_index(run, stage), 0, True)
+
+
+def _report(run: _Run, stage: ReportStage, first_unit: int) -> Path | None:
+    if not run.ctx.is_main:
+        return None
+    from ..report import write_report
+    path = write_report(run.run_dir / "report", run.rows, model=run.model,
+                        input_shape=run.data.input_shape(), tile=run.recipe.tile,
+                        recipe=run.recipe, plots=stage.plots)
+    run.log(f"  report: {path}")
+    return path
+
+
+_HANDLERS = {"train": _train, "finetune": _train, "prune": _prune, "convert": _convert,
+             "evaluate": _evaluate, "compile": _compile, "benchmark": _benchmark}
+_MAIN_ONLY = ("compile", "benchmark")
+
+
+def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool = False,
+               until: str | int | None = None, progress: bool = True,
+               log: Callable[[str], None] = print, ctx: DistContext | None = None) -> RunResult:
+    """Run ``recipe``'s stages in order in ``run_dir`` (default ``runs/<recipe name>``).
+
+    Args:
+        recipe: a validated :class:`~sparsewino.recipes.Recipe`.
+        run_dir: output directory; an existing one for the same recipe is resumed.
+        fresh: delete an existing run directory first.
+        until: stop after this stage (name or 0-based index).
+        progress: tqdm bars (terminal only).
+        log: where progress lines go (``print``; pass ``lambda s: None`` to silence).
+        ctx: distributed context (default: :func:`~sparsewino.train.init_distributed`, so the
+            same call works under ``torchrun``).
+
+    Returns:
+        :class:`RunResult` with the rows of results and the report path (if a report stage ran).
+
+    Raises:
+        RunDirectoryError: ``run_dir`` holds a run of a different recipe.
+        DatasetNotFoundError, CheckpointError, ConfigError: with clear messages.
+
+    Examples:
+        >>> result = run_recipe(load_recipe("fashion_mnist_spatial_winograd"))
+        >>> result.report
+        PosixPath('runs/fashion_mnist_spatial_winograd/report/summary.md')
+    """
+    started = time.perf_counter()
+    ctx = ctx or init_distributed(recipe.device)
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / recipe.name
+    last = len(recipe.stages) - 1
+    if until is not None:
+        names = [s.name for s in recipe.stages]
+        if isinstance(until, int) or (isinstance(until, str) and until.isdigit()):
+            last = int(until)
+            if not 0 <= last < len(recipe.stages):
+                raise ValueError(f"--until {until}: the recipe has stages 0..{len(recipe.stages) - 1}")
+        elif until in names:
+            last = names.index(until)
+        else:
+            raise ValueError(f"--until {until!r}: no such stage; stages: {', '.join(names)}")
+    text = _yaml_dump(recipe_to_dict(recipe))
+    if ctx.is_main:
+        saved = run_dir / "recipe.yaml"
+        if run_dir.exists() and fresh:
+            shutil.rmtree(run_dir)
+        elif saved.is_file() and saved.read_text() != text:
+            raise RunDirectoryError(f"{run_dir} holds a run of a different recipe; pass --fresh to "
+                                    "replace it or --run-dir to use another directory")
+        elif run_dir.exists() and not saved.is_file() and any(run_dir.iterdir()):
+            raise RunDirectoryError(f"{run_dir} exists and is not a sparsewino run directory; "
+                                    "choose another --run-dir")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        saved.write_text(text)
+    barrier(ctx)
+    run = _Run(recipe, run_dir, ctx, progress, log)
+    run.restore()
+    report = None
+    stages_run = []
+    for index, stage in enumerate(recipe.stages[:last + 1]):
+        done_stage, done_unit, finished = run.done
+        if index < done_stage or (index == done_stage and finished):
+            if isinstance(stage, ReportStage):
+                report = _report(run, stage, 0)
+            continue
+        first_unit = done_unit + 1 if index == done_stage else 0
+        run.log(f"[{index + 1}/{len(recipe.stages)}] {stage.kind} {stage.name}")
+        stages_run.append(stage.name)
+        if isinstance(stage, ReportStage):
+            report = _report(run, stage, first_unit)
+            continue
+        if stage.kind in _MAIN_ONLY and not ctx.is_main:
+            run.done = (index, 0, True)
+            barrier(ctx)
+            continue
+        _HANDLERS[stage.kind](run, stage, first_unit)
+    seconds = time.perf_counter() - started
+    run.log(f"done in {seconds:.0f} s; results in {run_dir}" + (f", report {report}" if report else ""))
+    return RunResult(run_dir, run.rows, report, seconds, stages_run)

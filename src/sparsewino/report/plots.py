@@ -1,0 +1,73 @@
+"""PNG plots of a run (matplotlib, Agg backend): accuracy vs sparsity, per-layer bars, heatmaps."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["plot_accuracy_vs_sparsity", "plot_layer_sparsity", "pyplot"]
+
+
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (clear error when missing)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - depends on the install
+        raise ImportError("plots need matplotlib: pip install 'sparsewino[pipeline]'") from None
+    return plt
+
+
+def plot_accuracy_vs_sparsity(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
+    """Test accuracy against Winograd-domain sparsity, one point per step, in run order.
+
+    Returns:
+        ``path``, or ``None`` when no row has both numbers.
+    """
+    points = [(100 * r["winograd_sparsity"], 100 * r["accuracy"], r["stage"]) for r in rows
+              if r.get("winograd_sparsity") is not None and r.get("accuracy") is not None]
+    if not points:
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot([p[0] for p in points], [p[1] for p in points], "-", color="0.7", zorder=1)
+    colors = plt.get_cmap("tab10")
+    for index, stage in enumerate(dict.fromkeys(p[2] for p in points)):
+        chosen = [p for p in points if p[2] == stage]
+        ax.scatter([p[0] for p in chosen], [p[1] for p in chosen], color=colors(index % 10),
+                   label=stage, zorder=2)
+    ax.set_xlabel("Winograd-domain sparsity (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy vs Winograd-domain sparsity across the pipeline")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_layer_sparsity(layers: Sequence[Any], path: str | Path) -> Path | None:
+    """Bars of spatial and Winograd-domain sparsity per convolution (``LayerSparsity`` rows)."""
+    layers = [l for l in layers if l.spatial_sparsity is not None or l.winograd_sparsity is not None]
+    if not layers:
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(layers) + 2), 4.0))
+    positions = range(len(layers))
+    width = 0.4
+    spatial = [100 * (l.spatial_sparsity or 0) for l in layers]
+    winograd = [100 * (l.winograd_sparsity or 0) for l in layers]
+    ax.bar([p - width / 2 for p in positions], spatial, width, label="spatial")
+    ax.bar([p + width / 2 for p in positions], winograd, width, label="Winograd domain")
+    ax.set_xticks(list(positions))
+    ax.set_xticklabels([l.name for l in layers], rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("sparsity (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Sparsity per convolution")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
