@@ -24,7 +24,7 @@ dataset:
 	fi
 
 demo: setup dataset
-	$(PY) -m sparsewino.demo
+	$(PY) -m sparsewino.demo $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest tests

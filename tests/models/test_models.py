@@ -64,8 +64,8 @@ def test_max_variant_has_only_stride_one_3x3():
     for name, conv in count_convs(model):
         if conv.kernel_size == (3, 3):
             assert conv.stride == (1, 1), name
-    assert isinstance(model.layer2[0].pool, nn.MaxPool2d)
-    assert model.layer1[0].pool is None
+    assert isinstance(model.layer2[0].branch.pool, nn.MaxPool2d)
+    assert not hasattr(model.layer1[0].branch, "pool")
 
 
 def test_parameter_counts_match_the_papers():

@@ -2,9 +2,12 @@
 
 The "max" variant (Yu et al.) replaces each stride-2 3x3 convolution by a 2x2 max-pool
 followed by a stride-1 3x3 convolution, so every 3x3 convolution can run with Winograd.
-Module names follow torchvision (``conv1``, ``layer1.0.conv1``, ``fc``...).
+Module names follow torchvision at the top level (``conv1``, ``layer1``..``layer4``, ``fc``);
+inside a block the residual branch is a Sequential (``layer1.0.branch.conv1``).
 """
 from __future__ import annotations
+
+from collections import OrderedDict
 
 from torch import nn
 
@@ -16,39 +19,41 @@ __all__ = ["BasicBlock", "ResNet", "resnet18", "resnet18_max", "resnet18_cifar",
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with a residual connection (1x1 projection when shapes change).
 
+    The residual branch is an ``nn.Sequential`` named ``branch`` (``pool`` in the max-pool
+    variant, ``conv1``, ``bn1``, ``relu``, ``conv2``, ``bn2``), so whole-model rewrites that
+    follow ``nn.Sequential`` chains (such as :func:`sparsewino.prune.winograd_relu`, which
+    moves the ReLU before ``conv2`` into the Winograd domain) can see it.
+
     Args:
         in_channels, out_channels: block input and output channels.
         stride: 1 or 2 (downsampling block).
         max_pool_downsample: downsample with ``MaxPool2d(2)`` + a stride-1 3x3 conv instead
-            of a stride-2 3x3 conv (the module ``pool`` then exists before ``conv1``).
+            of a stride-2 3x3 conv.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1,
                  max_pool_downsample: bool = False) -> None:
         super().__init__()
+        layers: list[tuple[str, nn.Module]] = []
+        conv_stride = stride
         if max_pool_downsample and stride != 1:
-            self.pool = nn.MaxPool2d(stride)
+            layers.append(("pool", nn.MaxPool2d(stride)))
             conv_stride = 1
-        else:
-            self.pool = None
-            conv_stride = stride
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=conv_stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
+        layers += [("conv1", nn.Conv2d(in_channels, out_channels, 3, stride=conv_stride, padding=1, bias=False)),
+                   ("bn1", nn.BatchNorm2d(out_channels)), ("relu", nn.ReLU(inplace=True)),
+                   ("conv2", nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)),
+                   ("bn2", nn.BatchNorm2d(out_channels))]
+        self.branch = nn.Sequential(OrderedDict(layers))
         self.downsample = None
         if stride != 1 or in_channels != out_channels:
             self.downsample = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
                 nn.BatchNorm2d(out_channels))
+        self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
-        out = x if self.pool is None else self.pool(x)
-        out = self.relu(self.bn1(self.conv1(out)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        return self.relu(self.branch(x) + identity)
 
 
 class ResNet(nn.Module):

@@ -99,7 +99,8 @@ class _Run:
         """Persist the model and the rows after a finished step (rank 0)."""
         self.done = (index, unit, finished)
         if self.ctx.is_main:
-            state = {"stage": index, "unit": unit, "finished": finished, "rows": self.rows}
+            state = {"stage": index, "unit": unit, "finished": finished, "rows": self.rows,
+                     "input_shape": list(self.data.input_shape())}
             save_model(self.stage_dir(index) / f"unit-{unit:02d}.pt", self.model, self.architecture, **state)
             save_model(self.run_dir / "model.pt", self.model, self.architecture, **state)
             (self.run_dir / "results.json").write_text(json.dumps(self.rows, indent=1))

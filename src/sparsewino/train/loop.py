@@ -11,7 +11,6 @@ from typing import Any, Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data.loader import BatchLoader, batch_seed
 from .callbacks import call_callbacks, callback_states, load_callback_states, regularization_of
@@ -21,7 +20,31 @@ from .distributed import DistContext, all_reduce_sum, sync_buffers, unwrap_model
 from .metrics import MetricsLog
 from .schema import to_dict
 
-__all__ = ["fit", "evaluate", "TrainResult", "show_progress", "load_model_state"]
+__all__ = ["fit", "evaluate", "TrainResult", "show_progress", "load_model_state", "progress_bar"]
+
+
+class _NoBar:
+    """Stand-in when tqdm is not installed or the bar is disabled."""
+
+    def update(self, *args: Any) -> None:
+        pass
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(enabled: bool, **kwargs: Any) -> Any:
+    """A tqdm bar when ``enabled`` and tqdm is installed, else a silent stand-in."""
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(**kwargs)
 
 
 @dataclass
@@ -66,7 +89,7 @@ def evaluate(model: nn.Module, loader: BatchLoader, ctx: DistContext | None = No
     was_training = model.training
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64)
-    bar = tqdm(total=len(loader), desc=desc, leave=False, disable=not show_progress(progress, ctx))
+    bar = progress_bar(show_progress(progress, ctx), total=len(loader), desc=desc, leave=False)
     try:
         for images, labels in loader.epoch(0):
             images, labels = images.to(ctx.device), labels.to(ctx.device)
@@ -212,8 +235,8 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
             "history": history, "config": to_dict(config), "complete": complete,
             "result": result, **(extra_state or {})})
 
-    bar = tqdm(total=total_steps, initial=step, desc=stage, leave=False, dynamic_ncols=True,
-               disable=not show_progress(progress, ctx))
+    bar = progress_bar(show_progress(progress, ctx), total=total_steps, initial=step, desc=stage,
+                       leave=False, dynamic_ncols=True)
     try:
         while step < total_steps:
             network.train()

@@ -1,0 +1,520 @@
+"""The ``sparsewino`` command: run recipes, train/prune/convert/evaluate models, benchmark, count, inspect."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["main", "build_parser"]
+
+EPILOG = """\
+examples:
+  sparsewino run fashion_mnist_spatial_winograd          # the `make demo` pipeline
+  sparsewino run my_recipe.yaml --set stages.baseline.epochs=1 --until step1
+  sparsewino run --list                                   # bundled recipes
+  sparsewino train --dataset fashion-mnist --model small_vgg --epochs 5 --output base.pt
+  sparsewino prune base.pt --method spatial_winograd --amount 0.6 --exclude features.0 \\
+      --dataset fashion-mnist --finetune-epochs 0.5 --output step1.pt
+  sparsewino convert step1.pt --domain winograd --tile 4 --output wino.pt
+  sparsewino eval wino.pt --dataset fashion-mnist
+  sparsewino inspect wino.pt
+  sparsewino count wino.pt
+  sparsewino bench wino.pt --batch-size 64
+  sparsewino report runs/fashion_mnist_spatial_winograd
+  torchrun --nproc-per-node 2 -m sparsewino.cli run RECIPE   # several processes / machines
+"""
+
+
+class CliError(Exception):
+    """A user error reported as one line (exit status 2)."""
+
+
+def _add_data_args(parser: argparse.ArgumentParser, required: bool) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", required=required,
+                       help="fashion-mnist, mnist, cifar10, cifar100, imagenet (image folder) or fake")
+    group.add_argument("--data-dir", help="directory of the dataset files (default: its standard place)")
+    group.add_argument("--batch-size", type=int, default=128, help="training batch per process (128)")
+    group.add_argument("--eval-batch-size", type=int, default=500, help="evaluation batch (500)")
+    group.add_argument("--train-limit", type=int, help="use only the first N training images")
+    group.add_argument("--test-limit", type=int, help="use only the first N test images")
+    group.add_argument("--no-augment", action="store_true", help="disable random crops/flips")
+
+
+def _add_train_args(parser: argparse.ArgumentParser, prefix: str, epochs: float | None, lr: float) -> None:
+    group = parser.add_argument_group("training" if not prefix else "fine-tuning")
+    flag = f"--{prefix}" if prefix else "--"
+    group.add_argument(f"{flag}epochs", type=float, default=epochs,
+                       help=f"epochs (fractions allowed){'' if epochs else '; 0/absent: no fine-tuning'}")
+    group.add_argument(f"{flag}lr", type=float, default=lr, help=f"learning rate ({lr:g})")
+    group.add_argument(f"{flag}optimizer", choices=("sgd", "adam", "adamw"), default="sgd", help="optimizer (sgd)")
+    group.add_argument(f"{flag}schedule", choices=("constant", "cosine", "linear", "step", "multistep"),
+                       default="cosine" if not prefix else "constant", help="learning-rate schedule")
+    group.add_argument(f"{flag}weight-decay", type=float, default=5e-4, help="weight decay (5e-4)")
+    group.add_argument(f"{flag}momentum", type=float, default=0.9, help="SGD momentum (0.9)")
+
+
+def _add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a model checkpoint written by sparsewino (run dir model.pt, "
+                                           "train/prune/convert --output)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback on errors")
+    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars or progress lines")
+    common.add_argument("--device", default=argparse.SUPPRESS,
+                        help="auto (CUDA if available; default), cpu, cuda, cuda:1...")
+    common.add_argument("--threads", type=int, default=argparse.SUPPRESS,
+                        help="torch CPU threads (default: torch's choice)")
+    parser = argparse.ArgumentParser(
+        prog="sparsewino", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        parents=[common],
+        description="Sparse Winograd convolution for PyTorch: train, prune in the spatial and "
+                    "Winograd domains, convert, compile to the sparse CPU engine, benchmark and report.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.set_defaults(debug=False, quiet=False, device="auto", threads=None)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    class _Commands:
+        def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+            return subparsers.add_parser(name, parents=[common], **kwargs)
+
+    commands = _Commands()
+
+    run = commands.add_parser("run", help="run a YAML recipe end to end (resumable)",
+                              description="Run a recipe's stages in a run directory. Finished steps are "
+                                          "saved; rerunning the same recipe skips them and resumes an "
+                                          "interrupted stage.")
+    run.add_argument("recipe", nargs="?", help="a YAML file or a bundled recipe name (see --list)")
+    run.add_argument("--run-dir", help="output directory (default: runs/<recipe name>)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                     help="override a recipe value, e.g. --set stages.baseline.epochs=1 (repeatable)")
+    run.add_argument("--data-dir", help="shortcut for --set data.root=DIR")
+    run.add_argument("--fresh", action="store_true", help="delete the run directory first (start over)")
+    run.add_argument("--until", metavar="STAGE", help="stop after this stage (name or 0-based index)")
+    run.add_argument("--check", action="store_true", help="validate the recipe and print its stages; run nothing")
+    run.add_argument("--list", action="store_true", help="list the bundled recipes")
+
+    train = commands.add_parser("train", help="train a registry model and save a checkpoint",
+                                description="Train a model from the registry; resumes from OUTPUT.train.pt "
+                                            "when a previous run was interrupted.")
+    train.add_argument("--model", required=True, help="registry name (small_vgg, vgg_nagadomi, convpool_cnn_c, "
+                                                      "resnet18, resnet18_max, resnet18_cifar, resnet18_cifar_max)")
+    train.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                       help="model option as YAML, e.g. --model-arg 'widths=[8,M,16]' (repeatable)")
+    _add_data_args(train, required=True)
+    _add_train_args(train, "", 1.0, 0.05)
+    train.add_argument("--seed", type=int, default=0, help="seed (0)")
+    train.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
+    train.add_argument("--output", required=True, help="model checkpoint to write")
+    train.add_argument("--fresh", action="store_true", help="ignore an existing OUTPUT.train.pt")
+
+    prune = commands.add_parser("prune", help="prune a checkpoint (optionally fine-tune) and save it")
+    _add_checkpoint_arg(prune)
+    prune.add_argument("--method", required=True,
+                       choices=("magnitude", "spatial_winograd", "winograd_domain", "structured", "winograd_relu"))
+    prune.add_argument("--amount", type=float, required=True,
+                       help="target sparsity in [0, 1) in the method's units (Winograd-domain for "
+                            "spatial_winograd/winograd_domain; kept fraction = 1 - amount for winograd_relu)")
+    prune.add_argument("--scope", choices=("layer", "global"), default="layer")
+    prune.add_argument("--include", action="append", help="only these layers (glob, repeatable)")
+    prune.add_argument("--exclude", action="append", help="never these layers (glob, repeatable)")
+    prune.add_argument("--override", action="append", default=[], metavar="LAYER=AMOUNT",
+                       help="per-layer amount, e.g. --override features.0=0.2 (repeatable)")
+    prune.add_argument("--tile", type=int, default=4, help="spatial_winograd: tile m of F(m, r) (4)")
+    prune.add_argument("--no-ifm", action="store_true", help="winograd_domain: plain magnitude, no IFM")
+    prune.add_argument("--grad-power", type=float, help="winograd_domain: gradient scaling exponent (1.5)")
+    prune.add_argument("--granularity", choices=("feature_map", "kernel", "strided"), default="kernel",
+                       help="structured: unit (kernel)")
+    _add_data_args(prune, required=False)
+    _add_train_args(prune, "finetune-", None, 0.01)
+    prune.add_argument("--output", required=True, help="pruned checkpoint to write")
+
+    convert = commands.add_parser("convert", help="convert convolutions to Winograd layers and save")
+    _add_checkpoint_arg(convert)
+    convert.add_argument("--tile", type=int, default=4, help="output tile m (4: F(4x4, 3x3))")
+    convert.add_argument("--domain", choices=("spatial", "winograd"), default="winograd",
+                         help="parameter domain of the new layers (winograd)")
+    convert.add_argument("--winograd-relu", action="store_true",
+                         help="Winograd-ReLU rewrite (ReLU after the input transform; Liu et al.)")
+    convert.add_argument("--include", action="append", help="only these layers (glob, repeatable)")
+    convert.add_argument("--exclude", action="append", help="never these layers (glob, repeatable)")
+    convert.add_argument("--output", required=True, help="checkpoint to write")
+
+    evaluate = commands.add_parser("eval", help="test accuracy, sparsity and multiplications of a checkpoint")
+    _add_checkpoint_arg(evaluate)
+    _add_data_args(evaluate, required=True)
+    evaluate.add_argument("--tile", type=int, default=4, help="tile assumed for plain convolutions (4)")
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+
+    bench = commands.add_parser("bench", help="median forward time: dense PyTorch vs model vs compiled engine")
+    _add_checkpoint_arg(bench)
+    bench.add_argument("--batch-size", type=int, default=64, help="images per forward pass (64)")
+    bench.add_argument("--input-size", type=int, help="image side (default: the model's)")
+    bench.add_argument("--warmup", type=int, default=3)
+    bench.add_argument("--repeats", type=int, default=10)
+    bench.add_argument("--json", action="store_true", help="print JSON")
+
+    count = commands.add_parser("count", help="multiplications per convolution: direct, dense and sparse Winograd")
+    _add_checkpoint_arg(count)
+    count.add_argument("--input-size", type=int, help="image side (default: the model's)")
+    count.add_argument("--tile", type=int, default=4, help="tile assumed for plain convolutions (4)")
+    count.add_argument("--json", action="store_true", help="print JSON")
+
+    report = commands.add_parser("report", help="(re)write the report of a run directory")
+    report.add_argument("run_dir", help="a run directory of `sparsewino run`")
+    report.add_argument("--no-plots", action="store_true", help="tables only")
+
+    inspect = commands.add_parser("inspect", help="layers, domains, sparsity per layer and per Winograd position")
+    _add_checkpoint_arg(inspect)
+    inspect.add_argument("--positions", action="store_true", help="print each layer's per-position sparsity map")
+    inspect.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+# --------------------------------------------------------------------------- helpers
+def _parse_pairs(items: Sequence[str], what: str) -> dict[str, Any]:
+    import yaml
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"{what} {item!r}: expected KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _train_config(args: argparse.Namespace, prefix: str, epochs: float) -> Any:
+    from .train import OptimizerConfig, ScheduleConfig, TrainConfig
+    get = lambda name: getattr(args, prefix + name)  # noqa: E731
+    return TrainConfig(epochs=epochs, batch_size=args.batch_size,
+                       optimizer=OptimizerConfig(get("optimizer"), lr=get("lr"), momentum=get("momentum"),
+                                                 weight_decay=get("weight_decay")),
+                       schedule=ScheduleConfig(get("schedule")), seed=getattr(args, "seed", 0),
+                       checkpoint_every=getattr(args, "checkpoint_every", None))
+
+
+def _data(args: argparse.Namespace, ctx: Any) -> Any:
+    from .recipes.data_setup import prepare_data
+    from .recipes.schema import DataConfig
+    config = DataConfig(args.dataset, args.data_dir, args.batch_size, args.eval_batch_size,
+                        augment=not args.no_augment, train_limit=args.train_limit, test_limit=args.test_limit)
+    return prepare_data(config, ctx, getattr(args, "seed", 0))
+
+
+def _input_shape(checkpoint: dict[str, Any], size: int | None = None) -> tuple[int, int, int, int]:
+    """(1, C, H, W): ``size`` if given, else the shape saved in the checkpoint, else the model's."""
+    from .models import model_entry
+    architecture = checkpoint["architecture"]
+    saved = checkpoint.get("input_shape")
+    if size is None and saved:
+        return tuple(int(v) for v in saved)
+    side = size or model_entry(architecture["model"]).input_size
+    return (1, architecture["in_channels"], side, side)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=1, default=str))
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_run(args: argparse.Namespace) -> int:
+    from .recipes import bundled_recipes, load_recipe, run_recipe
+    if args.list:
+        for name, path in sorted(bundled_recipes().items()):
+            first = next((l.lstrip("# ").strip() for l in path.read_text().splitlines() if l.startswith("#")), "")
+            print(f"{name:44s} {first}")
+        return 0
+    if not args.recipe:
+        raise CliError("run needs a RECIPE (a YAML file or a bundled name; see sparsewino run --list)")
+    overrides = list(args.set) + ([f"data.root={args.data_dir}"] if args.data_dir else [])
+    if args.device != "auto":
+        overrides.append(f"device={args.device}")
+    recipe = load_recipe(args.recipe, overrides)
+    if args.check:
+        print(f"recipe {recipe.name}: valid; {len(recipe.stages)} stages, data {recipe.data.dataset}, "
+              f"model {recipe.model.name}")
+        for index, stage in enumerate(recipe.stages):
+            print(f"  {index}: {stage.kind} {stage.name}")
+        return 0
+    log = (lambda message: None) if args.quiet else (lambda message: print(message, flush=True))
+    result = run_recipe(recipe, args.run_dir, fresh=args.fresh, until=args.until,
+                        progress=not args.quiet, log=log)
+    if result.report is not None:
+        print(f"report: {result.report}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .recipes.architecture import build_model, new_architecture, save_model
+    from .train import MetricsLog, fit, init_distributed
+    ctx = init_distributed(args.device)
+    data = _data(args, ctx)
+    architecture = new_architecture(args.model, _parse_pairs(args.model_arg, "--model-arg"),
+                                    data.in_channels, data.num_classes)
+    import torch
+    torch.manual_seed(args.seed)
+    model = build_model(architecture).to(ctx.device)
+    output = Path(args.output)
+    checkpoint = output.with_name(output.name + ".train.pt")
+    if args.fresh:
+        checkpoint.unlink(missing_ok=True)
+    config = _train_config(args, "", args.epochs)
+    result = fit(model, data.train_loader(args.batch_size, args.seed), config, eval_loader=data.test_loader(),
+                 ctx=ctx, checkpoint=checkpoint, metrics=MetricsLog(output.with_name(output.name + ".metrics.jsonl"),
+                                                                     enabled=ctx.is_main),
+                 progress=not args.quiet, stage="train", extra_state={"architecture": architecture})
+    if ctx.is_main:
+        save_model(output, model, architecture, evaluation=result.evaluation,
+                   input_shape=list(data.input_shape()))
+        print(f"test accuracy {_pct(result.evaluation['accuracy'])} after {result.epochs:g} epochs "
+              f"({result.seconds:.0f} s); saved {output}")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from .prune import prune_model
+    from .recipes.architecture import load_model, save_model
+    from .recipes.measure import sparsity_summary
+    from .train import fit, init_distributed
+    ctx = init_distributed(args.device)
+    model, checkpoint = load_model(args.checkpoint, ctx.device)
+    architecture = checkpoint["architecture"]
+    options: dict[str, Any] = {}
+    if args.method == "spatial_winograd":
+        options["tile"] = args.tile
+    if args.method == "winograd_domain":
+        options["ifm"] = not args.no_ifm
+        if args.grad_power is not None:
+            options["grad_power"] = args.grad_power
+    if args.method == "structured":
+        options["granularity"] = args.granularity
+    overrides = {k: float(v) for k, v in _parse_pairs(args.override, "--override").items()}
+    if not 0 <= args.amount < 1:
+        raise CliError(f"--amount {args.amount} is impossible: give a fraction in [0, 1)")
+    prune_model(model, args.method, args.amount, scope=args.scope, include=args.include,
+                exclude=args.exclude, overrides=overrides or None, **options)
+    evaluation = None
+    if args.finetune_epochs:
+        if not args.dataset:
+            raise CliError("fine-tuning needs --dataset")
+        data = _data(args, ctx)
+        config = _train_config(args, "finetune_", args.finetune_epochs)
+        result = fit(model, data.train_loader(args.batch_size, 0), config, eval_loader=data.test_loader(),
+                     ctx=ctx, progress=not args.quiet, stage="finetune")
+        evaluation = result.evaluation
+    summary = sparsity_summary(model, _input_shape(checkpoint), args.tile)
+    if ctx.is_main:
+        save_model(args.output, model, architecture, evaluation=evaluation,
+                   input_shape=list(_input_shape(checkpoint)))
+        text = f"{args.method} {args.amount:g}: Winograd-domain sparsity {_pct(summary['winograd_sparsity'])}, " \
+               f"spatial {_pct(summary['spatial_sparsity'])}"
+        if evaluation:
+            text += f", test accuracy {_pct(evaluation['accuracy'])}"
+        print(f"{text}; saved {args.output}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .recipes.architecture import apply_transform, load_model, save_model
+    model, checkpoint = load_model(args.checkpoint)
+    architecture = checkpoint["architecture"]
+    selection = dict(include=args.include, exclude=args.exclude)
+    if args.winograd_relu:
+        report = apply_transform(model, architecture, "winograd_relu", tile=args.tile, **selection)
+    else:
+        report = apply_transform(model, architecture, "convert", tile=args.tile, domain=args.domain, **selection)
+    save_model(args.output, model, architecture, input_shape=list(_input_shape(checkpoint)))
+    print(report)
+    print(f"saved {args.output}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .recipes.architecture import load_model
+    from .recipes.measure import sparsity_summary
+    from .train import evaluate, init_distributed
+    ctx = init_distributed(args.device)
+    model, checkpoint = load_model(args.checkpoint, ctx.device)
+    data = _data(args, ctx)
+    result = evaluate(model, data.test_loader(), ctx, progress=not args.quiet)
+    summary = sparsity_summary(model, data.input_shape(), args.tile)
+    if not ctx.is_main:
+        return 0
+    if args.json:
+        _print_json({**result, **summary})
+        return 0
+    print(f"test accuracy {_pct(result['accuracy'])} (loss {result['loss']:.4f}, {result['samples']} images)")
+    print(f"spatial sparsity {_pct(summary['spatial_sparsity'])}, Winograd-domain sparsity "
+          f"{_pct(summary['winograd_sparsity'])}")
+    if summary.get("reduction_vs_direct"):
+        print(f"multiplications per image: direct {summary['direct_mults']:,.0f}, sparse "
+              f"{summary['sparse_mults']:,.0f} ({summary['reduction_vs_direct']:.2f}x fewer)")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+    from . import engine
+    from .models import create_model
+    from .recipes.architecture import load_model
+    from .recipes.measure import median_time
+    from .report import cpu_model
+    model, checkpoint = load_model(args.checkpoint)
+    architecture = checkpoint["architecture"]
+    shape = _input_shape(checkpoint, args.input_size)
+    images = torch.randn(args.batch_size, *shape[1:], generator=torch.Generator().manual_seed(0))
+    dense = create_model(architecture["model"], in_channels=architecture["in_channels"],
+                         num_classes=architecture["num_classes"], **architecture.get("args", {})).eval()
+    compiled = engine.compile(model)
+    times = {name: 1e3 * median_time(lambda m=m: m(images), args.warmup, args.repeats)
+             for name, m in (("dense_ms", dense), ("model_ms", model), ("compiled_ms", compiled))}
+    result = {**times, "speedup_vs_dense": times["dense_ms"] / times["compiled_ms"],
+              "batch_size": args.batch_size, "threads": torch.get_num_threads(), "cpu": cpu_model(),
+              "input_shape": list(images.shape)}
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"batch {args.batch_size} x {tuple(shape[1:])}, {result['threads']} thread(s), {result['cpu']}, "
+          f"median of {args.repeats} after {args.warmup} warm-up")
+    print(f"  dense PyTorch (nn.Conv2d)   {times['dense_ms']:9.2f} ms   1.00x")
+    print(f"  this model (PyTorch layers) {times['model_ms']:9.2f} ms   {times['dense_ms'] / times['model_ms']:.2f}x")
+    print(f"  compiled sparse engine      {times['compiled_ms']:9.2f} ms   {result['speedup_vs_dense']:.2f}x")
+    return 0
+
+
+def cmd_count(args: argparse.Namespace) -> int:
+    from .prune import stats
+    from .recipes.architecture import load_model
+    model, checkpoint = load_model(args.checkpoint)
+    report = stats(model, input_shape=_input_shape(checkpoint, args.input_size), tile=args.tile)
+    rows = [{"layer": l.name, "algorithm": l.algorithm, **(l.multiplications or {})} for l in report.layers]
+    totals = report.totals
+    if args.json:
+        _print_json({"layers": rows, "totals": totals})
+        return 0
+    print(f"{'layer':24s} {'algorithm':16s} {'direct':>14s} {'dense':>14s} {'sparse':>14s} {'reduction':>9s}")
+    for row in rows:
+        if "direct" not in row:
+            continue
+        print(f"{row['layer']:24s} {row['algorithm'] or '-':16s} {row['direct']:14,.0f} {row['dense']:14,.0f} "
+              f"{row['sparse']:14,.0f} {row['direct'] / max(row['sparse'], 1):8.2f}x")
+    if "sparse_multiplications" in totals:
+        direct, sparse = totals["direct_multiplications"], totals["sparse_multiplications"]
+        print(f"{'total':24s} {'':16s} {direct:14,.0f} {totals['dense_multiplications']:14,.0f} "
+              f"{sparse:14,.0f} {direct / max(sparse, 1):8.2f}x")
+    print("(per image; element-wise stage of Winograd layers, transforms excluded; 'dense' is dense Winograd "
+          "for Winograd-eligible layers and direct otherwise)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .recipes import load_model
+    from .recipes.loading import read_recipe_data
+    from .recipes.schema import parse_recipe
+    from .report import write_report
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "results.json").is_file():
+        raise CliError(f"{run_dir} is not a run directory (no results.json); run a recipe first")
+    rows = json.loads((run_dir / "results.json").read_text())
+    recipe = parse_recipe(read_recipe_data(run_dir / "recipe.yaml"), str(run_dir / "recipe.yaml")) \
+        if (run_dir / "recipe.yaml").is_file() else None
+    model = shape = None
+    if (run_dir / "model.pt").is_file():
+        model, checkpoint = load_model(run_dir / "model.pt")
+        shape = _input_shape(checkpoint)
+    path = write_report(run_dir / "report", rows, model=model, input_shape=shape,
+                        tile=recipe.tile if recipe else 4, recipe=recipe, plots=not args.no_plots)
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .prune import stats
+    from .recipes.architecture import load_model
+    model, checkpoint = load_model(args.checkpoint)
+    architecture = checkpoint["architecture"]
+    report = stats(model, input_shape=_input_shape(checkpoint))
+    if args.json:
+        _print_json({"architecture": architecture, **report.to_dict(),
+                     "progress": checkpoint.get("progress"), "evaluation": checkpoint.get("evaluation")})
+        return 0
+    print(f"{args.checkpoint}: model {architecture['model']} ({architecture['in_channels']} -> "
+          f"{architecture['num_classes']} classes), transforms: "
+          f"{', '.join(t['op'] + '(' + ', '.join(f'{k}={v}' for k, v in t.items() if k != 'op' and v is not None) + ')' for t in architecture['transforms']) or 'none'}")
+    parameters = sum(p.numel() for p in model.parameters())
+    print(f"{parameters:,} parameters; checkpoint kind {checkpoint.get('kind')}"
+          + (f", stage {checkpoint['stage']}" if "stage" in checkpoint else ""))
+    print(report)
+    if args.positions:
+        for layer in report.layers:
+            if layer.position_sparsity is not None:
+                print(f"\n{layer.name}: zeros per Winograd position")
+                grid = layer.position_sparsity
+                for row in (grid if grid.dim() == 2 else grid.flatten(0, -2)):
+                    print("  " + " ".join(f"{v:4.2f}" for v in row.tolist()))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "train": cmd_train, "prune": cmd_prune, "convert": cmd_convert,
+            "eval": cmd_eval, "bench": cmd_bench, "count": cmd_count, "report": cmd_report,
+            "inspect": cmd_inspect}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sparsewino`` command; returns the exit status.
+
+    Errors print one line ``sparsewino: error: ...`` (exit 1; 2 for usage errors), the full
+    traceback only with ``--debug``.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            print(f"sparsewino {version('sparsewino')}")
+        except PackageNotFoundError:
+            print("sparsewino (not installed)")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
+        status = COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("sparsewino: interrupted (finished steps are saved; rerun to resume)", file=sys.stderr)
+        return 130
+    except CliError as exc:
+        if args.debug:
+            raise
+        print(f"sparsewino: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # one clear line for every error; --debug shows the traceback
+        if args.debug:
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"sparsewino: error: {message}" + ("" if isinstance(exc, (OSError, ValueError, RuntimeError,
+                                                                         ImportError, LookupError))
+                                                 else f" ({type(exc).__name__}; --debug shows the traceback)"),
+              file=sys.stderr)
+        return 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
