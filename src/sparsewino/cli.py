@@ -63,22 +63,26 @@ def _add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show the full traceback on errors")
-    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
-                        help="no progress bars or progress lines")
-    common.add_argument("--device", default=argparse.SUPPRESS,
-                        help="auto (CUDA if available; default), cpu, cuda, cuda:1...")
-    common.add_argument("--threads", type=int, default=argparse.SUPPRESS,
-                        help="torch CPU threads (default: torch's choice)")
+    def global_options(prefix: str) -> argparse.ArgumentParser:
+        # the same options before or after the command; main() merges "top_*" into them
+        options = argparse.ArgumentParser(add_help=False)
+        options.add_argument("--debug", action="store_true", dest=prefix + "debug",
+                             help="show the full traceback on errors")
+        options.add_argument("--quiet", action="store_true", dest=prefix + "quiet",
+                             help="no progress bars or progress lines")
+        options.add_argument("--device", dest=prefix + "device",
+                             help="auto (CUDA if available; default), cpu, cuda, cuda:1...")
+        options.add_argument("--threads", type=int, dest=prefix + "threads",
+                             help="torch CPU threads (default: torch's choice)")
+        return options
+
+    common = global_options("")
     parser = argparse.ArgumentParser(
         prog="sparsewino", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-        parents=[common],
+        parents=[global_options("top_")],
         description="Sparse Winograd convolution for PyTorch: train, prune in the spatial and "
                     "Winograd domains, convert, compile to the sparse CPU engine, benchmark and report.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    parser.set_defaults(debug=False, quiet=False, device="auto", threads=None)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     class _Commands:
@@ -99,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true", help="delete the run directory first (start over)")
     run.add_argument("--until", metavar="STAGE", help="stop after this stage (name or 0-based index)")
     run.add_argument("--check", action="store_true", help="validate the recipe and print its stages; run nothing")
+    run.add_argument("--smoke", action="store_true",
+                     help="run every stage for a few steps on fake data of the same shape (checks a long "
+                          "recipe in seconds; run directory runs/<name>-smoke)")
     run.add_argument("--list", action="store_true", help="list the bundled recipes")
 
     train = commands.add_parser("train", help="train a registry model and save a checkpoint",
@@ -240,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = list(args.set) + ([f"data.root={args.data_dir}"] if args.data_dir else [])
     if args.device != "auto":
         overrides.append(f"device={args.device}")
-    recipe = load_recipe(args.recipe, overrides)
+    recipe = load_recipe(args.recipe, overrides, smoke=args.smoke)
     if args.check:
         print(f"recipe {recipe.name}: valid; {len(recipe.stages)} stages, data {recipe.data.dataset}, "
               f"model {recipe.model.name}")
@@ -479,6 +486,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    for name in ("debug", "quiet", "device", "threads"):
+        value = getattr(args, name, None)
+        setattr(args, name, value if value not in (None, False) else getattr(args, "top_" + name))
+    args.device = args.device or "auto"
     if args.version:
         from importlib.metadata import PackageNotFoundError, version
         try:

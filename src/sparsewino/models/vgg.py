@@ -57,7 +57,8 @@ def _last_width(features: nn.Sequential) -> int:
 @register_model("vgg_nagadomi", 32, "VGG-nagadomi for CIFAR-10: 3x3 convs 64,64,M,128,128,M,256x4,M, "
                 "FC1024, FC1024, BN, dropout 0.5")
 def vgg_nagadomi(in_channels: int = 3, num_classes: int = 10, input_size: int = 32,
-                 batch_norm: bool = True, dropout: float = 0.5, hidden: int = 1024) -> VGG:
+                 batch_norm: bool = True, dropout: float = 0.5, hidden: int = 1024,
+                 width: int = 64) -> VGG:
     """VGG-nagadomi (Yu et al. / Liu et al.'s CIFAR-10 model).
 
     Args:
@@ -66,10 +67,14 @@ def vgg_nagadomi(in_channels: int = 3, num_classes: int = 10, input_size: int = 
         batch_norm: BatchNorm after each conv and hidden FC layer.
         dropout: dropout probability before each hidden FC output.
         hidden: width of the two hidden FC layers.
+        width: channels of the first block (64 in the paper; the others are 2x and 4x).
     """
     if input_size % 8:
         raise ValueError(f"vgg_nagadomi: input_size must be divisible by 8, got {input_size}")
-    widths: list[Layer] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M"]
+    if width < 1:
+        raise ValueError(f"vgg_nagadomi: width must be >= 1, got {width}")
+    w2, w4 = 2 * width, 4 * width
+    widths: list[Layer] = [width, width, "M", w2, w2, "M", w4, w4, w4, w4, "M"]
     side = input_size // 8
 
     def fc(inputs: int) -> list[nn.Module]:
@@ -78,7 +83,7 @@ def vgg_nagadomi(in_channels: int = 3, num_classes: int = 10, input_size: int = 
             layers.append(nn.BatchNorm1d(hidden))
         return layers + [nn.ReLU(inplace=True), nn.Dropout(dropout)]
 
-    classifier = nn.Sequential(*fc(256 * side * side), *fc(hidden), nn.Linear(hidden, num_classes))
+    classifier = nn.Sequential(*fc(w4 * side * side), *fc(hidden), nn.Linear(hidden, num_classes))
     return VGG(vgg_features(in_channels, widths, batch_norm), nn.Flatten(), classifier)
 
 

@@ -9,7 +9,8 @@ from typing import Any, Iterable, Mapping
 from ..train.schema import ConfigError
 from .schema import Recipe, parse_recipe
 
-__all__ = ["bundled_recipes", "find_recipe", "load_recipe", "read_recipe_data", "apply_overrides"]
+__all__ = ["bundled_recipes", "find_recipe", "load_recipe", "read_recipe_data", "apply_overrides",
+           "smoke_variant"]
 
 
 def _yaml():
@@ -108,12 +109,13 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
     return result
 
 
-def load_recipe(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
+def load_recipe(name_or_path: str | Path, overrides: Iterable[str] = (), smoke: bool = False) -> Recipe:
     """Read, override and validate a recipe.
 
     Args:
         name_or_path: a YAML file or a bundled recipe name (see :func:`bundled_recipes`).
         overrides: ``KEY.PATH=VALUE`` strings (see :func:`apply_overrides`).
+        smoke: run on fake data for a few steps (see :func:`smoke_variant`), after overrides.
 
     Returns:
         The validated :class:`Recipe`.
@@ -123,4 +125,61 @@ def load_recipe(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Reci
     """
     path = find_recipe(name_or_path)
     data = apply_overrides(read_recipe_data(path), overrides)
+    if smoke:
+        data = smoke_variant(data)
     return parse_recipe(data, source=str(path))
+
+
+def smoke_variant(data: Mapping[str, Any], samples: int = 64, batch_size: int = 16,
+                  steps: int = 2) -> dict[str, Any]:
+    """A copy of a recipe mapping that runs in seconds on fake data of the same shape.
+
+    The dataset becomes ``fake`` with the real one's channels, classes and image size (32 for
+    ImageNet), every training run lasts ``steps`` optimizer steps, particle filters and
+    benchmarks shrink. Used by ``sparsewino run RECIPE --smoke`` to check a long recipe end to
+    end before spending hours on it, and by the tests.
+    """
+    from ..data.registry import dataset_spec
+    result = copy.deepcopy(dict(data))
+    original = dict(result.get("data") or {})
+    spec = dataset_spec(str(original.get("dataset", "fake")))
+    image_size = 32 if spec.name == "imagenet" else spec.image_size
+    result["data"] = {"dataset": "fake", "batch_size": batch_size, "eval_batch_size": 32,
+                      "options": {"num_samples": samples, "num_classes": spec.num_classes,
+                                  "channels": spec.in_channels, "image_size": image_size}}
+    if original.get("validation"):
+        result["data"]["validation"] = 16
+    train_images = samples - result["data"].get("validation", 0)
+    epochs = steps * batch_size / train_images
+
+    def shrink(config: dict[str, Any]) -> dict[str, Any]:
+        old = float(config.get("epochs", 1.0))
+        config.update(epochs=epochs, batch_size=batch_size, checkpoint_every=None)
+        schedule = config.get("schedule")
+        if isinstance(schedule, dict) and schedule.get("milestones"):
+            schedule["milestones"] = [m * epochs / old for m in schedule["milestones"]]
+        if isinstance(schedule, dict) and "step_epochs" in schedule:
+            schedule["step_epochs"] = schedule["step_epochs"] * epochs / old
+        if isinstance(schedule, dict) and "warmup_epochs" in schedule:
+            schedule["warmup_epochs"] = 0.0
+        return config
+
+    for stage in result.get("stages") or []:
+        if not isinstance(stage, dict):
+            continue
+        if stage.get("stage") in ("train", "finetune"):
+            shrink(stage)
+        if isinstance(stage.get("finetune"), dict):
+            old = float(stage["finetune"].get("epochs", 1.0))
+            shrink(stage["finetune"])
+            if isinstance(stage.get("gradual"), dict):
+                for key in ("begin", "end"):
+                    if key in stage["gradual"]:
+                        stage["gradual"][key] = stage["gradual"][key] * epochs / old
+                stage["gradual"]["every_steps"] = 1
+        if stage.get("importance") == "particle_filter":
+            stage.update(particles=4, iterations=1)
+        if stage.get("stage") == "benchmark":
+            stage.update(batch_size=4, warmup=0, repeats=1)
+    result["name"] = f"{result.get('name', 'recipe')}-smoke"
+    return result

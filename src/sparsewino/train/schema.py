@@ -43,12 +43,15 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: must be {_type_name(tp)}, got {value!r}")
         return value
     if origin in (Union, types.UnionType):
-        errors = []
-        for option in typing.get_args(tp):
+        options = typing.get_args(tp)
+        real = [o for o in options if o is not type(None)]
+        if value is not None and len(real) == 1:
+            return _convert(value, real[0], where)         # its own, more precise message
+        for option in options:
             try:
                 return _convert(value, option, where)
-            except ConfigError as exc:
-                errors.append(exc)
+            except ConfigError:
+                continue
         raise ConfigError(f"{where}: must be {_type_name(tp)}, got {value!r}")
     if tp is type(None):
         if value is not None:

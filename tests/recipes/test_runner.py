@@ -1,0 +1,87 @@
+"""End-to-end run of the demo recipe on fake data: every stage, report, resume, run-directory rules."""
+import json
+
+import pytest
+import torch
+
+from sparsewino.nn import WinogradConv2d
+from sparsewino.prune import get_grad_scale, get_mask
+from sparsewino.recipes import RunDirectoryError, load_model, load_recipe, run_recipe
+
+OVERRIDES = ["model.args={widths: [4, 4, M, 8, 8, M, 8]}"]
+QUIET = dict(progress=False, log=lambda message: None)
+
+
+def demo(extra=()):
+    return load_recipe("fashion_mnist_spatial_winograd", OVERRIDES + list(extra), smoke=True)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("demo") / "run"
+    torch.manual_seed(0)
+    return run_recipe(demo(), run_dir, **QUIET)
+
+
+def test_all_stages_and_report(finished):
+    kinds = [r["kind"] for r in finished.rows]
+    assert kinds == ["train", "prune", "prune", "prune", "convert", "prune", "prune", "evaluate", "compile",
+                     "benchmark"]
+    step1 = [r for r in finished.rows if r["stage"] == "step1"]
+    assert [r["target"] for r in step1] == [0.3, 0.5, 0.6]
+    final = finished.rows[7]
+    assert 0.6 < final["winograd_sparsity"] <= 0.75 and final["reduction_vs_direct"] > 4
+    assert final["spatial_sparsity"] is None                     # Winograd-domain weights only
+    compiled = finished.rows[8]
+    assert compiled["compiled_max_abs_error"] < 1e-3 and compiled["compiled_accuracy"] == final["accuracy"]
+    bench = finished.rows[9]
+    assert bench["dense_ms"] > 0 and bench["speedup_vs_dense"] == bench["dense_ms"] / bench["compiled_ms"]
+    report = finished.report
+    assert report.name == "summary.md" and report.is_file()
+    for name in ("results.csv", "results.json", "layers.json", "accuracy_vs_sparsity.png",
+                 "layer_sparsity.png", "position_sparsity.png"):
+        assert (report.parent / name).is_file(), name
+    assert json.loads((finished.run_dir / "results.json").read_text()) == finished.rows
+
+
+def test_saved_model_rebuilds_with_masks_and_gradient_scales(finished):
+    model, checkpoint = load_model(finished.run_dir / "model.pt")
+    layers = [m for m in model.modules() if isinstance(m, WinogradConv2d)]
+    assert len(layers) == 5 and all(layer.domain == "winograd" for layer in layers)
+    assert all(get_mask(layer) is not None for layer in layers)
+    assert get_grad_scale(layers[1]) is not None                 # IFM gradient scaling survives
+    assert checkpoint["input_shape"] == [1, 1, 28, 28]
+    sparsity = sum(int((l.weight == 0).sum()) for l in layers) / sum(l.weight.numel() for l in layers)
+    assert sparsity > 0.6
+
+
+def test_rerun_skips_finished_steps(finished):
+    again = run_recipe(demo(), finished.run_dir, **QUIET)
+    assert again.stages_run == ["report"]                         # only the report is rewritten
+    assert again.rows == finished.rows and again.report is not None
+
+
+def test_interrupted_run_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    partial = run_recipe(demo(), run_dir, until="step1", **QUIET)
+    assert partial.stages_run == ["baseline", "step1"]
+    (run_dir / "stages" / "01-step1" / "unit-02.pt").unlink()    # as if killed during the last target
+    rest = run_recipe(demo(), run_dir, until="to_winograd", **QUIET)
+    assert rest.stages_run == ["step1", "to_winograd"]
+    assert [r["step"] for r in rest.rows if r["stage"] == "step1"] == ["target 0.30", "target 0.50", "target 0.60"]
+
+
+def test_run_directory_rules(tmp_path):
+    run_dir = tmp_path / "run"
+    run_recipe(demo(), run_dir, until=0, **QUIET)
+    with pytest.raises(RunDirectoryError, match="different recipe; pass --fresh"):
+        run_recipe(demo(["seed=3"]), run_dir, until=0, **QUIET)
+    fresh = run_recipe(demo(["seed=3"]), run_dir, until=0, fresh=True, **QUIET)
+    assert fresh.stages_run == ["baseline"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirectoryError, match="not a sparsewino run directory"):
+        run_recipe(demo(), other, **QUIET)
+    with pytest.raises(ValueError, match="no such stage"):
+        run_recipe(demo(), tmp_path / "x", until="nope", **QUIET)
