@@ -1,0 +1,120 @@
+"""The sparsewino command: every subcommand on tiny fake data, one-line errors, --debug, --help."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sparsewino.cli import build_parser, main
+from sparsewino.recipes import load_model
+
+DATA = ["--dataset", "fake", "--batch-size", "32", "--eval-batch-size", "64"]
+SMALL = ["--model-arg", "widths=[4, 4, M, 8]"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    status = main(["--quiet", "train", "--model", "small_vgg", *SMALL, *DATA, "--epochs", "1",
+                   "--output", str(folder / "base.pt")])
+    assert status == 0
+    return folder
+
+
+def test_train_writes_a_rebuildable_checkpoint(trained, capsys):
+    model, checkpoint = load_model(trained / "base.pt")
+    assert checkpoint["input_shape"] == [1, 1, 28, 28] and 0 <= checkpoint["evaluation"]["accuracy"] <= 1
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert (trained / "base.pt.train.pt").is_file() and (trained / "base.pt.metrics.jsonl").is_file()
+
+
+def test_prune_convert_eval_count_inspect_bench(trained, capsys):
+    base, step1, wino, step2 = (str(trained / n) for n in ("base.pt", "s1.pt", "w.pt", "s2.pt"))
+    assert main(["prune", base, "--method", "spatial_winograd", "--amount", "0.5", "--override",
+                 "features.0=0.2", *DATA, "--finetune-epochs", "0.5", "--output", step1, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "spatial_winograd 0.5: Winograd-domain sparsity" in out and "test accuracy" in out
+    assert main(["convert", step1, "--domain", "winograd", "--output", wino]) == 0
+    assert "3 of 3 convolutions converted" in capsys.readouterr().out
+    assert main(["prune", wino, "--method", "winograd_domain", "--amount", "0.7", "--output", step2]) == 0
+    capsys.readouterr()
+    assert main(["eval", step2, *DATA, "--json", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["samples"] == 256 and 0.6 < result["winograd_sparsity"] <= 0.7
+    assert main(["count", step2, "--json"]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert [row["layer"] for row in counts["layers"]] == ["features.0", "features.3", "features.7"]
+    assert counts["totals"]["sparse_multiplications"] < counts["totals"]["dense_multiplications"]
+    assert main(["count", step2]) == 0 and "total" in capsys.readouterr().out
+    assert main(["inspect", step2, "--positions"]) == 0
+    text = capsys.readouterr().out
+    assert "transforms: convert(tile=4, domain=winograd)" in text and "zeros per Winograd position" in text
+    assert main(["bench", step2, "--batch-size", "4", "--warmup", "0", "--repeats", "1", "--json"]) == 0
+    bench = json.loads(capsys.readouterr().out)
+    assert bench["compiled_ms"] > 0 and bench["input_shape"] == [4, 1, 28, 28]
+
+
+def test_run_check_list_and_smoke(tmp_path, capsys):
+    assert main(["run", "--list"]) == 0
+    assert "fashion_mnist_spatial_winograd" in capsys.readouterr().out
+    assert main(["run", "fashion_mnist_spatial_winograd", "--check", "--set", "stages.step1.targets=[0.4]"]) == 0
+    assert "3: prune step2" in capsys.readouterr().out
+    run_dir = tmp_path / "run"
+    assert main(["run", "fashion_mnist_native", "--smoke", "--quiet", "--run-dir", str(run_dir), "--set",
+                 "model.args={widths: [4, M, 8]}", "--set", "stages=[{stage: train, name: b}, {stage: report}]"]) == 0
+    assert f"report: {run_dir / 'report' / 'summary.md'}" in capsys.readouterr().out
+    assert main(["report", str(run_dir), "--no-plots"]) == 0
+    assert (run_dir / "report" / "summary.md").is_file()
+
+
+@pytest.mark.parametrize("argv,message,status", [
+    (["inspect", "missing.pt"], "sparsewino: error: checkpoint missing.pt does not exist", 1),
+    (["run", "nope"], "sparsewino: error: recipe 'nope' is neither a file nor a bundled recipe", 1),
+    (["run", "fashion_mnist_native", "--set", "stages.native.sparsity=2", "--check"],
+     "sparsity must be < 1", 1),
+    (["eval", "x.pt", "--dataset", "mnist", "--data-dir", "/nonexistent"], "does not exist", 1),
+    (["report", "/nonexistent"], "is not a run directory", 2),
+    (["run"], "run needs a RECIPE", 2),
+])
+def test_errors_are_one_line(argv, message, status, capsys):
+    assert main(argv) == status
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_corrupt_checkpoint_and_debug(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    assert main(["inspect", str(bad)]) == 1
+    assert "truncated or corrupt" in capsys.readouterr().err
+    with pytest.raises(Exception, match="truncated or corrupt"):
+        main(["inspect", str(bad), "--debug"])
+
+
+def test_prune_rejects_impossible_amount(trained, capsys):
+    assert main(["prune", str(trained / "base.pt"), "--method", "magnitude", "--amount", "1.5",
+                 "--output", str(trained / "x.pt")]) == 2
+    assert "--amount 1.5 is impossible" in capsys.readouterr().err
+
+
+def test_global_flags_before_or_after_the_command():
+    parser = build_parser()
+    for argv in (["--quiet", "--threads", "1", "run", "x"], ["run", "x", "--quiet", "--threads", "1"]):
+        args = parser.parse_args(argv)
+        for name in ("quiet", "threads"):
+            setattr(args, name, getattr(args, name) or getattr(args, "top_" + name))
+        assert args.quiet is True and args.threads == 1
+
+
+def test_help_and_console_entry_point():
+    help_text = build_parser().format_help()
+    for command in ("run", "train", "prune", "convert", "eval", "bench", "count", "report", "inspect"):
+        assert f"    {command} " in help_text
+    assert "--set stages.baseline.epochs=1" in help_text
+    done = subprocess.run([sys.executable, "-m", "sparsewino.cli", "inspect", "nothing.pt"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.strip() == "sparsewino: error: checkpoint nothing.pt does not exist"
+    assert "--run-dir" in subprocess.run([sys.executable, "-m", "sparsewino.cli", "run", "--help"],
+                                         capture_output=True, text=True, timeout=60).stdout
