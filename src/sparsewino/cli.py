@@ -255,11 +255,35 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  {index}: {stage.kind} {stage.name}")
         return 0
     log = (lambda message: None) if args.quiet else (lambda message: print(message, flush=True))
+    if not args.quiet and recipe.description:
+        print(f"{recipe.name}: {recipe.description}", flush=True)
     result = run_recipe(recipe, args.run_dir, fresh=args.fresh, until=args.until,
                         progress=not args.quiet, log=log)
-    if result.report is not None:
-        print(f"report: {result.report}")
+    _print_headline(result)
     return 0
+
+
+def _print_headline(result: Any) -> None:
+    """The run's headline numbers and where its report is."""
+    from .report import headline
+    numbers = headline(result.rows)
+
+    def times(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}x"
+
+    print()
+    print(f"baseline accuracy        {_pct(numbers['baseline_accuracy'])}")
+    compiled = numbers["final_compiled_accuracy"]
+    print(f"final accuracy           {_pct(numbers['final_accuracy'])}"
+          + (f" (compiled engine {_pct(compiled)})" if compiled is not None else ""))
+    print(f"Winograd-domain sparsity {_pct(numbers['winograd_sparsity'])}")
+    print(f"multiplication reduction {times(numbers['reduction_vs_direct'])} vs direct convolution, "
+          f"{times(numbers['reduction_vs_winograd'])} vs dense Winograd")
+    if numbers["speedup_vs_dense"] is not None:
+        print(f"compiled speed-up        {times(numbers['speedup_vs_dense'])} vs dense PyTorch conv "
+              f"(batch {numbers['benchmark_batch']}, {numbers['benchmark_threads']} threads)")
+    print(f"wall time                {result.seconds:.0f} s")
+    print(f"report: {result.report if result.report is not None else result.run_dir}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

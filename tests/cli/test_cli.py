@@ -118,3 +118,16 @@ def test_help_and_console_entry_point():
     assert done.returncode == 1 and done.stderr.strip() == "sparsewino: error: checkpoint nothing.pt does not exist"
     assert "--run-dir" in subprocess.run([sys.executable, "-m", "sparsewino.cli", "run", "--help"],
                                          capture_output=True, text=True, timeout=60).stdout
+
+
+def test_demo_entry_point(tmp_path, capsys):
+    from sparsewino.demo import RECIPE, main as demo_main
+    assert RECIPE == "fashion_mnist_spatial_winograd"
+    run_dir = tmp_path / "demo"
+    args = ["--smoke", "--quiet", "--run-dir", str(run_dir), "--until", "baseline", "--set",
+            "model.args={widths: [4, M, 8]}"]
+    assert demo_main(args) == 0
+    out = capsys.readouterr().out
+    assert "baseline accuracy" in out and f"report: {run_dir}" in out
+    assert demo_main(args) == 0                                     # second run reuses the directory
+    assert demo_main(["--help"]) == 0 and "make demo" in capsys.readouterr().out
