@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -254,12 +255,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         for index, stage in enumerate(recipe.stages):
             print(f"  {index}: {stage.kind} {stage.name}")
         return 0
+    main_rank = int(os.environ.get("RANK", "0")) == 0          # torchrun: only rank 0 talks
     log = (lambda message: None) if args.quiet else (lambda message: print(message, flush=True))
-    if not args.quiet and recipe.description:
+    if not args.quiet and main_rank and recipe.description:
         print(f"{recipe.name}: {recipe.description}", flush=True)
     result = run_recipe(recipe, args.run_dir, fresh=args.fresh, until=args.until,
                         progress=not args.quiet, log=log)
-    _print_headline(result)
+    if main_rank:
+        _print_headline(result)
     return 0
 
 
