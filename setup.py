@@ -1,0 +1,53 @@
+"""Build script for the optional C++/OpenMP kernel of ``sparsewino.engine`` (loaded with ctypes).
+
+All metadata lives in pyproject.toml; this file only declares the kernel library. It is
+built with the system C++ compiler (C++17, OpenMP when available) by the normal
+``pip install .`` / ``pip install -e .``. No ``-march=native``: the AVX2+FMA code path is
+selected per function (``#pragma GCC target``) and chosen at run time, next to a portable
+build. If the compiler is missing or the build fails, installation still succeeds and the
+engine falls back to a pure-PyTorch path with a warning.
+"""
+from __future__ import annotations
+
+import os
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+KERNEL_DIR = os.path.join("src", "sparsewino", "engine", "kernels")
+SOURCES = ["sw_api.cpp", "sw_conv2d_avx2.cpp", "sw_conv2d_portable.cpp"]
+HEADERS = ["sw_kernels.h", "sw_plan.h", "sw_conv2d_impl.h", "sw_patterns.h"]
+OPENMP_COMPILE, OPENMP_LINK = ["-fopenmp"], ["-fopenmp"]
+
+
+class OptionalBuildExt(build_ext):
+    """Build the kernel with OpenMP, retry without it, and never fail the installation."""
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+            return
+        except Exception as exc:  # noqa: BLE001 - any compiler failure must not break install
+            first_error = exc
+        ext.extra_compile_args = [a for a in ext.extra_compile_args if a not in OPENMP_COMPILE]
+        ext.extra_link_args = [a for a in ext.extra_link_args if a not in OPENMP_LINK]
+        try:
+            super().build_extension(ext)
+            self.warn("sparsewino: built the kernel without OpenMP (single-threaded); "
+                      f"the OpenMP build failed: {first_error}")
+        except Exception as exc:  # noqa: BLE001
+            self.warn("sparsewino: the C++ kernel could not be built; sparsewino.engine will "
+                      f"use its pure-PyTorch fallback. Reason: {exc}")
+
+
+kernel = Extension(
+    "sparsewino.engine.kernels._sw_kernels",
+    sources=[os.path.join(KERNEL_DIR, name) for name in SOURCES],
+    depends=[os.path.join(KERNEL_DIR, name) for name in HEADERS],
+    language="c++",
+    extra_compile_args=["-std=c++17", "-O3", "-fvisibility=hidden", *OPENMP_COMPILE],
+    extra_link_args=OPENMP_LINK,
+    optional=True,
+)
+
+setup(ext_modules=[kernel], cmdclass={"build_ext": OptionalBuildExt})

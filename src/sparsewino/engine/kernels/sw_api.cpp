@@ -1,0 +1,152 @@
+// C entry points: argument checks, execution plan (blocking/threads/workspace) and the
+// run-time choice between the AVX2+FMA and the portable build of the kernel.
+#include <cstdint>
+
+#include "sw_kernels.h"
+#include "sw_plan.h"
+
+namespace {
+
+// Working set per block that should stay in a core's L2 cache: V and M of one block.
+constexpr int64_t kBlockBudgetFloats = 96 * 1024;
+constexpr int32_t kMaxTileBlock = 64;           // 8 vectors of 8 tiles
+constexpr int32_t kRowsPerItem = 4 * SW_DENSE_ROWS;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t align16(int64_t floats) { return (floats + 15) / 16 * 16; }
+int32_t round_up8(int64_t v) { return static_cast<int32_t>((v + 7) / 8 * 8); }
+// A stride of an odd number of 64-byte lines spreads consecutive rows over all L1 sets.
+int64_t odd_lines(int64_t floats) {
+    const int64_t lines = (floats + 15) / 16;
+    return (lines % 2 ? lines : lines + 1) * 16;
+}
+
+bool cpu_has_avx2() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+}
+
+}  // namespace
+
+int32_t sw_make_plan(const sw_conv2d_args* a, sw_plan* p) {
+    if (!a || !p) return SW_ERR_ARGS;
+    if (a->N < 1 || a->C < 1 || a->H < 1 || a->W < 1 || a->K < 1 || a->Ho < 1 || a->Wo < 1)
+        return SW_ERR_ARGS;
+    if (a->n < 2 || a->n > SW_MAX_N || a->m < 1 || a->m >= a->n) return SW_ERR_TILE;
+    if (a->pad_top < 0 || a->pad_left < 0 || a->threads < 1 || a->tile_block < 0)
+        return SW_ERR_ARGS;
+    if (!a->bt || !a->at || !a->formats || !a->rowptr || !a->dense_index) return SW_ERR_ARGS;
+    const int64_t r = a->n - a->m + 1;
+    // The output must be what a stride-1 convolution with this padding produces.
+    if (a->Ho > a->H + a->pad_top + (r - 1) || a->Wo > a->W + a->pad_left + (r - 1))
+        return SW_ERR_ARGS;
+    p->P = a->n * a->n;
+    p->th = static_cast<int32_t>(ceil_div(a->Ho, a->m));
+    p->tw = static_cast<int32_t>(ceil_div(a->Wo, a->m));
+    p->T = static_cast<int64_t>(a->N) * p->th * p->tw;
+    p->threads = a->threads;
+    int64_t cache_tb = kBlockBudgetFloats / (static_cast<int64_t>(p->P) * (a->C + a->K));
+    cache_tb = cache_tb / 8 * 8;
+    if (cache_tb < 8) cache_tb = 8;
+    if (cache_tb > kMaxTileBlock) cache_tb = kMaxTileBlock;
+    const int64_t groups = ceil_div(p->T, 8);
+    int32_t mode = a->mode;
+    if (mode == SW_MODE_AUTO)
+        mode = (a->threads == 1 || groups >= 2 * a->threads) ? SW_MODE_BLOCKS
+                                                             : SW_MODE_COOPERATIVE;
+    if (mode != SW_MODE_BLOCKS && mode != SW_MODE_COOPERATIVE) return SW_ERR_ARGS;
+    int32_t tb;
+    if (a->tile_block > 0) {
+        tb = round_up8(a->tile_block);
+        if (tb > kMaxTileBlock) tb = kMaxTileBlock;
+    } else if (mode == SW_MODE_BLOCKS) {
+        // At least one block per thread, each at most the cache budget.
+        const int64_t per_thread = round_up8(ceil_div(p->T, a->threads));
+        tb = static_cast<int32_t>(per_thread < cache_tb ? per_thread : cache_tb);
+    } else {
+        const int64_t all = round_up8(p->T);
+        tb = static_cast<int32_t>(all < cache_tb ? all : cache_tb);
+    }
+    p->Tb = tb;
+    p->blocks = ceil_div(p->T, tb);
+    p->mode = mode;
+    p->slots = mode == SW_MODE_BLOCKS ? a->threads : 1;
+    p->rows_per_item = kRowsPerItem;
+    p->v_pstride = odd_lines(static_cast<int64_t>(a->C) * tb);
+    p->m_pstride = odd_lines(static_cast<int64_t>(a->K) * tb);
+    int64_t off = 0;
+    p->off_v = off;
+    off += p->P * p->v_pstride;
+    p->off_m = off;
+    off += p->P * p->m_pstride;
+    p->off_in_off = off;
+    off += align16(static_cast<int64_t>(tb) * a->n * 2);   // int64 per (tile, row)
+    p->off_in_mask = off;
+    off += align16(static_cast<int64_t>(tb) * a->n * 8);   // up to 32 bytes per mask
+    p->off_out_off = off;
+    off += align16(static_cast<int64_t>(tb) * 2);
+    p->off_out_rows = off;
+    off += align16(tb);
+    p->off_out_cols = off;
+    off += align16(tb);
+    p->off_group_full = off;
+    off += align16(tb / 8);
+    p->slot_floats = off;
+    return SW_OK;
+}
+
+extern "C" {
+
+SW_EXPORT int32_t sw_abi_version(void) { return SW_ABI_VERSION; }
+SW_EXPORT int32_t sw_dense_rows(void) { return SW_DENSE_ROWS; }
+SW_EXPORT int32_t sw_max_n(void) { return SW_MAX_N; }
+
+SW_EXPORT int32_t sw_isa_supported(int32_t isa) {
+    if (isa == SW_ISA_PORTABLE) return 1;
+    if (isa == SW_ISA_AVX2) return cpu_has_avx2() ? 1 : 0;
+    return 0;
+}
+
+SW_EXPORT int32_t sw_conv2d_workspace(const sw_conv2d_args* args, int64_t* floats) {
+    sw_plan plan;
+    const int32_t status = sw_make_plan(args, &plan);
+    if (status != SW_OK) return status;
+    if (floats) *floats = plan.slot_floats * plan.slots;
+    return SW_OK;
+}
+
+SW_EXPORT int32_t sw_conv2d_plan(const sw_conv2d_args* args, int32_t* tile_block, int32_t* blocks,
+                       int32_t* mode, int32_t* isa) {
+    sw_plan plan;
+    const int32_t status = sw_make_plan(args, &plan);
+    if (status != SW_OK) return status;
+    if (tile_block) *tile_block = plan.Tb;
+    if (blocks) *blocks = static_cast<int32_t>(plan.blocks);
+    if (mode) *mode = plan.mode;
+    if (isa) *isa = args->isa == SW_ISA_AUTO ? (cpu_has_avx2() ? SW_ISA_AVX2 : SW_ISA_PORTABLE)
+                                             : args->isa;
+    return SW_OK;
+}
+
+SW_EXPORT int32_t sw_conv2d_forward(const sw_conv2d_args* args) {
+    sw_plan plan;
+    const int32_t status = sw_make_plan(args, &plan);
+    if (status != SW_OK) return status;
+    if (!args->x || !args->y || !args->workspace) return SW_ERR_ARGS;
+    if (args->workspace_floats < plan.slot_floats * plan.slots) return SW_ERR_WORKSPACE;
+    if (reinterpret_cast<uintptr_t>(args->workspace) % 64 != 0) return SW_ERR_ALIGN;
+    int32_t isa = args->isa;
+    if (isa == SW_ISA_AUTO) isa = cpu_has_avx2() ? SW_ISA_AVX2 : SW_ISA_PORTABLE;
+    if (isa == SW_ISA_AVX2) {
+        if (!cpu_has_avx2()) return SW_ERR_ISA;
+        return sw_avx2::conv2d_forward(args, &plan);
+    }
+    if (isa == SW_ISA_PORTABLE) return sw_portable::conv2d_forward(args, &plan);
+    return SW_ERR_ISA;
+}
+
+}  // extern "C"

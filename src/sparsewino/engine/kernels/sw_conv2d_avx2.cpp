@@ -1,0 +1,86 @@
+// AVX2 + FMA build of the fused sparse Winograd kernel (chosen at run time on CPUs that have it).
+//
+// Standard headers come first, before the target pragma, so that no inline library function
+// is compiled for AVX2 and later shared with the portable build; everything compiled for
+// AVX2 lives in namespace sw_avx2 with internal linkage.
+#include <cstdint>
+
+#include "sw_plan.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+namespace sw_avx2 {
+
+struct Simd {
+    using vec = __m256;
+    using mask = __m256i;
+    static inline vec zero() { return _mm256_setzero_ps(); }
+    static inline vec set1(float v) { return _mm256_set1_ps(v); }
+    static inline vec load(const float* p) { return _mm256_loadu_ps(p); }
+    static inline void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
+    static inline vec fmadd(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+    static inline vec mul(vec a, vec b) { return _mm256_mul_ps(a, b); }
+    static inline vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
+    static inline vec sub(vec a, vec b) { return _mm256_sub_ps(a, b); }
+    static inline vec max0(vec a) { return _mm256_max_ps(a, _mm256_setzero_ps()); }
+    static inline mask make_mask(int bits) {
+        const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(bits), sel), sel);
+    }
+    // Masked-off lanes read as zero and are never accessed (no fault past the image edge).
+    static inline vec maskload(const float* p, mask m) { return _mm256_maskload_ps(p, m); }
+    static inline void transpose8(vec* r) {
+        const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+        const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+        const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+        const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+        const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+        const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+        const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+        const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+        r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+        r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+        r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+        r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+        r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+        r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+        r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+        r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+    }
+    // Store lanes [0, count) only.
+    static inline void store_first(float* p, vec v, int count) {
+        switch (count) {
+            case 8: _mm256_storeu_ps(p, v); return;
+            case 4: _mm_storeu_ps(p, _mm256_castps256_ps128(v)); return;
+            case 2: _mm_storel_pi(reinterpret_cast<__m64*>(p), _mm256_castps256_ps128(v)); return;
+            default: {
+                alignas(32) float tmp[8];
+                _mm256_store_ps(tmp, v);
+                for (int i = 0; i < count; ++i) p[i] = tmp[i];
+            }
+        }
+    }
+};
+
+#define SW_SPECIALISE_PATTERNS 1
+#include "sw_conv2d_impl.h"
+
+}  // namespace sw_avx2
+
+#pragma GCC pop_options
+
+#else  // not x86: no AVX2 build; the dispatcher never selects it (sw_isa_supported says 0)
+
+namespace sw_avx2 {
+int32_t conv2d_forward(const sw_conv2d_args*, const sw_plan*) { return SW_ERR_ISA; }
+}  // namespace sw_avx2
+
+#endif

@@ -1,0 +1,485 @@
+// Fused sparse Winograd 2-D convolution, written once against a SIMD policy `Simd`.
+//
+// Included by sw_conv2d_avx2.cpp (AVX2+FMA intrinsics) and sw_conv2d_portable.cpp (plain C++),
+// each inside its own namespace, so the two builds never share a symbol.
+//
+// Data layout of one block of Tb tiles (the vector dimension is always 8 tiles):
+//   V[p][c][Tb]  transformed input   (p = Winograd position, c = input channel)
+//   M[p][k][Tb]  element-wise stage  (k = output channel)
+// Stages per block: input transform (8 tiles at a time: masked loads of the tile rows,
+// 8x8 transpose, B^T along W then along H, optional ReLU), per-position product
+// (CSR rows x V, or dense 6-row panels x V, or nothing for an all-zero position), output
+// transform (A^T along H then W, bias, optional ReLU, transpose back, store the m x m tile,
+// clipped at the image border). Every output element belongs to exactly one tile, and every
+// tile belongs to exactly one block, so the output is fully written.
+//
+// SW_SPECIALISE_PATTERNS (0/1) says whether to compile the pattern-specialised transforms.
+// Requires before inclusion: <cstdint>, "sw_plan.h" (OpenMP or its stub), and in the enclosing
+// namespace a struct Simd with: vec, mask, zero, set1, load, store, fmadd, mul, add, max0,
+// make_mask(bits), maskload(ptr, mask), transpose8(vec[8]), store_first(ptr, vec, count).
+
+namespace {
+
+inline int imin(int a, int b) { return a < b ? a : b; }
+inline int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+using vec = Simd::vec;
+using mask = Simd::mask;
+
+// Per-call constants.
+struct Ctx {
+    const sw_conv2d_args* a;
+    const sw_plan* p;
+    int64_t plane_in, plane_out;   // H*W and Ho*Wo
+};
+
+// Description of the tiles of the block a slot is working on.
+struct Block {
+    int64_t first;                 // global index of the first tile
+    int count;                     // tiles in this block (<= Tb)
+    int groups;                    // ceil(count / 8)
+    int64_t* in_off;               // [Tb][n] offset of row i of tile t in x (channel 0)
+    mask* in_mask;                 // [Tb][n] lanes of that row inside the image
+    int64_t* out_off;              // [Tb] offset of the tile's top-left output (channel 0)
+    int32_t* out_rows;             // [Tb] output rows of the tile inside the image
+    int32_t* out_cols;             // [Tb] output columns of the tile inside the image
+    int32_t* group_full;           // [Tb/8] 1 if all 8 tiles of the group are whole m x m
+    float* V;
+    float* M;
+};
+
+Block slot_block(const Ctx& cx, float* slot) {
+    const sw_plan& p = *cx.p;
+    Block b;
+    b.first = 0;
+    b.count = 0;
+    b.groups = 0;
+    b.V = slot + p.off_v;
+    b.M = slot + p.off_m;
+    b.in_off = reinterpret_cast<int64_t*>(slot + p.off_in_off);
+    b.in_mask = reinterpret_cast<mask*>(slot + p.off_in_mask);
+    b.out_off = reinterpret_cast<int64_t*>(slot + p.off_out_off);
+    b.out_rows = reinterpret_cast<int32_t*>(slot + p.off_out_rows);
+    b.out_cols = reinterpret_cast<int32_t*>(slot + p.off_out_cols);
+    b.group_full = reinterpret_cast<int32_t*>(slot + p.off_group_full);
+    return b;
+}
+
+void setup_block(const Ctx& cx, int64_t block, Block& b) {
+    const sw_conv2d_args& a = *cx.a;
+    const int N = a.n;
+    const sw_plan& p = *cx.p;
+    b.first = block * p.Tb;
+    b.count = static_cast<int>(lmin(p.Tb, p.T - b.first));
+    b.groups = (b.count + 7) / 8;
+    const int64_t per_image = static_cast<int64_t>(p.th) * p.tw;
+    for (int t = 0; t < b.groups * 8; ++t) {
+        if (t >= b.count) {
+            for (int i = 0; i < N; ++i) {
+                b.in_off[t * N + i] = 0;
+                b.in_mask[t * N + i] = Simd::make_mask(0);
+            }
+            b.out_off[t] = 0;
+            b.out_rows[t] = 0;
+            b.out_cols[t] = 0;
+            continue;
+        }
+        const int64_t idx = b.first + t;
+        const int64_t img = idx / per_image;
+        const int64_t rem = idx - img * per_image;
+        const int ty = static_cast<int>(rem / p.tw);
+        const int tx = static_cast<int>(rem - static_cast<int64_t>(ty) * p.tw);
+        const int y0 = ty * a.m - a.pad_top;
+        const int x0 = tx * a.m - a.pad_left;
+        int colbits = 0;
+        for (int j = 0; j < N; ++j)
+            if (x0 + j >= 0 && x0 + j < a.W) colbits |= 1 << j;
+        const int64_t base = img * a.C * cx.plane_in;
+        for (int i = 0; i < N; ++i) {
+            const int y = y0 + i;
+            const bool inside = y >= 0 && y < a.H;
+            // Rows outside the image keep a harmless in-image offset and an empty mask.
+            b.in_off[t * N + i] = base + static_cast<int64_t>(inside ? y : 0) * a.W + x0;
+            b.in_mask[t * N + i] = Simd::make_mask(inside ? colbits : 0);
+        }
+        const int oy = ty * a.m, ox = tx * a.m;
+        b.out_off[t] = img * a.K * cx.plane_out + static_cast<int64_t>(oy) * a.Wo + ox;
+        b.out_rows[t] = imin(a.m, a.Ho - oy);
+        b.out_cols[t] = imin(a.m, a.Wo - ox);
+    }
+    for (int g = 0; g < b.groups; ++g) {
+        int full = 1;
+        for (int t = g * 8; t < g * 8 + 8; ++t)
+            if (b.out_rows[t] != a.m || b.out_cols[t] != a.m) full = 0;
+        b.group_full[g] = full;
+    }
+}
+
+// Transform coefficients broadcast once per thread: bt[i*n + j], at[i*n + j] (row-major).
+struct Coeffs {
+    vec bt[SW_MAX_N * SW_MAX_N];
+    vec at[SW_MAX_N * SW_MAX_N];
+    explicit Coeffs(const sw_conv2d_args& a) {
+        const int nn = a.n * a.n;
+        for (int i = 0; i < SW_MAX_N * SW_MAX_N; ++i) {
+            bt[i] = Simd::set1(i < nn ? a.bt[i] : 0.0f);
+            at[i] = Simd::set1(i < a.m * a.n ? a.at[i] : 0.0f);
+        }
+    }
+};
+
+// out[r] = sum_j A[r][j] in[j] for an R x N matrix A given by its values `coef` (row-major,
+// row stride N) and its pattern (bit r*N + j): zero terms are skipped and ±1 terms become
+// additions. With the pattern "all non-zero" this is the general matrix-vector product.
+template <int R, int N, uint64_t NZ, uint64_t ONE, uint64_t NEG>
+inline void apply_matrix(const vec* coef, const vec* in, vec* out) {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+        vec acc = Simd::zero();
+#pragma GCC unroll 8
+        for (int j = 0; j < N; ++j) {
+            const int bit = r * N + j;
+            if (!((NZ >> bit) & 1)) continue;
+            if ((ONE >> bit) & 1)
+                acc = (NEG >> bit) & 1 ? Simd::sub(acc, in[j]) : Simd::add(acc, in[j]);
+            else
+                acc = Simd::fmadd(coef[bit], in[j], acc);
+        }
+        out[r] = acc;
+    }
+}
+
+constexpr uint64_t full_pattern(int rows, int cols) {
+    return rows * cols >= 64 ? ~0ull : (1ull << (rows * cols)) - 1;
+}
+
+// Input transform of 8 tiles (group grp) of channel c: V[p][c][grp*8 .. +8].
+template <int N, uint64_t NZ, uint64_t ONE, uint64_t NEG>
+void input_group(const Ctx& cx, const Block& b, const Coeffs& k, int grp, int c) {
+    const sw_conv2d_args& a = *cx.a;
+    const float* xc = a.x + static_cast<int64_t>(c) * cx.plane_in;
+    const int64_t* in_off = b.in_off + grp * 8 * N;
+    const mask* in_mask = b.in_mask + grp * 8 * N;
+    vec rowt[N][N];                                  // B^T applied along W: [i][b]
+#pragma GCC unroll 8
+    for (int i = 0; i < N; ++i) {
+        vec r[8];
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; ++t) r[t] = Simd::maskload(xc + in_off[t * N + i], in_mask[t * N + i]);
+        Simd::transpose8(r);                          // r[j] = element (i, j) of 8 tiles
+        apply_matrix<N, N, NZ, ONE, NEG>(k.bt, r, rowt[i]);
+    }
+    const int64_t pstride = cx.p->v_pstride;
+    float* out = b.V + static_cast<int64_t>(c) * cx.p->Tb + grp * 8;
+    const bool relu = a.relu_input != 0;
+#pragma GCC unroll 8
+    for (int bb = 0; bb < N; ++bb) {
+        vec col[N], res[N];
+#pragma GCC unroll 8
+        for (int i = 0; i < N; ++i) col[i] = rowt[i][bb];
+        apply_matrix<N, N, NZ, ONE, NEG>(k.bt, col, res);
+#pragma GCC unroll 8
+        for (int aa = 0; aa < N; ++aa)
+            Simd::store(out + (aa * N + bb) * pstride, relu ? Simd::max0(res[aa]) : res[aa]);
+    }
+}
+
+// Output transform of 8 tiles (group grp) of output channel kk, written into y.
+// MM: the output tile m when known at compile time (with A^T's pattern), 0 to read m from
+// the arguments and treat A^T as dense.
+template <int N, int MM, uint64_t NZ, uint64_t ONE, uint64_t NEG>
+void output_group(const Ctx& cx, const Block& b, const Coeffs& k, int grp, int kk) {
+    const sw_conv2d_args& a = *cx.a;
+    constexpr int R = MM ? MM : N - 1;               // rows computed (m <= n - 1)
+    const int m = MM ? MM : imin(a.m, N - 1);
+    const int64_t pstride = cx.p->m_pstride;
+    const float* in = b.M + static_cast<int64_t>(kk) * cx.p->Tb + grp * 8;
+    vec z[N][R];                                     // A^T applied along H: [b][i]
+#pragma GCC unroll 8
+    for (int bb = 0; bb < N; ++bb) {
+        vec col[N];
+#pragma GCC unroll 8
+        for (int aa = 0; aa < N; ++aa) col[aa] = Simd::load(in + (aa * N + bb) * pstride);
+        apply_matrix<R, N, NZ, ONE, NEG>(k.at, col, z[bb]);
+    }
+    const vec bias = Simd::set1(a.bias ? a.bias[kk] : 0.0f);
+    const bool relu = a.relu_output != 0;
+    // Local copies: stores to y must not force reloads of the block description.
+    float* yk = a.y + static_cast<int64_t>(kk) * cx.plane_out;
+    const int64_t wo = a.Wo;
+    float* dst[8];
+    int rows[8], cols[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; ++t) {
+        dst[t] = yk + b.out_off[grp * 8 + t];
+        rows[t] = b.out_rows[grp * 8 + t];
+        cols[t] = b.out_cols[grp * 8 + t];
+    }
+    const bool full = b.group_full[grp] != 0;
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+        if (i >= m) break;
+        vec zi[N], r[8];
+#pragma GCC unroll 8
+        for (int bb = 0; bb < N; ++bb) zi[bb] = z[bb][i];
+        apply_matrix<R, N, NZ, ONE, NEG>(k.at, zi, r);    // r[j] = Y[i][j], j < m
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; ++j) {
+            if (j >= R || j >= m)
+                r[j] = Simd::zero();
+            else
+                r[j] = relu ? Simd::max0(Simd::add(r[j], bias)) : Simd::add(r[j], bias);
+        }
+        Simd::transpose8(r);                          // r[t] = row i of tile t
+        if (full && MM) {
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; ++t) Simd::store_first(dst[t] + i * wo, r[t], MM);
+        } else {
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; ++t)
+                if (i < rows[t]) Simd::store_first(dst[t] + i * wo, r[t], cols[t]);
+        }
+    }
+}
+
+// Sparse rows k0..k1 of one position: M[k][:] = sum over CSR entries val * V[col][:].
+template <int NV>
+void sparse_rows(const int32_t* rp, const int32_t* col, const float* val, const float* Vp,
+                 float* Mp, int64_t stride, int k0, int k1) {
+    for (int kk = k0; kk < k1; ++kk) {
+        int s = rp[kk];
+        const int e = rp[kk + 1];
+        vec acc[NV], acc2[NV];
+#pragma GCC unroll 8
+        for (int q = 0; q < NV; ++q) acc[q] = acc2[q] = Simd::zero();
+        if (NV <= 4) {
+            // Two independent accumulator sets hide the FMA latency.
+            for (; s + 2 <= e; s += 2) {
+                const float* v0 = Vp + col[s] * stride;
+                const float* v1 = Vp + col[s + 1] * stride;
+                const vec w0 = Simd::set1(val[s]), w1 = Simd::set1(val[s + 1]);
+#pragma GCC unroll 8
+                for (int q = 0; q < NV; ++q) {
+                    acc[q] = Simd::fmadd(w0, Simd::load(v0 + 8 * q), acc[q]);
+                    acc2[q] = Simd::fmadd(w1, Simd::load(v1 + 8 * q), acc2[q]);
+                }
+            }
+        }
+        for (; s < e; ++s) {
+            const float* v0 = Vp + col[s] * stride;
+            const vec w0 = Simd::set1(val[s]);
+#pragma GCC unroll 8
+            for (int q = 0; q < NV; ++q) acc[q] = Simd::fmadd(w0, Simd::load(v0 + 8 * q), acc[q]);
+        }
+        float* out = Mp + kk * stride;
+#pragma GCC unroll 8
+        for (int q = 0; q < NV; ++q)
+            Simd::store(out + 8 * q, NV <= 4 ? Simd::add(acc[q], acc2[q]) : acc[q]);
+    }
+}
+
+// One dense panel (6 output channels from k0) times NQ vectors of tiles starting at q0.
+template <int NQ>
+inline void dense_panel(const float* U, const float* Vp, float* Mp, int C, int64_t stride,
+                        int q0, int k0, int rows) {
+    vec acc[SW_DENSE_ROWS][NQ];
+#pragma GCC unroll 8
+    for (int r = 0; r < SW_DENSE_ROWS; ++r)
+#pragma GCC unroll 8
+        for (int q = 0; q < NQ; ++q) acc[r][q] = Simd::zero();
+    const float* v = Vp + 8 * q0;
+    for (int c = 0; c < C; ++c, v += stride, U += SW_DENSE_ROWS) {
+        vec in[NQ];
+#pragma GCC unroll 8
+        for (int q = 0; q < NQ; ++q) in[q] = Simd::load(v + 8 * q);
+#pragma GCC unroll 8
+        for (int r = 0; r < SW_DENSE_ROWS; ++r) {
+            const vec w = Simd::set1(U[r]);
+#pragma GCC unroll 8
+            for (int q = 0; q < NQ; ++q) acc[r][q] = Simd::fmadd(w, in[q], acc[r][q]);
+        }
+    }
+    for (int r = 0; r < rows; ++r)
+#pragma GCC unroll 8
+        for (int q = 0; q < NQ; ++q)
+            Simd::store(Mp + (k0 + r) * stride + 8 * (q0 + q), acc[r][q]);
+}
+
+// Dense rows of panels kb0..kb1 of one position.
+void dense_rows(const float* panels, const float* Vp, float* Mp, int K, int C, int64_t stride,
+                int nv, int kb0, int kb1) {
+    for (int kb = kb0; kb < kb1; ++kb) {
+        const float* U = panels + static_cast<int64_t>(kb) * C * SW_DENSE_ROWS;
+        const int k0 = kb * SW_DENSE_ROWS;
+        const int rows = imin(SW_DENSE_ROWS, K - k0);
+        int q0 = 0;
+        for (; q0 + 2 <= nv; q0 += 2) dense_panel<2>(U, Vp, Mp, C, stride, q0, k0, rows);
+        if (q0 < nv) dense_panel<1>(U, Vp, Mp, C, stride, q0, k0, rows);
+    }
+}
+
+void sparse_dispatch(int nv, const int32_t* rp, const int32_t* col, const float* val,
+                     const float* Vp, float* Mp, int64_t stride, int k0, int k1) {
+    switch (nv) {
+        case 1: sparse_rows<1>(rp, col, val, Vp, Mp, stride, k0, k1); break;
+        case 2: sparse_rows<2>(rp, col, val, Vp, Mp, stride, k0, k1); break;
+        case 3: sparse_rows<3>(rp, col, val, Vp, Mp, stride, k0, k1); break;
+        case 4: sparse_rows<4>(rp, col, val, Vp, Mp, stride, k0, k1); break;
+        case 5: sparse_rows<5>(rp, col, val, Vp, Mp, stride, k0, k1); break;
+        case 6: sparse_rows<6>(rp, col, val, Vp, Mp, stride, k0, k1); break;
+        case 7: sparse_rows<7>(rp, col, val, Vp, Mp, stride, k0, k1); break;
+        default: sparse_rows<8>(rp, col, val, Vp, Mp, stride, k0, k1); break;
+    }
+}
+
+// Element-wise stage of position p for output channels k0..k1 (k0 a multiple of 6 unless
+// the position is sparse or zero).
+void position_rows(const Ctx& cx, const Block& b, int pos, int k0, int k1) {
+    const sw_conv2d_args& a = *cx.a;
+    const int64_t stride = cx.p->Tb;
+    const float* Vp = b.V + pos * cx.p->v_pstride;
+    float* Mp = b.M + pos * cx.p->m_pstride;
+    const int nv = b.groups;
+    switch (a.formats[pos]) {
+        case SW_SPARSE:
+            sparse_dispatch(nv, a.rowptr + static_cast<int64_t>(pos) * (a.K + 1), a.col, a.val,
+                            Vp, Mp, stride, k0, k1);
+            break;
+        case SW_DENSE: {
+            const int64_t panels = (a.K + SW_DENSE_ROWS - 1) / SW_DENSE_ROWS;
+            const float* U = a.dense + static_cast<int64_t>(a.dense_index[pos]) * panels * a.C *
+                                           SW_DENSE_ROWS;
+            dense_rows(U, Vp, Mp, a.K, a.C, stride, nv, k0 / SW_DENSE_ROWS,
+                       (k1 + SW_DENSE_ROWS - 1) / SW_DENSE_ROWS);
+            break;
+        }
+        default:
+            for (int kk = k0; kk < k1; ++kk)
+                for (int q = 0; q < nv; ++q) Simd::store(Mp + kk * stride + 8 * q, Simd::zero());
+            break;
+    }
+}
+
+// The transforms for one (n, m), instantiated with the tile sizes as constants.
+using InputFn = void (*)(const Ctx&, const Block&, const Coeffs&, int, int);
+using OutputFn = void (*)(const Ctx&, const Block&, const Coeffs&, int, int);
+struct Transforms {
+    InputFn input;
+    OutputFn output;
+};
+
+#include "sw_patterns.h"
+
+// Bit masks of the zero, ±1 and -1 entries of a rows x n row-major matrix.
+void pattern_of(const float* mat, int rows, int n, uint64_t* nz, uint64_t* one, uint64_t* neg) {
+    *nz = *one = *neg = 0;
+    for (int i = 0; i < rows * n; ++i) {
+        const uint64_t bit = 1ull << i;
+        if (mat[i] != 0.0f) *nz |= bit;
+        if (mat[i] == 1.0f || mat[i] == -1.0f) *one |= bit;
+        if (mat[i] == -1.0f) *neg |= bit;
+    }
+}
+
+template <int N>
+Transforms general_transforms() {
+    constexpr uint64_t full_bt = full_pattern(N, N);
+    constexpr uint64_t full_at = full_pattern(N - 1, N);
+    return {&input_group<N, full_bt, 0, 0>, &output_group<N, 0, full_at, 0, 0>};
+}
+
+// The specialised transforms when B^T and A^T match a pattern of sw_patterns.h exactly,
+// else the general ones (any matrix, m read at run time).
+Transforms choose_transforms(const sw_conv2d_args& a) {
+    uint64_t bnz, bone, bneg, anz, aone, aneg;
+    pattern_of(a.bt, a.n, a.n, &bnz, &bone, &bneg);
+    pattern_of(a.at, a.m, a.n, &anz, &aone, &aneg);
+#define SW_MATCH(n_, m_, b1, b2, b3, a1, a2, a3)                                         \
+    if (a.n == n_ && a.m == m_ && bnz == b1 && bone == b2 && bneg == b3 && anz == a1 &&   \
+        aone == a2 && aneg == a3)                                                         \
+        return {&input_group<n_, b1, b2, b3>, &output_group<n_, m_, a1, a2, a3>};
+#if SW_SPECIALISE_PATTERNS
+    SW_PATTERN_LIST(SW_MATCH)
+#endif
+#undef SW_MATCH
+    switch (a.n) {
+        case 2: return general_transforms<2>();
+        case 3: return general_transforms<3>();
+        case 4: return general_transforms<4>();
+        case 5: return general_transforms<5>();
+        case 6: return general_transforms<6>();
+        case 7: return general_transforms<7>();
+        default: return general_transforms<8>();
+    }
+}
+
+// Block mode: each thread runs whole blocks in its own workspace slot.
+void run_blocks(const Ctx& cx, Transforms tf) {
+    const sw_conv2d_args& a = *cx.a;
+    const sw_plan& p = *cx.p;
+#pragma omp parallel num_threads(p.threads)
+    {
+        Block b = slot_block(cx, a.workspace + omp_get_thread_num() * p.slot_floats);
+        const Coeffs k(a);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t blk = 0; blk < p.blocks; ++blk) {
+            setup_block(cx, blk, b);
+            for (int grp = 0; grp < b.groups; ++grp)
+                for (int c = 0; c < a.C; ++c) tf.input(cx, b, k, grp, c);
+            for (int pos = 0; pos < p.P; ++pos) position_rows(cx, b, pos, 0, a.K);
+            for (int kk = 0; kk < a.K; ++kk)
+                for (int grp = 0; grp < b.groups; ++grp) tf.output(cx, b, k, grp, kk);
+        }
+    }
+}
+
+// Cooperative mode: all threads share each block (few tiles, many channels).
+void run_cooperative(const Ctx& cx, Transforms tf) {
+    const sw_conv2d_args& a = *cx.a;
+    const sw_plan& p = *cx.p;
+    Block shared = slot_block(cx, a.workspace);
+    const int rows = p.rows_per_item;
+    const int chunks = (a.K + rows - 1) / rows;
+#pragma omp parallel num_threads(p.threads)
+    {
+        const Coeffs k(a);
+        for (int64_t blk = 0; blk < p.blocks; ++blk) {
+#pragma omp single
+            setup_block(cx, blk, shared);
+            const Block b = shared;
+            const int64_t in_items = static_cast<int64_t>(b.groups) * a.C;
+#pragma omp for schedule(static)
+            for (int64_t item = 0; item < in_items; ++item)
+                tf.input(cx, b, k, static_cast<int>(item / a.C), static_cast<int>(item % a.C));
+            const int64_t mid_items = static_cast<int64_t>(p.P) * chunks;
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t item = 0; item < mid_items; ++item) {
+                const int pos = static_cast<int>(item / chunks);
+                const int k0 = static_cast<int>(item % chunks) * rows;
+                position_rows(cx, b, pos, k0, imin(a.K, k0 + rows));
+            }
+            const int64_t out_items = static_cast<int64_t>(a.K) * b.groups;
+#pragma omp for schedule(static)
+            for (int64_t item = 0; item < out_items; ++item)
+                tf.output(cx, b, k, static_cast<int>(item % b.groups),
+                          static_cast<int>(item / b.groups));
+        }
+    }
+}
+
+}  // namespace
+
+int32_t conv2d_forward(const sw_conv2d_args* args, const sw_plan* plan) {
+    Ctx cx;
+    cx.a = args;
+    cx.p = plan;
+    cx.plane_in = static_cast<int64_t>(args->H) * args->W;
+    cx.plane_out = static_cast<int64_t>(args->Ho) * args->Wo;
+    if (args->n < 2 || args->n > SW_MAX_N) return SW_ERR_TILE;
+    const Transforms tf = choose_transforms(*args);
+    if (plan->mode == SW_MODE_COOPERATIVE)
+        run_cooperative(cx, tf);
+    else
+        run_blocks(cx, tf);
+    return SW_OK;
+}

@@ -1,0 +1,83 @@
+// Portable build of the fused sparse Winograd kernel: the same algorithm as the AVX2 build,
+// with an 8-lane "vector" made of plain floats (the compiler may still use SSE2).
+#include <cstdint>
+
+#include "sw_plan.h"
+
+#pragma GCC optimize("O2")
+
+namespace sw_portable {
+
+struct Simd {
+    struct vec {
+        float v[8];
+    };
+    using mask = int32_t;   // bit i set: lane i is loaded
+    static inline vec zero() {
+        vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = 0.0f;
+        return r;
+    }
+    static inline vec set1(float s) {
+        vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = s;
+        return r;
+    }
+    static inline vec load(const float* p) {
+        vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = p[i];
+        return r;
+    }
+    static inline void store(float* p, const vec& v) {
+        for (int i = 0; i < 8; ++i) p[i] = v.v[i];
+    }
+    static inline vec fmadd(const vec& a, const vec& b, const vec& c) {
+        vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
+        return r;
+    }
+    static inline vec mul(const vec& a, const vec& b) {
+        vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] * b.v[i];
+        return r;
+    }
+    static inline vec add(const vec& a, const vec& b) {
+        vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] + b.v[i];
+        return r;
+    }
+    static inline vec sub(const vec& a, const vec& b) {
+        vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] - b.v[i];
+        return r;
+    }
+    static inline vec max0(const vec& a) {
+        vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] > 0.0f ? a.v[i] : 0.0f;
+        return r;
+    }
+    static inline mask make_mask(int bits) { return bits; }
+    static inline vec maskload(const float* p, mask m) {
+        vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = (m >> i) & 1 ? p[i] : 0.0f;
+        return r;
+    }
+    static inline void transpose8(vec* r) {
+        for (int i = 0; i < 8; ++i)
+            for (int j = i + 1; j < 8; ++j) {
+                const float t = r[i].v[j];
+                r[i].v[j] = r[j].v[i];
+                r[j].v[i] = t;
+            }
+    }
+    static inline void store_first(float* p, const vec& v, int count) {
+        for (int i = 0; i < count; ++i) p[i] = v.v[i];
+    }
+};
+
+// The portable build is the fallback: general transforms only (any matrix), which keeps
+// its compile time short; the pattern-specialised ones are in the AVX2 build.
+#define SW_SPECIALISE_PATTERNS 0
+#include "sw_conv2d_impl.h"
+
+}  // namespace sw_portable
