@@ -58,7 +58,7 @@ class Magnitude(Importance):
 
     Examples:
         >>> conv = nn.Conv2d(1, 1, 2, bias=False)
-        >>> with torch.no_grad(): conv.weight.copy_(torch.tensor([[[[1., -3.], [2., 0.]]]]))
+        >>> conv.weight.data = torch.tensor([[[[1., -3.], [2., 0.]]]])
         >>> Magnitude()(conv).flatten().tolist()
         [1.0, 3.0, 2.0, 0.0]
     """
