@@ -72,6 +72,17 @@ def _refresh_masks(layer: nn.Module) -> None:
             hook(layer, None)
 
 
+def _copy_model(model: nn.Module) -> nn.Module:
+    """deepcopy that also copes with non-leaf tensor attributes (e.g. the ``weight`` that
+    torch.nn.utils.prune computes with autograd history), without touching ``model``."""
+    memo: dict[int, object] = {}
+    for module in model.modules():
+        for value in vars(module).values():
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                memo[id(value)] = value.detach().clone()
+    return copy.deepcopy(model, memo)
+
+
 def _reference_counts(model: nn.Module) -> Counter:
     counts: Counter = Counter()
 
@@ -156,7 +167,7 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"compile() expects an nn.Module, got {type(model).__name__}")
-    result = copy.deepcopy(model)
+    result = _copy_model(model)
     result.eval()
     for parameter in result.parameters():
         parameter.requires_grad_(False)

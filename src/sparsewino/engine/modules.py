@@ -32,6 +32,7 @@ class LayerSpec:
     points: tuple | None
     winograd_relu: bool
     relu_output: bool
+    groups: int = 1            # of the source layer; weights are packed block-diagonal
 
     @property
     def n(self) -> int:
@@ -171,7 +172,8 @@ class SparseWinogradConv2d(nn.Module):
         spec = LayerSpec(in_channels=layer.in_channels, out_channels=layer.out_channels,
                          kernel_size=layer.kernel_size[0], tile=layer.tile[0],
                          padding=tuple(layer._padding_pairs), points=layer.points[0],
-                         winograd_relu=layer.winograd_relu, relu_output=relu_output)
+                         winograd_relu=layer.winograd_relu, relu_output=relu_output,
+                         groups=groups)
         return cls(spec, packed, bias, threads)
 
     # ------------------------------------------------------------------ read-only config
@@ -243,6 +245,16 @@ class SparseWinogradConv2d(nn.Module):
         args.relu_input, args.relu_output = int(spec.winograd_relu), int(spec.relu_output)
         self._dense_cache = None
         self._seen = fingerprint
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any,
+                              **kwargs: Any) -> None:
+        # The packed tensors' sizes depend on the sparsity pattern: take the incoming sizes
+        # (the next call re-validates the whole packing).
+        for name in PACKED_NAMES:
+            incoming = state_dict.get(prefix + name)
+            if isinstance(incoming, torch.Tensor) and incoming.shape != self._buffers[name].shape:
+                self._buffers[name] = torch.empty(incoming.shape, dtype=self._buffers[name].dtype)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> "SparseWinogradConv2d":
         result = super()._apply(fn, *args, **kwargs)
@@ -318,14 +330,22 @@ class SparseWinogradConv2d(nn.Module):
                               spec.padding, 1, spec.winograd_relu)
             return torch.relu_(y) if spec.relu_output else y
 
-    def _forward_kernel(self, x: torch.Tensor, backend_name: str) -> torch.Tensor:
+    def _forward_kernel(self, x: torch.Tensor, backend_name: str,
+                        out: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the compiled kernel; ``out`` (tests poison it) receives the result if given."""
         x = x.detach()
         if not x.is_contiguous():
             x = x.contiguous()
         batch, _, height, width = x.shape
         ho, wo = self.output_size(height, width)
         threads = self.threads or torch.get_num_threads()
-        y = torch.empty((batch, self._spec.out_channels, ho, wo))
+        shape = (batch, self._spec.out_channels, ho, wo)
+        if out is None:
+            y = torch.empty(shape)
+        elif out.shape != shape or out.dtype != torch.float32 or not out.is_contiguous():
+            raise ValueError(f"out must be a contiguous float32 tensor of shape {shape}")
+        else:
+            y = out
         key = (batch, height, width, threads, backend_name, self.tile_block, self.kernel_mode)
         with self._lock:
             args = self._args
@@ -380,6 +400,8 @@ class SparseWinogradConv2d(nn.Module):
         text = (f"{spec.in_channels}, {spec.out_channels}, kernel_size={spec.kernel_size}, "
                 f"F({spec.tile},{spec.kernel_size}), padding={spec.padding}, positions: "
                 f"{counts['sparse']} sparse / {counts['dense']} dense / {counts['zero']} zero")
+        if spec.groups != 1:
+            text += f", groups={spec.groups}"
         if spec.winograd_relu:
             text += ", winograd_relu=True"
         if spec.relu_output:

@@ -157,9 +157,10 @@ def validate_packed(packed: dict[str, torch.Tensor], positions: int, rows: int,
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"packed weights lack tensor {name!r}")
         if t.dtype != dtype or t.device.type != "cpu" or not t.is_contiguous():
+            layout = "contiguous" if t.is_contiguous() else "non-contiguous"
             raise ValueError(f"packed tensor {name!r} must be a contiguous {dtype} CPU tensor, "
-                             f"got {t.dtype} on {t.device}; recompile the model instead of "
-                             "converting a compiled layer (engine.compile)")
+                             f"got a {layout} {t.dtype} tensor on {t.device}; recompile the "
+                             "model instead of converting a compiled layer (engine.compile)")
     formats, rowptr = packed["formats"], packed["rowptr"]
     col, val, dense_index, dense = (packed["col"], packed["val"], packed["dense_index"],
                                     packed["dense"])

@@ -1,0 +1,262 @@
+"""count(model, input_shape): exact multiplication counts of direct, dense and sparse Winograd convolution.
+
+Per convolution layer (Winograd layers, compiled layers and plain ``nn.Conv2d``/``nn.Conv3d``):
+
+* ``direct``: multiplications of direct convolution, ``K * C/g * prod(r) * outputs``;
+* ``winograd``: the element-wise stage of dense Winograd, ``K * C/g * prod(n) * tiles``
+  (transforms excluded, as in the papers);
+* ``sparse``: the same with the actual zero pattern of the Winograd-domain weights, i.e.
+  ``nonzero(Q) * tiles`` (each non-zero weight meets one transformed input per tile);
+* ``dynamic`` (only with ``inputs``): multiplications whose *both* operands are non-zero,
+  measured on the given inputs: ``sum over positions p, channels c and tiles t of
+  [V[p, c, t] != 0] * nonzero(Q[:, c, p])``. For Winograd-ReLU layers V = ReLU(Bᵀ d B) is
+  sparse, which is how Liu et al. report their 10.4x / 10.8x reductions.
+
+Plain convolutions (stride 2, 1x1, ...) run directly: all columns hold their direct count,
+and ``sparse``/``dynamic`` count only non-zero weights (``nonzero(w) * outputs``).
+Linear layers are not counted.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from ..nn.conv import WinogradConv3d, _WinogradConvNd
+from ..winograd.tiles import extract_tiles, output_size, pad_for_tiles, tile_counts
+from ..winograd.transform import input_transform
+from .modules import SparseWinogradConv2d
+
+__all__ = ["count", "LayerCount", "MultiplicationCount"]
+
+
+@dataclass
+class LayerCount:
+    """Multiplication counts of one convolution for one forward pass."""
+
+    name: str
+    kind: str                      # "winograd", "winograd-relu" or "direct"
+    input_shape: tuple[int, ...]
+    algorithm: str                 # e.g. "F(4,3)" or "direct"
+    direct: int
+    winograd: int
+    sparse: int
+    weight_density: float          # non-zero fraction of the weights that are multiplied
+    dynamic: int | None = None
+    activation_density: float | None = None   # non-zero fraction of V (Winograd layers)
+
+    @property
+    def reduction(self) -> float:
+        """direct / sparse."""
+        return self.direct / self.sparse if self.sparse else math.inf
+
+
+@dataclass
+class MultiplicationCount:
+    """Per-layer counts, totals and reduction factors; ``str()`` prints a table."""
+
+    layers: list[LayerCount] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[LayerCount]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, name: str) -> LayerCount:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    @property
+    def total(self) -> dict[str, int | None]:
+        """Sums over layers (``dynamic`` is None unless measured)."""
+        sums: dict[str, int | None] = {key: sum(getattr(l, key) for l in self.layers)
+                                       for key in ("direct", "winograd", "sparse")}
+        dyn = [l.dynamic for l in self.layers]
+        sums["dynamic"] = sum(dyn) if dyn and all(d is not None for d in dyn) else None
+        return sums
+
+    @property
+    def reduction(self) -> dict[str, float | None]:
+        """Total direct multiplications divided by each other total."""
+        total = self.total
+        direct = total["direct"] or 0
+
+        def ratio(value: int | None) -> float | None:
+            return None if value is None else (direct / value if value else math.inf)
+        return {"winograd": ratio(total["winograd"]), "sparse": ratio(total["sparse"]),
+                "dynamic": ratio(total["dynamic"])}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layers": [vars(l).copy() for l in self.layers], "total": self.total,
+                "reduction": self.reduction}
+
+    def __str__(self) -> str:
+        dynamic = self.total["dynamic"] is not None
+        head = ["layer", "algorithm", "input", "direct", "winograd", "sparse"]
+        head += ["dynamic"] if dynamic else []
+        head += ["w density", "reduction"]
+        rows = []
+        for l in self.layers:
+            row = [l.name or "(model)", l.algorithm + (" relu" if l.kind == "winograd-relu" else ""),
+                   "x".join(map(str, l.input_shape)), f"{l.direct:,}", f"{l.winograd:,}",
+                   f"{l.sparse:,}"]
+            if dynamic:
+                row.append(f"{l.dynamic:,}")
+            last = l.dynamic if dynamic else l.sparse
+            row += [f"{l.weight_density:.3f}",
+                    f"{l.direct / last:.2f}x" if last else "inf"]
+            rows.append(row)
+        total, red = self.total, self.reduction
+        row = ["total", "", "", f"{total['direct']:,}", f"{total['winograd']:,}",
+               f"{total['sparse']:,}"]
+        if dynamic:
+            row.append(f"{total['dynamic']:,}")
+        last = red["dynamic"] if dynamic else red["sparse"]
+        row += ["", f"{last:.2f}x" if last is not None else ""]
+        rows.append(row)
+        widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+        lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
+        lines += ["  ".join(c.rjust(w) if i >= 3 else c.ljust(w)
+                            for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+        lines.append(f"reduction vs direct: dense Winograd {red['winograd']:.2f}x, sparse "
+                     f"Winograd {red['sparse']:.2f}x"
+                     + (f", dynamic {red['dynamic']:.2f}x" if dynamic else ""))
+        return "\n".join(lines)
+
+
+def _winograd_weights(module: nn.Module) -> tuple[torch.Tensor, tuple, tuple, bool]:
+    """(Q (K, C/g, *n) float64, algorithms, padding pairs, relu) of a Winograd layer."""
+    if isinstance(module, SparseWinogradConv2d):
+        spec = module.spec
+        u = module.dense_weights()                                      # (P, K, C)
+        k, c, g = u.shape[1], u.shape[2], spec.groups
+        q = u.permute(1, 2, 0).reshape(k, c, spec.n, spec.n)
+        # Undo the block-diagonal packing of grouped layers: (K, C) -> (K, C/g).
+        q = torch.cat([q[i * k // g:(i + 1) * k // g, i * c // g:(i + 1) * c // g]
+                       for i in range(g)])
+        return q.double(), (spec.algorithm,) * 2, spec.padding, spec.winograd_relu
+    q = module.winograd_weight().detach()
+    return q.double(), module.algorithms, module._padding_pairs, module.winograd_relu
+
+
+def _winograd_layer(name: str, module: nn.Module, x: torch.Tensor, dynamic: bool) -> LayerCount:
+    q, algs, padding, relu = _winograd_weights(module)
+    k, cg = q.shape[:2]
+    groups = x.shape[1] // cg
+    dims = len(algs)
+    out = output_size(x.shape[2:], [a.r for a in algs], padding)
+    tiles = x.shape[0] * math.prod(tile_counts(out, [a.m for a in algs]))
+    outputs = x.shape[0] * math.prod(out)
+    nonzero = q != 0
+    nnz = int(nonzero.sum())
+    count = LayerCount(
+        name=name, kind="winograd-relu" if relu else "winograd",
+        input_shape=tuple(x.shape), algorithm=",".join(f"F({a.m},{a.r})" for a in algs),
+        direct=k * cg * math.prod(a.r for a in algs) * outputs,
+        winograd=k * cg * math.prod(a.n for a in algs) * tiles,
+        sparse=nnz * tiles, weight_density=nnz / nonzero.numel())
+    if dynamic:
+        # Non-zero weights per (input channel within its group, group, position).
+        per_column = nonzero.reshape(groups, k // groups, cg, -1).sum(dim=1)   # (g, C/g, P)
+        used = active = 0
+        for sample in x.split(8):            # bounded memory: a few images at a time
+            padded = pad_for_tiles(sample.double(), [a.r for a in algs], [a.m for a in algs],
+                                   padding)
+            v = input_transform(extract_tiles(padded, [a.m for a in algs],
+                                              [a.n for a in algs]), algs)   # (N, C, *T, *n)
+            if relu:
+                v = torch.relu(v)
+            v_nonzero = (v != 0).reshape(v.shape[0], groups, cg, -1, per_column.shape[-1])
+            counts = v_nonzero.sum(dim=(0, 3))                            # (g, C/g, P)
+            used += int((counts * per_column).sum())
+            active += int(counts.sum())
+        count.dynamic = used
+        count.activation_density = active / (tiles * x.shape[1] * math.prod(a.n for a in algs))
+    return count
+
+
+def _direct_layer(name: str, module: nn.Module, x: torch.Tensor, output: torch.Tensor,
+                  dynamic: bool) -> LayerCount:
+    weight = module.weight.detach()
+    outputs = output.shape[0] * math.prod(output.shape[2:])
+    nnz = int((weight != 0).sum())
+    direct = weight.shape[0] * math.prod(weight.shape[1:]) * outputs
+    sparse = nnz * outputs
+    return LayerCount(name, "direct", tuple(x.shape), "direct", direct, direct, sparse,
+                      nnz / weight.numel(), sparse if dynamic else None)
+
+
+def count(model: nn.Module, input_shape: Sequence[int],
+          inputs: torch.Tensor | None = None) -> MultiplicationCount:
+    """Exact multiplication counts of every convolution of ``model`` for one forward pass.
+
+    Args:
+        model: a model with Winograd layers (``WinogradConv2d``/``3d``), compiled layers
+            (:class:`SparseWinogradConv2d`) and/or plain convolutions.
+        input_shape: the model input shape ``(N, C, *spatial)``; a zero input of this shape
+            is run once (in eval mode, without gradients) to find each layer's input shape.
+        inputs: optional real inputs; when given, they are run instead and the ``dynamic``
+            count (both operands non-zero) is measured on them.
+
+    Returns:
+        A :class:`MultiplicationCount` (``str()`` gives the table; ``.total`` and
+        ``.reduction`` the sums and the factors direct / other).
+
+    Examples:
+        >>> from sparsewino.nn import WinogradConv2d
+        >>> net = nn.Sequential(WinogradConv2d(3, 8, 3, padding=1, tile=4))
+        >>> counts = count(net, (1, 3, 8, 8))
+        >>> counts.total["direct"], counts.total["winograd"], round(counts.reduction["winograd"], 2)
+        (13824, 3456, 4.0)
+    """
+    if inputs is not None:
+        if not isinstance(inputs, torch.Tensor):
+            raise TypeError(f"inputs must be a tensor, got {type(inputs).__name__}")
+        if tuple(inputs.shape[1:]) != tuple(input_shape[1:]):
+            raise ValueError(f"inputs of shape {tuple(inputs.shape)} do not match input_shape "
+                             f"{tuple(input_shape)} (batch may differ)")
+        x = inputs
+    else:
+        if len(input_shape) < 3:
+            raise ValueError(f"input_shape must be (N, C, *spatial), got {tuple(input_shape)}")
+        param = next(model.parameters(), None)
+        dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+        device = param.device if param is not None else torch.device("cpu")
+        x = torch.zeros(tuple(input_shape), dtype=dtype, device=device)
+    convs = (_WinogradConvNd, SparseWinogradConv2d, nn.Conv2d, nn.Conv3d)
+    layers: list[LayerCount] = []
+    handles = []
+
+    def hook(name: str):
+        def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            inp = args[0].detach()
+            batched = 5 if isinstance(module, (nn.Conv3d, WinogradConv3d)) else 4
+            if inp.dim() == batched - 1:
+                inp, output = inp.unsqueeze(0), output.unsqueeze(0)       # unbatched call
+            if isinstance(module, (nn.Conv2d, nn.Conv3d)):
+                layers.append(_direct_layer(name, module, inp, output, inputs is not None))
+            else:
+                layers.append(_winograd_layer(name, module, inp, inputs is not None))
+        return record
+
+    for name, module in model.named_modules():
+        if isinstance(module, convs):
+            handles.append(module.register_forward_hook(hook(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    if not layers:
+        raise ValueError("model has no convolution layers to count")
+    return MultiplicationCount(layers)

@@ -1,0 +1,45 @@
+"""Helpers for the engine tests: compiled backends present, random sparse Winograd layers."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sparsewino.engine import kernels
+from sparsewino.nn import WinogradConv2d
+
+COMPILED = [name for name in ("avx2", "portable") if name in kernels.available_backends()]
+needs_kernel = pytest.mark.skipif(not COMPILED, reason=f"kernel not built: {kernels.load_error()}")
+
+
+def sparse_layer(c: int, k: int, *, kernel: int = 3, tile: int = 4, padding=1,
+                 sparsity: float = 0.0, domain: str = "winograd", seed: int = 0,
+                 **kwargs) -> WinogradConv2d:
+    """A float32 eval-mode Winograd layer with ``sparsity`` of its Winograd weights zeroed."""
+    torch.manual_seed(seed)
+    layer = WinogradConv2d(c, k, kernel, padding=padding, tile=tile, domain=domain, **kwargs)
+    if sparsity and domain == "winograd":
+        with torch.no_grad():
+            layer.weight.mul_((torch.rand_like(layer.weight) >= sparsity).float())
+    return layer.eval()
+
+
+def reference(layer: WinogradConv2d, x: torch.Tensor) -> torch.Tensor:
+    """The layer's function in float64: conv2d for spatial weights, else the float64 layer."""
+    if layer.domain == "spatial" and not layer.winograd_relu:
+        bias = layer.bias.double() if layer.bias is not None else None
+        return F.conv2d(x.double(), layer.weight.double(), bias, padding=layer.padding,
+                        groups=layer.groups)
+    with torch.no_grad():
+        return copy.deepcopy(layer).double()(x.double())
+
+
+def assert_matches(y: torch.Tensor, ref: torch.Tensor, tol: float = 2e-5) -> None:
+    """fp32 result equals the float64 reference within rounding (relative to its scale)."""
+    assert y.shape == ref.shape
+    assert torch.isfinite(y).all(), "output has NaN/inf: an element was not written"
+    scale = max(1.0, ref.abs().max().item())
+    err = (y.double() - ref).abs().max().item() if y.numel() else 0.0
+    assert err <= tol * scale, f"max error {err:.3g} > {tol:.1g} x scale {scale:.3g}"

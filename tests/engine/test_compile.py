@@ -1,0 +1,207 @@
+"""compile(model): whole models equal the original, reports, fallbacks, errors, change detection."""
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from sparsewino import engine
+from sparsewino.engine import SparseWinogradConv2d
+from sparsewino.nn import WinogradConv2d, WinogradConv3d
+
+from .conftest import COMPILED, assert_matches, needs_kernel, reference, sparse_layer
+
+BACKENDS = COMPILED + ["torch"]
+
+
+def small_vgg(seed: int = 0) -> nn.Module:
+    """Conv-BN-ReLU blocks with a pruned spatial layer, Winograd-domain layers, a strided and
+    a 1x1 convolution, pooling and a classifier."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        WinogradConv2d(3, 12, 3, padding=1), nn.BatchNorm2d(12), nn.ReLU(),
+        WinogradConv2d(12, 16, 3, padding=1, tile=2), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.MaxPool2d(2),
+        WinogradConv2d(16, 16, 3, padding=1, domain="winograd"), nn.ReLU(),
+        nn.Conv2d(16, 20, 3, stride=2, padding=1), nn.ReLU(),
+        WinogradConv2d(20, 24, 3, padding=1, tile=6, domain="winograd"),
+        nn.Conv2d(24, 8, 1),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            with torch.no_grad():
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    prune.l1_unstructured(net[3], "weight", amount=0.6)          # spatial mask
+    prune.l1_unstructured(net[7], "weight", amount=0.8)          # Winograd-domain mask
+    with torch.no_grad():                                        # structured spatial zeros
+        net[0].weight[:, :2] = 0
+    return net.eval()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_whole_model_matches_original(backend):
+    net = small_vgg()
+    x = torch.randn(2, 3, 21, 18)
+    with torch.no_grad():
+        expected = net(x)
+        fast = engine.compile(net)
+        with engine.use_backend(backend):
+            got = fast(x)
+    assert_matches(got, expected.double(), tol=1e-4)
+    report = fast.compile_report
+    assert report.compiled == ["0", "3", "7", "11"]
+    assert {d.name: d.fused for d in report} == {"0": ("1", "2"), "3": ("4", "5"), "7": ("8",),
+                                                  "11": ()}
+    assert isinstance(fast[1], nn.Identity) and isinstance(fast[8], nn.Identity)
+    assert isinstance(fast[9], nn.Conv2d) and isinstance(fast[12], nn.Conv2d)
+    assert "4 of 4 Winograd layers compiled" in str(report)
+
+
+def test_unfused_model_and_densities():
+    net = small_vgg()
+    fast = engine.compile(net, fuse=False)
+    assert isinstance(fast[1], nn.BatchNorm2d) and isinstance(fast[2], nn.ReLU)
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        assert_matches(fast(x), net(x).double(), tol=1e-4)
+    for name in ("0", "3", "7"):
+        q = net.get_submodule(name).winograd_weight()
+        assert fast.get_submodule(name).density() == pytest.approx(float((q != 0).float().mean()))
+    assert fast[7].density() == pytest.approx(0.2, abs=0.01)
+    assert fast[0].density() < 1 - 2 / 3 + 1e-6                 # two of three input channels zero
+
+
+def test_original_untouched_and_copy_independent():
+    net = small_vgg().train()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    fast = engine.compile(net)
+    assert net.training and all(p.requires_grad for p in net.parameters())
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+    assert not fast.training and not any(p.requires_grad for p in fast.parameters())
+    x = torch.randn(1, 3, 12, 12)
+    with torch.no_grad():
+        before = fast(x)
+        net[7].weight_orig.mul_(3)                               # edit the source afterwards
+        assert torch.equal(fast(x), before)
+
+
+def test_fallbacks_are_reported_and_run():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        WinogradConv2d(3, 4, 3, padding=1),
+        WinogradConv2d(4, 4, 3, padding=1).double().float(),
+        WinogradConv3d(4, 4, 3, padding=1),
+        WinogradConv2d(4, 4, (3, 1), padding=(1, 0)),
+        WinogradConv2d(4, 4, 3, padding=1, tile=8),
+    ).eval()
+    net[1] = net[1].double()
+    fast = engine.compile(net)
+    reasons = fast.compile_report.fallbacks
+    assert set(reasons) == {"1", "2", "3", "4"}
+    assert "float32" in reasons["1"] and "2-D" in reasons["2"]
+    assert "non-square" in reasons["3"] and "n = 10" in reasons["4"]
+    assert isinstance(fast[0], SparseWinogradConv2d) and isinstance(fast[2], WinogradConv3d)
+
+
+def test_root_layer_threads_and_shared_modules():
+    layer = sparse_layer(4, 4, sparsity=0.5)
+    fast = engine.compile(layer, threads=2)
+    assert isinstance(fast, SparseWinogradConv2d) and fast.threads == 2
+    assert fast.compile_report.compiled == [""]
+    shared = sparse_layer(4, 4)
+    net = nn.Sequential(shared, nn.BatchNorm2d(4), shared).eval()
+    fast = engine.compile(net)
+    assert fast[0] is fast[2] and isinstance(fast[1], nn.BatchNorm2d)   # no fusion of shared
+    x = torch.randn(1, 4, 9, 9)
+    with torch.no_grad():
+        assert_matches(fast(x), net(x).double())
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="threads"):
+            engine.compile(layer, threads=bad)
+    with pytest.raises(TypeError):
+        engine.compile("model")
+
+
+def test_bad_inputs_give_clear_errors():
+    fast = engine.compile(sparse_layer(3, 4))
+    with pytest.raises(ValueError, match="3 input channels"):
+        fast(torch.randn(1, 5, 8, 8))
+    with pytest.raises(TypeError, match="float32"):
+        fast(torch.randn(1, 3, 8, 8, dtype=torch.float64))
+    with pytest.raises(ValueError, match="4-D"):
+        fast(torch.randn(1, 1, 3, 8, 8))
+    with pytest.raises(ValueError, match="CPU"):
+        fast(torch.randn(1, 3, 8, 8, device="meta"))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        fast([1.0])
+    small = engine.compile(sparse_layer(3, 4, padding=0))
+    with pytest.raises(ValueError, match="too small"):
+        small(torch.randn(1, 3, 2, 8))
+
+
+def test_inference_only():
+    fast = engine.compile(sparse_layer(3, 4))
+    x = torch.randn(1, 3, 8, 8, requires_grad=True)
+    with pytest.raises(RuntimeError, match="no_grad"):
+        fast(x)
+    y = fast(x.detach())
+    assert not y.requires_grad
+    fast.train()
+    with pytest.raises(RuntimeError, match="eval"):
+        fast(x.detach())
+    with pytest.raises(AttributeError):
+        fast.spec.tile = 2                                       # configuration is frozen
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_edited_buffers_are_revalidated(backend):
+    layer = sparse_layer(5, 6, sparsity=0.5)
+    fast = SparseWinogradConv2d.from_layer(layer, formats="sparse")
+    x = torch.randn(1, 5, 10, 10)
+    with torch.no_grad(), engine.use_backend(backend):
+        base = fast(x)
+        fast.val.mul_(2)                                         # in place: detected, used
+        doubled = fast(x)
+        bias = layer.bias.reshape(1, -1, 1, 1)
+        torch.testing.assert_close(doubled - bias, 2 * (base - bias), rtol=1e-4, atol=1e-4)
+        fast.col.fill_(99)                                       # corrupt: refused
+        with pytest.raises(ValueError, match="column index"):
+            fast(x)
+    other = SparseWinogradConv2d.from_layer(layer).double()
+    with pytest.raises(ValueError, match="float32"):
+        other(x)
+
+
+def test_state_dict_deepcopy_and_pickle():
+    layer = sparse_layer(4, 6, sparsity=0.7, tile=2)
+    fast = SparseWinogradConv2d.from_layer(layer)
+    x = torch.randn(2, 4, 9, 9)
+    with torch.no_grad():
+        expected = fast(x)
+        clone = copy.deepcopy(fast)
+        assert torch.equal(clone(x), expected)
+        buffer = io.BytesIO()
+        torch.save(fast, buffer)
+        buffer.seek(0)
+        loaded = torch.load(buffer, weights_only=False)
+        assert torch.equal(loaded(x), expected)
+        target = SparseWinogradConv2d.from_layer(sparse_layer(4, 6, sparsity=0.7, tile=2, seed=5))
+        target.load_state_dict(fast.state_dict())
+        assert torch.equal(target(x), expected)
+
+
+@needs_kernel
+def test_compiled_layer_matches_reference_after_compile():
+    layer = sparse_layer(6, 6, sparsity=0.8, winograd_relu=True)
+    fast = engine.compile(nn.Sequential(layer, nn.ReLU()).eval())
+    x = torch.randn(1, 6, 15, 15)
+    with torch.no_grad():
+        assert_matches(fast(x), torch.relu(reference(layer, x)))
+    assert fast[0].spec.relu_output and fast[0].spec.winograd_relu
