@@ -22,6 +22,7 @@ class Recorder:
 
     def on_train_begin(self, model):
         self.calls.append("begin")
+        self.count_at_begin = self.count          # restored before on_train_begin on a resume
 
     def regularization(self, model):
         return 1e-3 * model.classifier[-1].weight.abs().sum()
@@ -77,7 +78,7 @@ def test_resume_after_crash_is_exact(tmp_path):
     resumed = fit(resumed_model, train, tiny_config(), eval_loader=test, callbacks=[recorder],
                   checkpoint=tmp_path / "run.pt", metrics=log)
     assert resumed.resumed_at_step == 8 and recorder.calls[:2] == ["begin", 8]
-    assert recorder.count == 18
+    assert recorder.count == 18 and recorder.count_at_begin == 8
     for key, value in reference_model.state_dict().items():
         assert torch.equal(value, resumed_model.state_dict()[key]), key
     assert resumed.evaluation == reference.evaluation

@@ -3,8 +3,9 @@
 :func:`sparsewino.train.fit` calls these methods when a callback defines them (all optional;
 :class:`sparsewino.prune.TrainingCallback` spells them out):
 
-- ``on_train_begin(model)``: once, after a resume has restored the weights and before the
-  callback's own state is restored with ``load_state_dict``;
+- ``on_train_begin(model)``: once, before the first step; on a resume, after the weights and
+  the callback's own state (``load_state_dict``) have been restored, so a callback can tell a
+  resumed run from a new one;
 - ``regularization(model) -> Tensor | None``: added to the loss of every step;
 - ``after_step(model, step)``: right after each ``optimizer.step()``; ``step`` is the 0-based
   index of the step just taken in this run;

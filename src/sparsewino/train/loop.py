@@ -215,9 +215,9 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
         saved_callbacks = state.get("callbacks", [])
         resumed_at = step
         metrics.write(stage=stage, event="resume", step=step, epoch=epoch)
-    call_callbacks(callbacks, "on_train_begin", model)
     if saved_callbacks is not None:
         load_callback_states(callbacks, saved_callbacks)
+    call_callbacks(callbacks, "on_train_begin", model)
     network = wrap_model(model, ctx)
     base_lr = config.optimizer.lr
     started = time.perf_counter()
