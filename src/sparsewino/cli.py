@@ -169,10 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=10)
     bench.add_argument("--json", action="store_true", help="print JSON")
 
-    count = commands.add_parser("count", help="multiplications per convolution: direct, dense and sparse Winograd")
+    count = commands.add_parser("count", help="multiplications per convolution: direct, dense and sparse Winograd",
+                                description="Exact multiplication counts (sparsewino.engine.count). With "
+                                            "--dataset, also the 'dynamic' count on real test images: only "
+                                            "products whose weight and (ReLU-ed) transformed input are both "
+                                            "non-zero (Winograd-ReLU, Liu et al.).")
     _add_checkpoint_arg(count)
-    count.add_argument("--input-size", type=int, help="image side (default: the model's)")
-    count.add_argument("--tile", type=int, default=4, help="tile assumed for plain convolutions (4)")
+    count.add_argument("--input-size", type=int, help="image side (default: the checkpoint's input shape)")
+    count.add_argument("--dataset", help="measure dynamic counts on this dataset's test images")
+    count.add_argument("--data-dir", help="directory of the dataset files")
+    count.add_argument("--images", type=int, default=32, help="test images for the dynamic count (32)")
     count.add_argument("--json", action="store_true", help="print JSON")
 
     report = commands.add_parser("report", help="(re)write the report of a run directory")
@@ -428,27 +434,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_count(args: argparse.Namespace) -> int:
-    from .prune import stats
+    from .engine import count
     from .recipes.architecture import load_model
     model, checkpoint = load_model(args.checkpoint)
-    report = stats(model, input_shape=_input_shape(checkpoint, args.input_size), tile=args.tile)
-    rows = [{"layer": l.name, "algorithm": l.algorithm, **(l.multiplications or {})} for l in report.layers]
-    totals = report.totals
+    shape = _input_shape(checkpoint, args.input_size)
+    inputs = None
+    if args.dataset:
+        from .recipes.data_setup import DataConfig, prepare_data
+        from .train import DistContext
+        data = prepare_data(DataConfig(args.dataset, args.data_dir, eval_batch_size=args.images, test_limit=args.images),
+                            DistContext())
+        inputs = next(iter(data.test_loader(whole=True).epoch(0)))[0]
+        shape = tuple(inputs.shape)
+    counts = count(model, shape, inputs=inputs)
     if args.json:
-        _print_json({"layers": rows, "totals": totals})
+        _print_json(counts.to_dict())
         return 0
-    print(f"{'layer':24s} {'algorithm':16s} {'direct':>14s} {'dense':>14s} {'sparse':>14s} {'reduction':>9s}")
-    for row in rows:
-        if "direct" not in row:
-            continue
-        print(f"{row['layer']:24s} {row['algorithm'] or '-':16s} {row['direct']:14,.0f} {row['dense']:14,.0f} "
-              f"{row['sparse']:14,.0f} {row['direct'] / max(row['sparse'], 1):8.2f}x")
-    if "sparse_multiplications" in totals:
-        direct, sparse = totals["direct_multiplications"], totals["sparse_multiplications"]
-        print(f"{'total':24s} {'':16s} {direct:14,.0f} {totals['dense_multiplications']:14,.0f} "
-              f"{sparse:14,.0f} {direct / max(sparse, 1):8.2f}x")
-    print("(per image; element-wise stage of Winograd layers, transforms excluded; 'dense' is dense Winograd "
-          "for Winograd-eligible layers and direct otherwise)")
+    print(counts)
+    print(f"(input {tuple(shape)}; element-wise stage of Winograd layers, transforms excluded; plain "
+          "convolutions run directly" + ("; 'dynamic' measured on test images" if inputs is not None else "") + ")")
     return 0
 
 

@@ -45,9 +45,11 @@ def test_prune_convert_eval_count_inspect_bench(trained, capsys):
     assert result["samples"] == 256 and 0.6 < result["winograd_sparsity"] <= 0.7
     assert main(["count", step2, "--json"]) == 0
     counts = json.loads(capsys.readouterr().out)
-    assert [row["layer"] for row in counts["layers"]] == ["features.0", "features.3", "features.7"]
-    assert counts["totals"]["sparse_multiplications"] < counts["totals"]["dense_multiplications"]
-    assert main(["count", step2]) == 0 and "total" in capsys.readouterr().out
+    assert [row["name"] for row in counts["layers"]] == ["features.0", "features.3", "features.7"]
+    assert counts["total"]["sparse"] < counts["total"]["winograd"] < counts["total"]["direct"]
+    assert main(["count", step2, "--dataset", "fake", "--images", "8"]) == 0
+    text = capsys.readouterr().out
+    assert "dynamic" in text and "(input (8, 1, 28, 28)" in text
     assert main(["inspect", step2, "--positions"]) == 0
     text = capsys.readouterr().out
     assert "transforms: convert(tile=4, domain=winograd)" in text and "zeros per Winograd position" in text

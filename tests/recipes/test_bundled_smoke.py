@@ -30,3 +30,6 @@ def test_first_steps_run(name, tmp_path):
     if stage.method in ("spatial_winograd", "winograd_domain", "winograd_relu"):
         # the model total mixes in layers kept at lower sparsity (first conv, overrides, skipped layers)
         assert pruned <= stage.target_list()[-1] + 1e-6
+    if stage.method == "winograd_relu":
+        # Liu et al.'s measure: only products with a non-zero weight and a non-zero ReLU-ed input
+        assert 0 < last["activation_density"] < 1 and last["reduction_dynamic"] > 1

@@ -8,17 +8,23 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..nn import WinogradConv2d, WinogradConv3d
 from ..prune import stats
 
 __all__ = ["sparsity_summary", "median_time"]
 
 
-def sparsity_summary(model: nn.Module, input_shape: tuple[int, ...], tile: int) -> dict[str, Any]:
+def sparsity_summary(model: nn.Module, input_shape: tuple[int, ...], tile: int,
+                     inputs: torch.Tensor | None = None) -> dict[str, Any]:
     """Spatial and Winograd-domain sparsity of the convolutions and their multiplication counts.
 
     ``reduction_vs_direct`` = direct (dense spatial) multiplications / sparse multiplications;
     ``reduction_vs_winograd`` = dense Winograd multiplications / sparse multiplications
-    (transforms excluded, as in the papers; convolutions only).
+    (transforms excluded, as in the papers; convolutions only). Plain stride-1 convolutions
+    are counted as if converted with ``tile``. For models with Winograd-ReLU layers and real
+    ``inputs``, ``reduction_dynamic`` counts only the multiplications whose weight *and*
+    ReLU-ed transformed input are both non-zero (:func:`sparsewino.engine.count`; Liu et al.'s
+    measure), with ``activation_density`` the non-zero fraction of those inputs.
     """
     report = stats(model, input_shape=input_shape, tile=tile)
     totals = report.totals
@@ -32,6 +38,14 @@ def sparsity_summary(model: nn.Module, input_shape: tuple[int, ...], tile: int) 
         out.update({"direct_mults": direct, "winograd_mults": dense, "sparse_mults": sparse,
                     "reduction_vs_direct": direct / sparse if sparse else None,
                     "reduction_vs_winograd": dense / sparse if sparse else None})
+    relu_layers = [m for m in model.modules()
+                   if isinstance(m, (WinogradConv2d, WinogradConv3d)) and m.winograd_relu]
+    if relu_layers and inputs is not None:
+        from ..engine import count
+        counts = count(model, tuple(inputs.shape), inputs=inputs)
+        out["reduction_dynamic"] = counts.reduction["dynamic"]
+        densities = [l.activation_density for l in counts if l.kind == "winograd-relu"]
+        out["activation_density"] = sum(densities) / len(densities) if densities else None
     return out
 
 

@@ -72,6 +72,7 @@ class _Run:
         self.test_loader = self.data.test_loader()
         self.rows: list[dict[str, Any]] = []
         self.compiled: nn.Module | None = None
+        self._count_inputs: torch.Tensor | None = None
         self.done: tuple[int, int, bool] = (-1, -1, True)       # (stage, unit, stage finished)
         self.architecture = new_architecture(recipe.model.name, recipe.model.args,
                                              self.data.in_channels, self.data.num_classes)
@@ -134,7 +135,14 @@ class _Run:
         """Accuracy (evaluated unless given) and sparsity/multiplications of the current model."""
         evaluation = evaluation or evaluate(self.model, self.test_loader, self.ctx, self.progress)
         return {"accuracy": evaluation["accuracy"], "loss": evaluation["loss"],
-                **sparsity_summary(self.model, self.data.input_shape(), self.recipe.tile)}
+                **sparsity_summary(self.model, self.data.input_shape(), self.recipe.tile,
+                                   inputs=self.count_inputs())}
+
+    def count_inputs(self, count: int = 32) -> torch.Tensor:
+        """A fixed batch of test images for activation-dependent multiplication counts."""
+        if self._count_inputs is None:
+            self._count_inputs = _first_images(self, count).to(self.ctx.device)
+        return self._count_inputs
 
     def add_row(self, stage: Any, step: str, values: dict[str, Any], seconds: float) -> dict[str, Any]:
         row = {"stage": stage.name, "kind": stage.kind, "step": step, **values,
@@ -149,6 +157,8 @@ class _Run:
             parts.append(f"Winograd sparsity {100 * row['winograd_sparsity']:.1f}%")
         if row.get("reduction_vs_direct") is not None:
             parts.append(f"mults /{row['reduction_vs_direct']:.2f}")
+        if row.get("reduction_dynamic") is not None:
+            parts.append(f"with activation sparsity /{row['reduction_dynamic']:.2f}")
         if row.get("speedup_vs_dense") is not None:
             parts.append(f"compiled speed-up {row['speedup_vs_dense']:.2f}x")
         parts.append(f"({seconds:.0f} s)")

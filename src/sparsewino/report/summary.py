@@ -42,6 +42,7 @@ def headline(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "winograd_sparsity": last("winograd_sparsity"), "spatial_sparsity": last("spatial_sparsity"),
             "reduction_vs_direct": last("reduction_vs_direct"),
             "reduction_vs_winograd": last("reduction_vs_winograd"),
+            "reduction_dynamic": last("reduction_dynamic"),
             "speedup_vs_dense": last("speedup_vs_dense"), "dense_ms": last("dense_ms"),
             "compiled_ms": last("compiled_ms"), "benchmark_batch": last("batch_size"),
             "benchmark_threads": last("threads")}
@@ -108,6 +109,10 @@ def write_report(directory: str | Path, rows: Sequence[dict[str, Any]], model: n
                                  format_value(numbers["reduction_vs_direct"], "x"),
                                  format_value(numbers["reduction_vs_winograd"], "x"),
                                  format_value(numbers["speedup_vs_dense"], "x")]) + " |", ""]
+    if numbers["reduction_dynamic"] is not None:
+        lines += [f"With the activation sparsity of the Winograd-ReLU layers (both operands non-zero, "
+                  f"measured on test images): {format_value(numbers['reduction_dynamic'], 'x')} fewer "
+                  "multiplications than direct convolution.", ""]
     if numbers["speedup_vs_dense"] is not None:
         lines += [f"Speed: median forward time of a batch of {numbers['benchmark_batch']} with "
                   f"{numbers['benchmark_threads']} thread(s): dense PyTorch {numbers['dense_ms']:.2f} ms, "

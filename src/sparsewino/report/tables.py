@@ -16,10 +16,11 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("winograd_sparsity", "Winograd sparsity", "pct1"),
     ("reduction_vs_direct", "mult. reduction vs direct", "x"),
     ("reduction_vs_winograd", "vs dense Winograd", "x"),
+    ("reduction_dynamic", "with activation sparsity (vs direct)", "x"),
     ("speedup_vs_dense", "compiled speed-up vs dense", "x"),
     ("seconds", "time (s)", "int"),
 ]
-_EXTRA_CSV = ["loss", "target", "epochs", "accuracy_before_finetune", "direct_mults", "winograd_mults",
+_EXTRA_CSV = ["activation_density", "loss", "target", "epochs", "accuracy_before_finetune", "direct_mults", "winograd_mults",
               "sparse_mults", "compiled_accuracy", "compiled_max_abs_error", "batch_size", "threads",
               "dense_ms", "model_ms", "compiled_ms", "speedup_vs_model"]
 
