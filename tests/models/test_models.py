@@ -17,6 +17,8 @@ CASES = [  # name, kwargs, input shape, classes
     ("resnet18_cifar_max", {"width": 8}, (2, 3, 32, 32), 100),
     ("resnet18", {"width": 8}, (1, 3, 64, 64), 1000),
     ("resnet18_max", {"width": 8}, (1, 3, 64, 64), 12),
+    ("resnet18_cifar_max", {"width": 4}, (2, 3, 13, 11), 10),      # odd sizes: pool matches shortcut
+    ("resnet18_max", {"width": 4}, (1, 3, 20, 20), 3),
 ]
 
 

@@ -37,7 +37,8 @@ class BasicBlock(nn.Module):
         layers: list[tuple[str, nn.Module]] = []
         conv_stride = stride
         if max_pool_downsample and stride != 1:
-            layers.append(("pool", nn.MaxPool2d(stride)))
+            # ceil_mode: ceil(n/2) outputs like the stride-2 3x3 conv and the 1x1 shortcut, odd n too
+            layers.append(("pool", nn.MaxPool2d(stride, ceil_mode=True)))
             conv_stride = 1
         layers += [("conv1", nn.Conv2d(in_channels, out_channels, 3, stride=conv_stride, padding=1, bias=False)),
                    ("bn1", nn.BatchNorm2d(out_channels)), ("relu", nn.ReLU(inplace=True)),
