@@ -57,11 +57,32 @@ def test_whole_model_matches_original(backend):
     assert_matches(got, expected.double(), tol=1e-4)
     report = fast.compile_report
     assert report.compiled == ["0", "3", "7", "11"]
-    assert {d.name: d.fused for d in report} == {"0": ("1", "2"), "3": ("4", "5"), "7": ("8",),
-                                                  "11": ()}
+    assert {d.name: d.fused for d in report} == {"0": ("1", "2"), "3": ("4", "5", "6"),
+                                                  "7": ("8",), "11": ()}
     assert isinstance(fast[1], nn.Identity) and isinstance(fast[8], nn.Identity)
+    assert isinstance(fast[6], nn.Identity) and fast[3].spec.pool_output == 2
     assert isinstance(fast[9], nn.Conv2d) and isinstance(fast[12], nn.Conv2d)
     assert "4 of 4 Winograd layers compiled" in str(report)
+
+
+@pytest.mark.parametrize("pool,fused", [
+    (nn.MaxPool2d(2), True), (nn.MaxPool2d((2, 2), stride=2), True),
+    (nn.MaxPool2d(2, ceil_mode=True), False), (nn.MaxPool2d(3, 2), False),
+    (nn.MaxPool2d(2, 1), False), (nn.AvgPool2d(2), False)])
+@pytest.mark.parametrize("tile", [4, 3])
+def test_max_pool_fusion(pool, fused, tile):
+    net = nn.Sequential(sparse_layer(3, 5, tile=tile, sparsity=0.4), nn.ReLU(), pool).eval()
+    fast = engine.compile(net)
+    expect = fused and tile % 2 == 0
+    assert fast.compile_report[0].fused == (("1", "2") if expect else ("1",))
+    for size in [(9, 7), (4, 4), (2, 3), (13, 16)]:
+        if size == (2, 3) and not fused:
+            continue                                      # too small for the 3x3 pool
+        x = torch.randn(2, 3, *size)
+        with torch.no_grad():
+            for backend in BACKENDS:
+                with engine.use_backend(backend):
+                    assert_matches(fast(x), net(x).double())
 
 
 def test_unfused_model_and_densities():

@@ -29,16 +29,21 @@ def run_poisoned(fast: SparseWinogradConv2d, x: torch.Tensor, backend: str) -> t
        padding=st.sampled_from([0, 1, "same"]), sparsity=st.sampled_from([0.0, 0.5, 0.9, 1.0]),
        formats=st.sampled_from(["auto", "sparse", "dense"]), threads=st.integers(1, 2),
        mode=st.sampled_from([0, 1, 2]), tile_block=st.sampled_from([0, 8, 24]),
-       backend=st.sampled_from(COMPILED or ["avx2"]), seed=st.integers(0, 2**16))
+       pool=st.sampled_from([0, 0, 2]), backend=st.sampled_from(COMPILED or ["avx2"]),
+       seed=st.integers(0, 2**16))
 def test_random_shapes_match_float64(batch, c, k, h, w, tile, padding, sparsity, formats,
-                                     threads, mode, tile_block, backend, seed):
-    if padding == 0 and min(h, w) < 3:
-        h, w = max(h, 3), max(w, 3)
+                                     threads, mode, tile_block, pool, backend, seed):
+    minimum = (3 if padding == 0 else 1) + (1 if pool else 0)
+    h, w = max(h, minimum), max(w, minimum)
     layer = sparse_layer(c, k, tile=tile, padding=padding, sparsity=sparsity, seed=seed)
-    fast = SparseWinogradConv2d.from_layer(layer, threads=threads, formats=formats)
+    fast = SparseWinogradConv2d.from_layer(layer, threads=threads, formats=formats,
+                                           pool_output=pool)
     fast.kernel_mode, fast.tile_block = mode, tile_block
     x = torch.randn(batch, c, h, w)
-    assert_matches(run_poisoned(fast, x, backend), reference(layer, x))
+    ref = reference(layer, x)
+    if pool:
+        ref = torch.nn.functional.max_pool2d(ref, 2)
+    assert_matches(run_poisoned(fast, x, backend), ref)
 
 
 @needs_kernel

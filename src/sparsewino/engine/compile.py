@@ -109,6 +109,17 @@ def _batchnorm_affine(bn: nn.Module, channels: int) -> tuple[torch.Tensor, torch
     return scale.float(), (bias - bn.running_mean.double() * scale).float()
 
 
+def _is_fusable_pool(module: nn.Module, tile: int) -> bool:
+    """A plain 2x2 / stride-2 max-pool (floor mode) that a tile of even size m can absorb."""
+    if type(module) is not nn.MaxPool2d or tile % 2:
+        return False
+    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+    stride = module.stride if module.stride is not None else module.kernel_size
+    return (pair(module.kernel_size) == (2, 2) and pair(stride) == (2, 2) and
+            pair(module.padding) == (0, 0) and pair(module.dilation) == (1, 1) and
+            not module.ceil_mode and not module.return_indices)
+
+
 def _describe(layer: SparseWinogradConv2d) -> str:
     spec = layer.spec
     counts = layer.format_counts()
@@ -132,9 +143,11 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
     layers, float64 or GPU layers, non-square tiles/kernels and input tiles n > 8, and
     subclasses that override ``forward`` keep their own forward pass.
 
-    With ``fuse=True``, inside ``nn.Sequential`` containers an eval-mode ``BatchNorm2d``
-    directly after a compiled layer is folded into its weights and bias, and a following
-    ``nn.ReLU`` into its output; the fused modules become ``nn.Identity``.
+    With ``fuse=True``, inside ``nn.Sequential`` containers the modules that directly follow
+    a compiled layer are fused into it, in this order when present: an eval-mode
+    ``BatchNorm2d`` (folded into weights and bias), an ``nn.ReLU`` and a 2x2 / stride-2
+    ``nn.MaxPool2d`` (floor mode; needs an even tile m), both applied in the kernel's output
+    stage. Fused modules become ``nn.Identity``.
 
     The copy is in eval mode with ``requires_grad=False`` parameters; compiled layers are
     inference-only (see :class:`~sparsewino.engine.SparseWinogradConv2d`). The original
@@ -143,7 +156,8 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
     Args:
         model: a model containing Winograd layers (or one Winograd layer).
         threads: OpenMP threads per layer call; ``None`` follows ``torch.get_num_threads()``.
-        fuse: fold BatchNorm2d / ReLU that follow a compiled layer in an ``nn.Sequential``.
+        fuse: fuse BatchNorm2d / ReLU / MaxPool2d(2) that follow a compiled layer in an
+            ``nn.Sequential``.
         formats: ``"auto"``, ``"sparse"`` or ``"dense"`` (force one format everywhere; for
             benchmarks), or one name per position.
 
@@ -176,7 +190,7 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
     counts = _reference_counts(result)
     compiled: dict[int, nn.Module] = {}
 
-    def build(layer: nn.Module, name: str, scale=None, shift=None, relu=False,
+    def build(layer: nn.Module, name: str, scale=None, shift=None, relu=False, pool=0,
               fused: tuple[str, ...] = ()) -> nn.Module:
         if id(layer) in compiled:
             return compiled[id(layer)]
@@ -186,7 +200,8 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
             reason = unsupported_reason(layer)
             if reason is None:
                 _refresh_masks(layer)
-                new = SparseWinogradConv2d.from_layer(layer, threads, formats, relu, scale, shift)
+                new = SparseWinogradConv2d.from_layer(layer, threads, formats, relu, scale, shift,
+                                                      pool)
                 report.append(LayerKernel(name, "sparse-winograd", _describe(new), fused))
                 compiled[id(layer)] = new
                 return new
@@ -204,7 +219,7 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
             full = prefix + name
             if isinstance(child, WinogradConv2d):
                 scale = shift = None
-                relu, fused = False, []
+                relu, pool, fused = False, 0, []
                 single = counts[id(child)] == 1 and id(child) not in compiled
                 if fuse and single and isinstance(parent, nn.Sequential) and \
                         unsupported_reason(child) is None and \
@@ -219,7 +234,12 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
                             counts[id(parent._modules[rest[0]])] == 1:
                         relu = True
                         fused.append(rest.pop(0))
-                new = build(child, full, scale, shift, relu, tuple(prefix + f for f in fused))
+                    if rest and _is_fusable_pool(parent._modules[rest[0]], child.tile[0]) and \
+                            counts[id(parent._modules[rest[0]])] == 1:
+                        pool = 2
+                        fused.append(rest.pop(0))
+                new = build(child, full, scale, shift, relu, pool,
+                            tuple(prefix + f for f in fused))
                 parent._modules[name] = new
                 if new is not child:
                     for f in fused:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..nn.conv import WinogradConv2d
@@ -33,6 +34,7 @@ class LayerSpec:
     winograd_relu: bool
     relu_output: bool
     groups: int = 1            # of the source layer; weights are packed block-diagonal
+    pool_output: int = 0       # 2: a fused 2x2 / stride-2 max-pool (floor mode) on the output
 
     @property
     def n(self) -> int:
@@ -133,8 +135,8 @@ class SparseWinogradConv2d(nn.Module):
     @classmethod
     def from_layer(cls, layer: WinogradConv2d, threads: int | None = None,
                    formats: str | Sequence[str] = "auto", relu_output: bool = False,
-                   scale: torch.Tensor | None = None,
-                   shift: torch.Tensor | None = None) -> "SparseWinogradConv2d":
+                   scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
+                   pool_output: int = 0) -> "SparseWinogradConv2d":
         """Compile one :class:`~sparsewino.nn.WinogradConv2d`.
 
         Args:
@@ -144,6 +146,8 @@ class SparseWinogradConv2d(nn.Module):
             relu_output: apply ReLU to the output (a fused following ``nn.ReLU``).
             scale, shift: per-output-channel affine map folded into weights and bias
                 (a fused following eval-mode BatchNorm): ``y * scale + shift``.
+            pool_output: 2 to fuse a following ``nn.MaxPool2d(2)`` (floor mode) into the
+                output stage (needs an even tile m), else 0.
 
         Raises:
             ValueError: the layer cannot be compiled (see :func:`unsupported_reason`).
@@ -151,6 +155,9 @@ class SparseWinogradConv2d(nn.Module):
         reason = unsupported_reason(layer)
         if reason is not None:
             raise ValueError(f"cannot compile {type(layer).__name__}: {reason}")
+        if pool_output not in (0, 2) or (pool_output and layer.tile[0] % 2):
+            raise ValueError(f"pool_output must be 0 or 2 (with an even tile), got "
+                             f"{pool_output} for tile {layer.tile}")
         with torch.no_grad():
             q = layer.winograd_weight().detach().to(torch.float32)       # (K, C/g, n, n)
             k, cg = q.shape[:2]
@@ -173,7 +180,7 @@ class SparseWinogradConv2d(nn.Module):
                          kernel_size=layer.kernel_size[0], tile=layer.tile[0],
                          padding=tuple(layer._padding_pairs), points=layer.points[0],
                          winograd_relu=layer.winograd_relu, relu_output=relu_output,
-                         groups=groups)
+                         groups=groups, pool_output=pool_output)
         return cls(spec, packed, bias, threads)
 
     # ------------------------------------------------------------------ read-only config
@@ -243,6 +250,7 @@ class SparseWinogradConv2d(nn.Module):
             setattr(args, name, getattr(self, name).data_ptr())
         args.bias = self.bias.data_ptr() if self.bias is not None else None
         args.relu_input, args.relu_output = int(spec.winograd_relu), int(spec.relu_output)
+        args.pool = spec.pool_output
         self._dense_cache = None
         self._seen = fingerprint
 
@@ -282,9 +290,10 @@ class SparseWinogradConv2d(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """Output (Ho, Wo) for an input of (height, width)."""
+        """Output (Ho, Wo) for an input of (height, width) (after the fused pool, if any)."""
         grow_h, grow_w = self._spec.growth
-        return height + grow_h, width + grow_w
+        pool = self._spec.pool_output or 1
+        return (height + grow_h) // pool, (width + grow_w) // pool
 
     def _check_input(self, x: torch.Tensor) -> None:
         name = type(self).__name__
@@ -307,8 +316,10 @@ class SparseWinogradConv2d(nn.Module):
         if x.shape[1] != self.in_channels:
             raise ValueError(f"{name} expects {self.in_channels} input channels, got input of "
                              f"shape {tuple(x.shape)} (channels are dimension 1)")
-        ho, wo = self.output_size(x.shape[2], x.shape[3])
-        if ho < 1 or wo < 1:
+        grow_h, grow_w = self._spec.growth
+        pool = self._spec.pool_output or 1
+        ho, wo = x.shape[2] + grow_h, x.shape[3] + grow_w
+        if ho < pool or wo < pool:
             raise ValueError(f"{name}: input spatial size {tuple(x.shape[2:])} is too small for "
                              f"kernel {self._spec.kernel_size} with padding {self._spec.padding}")
 
@@ -328,7 +339,9 @@ class SparseWinogradConv2d(nn.Module):
         with torch.no_grad():
             y = winograd_conv(x, self.dense_weights(), self.bias, (spec.algorithm,) * 2,
                               spec.padding, 1, spec.winograd_relu)
-            return torch.relu_(y) if spec.relu_output else y
+            if spec.relu_output:
+                y = torch.relu_(y)
+            return F.max_pool2d(y, spec.pool_output) if spec.pool_output else y
 
     def _forward_kernel(self, x: torch.Tensor, backend_name: str,
                         out: torch.Tensor | None = None) -> torch.Tensor:
@@ -362,7 +375,9 @@ class SparseWinogradConv2d(nn.Module):
         """Set the call geometry and make sure the (reused) workspace is large enough."""
         args = self._args
         batch, height, width, threads, backend_name, tile_block, mode = key
-        args.N, args.H, args.W, args.Ho, args.Wo = batch, height, width, ho, wo
+        grow_h, grow_w = self._spec.growth
+        args.N, args.H, args.W = batch, height, width
+        args.Ho, args.Wo = height + grow_h, width + grow_w            # before the fused pool
         args.threads, args.isa = threads, kernels.ISA_CODES[backend_name]
         args.tile_block, args.mode = tile_block, mode
         floats = ctypes.c_int64()
@@ -381,8 +396,9 @@ class SparseWinogradConv2d(nn.Module):
             raise RuntimeError(f"no compiled kernel: {kernels.load_error()}")
         batch, _, height, width = input_shape
         args = kernels.SwConv2dArgs.from_buffer_copy(self._args)
+        grow_h, grow_w = self._spec.growth
         args.N, args.H, args.W = batch, height, width
-        args.Ho, args.Wo = self.output_size(height, width)
+        args.Ho, args.Wo = height + grow_h, width + grow_w
         args.threads = threads or self.threads or torch.get_num_threads()
         args.isa = 0
         args.tile_block = self.tile_block
@@ -406,6 +422,8 @@ class SparseWinogradConv2d(nn.Module):
             text += ", winograd_relu=True"
         if spec.relu_output:
             text += ", relu_output=True"
+        if spec.pool_output:
+            text += f", max_pool={spec.pool_output}"
         return text
 
 

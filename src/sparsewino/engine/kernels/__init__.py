@@ -27,7 +27,7 @@ __all__ = ["BACKENDS", "backend", "available_backends", "use_backend", "library"
 
 BACKENDS = ("avx2", "portable", "torch")
 ISA_CODES = {"avx2": 2, "portable": 1}
-ABI_VERSION = 1
+ABI_VERSION = 2
 DENSE_ROWS = 6                       # must equal SW_DENSE_ROWS in sw_kernels.h
 ENV_VAR = "SPARSEWINO_ENGINE_BACKEND"
 _LIBRARY_NAME = "_sw_kernels"
@@ -56,7 +56,7 @@ class SwConv2dArgs(ctypes.Structure):
         ("col", ctypes.c_void_p), ("val", ctypes.c_void_p),
         ("dense_index", ctypes.c_void_p), ("dense", ctypes.c_void_p),
         ("bias", ctypes.c_void_p),
-        ("relu_input", _i32), ("relu_output", _i32),
+        ("relu_input", _i32), ("relu_output", _i32), ("pool", _i32),
         ("x", ctypes.c_void_p), ("y", ctypes.c_void_p),
         ("workspace", ctypes.c_void_p), ("workspace_floats", _i64),
         ("threads", _i32), ("isa", _i32), ("tile_block", _i32), ("mode", _i32),

@@ -39,6 +39,8 @@ int32_t sw_make_plan(const sw_conv2d_args* a, sw_plan* p) {
     if (a->n < 2 || a->n > SW_MAX_N || a->m < 1 || a->m >= a->n) return SW_ERR_TILE;
     if (a->pad_top < 0 || a->pad_left < 0 || a->threads < 1 || a->tile_block < 0)
         return SW_ERR_ARGS;
+    if (a->pool != 0 && (a->pool != 2 || a->m % 2 != 0 || a->Ho < 2 || a->Wo < 2))
+        return SW_ERR_ARGS;
     if (!a->bt || !a->at || !a->formats || !a->rowptr || !a->dense_index) return SW_ERR_ARGS;
     const int64_t r = a->n - a->m + 1;
     // The output must be what a stride-1 convolution with this padding produces.

@@ -27,6 +27,7 @@ struct Simd {
     static inline vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
     static inline vec sub(vec a, vec b) { return _mm256_sub_ps(a, b); }
     static inline vec max0(vec a) { return _mm256_max_ps(a, _mm256_setzero_ps()); }
+    static inline vec max(vec a, vec b) { return _mm256_max_ps(a, b); }
     static inline mask make_mask(int bits) {
         const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
         return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(bits), sel), sel);

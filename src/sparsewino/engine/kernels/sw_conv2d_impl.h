@@ -21,6 +21,7 @@
 namespace {
 
 inline int imin(int a, int b) { return a < b ? a : b; }
+inline int imax(int a, int b) { return a > b ? a : b; }
 inline int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
 
 using vec = Simd::vec;
@@ -30,7 +31,8 @@ using mask = Simd::mask;
 struct Ctx {
     const sw_conv2d_args* a;
     const sw_plan* p;
-    int64_t plane_in, plane_out;   // H*W and Ho*Wo
+    int64_t plane_in, plane_out;   // H*W and the output plane (Ho*Wo, or pooled)
+    int32_t out_h, out_w, out_m;   // output plane and per-tile output size (pooled if pool)
 };
 
 // Description of the tiles of the block a slot is working on.
@@ -102,15 +104,15 @@ void setup_block(const Ctx& cx, int64_t block, Block& b) {
             b.in_off[t * N + i] = base + static_cast<int64_t>(inside ? y : 0) * a.W + x0;
             b.in_mask[t * N + i] = Simd::make_mask(inside ? colbits : 0);
         }
-        const int oy = ty * a.m, ox = tx * a.m;
-        b.out_off[t] = img * a.K * cx.plane_out + static_cast<int64_t>(oy) * a.Wo + ox;
-        b.out_rows[t] = imin(a.m, a.Ho - oy);
-        b.out_cols[t] = imin(a.m, a.Wo - ox);
+        const int oy = ty * cx.out_m, ox = tx * cx.out_m;     // pooled coordinates if pool
+        b.out_off[t] = img * a.K * cx.plane_out + static_cast<int64_t>(oy) * cx.out_w + ox;
+        b.out_rows[t] = imax(0, imin(cx.out_m, cx.out_h - oy));
+        b.out_cols[t] = imax(0, imin(cx.out_m, cx.out_w - ox));
     }
     for (int g = 0; g < b.groups; ++g) {
         int full = 1;
         for (int t = g * 8; t < g * 8 + 8; ++t)
-            if (b.out_rows[t] != a.m || b.out_cols[t] != a.m) full = 0;
+            if (b.out_rows[t] != cx.out_m || b.out_cols[t] != cx.out_m) full = 0;
         b.group_full[g] = full;
     }
 }
@@ -206,7 +208,7 @@ void output_group(const Ctx& cx, const Block& b, const Coeffs& k, int grp, int k
     const bool relu = a.relu_output != 0;
     // Local copies: stores to y must not force reloads of the block description.
     float* yk = a.y + static_cast<int64_t>(kk) * cx.plane_out;
-    const int64_t wo = a.Wo;
+    const int64_t wo = cx.out_w;
     float* dst[8];
     int rows[8], cols[8];
 #pragma GCC unroll 8
@@ -216,6 +218,37 @@ void output_group(const Ctx& cx, const Block& b, const Coeffs& k, int grp, int k
         cols[t] = b.out_cols[grp * 8 + t];
     }
     const bool full = b.group_full[grp] != 0;
+    if (a.pool) {
+        // Fused 2x2 max-pool: rows 2q and 2q+1 of the tile give pooled row q. Max commutes
+        // with the per-channel bias and ReLU, so they are applied after pooling.
+        const int pm = m / 2;
+#pragma GCC unroll 4
+        for (int q = 0; q < R / 2; ++q) {
+            if (q >= pm) break;
+            vec zi[N], r0[8], r1[8], r[8];
+#pragma GCC unroll 8
+            for (int bb = 0; bb < N; ++bb) zi[bb] = z[bb][2 * q];
+            apply_matrix<R, N, NZ, ONE, NEG>(k.at, zi, r0);
+#pragma GCC unroll 8
+            for (int bb = 0; bb < N; ++bb) zi[bb] = z[bb][2 * q + 1];
+            apply_matrix<R, N, NZ, ONE, NEG>(k.at, zi, r1);
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; ++j) {
+                if (2 * j + 1 < R && j < pm) {
+                    const vec v = Simd::max(Simd::max(r0[2 * j], r0[2 * j + 1]),
+                                            Simd::max(r1[2 * j], r1[2 * j + 1]));
+                    r[j] = relu ? Simd::max0(Simd::add(v, bias)) : Simd::add(v, bias);
+                } else {
+                    r[j] = Simd::zero();
+                }
+            }
+            Simd::transpose8(r);
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; ++t)
+                if (q < rows[t]) Simd::store_first(dst[t] + q * wo, r[t], cols[t]);
+        }
+        return;
+    }
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
         if (i >= m) break;
@@ -474,7 +507,11 @@ int32_t conv2d_forward(const sw_conv2d_args* args, const sw_plan* plan) {
     cx.a = args;
     cx.p = plan;
     cx.plane_in = static_cast<int64_t>(args->H) * args->W;
-    cx.plane_out = static_cast<int64_t>(args->Ho) * args->Wo;
+    const int pool = args->pool ? args->pool : 1;
+    cx.out_h = args->Ho / pool;
+    cx.out_w = args->Wo / pool;
+    cx.out_m = args->m / pool;
+    cx.plane_out = static_cast<int64_t>(cx.out_h) * cx.out_w;
     if (args->n < 2 || args->n > SW_MAX_N) return SW_ERR_TILE;
     const Transforms tf = choose_transforms(*args);
     if (plan->mode == SW_MODE_COOPERATIVE)

@@ -56,6 +56,11 @@ struct Simd {
         for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] > 0.0f ? a.v[i] : 0.0f;
         return r;
     }
+    static inline vec max(const vec& a, const vec& b) {
+        vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i];
+        return r;
+    }
     static inline mask make_mask(int bits) { return bits; }
     static inline vec maskload(const float* p, mask m) {
         vec r;

@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-#define SW_ABI_VERSION 1
+#define SW_ABI_VERSION 2
 #define SW_DENSE_ROWS 6          // rows (output channels) per dense weight panel
 #define SW_MAX_N 8               // largest Winograd input tile n supported (n <= 8)
 
@@ -47,6 +47,8 @@ struct sw_conv2d_args {
     const float* bias;         // K entries or null
     int32_t relu_input;        // ReLU after the input transform (Winograd-ReLU layers)
     int32_t relu_output;       // ReLU on the output (fused activation)
+    int32_t pool;              // 2: fused 2x2/stride-2 max-pool (floor), y is (N,K,Ho/2,Wo/2);
+                               // needs an even m. 0: none
     const float* x;
     float* y;
     float* workspace;          // 64-byte aligned, >= sw_conv2d_workspace() floats
