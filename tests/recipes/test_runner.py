@@ -85,3 +85,23 @@ def test_run_directory_rules(tmp_path):
         run_recipe(demo(), other, **QUIET)
     with pytest.raises(ValueError, match="no such stage"):
         run_recipe(demo(), tmp_path / "x", until="nope", **QUIET)
+
+
+def test_gradual_schedule_and_global_scope(tmp_path):
+    from sparsewino.recipes import parse_recipe
+    recipe = parse_recipe({
+        "name": "gradual", "data": {"dataset": "fake", "batch_size": 16, "options": {"num_samples": 64}},
+        "model": {"name": "small_vgg", "args": {"widths": [4, "M", 8]}},
+        "stages": [
+            {"stage": "train", "name": "t", "epochs": 0.25},
+            {"stage": "prune", "name": "g", "method": "magnitude", "scope": "global",
+             "gradual": {"final": 0.6, "end": 1.0, "every_steps": 1}, "finetune": {"epochs": 1.0}},
+            {"stage": "prune", "name": "s", "method": "structured", "granularity": "feature_map",
+             "amount": 0.25, "include": ["features.4"]}]})
+    result = run_recipe(recipe, tmp_path / "run", **QUIET)
+    gradual, structured = result.rows[1], result.rows[2]
+    assert gradual["step"] == "gradual to 0.60" and gradual["spatial_sparsity"] == pytest.approx(0.6, abs=0.01)
+    model, _ = load_model(tmp_path / "run" / "model.pt")
+    conv = model.features[4]
+    assert int((conv.weight.flatten(1).abs().sum(1) == 0).sum()) >= 2          # 2 of 8 feature maps
+    assert structured["spatial_sparsity"] > gradual["spatial_sparsity"]
