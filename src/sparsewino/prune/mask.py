@@ -252,7 +252,11 @@ def effective_weight(module: nn.Module, name: str = "weight") -> torch.Tensor:
     """``module.<name>`` as the next forward will see it, with autograd (use in regularisers).
 
     Unlike reading ``module.<name>`` (the value of the last forward), this recomputes
-    ``orig * mask`` now.
+    ``orig * mask`` now; for an unpruned tensor it is the parameter itself.
+
+    Examples:
+        >>> conv = apply_mask(nn.Conv2d(1, 1, 1), torch.zeros(1, 1, 1, 1))
+        >>> effective_weight(conv).abs().sum().backward()      # gradients reach weight_orig
     """
     hook = _hook_key(module, name)[1]
     return hook.apply_mask(module) if hook is not None else _check_tensor(module, name)
@@ -281,6 +285,14 @@ def temporary_mask(module: nn.Module, mask: torch.Tensor, name: str = "weight") 
     """Evaluate ``module`` with ``mask`` applied on top of its own mask, then restore it.
 
     Used by searches (the particle filter) that try many masks without training.
+
+    Args:
+        module: the module owning the tensor (pruned or not).
+        mask: 0/1 tensor of the tensor's shape, multiplied into the current mask.
+        name: parameter name.
+
+    Returns:
+        A context manager yielding ``module``.
 
     Examples:
         >>> conv = nn.Conv2d(1, 1, 3)

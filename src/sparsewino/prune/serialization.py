@@ -81,6 +81,12 @@ def load_masks(model: nn.Module, source: PathLike | Mapping[str, torch.Tensor | 
 
     Returns:
         ``model``.
+
+    Examples:
+        >>> net = sparsewino.prune.magnitude(nn.Conv2d(2, 2, 3), 0.5)       # doctest: +SKIP
+        >>> save_masks(net, "masks.pt")                                    # doctest: +SKIP
+        >>> load_masks(nn.Conv2d(2, 2, 3), "masks.pt").weight_mask.sum()    # doctest: +SKIP
+        tensor(18.)
     """
     state = torch.load(source, weights_only=True, map_location="cpu") if not isinstance(
         source, Mapping) else source

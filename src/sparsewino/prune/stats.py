@@ -234,6 +234,10 @@ def plot_position_sparsity(report: SparsityReport | nn.Module, path: str,
 
     Returns:
         ``path``.
+
+    Examples:
+        >>> plot_position_sparsity(stats(model), "positions.png")          # doctest: +SKIP
+        'positions.png'
     """
     try:
         import matplotlib
