@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import ctypes
+import functools
+import operator
 import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -19,6 +21,7 @@ from .packing import FORMATS, PACKED_NAMES, pack_weights, unpack_weights, valida
 __all__ = ["SparseWinogradConv2d", "LayerSpec", "unsupported_reason"]
 
 _WATCHED = PACKED_NAMES + ("bias", "bt", "at")      # buffers whose change needs re-validation
+_VERSION = operator.attrgetter("_version")
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class LayerSpec:
     def n(self) -> int:
         return self.tile + self.kernel_size - 1
 
-    @property
+    @functools.cached_property
     def growth(self) -> tuple[int, int]:
         """Output size minus input size along H and W (padding minus kernel size plus one)."""
         (pt, pb), (pl, pr) = self.padding
@@ -89,7 +92,7 @@ class SparseWinogradConv2d(nn.Module):
     Args:
         spec: layer configuration.
         packed: tensors from :func:`~sparsewino.engine.packing.pack_weights`.
-        bias: ``(K,)`` or ``None``.
+        bias: ``(K,)`` or ``None`` (stored as zeros then).
         threads: OpenMP threads; ``None`` uses ``torch.get_num_threads()`` at each call.
 
     Attributes:
@@ -119,7 +122,7 @@ class SparseWinogradConv2d(nn.Module):
         self.kernel_mode = 0
         for name in PACKED_NAMES:
             self.register_buffer(name, packed[name].contiguous())
-        self.register_buffer("bias", None if bias is None else
+        self.register_buffer("bias", torch.zeros(spec.out_channels) if bias is None else
                              bias.detach().to(torch.float32).clone().contiguous())
         alg = spec.algorithm
         at, _, bt = alg.matrices(torch.float32)
@@ -224,9 +227,14 @@ class SparseWinogradConv2d(nn.Module):
 
     # ------------------------------------------------------------------ change detection
     def _fingerprint(self) -> tuple:
-        buffers = self._buffers
-        return tuple((id(t), t._version, t.data_ptr()) if t is not None else None
-                     for t in map(buffers.get, _WATCHED))
+        # Identity, version counter (bumped by every in-place change) and data pointer of
+        # each buffer the kernel reads; builtin maps keep this cheap (called every forward).
+        tensors = tuple(map(self._buffers.get, _WATCHED))
+        try:
+            return (tuple(map(id, tensors)), tuple(map(_VERSION, tensors)),
+                    tuple(map(torch.Tensor.data_ptr, tensors)))
+        except (AttributeError, TypeError):          # a buffer was deleted or set to None
+            return ()
 
     def _refresh(self) -> None:
         """Re-validate the packed buffers if they changed since the last call."""
@@ -235,10 +243,10 @@ class SparseWinogradConv2d(nn.Module):
             return
         spec = self._spec
         validate_packed(self._packed(), self.positions, spec.out_channels, spec.in_channels)
-        if self.bias is not None and (self.bias.shape != (spec.out_channels,) or
-                                      self.bias.dtype != torch.float32 or
-                                      self.bias.device.type != "cpu" or
-                                      not self.bias.is_contiguous()):
+        bias = self._buffers.get("bias")
+        if not isinstance(bias, torch.Tensor) or bias.shape != (spec.out_channels,) or \
+                bias.dtype != torch.float32 or bias.device.type != "cpu" or \
+                not bias.is_contiguous():
             raise ValueError(f"bias must be a contiguous float32 CPU tensor of shape "
                              f"({spec.out_channels},); recompile instead of editing it")
         args = self._args
@@ -248,7 +256,7 @@ class SparseWinogradConv2d(nn.Module):
         args.bt, args.at = self.bt.data_ptr(), self.at.data_ptr()
         for name in PACKED_NAMES:
             setattr(args, name, getattr(self, name).data_ptr())
-        args.bias = self.bias.data_ptr() if self.bias is not None else None
+        args.bias = self.bias.data_ptr()
         args.relu_input, args.relu_output = int(spec.winograd_relu), int(spec.relu_output)
         args.pool = spec.pool_output
         self._dense_cache = None
@@ -324,15 +332,20 @@ class SparseWinogradConv2d(nn.Module):
                              f"kernel {self._spec.kernel_size} with padding {self._spec.padding}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        unbatched = isinstance(x, torch.Tensor) and x.dim() == 3
-        if unbatched:
-            x = x.unsqueeze(0)
-        self._check_input(x)
+        spec = self._spec
+        # One combined test for the usual case; _check_input explains anything unusual.
+        if not (type(x) is torch.Tensor and x.dim() == 4 and x.dtype is torch.float32 and
+                x.is_cpu and not self.training and x.shape[1] == spec.in_channels and
+                x.shape[2] + spec.growth[0] >= (spec.pool_output or 1) and
+                x.shape[3] + spec.growth[1] >= (spec.pool_output or 1) and
+                not (x.requires_grad and torch.is_grad_enabled())):
+            if isinstance(x, torch.Tensor) and x.dim() == 3:
+                return self.forward(x.unsqueeze(0)).squeeze(0)
+            self._check_input(x)
         if self._fingerprint() != self._seen:
             self._refresh()
         name = kernels.backend()
-        y = self._forward_torch(x) if name == "torch" else self._forward_kernel(x, name)
-        return y.squeeze(0) if unbatched else y
+        return self._forward_torch(x) if name == "torch" else self._forward_kernel(x, name)
 
     def _forward_torch(self, x: torch.Tensor) -> torch.Tensor:
         spec = self._spec

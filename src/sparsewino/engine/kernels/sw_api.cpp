@@ -7,14 +7,23 @@
 
 namespace {
 
-// Working set per block that should stay in a core's L2 cache: V and M of one block.
-constexpr int64_t kBlockBudgetFloats = 96 * 1024;
+// Tiles per block for sparse layers: kTileBudget / (C + K) (see sw_make_plan).
+constexpr int64_t kTileBudget = 8192;
 constexpr int32_t kMaxTileBlock = 64;           // 8 vectors of 8 tiles
 constexpr int32_t kRowsPerItem = 4 * SW_DENSE_ROWS;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t align16(int64_t floats) { return (floats + 15) / 16 * 16; }
-int32_t round_up8(int64_t v) { return static_cast<int32_t>((v + 7) / 8 * 8); }
+int64_t pow2_floor(int64_t v) {
+    int64_t r = 1;
+    while (2 * r <= v) r *= 2;
+    return r;
+}
+int64_t pow2_ceil(int64_t v) {
+    int64_t r = 1;
+    while (r < v) r *= 2;
+    return r;
+}
 // A stride of an odd number of 64-byte lines spreads consecutive rows over all L1 sets.
 int64_t odd_lines(int64_t floats) {
     const int64_t lines = (floats + 15) / 16;
@@ -51,9 +60,15 @@ int32_t sw_make_plan(const sw_conv2d_args* a, sw_plan* p) {
     p->tw = static_cast<int32_t>(ceil_div(a->Wo, a->m));
     p->T = static_cast<int64_t>(a->N) * p->th * p->tw;
     p->threads = a->threads;
-    int64_t cache_tb = kBlockBudgetFloats / (static_cast<int64_t>(p->P) * (a->C + a->K));
-    cache_tb = cache_tb / 8 * 8;
-    if (cache_tb < 8) cache_tb = 8;
+    // Tiles per block: a power of two (8..64) so that CSR columns become V rows by a shift.
+    // Dense panels run best on 16 tiles (two vectors per panel row); sparse rows gain from
+    // longer rows (fewer loads per multiply-add) as long as one position's V and M rows
+    // (C*Tb and K*Tb floats) stay within the L1/L2 caches: 8192 / (C + K) tiles.
+    int dense = 0;
+    for (int i = 0; i < p->P; ++i) dense += a->formats[i] == SW_DENSE;
+    int64_t cache_tb = 2 * dense >= p->P ? 16 : kTileBudget / (a->C + a->K);
+    cache_tb = pow2_floor(cache_tb);
+    if (cache_tb < 16) cache_tb = 16;
     if (cache_tb > kMaxTileBlock) cache_tb = kMaxTileBlock;
     const int64_t groups = ceil_div(p->T, 8);
     int32_t mode = a->mode;
@@ -61,19 +76,19 @@ int32_t sw_make_plan(const sw_conv2d_args* a, sw_plan* p) {
         mode = (a->threads == 1 || groups >= 2 * a->threads) ? SW_MODE_BLOCKS
                                                              : SW_MODE_COOPERATIVE;
     if (mode != SW_MODE_BLOCKS && mode != SW_MODE_COOPERATIVE) return SW_ERR_ARGS;
-    int32_t tb;
+    int64_t tb;
     if (a->tile_block > 0) {
-        tb = round_up8(a->tile_block);
-        if (tb > kMaxTileBlock) tb = kMaxTileBlock;
+        tb = a->tile_block;
     } else if (mode == SW_MODE_BLOCKS) {
-        // At least one block per thread, each at most the cache budget.
-        const int64_t per_thread = round_up8(ceil_div(p->T, a->threads));
-        tb = static_cast<int32_t>(per_thread < cache_tb ? per_thread : cache_tb);
+        // At least one block per thread.
+        const int64_t per_thread = ceil_div(p->T, a->threads);
+        tb = per_thread < cache_tb ? per_thread : cache_tb;
     } else {
-        const int64_t all = round_up8(p->T);
-        tb = static_cast<int32_t>(all < cache_tb ? all : cache_tb);
+        tb = p->T < cache_tb ? p->T : cache_tb;
     }
-    p->Tb = tb;
+    tb = pow2_ceil(tb < 8 ? 8 : tb);
+    if (tb > kMaxTileBlock) tb = kMaxTileBlock;
+    p->Tb = static_cast<int32_t>(tb);
     p->blocks = ceil_div(p->T, tb);
     p->mode = mode;
     p->slots = mode == SW_MODE_BLOCKS ? a->threads : 1;

@@ -56,6 +56,29 @@ struct Simd {
         r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
         r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
     }
+    // Four vectors over 8 tiles -> u[t] holds row values 0..3 of tile t in its low half and
+    // of tile t + 4 in its high half (in-lane 4x4 transposes).
+    static inline void transpose4x8(const vec* r, vec* u) {
+        const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        u[0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+        u[1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+        u[2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+        u[3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    // Store lanes [0, count) (count <= 4) of the low (half = 0) or high half of v.
+    static inline void store_half(float* p, vec v, int half, int count) {
+        const __m128 h = half ? _mm256_extractf128_ps(v, 1) : _mm256_castps256_ps128(v);
+        switch (count) {
+            case 4: _mm_storeu_ps(p, h); return;
+            case 2: _mm_storel_pi(reinterpret_cast<__m64*>(p), h); return;
+            default: {
+                alignas(16) float tmp[4];
+                _mm_store_ps(tmp, h);
+                for (int i = 0; i < count; ++i) p[i] = tmp[i];
+            }
+        }
+    }
     // Store lanes [0, count) only.
     static inline void store_first(float* p, vec v, int count) {
         switch (count) {

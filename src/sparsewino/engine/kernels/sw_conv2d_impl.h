@@ -186,6 +186,26 @@ void input_group(const Ctx& cx, const Block& b, const Coeffs& k, int grp, int c)
     }
 }
 
+// Row `row` of 8 output tiles, r[j] = column j over the tiles (columns >= the tile width are
+// zero), stored at dst[t] + offset, clipped to each tile's rows/cols inside the image.
+inline void store_rows(vec* r, float* const* dst, const int* rows, const int* cols,
+                       int64_t offset, int row, bool narrow) {
+    if (narrow) {                                    // at most 4 columns: half transposes
+        vec u[4];
+        Simd::transpose4x8(r, u);
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; ++t) {
+            if (row < rows[t]) Simd::store_half(dst[t] + offset, u[t], 0, cols[t]);
+            if (row < rows[t + 4]) Simd::store_half(dst[t + 4] + offset, u[t], 1, cols[t + 4]);
+        }
+        return;
+    }
+    Simd::transpose8(r);
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; ++t)
+        if (row < rows[t]) Simd::store_first(dst[t] + offset, r[t], cols[t]);
+}
+
 // Output transform of 8 tiles (group grp) of output channel kk, written into y.
 // MM: the output tile m when known at compile time (with A^T's pattern), 0 to read m from
 // the arguments and treat A^T as dense.
@@ -242,10 +262,7 @@ void output_group(const Ctx& cx, const Block& b, const Coeffs& k, int grp, int k
                     r[j] = Simd::zero();
                 }
             }
-            Simd::transpose8(r);
-#pragma GCC unroll 8
-            for (int t = 0; t < 8; ++t)
-                if (q < rows[t]) Simd::store_first(dst[t] + q * wo, r[t], cols[t]);
+            store_rows(r, dst, rows, cols, q * wo, q, pm <= 4);
         }
         return;
     }
@@ -263,51 +280,80 @@ void output_group(const Ctx& cx, const Block& b, const Coeffs& k, int grp, int k
             else
                 r[j] = relu ? Simd::max0(Simd::add(r[j], bias)) : Simd::add(r[j], bias);
         }
-        Simd::transpose8(r);                          // r[t] = row i of tile t
-        if (full && MM) {
+        if (full && MM && MM <= 4) {
+            vec u[4];
+            Simd::transpose4x8(r, u);                 // u[t]: tile t (low), t + 4 (high)
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; ++t) {
+                Simd::store_half(dst[t] + i * wo, u[t], 0, MM);
+                Simd::store_half(dst[t + 4] + i * wo, u[t], 1, MM);
+            }
+        } else if (full && MM) {
+            Simd::transpose8(r);                      // r[t] = row i of tile t
 #pragma GCC unroll 8
             for (int t = 0; t < 8; ++t) Simd::store_first(dst[t] + i * wo, r[t], MM);
         } else {
-#pragma GCC unroll 8
-            for (int t = 0; t < 8; ++t)
-                if (i < rows[t]) Simd::store_first(dst[t] + i * wo, r[t], cols[t]);
+            store_rows(r, dst, rows, cols, i * wo, i, m <= 4);
         }
     }
 }
 
 // Sparse rows k0..k1 of one position: M[k][:] = sum over CSR entries val * V[col][:].
-template <int NV>
+// U independent accumulator sets keep enough FMA chains in flight (FMA latency 4) for the
+// loads (column, value, V row: about one entry per cycle) to be the limit, also for rows of
+// only one or two vectors of tiles.
+// TB: the row length of V and M (tiles per block), a power of two known at compile time so
+// the column index becomes a row address with a shift.
+template <int NV, int TB>
 void sparse_rows(const int32_t* rp, const int32_t* col, const float* val, const float* Vp,
-                 float* Mp, int64_t stride, int k0, int k1) {
+                 float* Mp, int k0, int k1) {
+    constexpr uint64_t stride = TB;
+    constexpr int U = NV == 1 ? 4 : NV == 2 ? 3 : NV <= 4 ? 2 : 1;
     for (int kk = k0; kk < k1; ++kk) {
-        int s = rp[kk];
-        const int e = rp[kk + 1];
-        vec acc[NV], acc2[NV];
+        // Pointer walks and unsigned column indices: no sign extension per entry.
+        const uint32_t* c = reinterpret_cast<const uint32_t*>(col) + rp[kk];
+        const float* w = val + rp[kk];
+        const float* const end = val + rp[kk + 1];
+        vec acc[U][NV];
 #pragma GCC unroll 8
-        for (int q = 0; q < NV; ++q) acc[q] = acc2[q] = Simd::zero();
-        if (NV <= 4) {
-            // Two independent accumulator sets hide the FMA latency.
-            for (; s + 2 <= e; s += 2) {
-                const float* v0 = Vp + col[s] * stride;
-                const float* v1 = Vp + col[s + 1] * stride;
-                const vec w0 = Simd::set1(val[s]), w1 = Simd::set1(val[s + 1]);
+        for (int u = 0; u < U; ++u)
 #pragma GCC unroll 8
-                for (int q = 0; q < NV; ++q) {
-                    acc[q] = Simd::fmadd(w0, Simd::load(v0 + 8 * q), acc[q]);
-                    acc2[q] = Simd::fmadd(w1, Simd::load(v1 + 8 * q), acc2[q]);
-                }
+            for (int q = 0; q < NV; ++q) acc[u][q] = Simd::zero();
+        for (; w + U <= end; w += U, c += U) {
+#pragma GCC unroll 8
+            for (int u = 0; u < U; ++u) {
+                const float* v = Vp + c[u] * stride;
+                const vec wu = Simd::set1(w[u]);
+#pragma GCC unroll 8
+                for (int q = 0; q < NV; ++q)
+                    acc[u][q] = Simd::fmadd(wu, Simd::load(v + 8 * q), acc[u][q]);
             }
         }
-        for (; s < e; ++s) {
-            const float* v0 = Vp + col[s] * stride;
-            const vec w0 = Simd::set1(val[s]);
+        // The 0..U-1 leftover entries, each into its own accumulator set (no serial chain).
 #pragma GCC unroll 8
-            for (int q = 0; q < NV; ++q) acc[q] = Simd::fmadd(w0, Simd::load(v0 + 8 * q), acc[q]);
+        for (int u = 0; u < U - 1; ++u) {
+            if (w + u >= end) break;
+            const float* v = Vp + c[u] * stride;
+            const vec wu = Simd::set1(w[u]);
+#pragma GCC unroll 8
+            for (int q = 0; q < NV; ++q)
+                acc[u][q] = Simd::fmadd(wu, Simd::load(v + 8 * q), acc[u][q]);
         }
+        if (U == 1)
+            for (; w < end; ++w, ++c) {
+                const float* v = Vp + *c * stride;
+                const vec wu = Simd::set1(*w);
+#pragma GCC unroll 8
+                for (int q = 0; q < NV; ++q)
+                    acc[0][q] = Simd::fmadd(wu, Simd::load(v + 8 * q), acc[0][q]);
+            }
+#pragma GCC unroll 8
+        for (int u = 1; u < U; ++u)
+#pragma GCC unroll 8
+            for (int q = 0; q < NV; ++q) acc[0][q] = Simd::add(acc[0][q], acc[u][q]);
         float* out = Mp + kk * stride;
 #pragma GCC unroll 8
-        for (int q = 0; q < NV; ++q)
-            Simd::store(out + 8 * q, NV <= 4 ? Simd::add(acc[q], acc2[q]) : acc[q]);
+        for (int q = 0; q < NV; ++q) Simd::store(out + 8 * q, acc[0][q]);
     }
 }
 
@@ -351,18 +397,16 @@ void dense_rows(const float* panels, const float* Vp, float* Mp, int K, int C, i
     }
 }
 
-void sparse_dispatch(int nv, const int32_t* rp, const int32_t* col, const float* val,
-                     const float* Vp, float* Mp, int64_t stride, int k0, int k1) {
-    switch (nv) {
-        case 1: sparse_rows<1>(rp, col, val, Vp, Mp, stride, k0, k1); break;
-        case 2: sparse_rows<2>(rp, col, val, Vp, Mp, stride, k0, k1); break;
-        case 3: sparse_rows<3>(rp, col, val, Vp, Mp, stride, k0, k1); break;
-        case 4: sparse_rows<4>(rp, col, val, Vp, Mp, stride, k0, k1); break;
-        case 5: sparse_rows<5>(rp, col, val, Vp, Mp, stride, k0, k1); break;
-        case 6: sparse_rows<6>(rp, col, val, Vp, Mp, stride, k0, k1); break;
-        case 7: sparse_rows<7>(rp, col, val, Vp, Mp, stride, k0, k1); break;
-        default: sparse_rows<8>(rp, col, val, Vp, Mp, stride, k0, k1); break;
-    }
+void sparse_dispatch(int tb, int nv, const int32_t* rp, const int32_t* col, const float* val,
+                     const float* Vp, float* Mp, int k0, int k1) {
+#define SW_SPARSE_CASE(TB, NV) \
+    if (tb == TB && nv == NV) return sparse_rows<NV, TB>(rp, col, val, Vp, Mp, k0, k1);
+    SW_SPARSE_CASE(8, 1)
+    SW_SPARSE_CASE(16, 1) SW_SPARSE_CASE(16, 2)
+    SW_SPARSE_CASE(32, 1) SW_SPARSE_CASE(32, 2) SW_SPARSE_CASE(32, 3) SW_SPARSE_CASE(32, 4)
+    SW_SPARSE_CASE(64, 1) SW_SPARSE_CASE(64, 2) SW_SPARSE_CASE(64, 3) SW_SPARSE_CASE(64, 4)
+    SW_SPARSE_CASE(64, 5) SW_SPARSE_CASE(64, 6) SW_SPARSE_CASE(64, 7) SW_SPARSE_CASE(64, 8)
+#undef SW_SPARSE_CASE
 }
 
 // Element-wise stage of position p for output channels k0..k1 (k0 a multiple of 6 unless
@@ -375,8 +419,8 @@ void position_rows(const Ctx& cx, const Block& b, int pos, int k0, int k1) {
     const int nv = b.groups;
     switch (a.formats[pos]) {
         case SW_SPARSE:
-            sparse_dispatch(nv, a.rowptr + static_cast<int64_t>(pos) * (a.K + 1), a.col, a.val,
-                            Vp, Mp, stride, k0, k1);
+            sparse_dispatch(cx.p->Tb, nv, a.rowptr + static_cast<int64_t>(pos) * (a.K + 1),
+                            a.col, a.val, Vp, Mp, k0, k1);
             break;
         case SW_DENSE: {
             const int64_t panels = (a.K + SW_DENSE_ROWS - 1) / SW_DENSE_ROWS;

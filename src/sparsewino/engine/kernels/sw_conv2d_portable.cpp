@@ -75,6 +75,16 @@ struct Simd {
                 r[j].v[i] = t;
             }
     }
+    static inline void transpose4x8(const vec* r, vec* u) {
+        for (int t = 0; t < 4; ++t)
+            for (int j = 0; j < 4; ++j) {
+                u[t].v[j] = r[j].v[t];
+                u[t].v[4 + j] = r[j].v[4 + t];
+            }
+    }
+    static inline void store_half(float* p, const vec& v, int half, int count) {
+        for (int i = 0; i < count; ++i) p[i] = v.v[4 * half + i];
+    }
     static inline void store_first(float* p, const vec& v, int count) {
         for (int i = 0; i < count; ++i) p[i] = v.v[i];
     }

@@ -55,7 +55,7 @@ struct sw_conv2d_args {
     int64_t workspace_floats;
     int32_t threads;           // OpenMP threads (>= 1)
     int32_t isa;               // sw_isa
-    int32_t tile_block;        // tiles per block (multiple of 8), 0 = automatic
+    int32_t tile_block;        // tiles per block (rounded up to a power of two, 8..64), 0 = auto
     int32_t mode;              // sw_mode
 };
 
