@@ -283,6 +283,7 @@ class SparseWinogradConv2d(nn.Module):
         self._args = kernels.SwConv2dArgs()
         self._args_ptr = ctypes.pointer(self._args)
         self._last_key: tuple | None = None
+        self._run = None
         self._seen = None
 
     def __setstate__(self, state: dict) -> None:
@@ -291,7 +292,7 @@ class SparseWinogradConv2d(nn.Module):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for transient in ("_lock", "_args", "_args_ptr", "_last_key", "_seen"):
+        for transient in ("_lock", "_args", "_args_ptr", "_last_key", "_seen", "_run"):
             state.pop(transient, None)
         state["_workspace"] = torch.empty(0)
         return state
@@ -359,32 +360,34 @@ class SparseWinogradConv2d(nn.Module):
     def _forward_kernel(self, x: torch.Tensor, backend_name: str,
                         out: torch.Tensor | None = None) -> torch.Tensor:
         """Run the compiled kernel; ``out`` (tests poison it) receives the result if given."""
-        x = x.detach()
         if not x.is_contiguous():
             x = x.contiguous()
         batch, _, height, width = x.shape
-        ho, wo = self.output_size(height, width)
+        spec = self._spec
+        pool = spec.pool_output or 1
+        ho, wo = (height + spec.growth[0]) // pool, (width + spec.growth[1]) // pool
         threads = self.threads or torch.get_num_threads()
-        shape = (batch, self._spec.out_channels, ho, wo)
         if out is None:
-            y = torch.empty(shape)
-        elif out.shape != shape or out.dtype != torch.float32 or not out.is_contiguous():
-            raise ValueError(f"out must be a contiguous float32 tensor of shape {shape}")
+            y = torch.empty((batch, spec.out_channels, ho, wo))
+        elif out.shape != (batch, spec.out_channels, ho, wo) or out.dtype != torch.float32 or \
+                not out.is_contiguous():
+            raise ValueError(f"out must be a contiguous float32 tensor of shape "
+                             f"{(batch, spec.out_channels, ho, wo)}")
         else:
             y = out
         key = (batch, height, width, threads, backend_name, self.tile_block, self.kernel_mode)
         with self._lock:
-            args = self._args
             if key != self._last_key:
-                self._prepare(key, ho, wo)
+                self._prepare(key)
+            args = self._args
             args.x = x.data_ptr()
             args.y = y.data_ptr()
-            status = kernels.library().sw_conv2d_forward(self._args_ptr)
+            status = self._run(self._args_ptr)
         if status:
             _check(status)
         return y
 
-    def _prepare(self, key: tuple, ho: int, wo: int) -> None:
+    def _prepare(self, key: tuple) -> None:
         """Set the call geometry and make sure the (reused) workspace is large enough."""
         args = self._args
         batch, height, width, threads, backend_name, tile_block, mode = key
@@ -393,11 +396,13 @@ class SparseWinogradConv2d(nn.Module):
         args.Ho, args.Wo = height + grow_h, width + grow_w            # before the fused pool
         args.threads, args.isa = threads, kernels.ISA_CODES[backend_name]
         args.tile_block, args.mode = tile_block, mode
+        lib = kernels.library()
         floats = ctypes.c_int64()
-        _check(kernels.library().sw_conv2d_workspace(self._args_ptr, ctypes.byref(floats)))
+        _check(lib.sw_conv2d_workspace(self._args_ptr, ctypes.byref(floats)))
         if self._workspace.numel() < floats.value:
             # Kept across calls: no fresh large allocation (and page faults) per call.
             self._workspace = torch.empty(max(floats.value, 16))
+        self._run = lib.sw_conv2d_forward
         args.workspace = self._workspace.data_ptr()
         args.workspace_floats = self._workspace.numel()
         self._last_key = key

@@ -30,6 +30,34 @@ int64_t odd_lines(int64_t floats) {
     return (lines % 2 ? lines : lines + 1) * 16;
 }
 
+// Block size (power of two, 8..cap) minimising the estimated finishing time when the
+// threads take blocks in turn: the busiest thread's tiles plus a fixed cost per block
+// (setup and one pass over the weights, worth about kBlockCost tiles).
+constexpr int64_t kBlockCost = 8;
+int64_t balanced_block(int64_t tiles, int threads, int64_t cap) {
+    int64_t best = 8, best_cost = -1, best_blocks = 0;
+    for (int64_t tb = 8; tb <= cap; tb *= 2) {
+        const int64_t blocks = ceil_div(tiles, tb);
+        if (blocks == best_blocks) break;                // larger blocks only add padding
+        // Blocks are handed out in order; thread 0 gets blocks 0, T, 2T, ...; the last block
+        // is the partial one.
+        int64_t worst = 0;
+        for (int t = 0; t < threads && t < blocks; ++t) {
+            int64_t mine = 0, count = 0;
+            for (int64_t b = t; b < blocks; b += threads, ++count)
+                mine += b == blocks - 1 ? tiles - (blocks - 1) * tb : tb;
+            const int64_t cost = mine + count * kBlockCost;
+            if (cost > worst) worst = cost;
+        }
+        if (best_cost < 0 || worst <= best_cost) {   // ties: the larger block (fewer blocks)
+            best = tb;
+            best_cost = worst;
+            best_blocks = blocks;
+        }
+    }
+    return best;
+}
+
 bool cpu_has_avx2() {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
@@ -80,9 +108,7 @@ int32_t sw_make_plan(const sw_conv2d_args* a, sw_plan* p) {
     if (a->tile_block > 0) {
         tb = a->tile_block;
     } else if (mode == SW_MODE_BLOCKS) {
-        // At least one block per thread.
-        const int64_t per_thread = ceil_div(p->T, a->threads);
-        tb = per_thread < cache_tb ? per_thread : cache_tb;
+        tb = balanced_block(p->T, a->threads, cache_tb);
     } else {
         tb = p->T < cache_tb ? p->T : cache_tb;
     }
@@ -100,18 +126,17 @@ int32_t sw_make_plan(const sw_conv2d_args* a, sw_plan* p) {
     off += p->P * p->v_pstride;
     p->off_m = off;
     off += p->P * p->m_pstride;
-    p->off_in_off = off;
-    off += align16(static_cast<int64_t>(tb) * a->n * 2);   // int64 per (tile, row)
-    p->off_in_mask = off;
-    off += align16(static_cast<int64_t>(tb) * a->n * 8);   // up to 32 bytes per mask
+    p->off_band_base = off;
+    off += align16(static_cast<int64_t>(tb) * 2);             // int64 per band
+    p->off_ints = off;
+    off += align16(static_cast<int64_t>(tb) * 9);             // 9 int32 arrays of Tb
     p->off_out_off = off;
     off += align16(static_cast<int64_t>(tb) * 2);
-    p->off_out_rows = off;
-    off += align16(tb);
-    p->off_out_cols = off;
-    off += align16(tb);
-    p->off_group_full = off;
-    off += align16(tb / 8);
+    // Band buffers: n rows per band; a band of k tiles needs (k-1)*m + 8 columns rounded up
+    // to 8, so all bands together need at most n * Tb * (m + 15) floats.
+    p->band_floats = align16(static_cast<int64_t>(a->n) * tb * (a->m + 15));
+    p->off_band_buf = off;
+    off += p->band_floats * (mode == SW_MODE_COOPERATIVE ? a->threads : 1);
     p->slot_floats = off;
     return SW_OK;
 }

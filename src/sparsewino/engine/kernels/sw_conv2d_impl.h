@@ -35,35 +35,50 @@ struct Ctx {
     int32_t out_h, out_w, out_m;   // output plane and per-tile output size (pooled if pool)
 };
 
-// Description of the tiles of the block a slot is working on.
+// Description of the tiles of the block a slot is working on. The input transform works on
+// "bands": the n image rows under one row of tiles (one image, one tile row), restricted to
+// the block's tiles in that row.
 struct Block {
     int64_t first;                 // global index of the first tile
     int count;                     // tiles in this block (<= Tb)
     int groups;                    // ceil(count / 8)
-    int64_t* in_off;               // [Tb][n] offset of row i of tile t in x (channel 0)
-    mask* in_mask;                 // [Tb][n] lanes of that row inside the image
+    int bands;                     // bands touched by the block
+    int64_t* band_base;            // [bands] offset of the band's image in x (channel 0)
+    int32_t* band_y0;              // [bands] first image row (may be < 0: zero padding)
+    int32_t* band_x0;              // [bands] image column of the band buffer's first column
+    int32_t* band_len;             // [bands] row length of the band buffer (multiple of 8)
+    int32_t* band_off;             // [bands] offset of the band in the band buffer
+    int32_t* tile_src;             // [Tb] offset of the tile's first column in the band buffer
+    int32_t* tile_len;             // [Tb] row length of its band buffer
     int64_t* out_off;              // [Tb] offset of the tile's top-left output (channel 0)
     int32_t* out_rows;             // [Tb] output rows of the tile inside the image
     int32_t* out_cols;             // [Tb] output columns of the tile inside the image
-    int32_t* group_full;           // [Tb/8] 1 if all 8 tiles of the group are whole m x m
+    int32_t* group_full;           // [Tb/8] 1: the 8 tiles' outputs are whole m x m tiles
     float* V;
     float* M;
+    float* band_buf;               // per-thread band buffers (cooperative mode: one per thread)
 };
 
 Block slot_block(const Ctx& cx, float* slot) {
     const sw_plan& p = *cx.p;
     Block b;
     b.first = 0;
-    b.count = 0;
-    b.groups = 0;
+    b.count = b.groups = b.bands = 0;
     b.V = slot + p.off_v;
     b.M = slot + p.off_m;
-    b.in_off = reinterpret_cast<int64_t*>(slot + p.off_in_off);
-    b.in_mask = reinterpret_cast<mask*>(slot + p.off_in_mask);
+    b.band_base = reinterpret_cast<int64_t*>(slot + p.off_band_base);
+    int32_t* ints = reinterpret_cast<int32_t*>(slot + p.off_ints);
+    b.band_y0 = ints;
+    b.band_x0 = ints + p.Tb;
+    b.band_len = ints + 2 * p.Tb;
+    b.band_off = ints + 3 * p.Tb;
+    b.tile_src = ints + 4 * p.Tb;
+    b.tile_len = ints + 5 * p.Tb;
+    b.out_rows = ints + 6 * p.Tb;
+    b.out_cols = ints + 7 * p.Tb;
+    b.group_full = ints + 8 * p.Tb;
     b.out_off = reinterpret_cast<int64_t*>(slot + p.off_out_off);
-    b.out_rows = reinterpret_cast<int32_t*>(slot + p.off_out_rows);
-    b.out_cols = reinterpret_cast<int32_t*>(slot + p.off_out_cols);
-    b.group_full = reinterpret_cast<int32_t*>(slot + p.off_group_full);
+    b.band_buf = slot + p.off_band_buf;
     return b;
 }
 
@@ -74,40 +89,48 @@ void setup_block(const Ctx& cx, int64_t block, Block& b) {
     b.first = block * p.Tb;
     b.count = static_cast<int>(lmin(p.Tb, p.T - b.first));
     b.groups = (b.count + 7) / 8;
+    b.bands = 0;
     const int64_t per_image = static_cast<int64_t>(p.th) * p.tw;
-    for (int t = 0; t < b.groups * 8; ++t) {
-        if (t >= b.count) {
-            for (int i = 0; i < N; ++i) {
-                b.in_off[t * N + i] = 0;
-                b.in_mask[t * N + i] = Simd::make_mask(0);
-            }
-            b.out_off[t] = 0;
-            b.out_rows[t] = 0;
-            b.out_cols[t] = 0;
-            continue;
-        }
+    int64_t band_key = -1;
+    int band_tx0 = 0, offset = 0;
+    for (int t = 0; t < b.count; ++t) {
         const int64_t idx = b.first + t;
         const int64_t img = idx / per_image;
         const int64_t rem = idx - img * per_image;
         const int ty = static_cast<int>(rem / p.tw);
         const int tx = static_cast<int>(rem - static_cast<int64_t>(ty) * p.tw);
-        const int y0 = ty * a.m - a.pad_top;
-        const int x0 = tx * a.m - a.pad_left;
-        int colbits = 0;
-        for (int j = 0; j < N; ++j)
-            if (x0 + j >= 0 && x0 + j < a.W) colbits |= 1 << j;
-        const int64_t base = img * a.C * cx.plane_in;
-        for (int i = 0; i < N; ++i) {
-            const int y = y0 + i;
-            const bool inside = y >= 0 && y < a.H;
-            // Rows outside the image keep a harmless in-image offset and an empty mask.
-            b.in_off[t * N + i] = base + static_cast<int64_t>(inside ? y : 0) * a.W + x0;
-            b.in_mask[t * N + i] = Simd::make_mask(inside ? colbits : 0);
+        const int64_t key = idx / p.tw;                      // (image, tile row)
+        if (key != band_key) {                                 // a new band starts here
+            if (b.bands > 0) offset += N * b.band_len[b.bands - 1];
+            band_key = key;
+            band_tx0 = tx;
+            b.band_base[b.bands] = img * a.C * cx.plane_in;
+            b.band_y0[b.bands] = ty * a.m - a.pad_top;
+            b.band_x0[b.bands] = tx * a.m - a.pad_left;
+            b.band_off[b.bands] = offset;
+            b.band_len[b.bands] = 8;
+            ++b.bands;
         }
+        // The tile reads 8 floats (n used) from its first column.
+        const int start = (tx - band_tx0) * a.m;
+        b.band_len[b.bands - 1] = (start + 8 + 7) / 8 * 8;
+        b.tile_src[t] = start;                                 // + band offset below
+        b.tile_len[t] = b.bands - 1;                           // band index for now
         const int oy = ty * cx.out_m, ox = tx * cx.out_m;     // pooled coordinates if pool
         b.out_off[t] = img * a.K * cx.plane_out + static_cast<int64_t>(oy) * cx.out_w + ox;
         b.out_rows[t] = imax(0, imin(cx.out_m, cx.out_h - oy));
         b.out_cols[t] = imax(0, imin(cx.out_m, cx.out_w - ox));
+    }
+    for (int t = 0; t < b.count; ++t) {
+        const int band = b.tile_len[t];
+        b.tile_src[t] += b.band_off[band];
+        b.tile_len[t] = b.band_len[band];
+    }
+    for (int t = b.count; t < b.groups * 8; ++t) {             // lanes without a tile
+        b.tile_src[t] = b.tile_src[0];
+        b.tile_len[t] = b.tile_len[0];
+        b.out_off[t] = 0;
+        b.out_rows[t] = b.out_cols[t] = 0;
     }
     for (int g = 0; g < b.groups; ++g) {
         int full = 1;
@@ -155,34 +178,85 @@ constexpr uint64_t full_pattern(int rows, int cols) {
     return rows * cols >= 64 ? ~0ull : (1ull << (rows * cols)) - 1;
 }
 
-// Input transform of 8 tiles (group grp) of channel c: V[p][c][grp*8 .. +8].
+// Lanes j of the 8 columns from image column x that lie inside [0, width).
+inline int column_bits(int x, int width) {
+    int bits = 0;
+    for (int j = 0; j < 8; ++j)
+        if (x + j >= 0 && x + j < width) bits |= 1 << j;
+    return bits;
+}
+
+// Input transform of channel c for every tile of the block: V[p][c][0 .. groups*8].
+// 1. B^T along H on each band, 8 image columns at a time (contiguous loads, no transposes,
+//    the columns shared by neighbouring tiles done once): band[a][x].
+// 2. Per group of 8 tiles: each tile's n-column window of band row a, one 8x8 transpose,
+//    B^T along W, optional ReLU, store to V.
 template <int N, uint64_t NZ, uint64_t ONE, uint64_t NEG>
-void input_group(const Ctx& cx, const Block& b, const Coeffs& k, int grp, int c) {
+void input_channel(const Ctx& cx, const Block& b, const Coeffs& k, float* buf, int c) {
     const sw_conv2d_args& a = *cx.a;
-    const float* xc = a.x + static_cast<int64_t>(c) * cx.plane_in;
-    const int64_t* in_off = b.in_off + grp * 8 * N;
-    const mask* in_mask = b.in_mask + grp * 8 * N;
-    vec rowt[N][N];                                  // B^T applied along W: [i][b]
+    const int64_t w = a.W;
+    for (int bi = 0; bi < b.bands; ++bi) {
+        const float* xc = a.x + b.band_base[bi] + static_cast<int64_t>(c) * cx.plane_in;
+        const int y0 = b.band_y0[bi], x0 = b.band_x0[bi], len = b.band_len[bi];
+        float* out = buf + b.band_off[bi];
+        if (y0 >= 0 && y0 + N <= a.H) {                   // all n rows inside the image
+            const float* row = xc + static_cast<int64_t>(y0) * w;
+            for (int q = 0; q < len; q += 8) {
+                const int x = x0 + q;
+                vec in[N], res[N];
+                if (x >= 0 && x + 8 <= a.W) {
 #pragma GCC unroll 8
-    for (int i = 0; i < N; ++i) {
-        vec r[8];
+                    for (int i = 0; i < N; ++i) in[i] = Simd::load(row + i * w + x);
+                } else {
+                    const mask mk = Simd::make_mask(column_bits(x, a.W));
 #pragma GCC unroll 8
-        for (int t = 0; t < 8; ++t) r[t] = Simd::maskload(xc + in_off[t * N + i], in_mask[t * N + i]);
-        Simd::transpose8(r);                          // r[j] = element (i, j) of 8 tiles
-        apply_matrix<N, N, NZ, ONE, NEG>(k.bt, r, rowt[i]);
+                    for (int i = 0; i < N; ++i) in[i] = Simd::maskload(row + i * w + x, mk);
+                }
+                apply_matrix<N, N, NZ, ONE, NEG>(k.bt, in, res);
+#pragma GCC unroll 8
+                for (int aa = 0; aa < N; ++aa) Simd::store(out + aa * len + q, res[aa]);
+            }
+            continue;
+        }
+        // Top or bottom band: rows outside the image are zero padding.
+        const float* row[N];
+        bool inside[N];
+        for (int i = 0; i < N; ++i) {
+            inside[i] = y0 + i >= 0 && y0 + i < a.H;
+            row[i] = xc + (inside[i] ? y0 + i : 0) * w;
+        }
+        for (int q = 0; q < len; q += 8) {
+            const mask mk = Simd::make_mask(column_bits(x0 + q, a.W));
+            vec in[N], res[N];
+            for (int i = 0; i < N; ++i)
+                in[i] = inside[i] ? Simd::maskload(row[i] + x0 + q, mk) : Simd::zero();
+            apply_matrix<N, N, NZ, ONE, NEG>(k.bt, in, res);
+#pragma GCC unroll 8
+            for (int aa = 0; aa < N; ++aa) Simd::store(out + aa * len + q, res[aa]);
+        }
     }
     const int64_t pstride = cx.p->v_pstride;
-    float* out = b.V + static_cast<int64_t>(c) * cx.p->Tb + grp * 8;
     const bool relu = a.relu_input != 0;
+    for (int grp = 0; grp < b.groups; ++grp) {
+        const float* src[8];
+        int64_t len[8];
 #pragma GCC unroll 8
-    for (int bb = 0; bb < N; ++bb) {
-        vec col[N], res[N];
+        for (int t = 0; t < 8; ++t) {
+            src[t] = buf + b.tile_src[grp * 8 + t];
+            len[t] = b.tile_len[grp * 8 + t];
+        }
+        float* out = b.V + static_cast<int64_t>(c) * cx.p->Tb + grp * 8;
 #pragma GCC unroll 8
-        for (int i = 0; i < N; ++i) col[i] = rowt[i][bb];
-        apply_matrix<N, N, NZ, ONE, NEG>(k.bt, col, res);
+        for (int aa = 0; aa < N; ++aa) {
+            vec r[8], res[N];
 #pragma GCC unroll 8
-        for (int aa = 0; aa < N; ++aa)
-            Simd::store(out + (aa * N + bb) * pstride, relu ? Simd::max0(res[aa]) : res[aa]);
+            for (int t = 0; t < 8; ++t) r[t] = Simd::load(src[t] + aa * len[t]);
+            Simd::transpose8(r);                      // r[j] = column j of the 8 windows
+            apply_matrix<N, N, NZ, ONE, NEG>(k.bt, r, res);
+#pragma GCC unroll 8
+            for (int bb = 0; bb < N; ++bb)
+                Simd::store(out + (aa * N + bb) * pstride, relu ? Simd::max0(res[bb]) : res[bb]);
+        }
     }
 }
 
@@ -438,7 +512,7 @@ void position_rows(const Ctx& cx, const Block& b, int pos, int k0, int k1) {
 }
 
 // The transforms for one (n, m), instantiated with the tile sizes as constants.
-using InputFn = void (*)(const Ctx&, const Block&, const Coeffs&, int, int);
+using InputFn = void (*)(const Ctx&, const Block&, const Coeffs&, float*, int);
 using OutputFn = void (*)(const Ctx&, const Block&, const Coeffs&, int, int);
 struct Transforms {
     InputFn input;
@@ -462,7 +536,7 @@ template <int N>
 Transforms general_transforms() {
     constexpr uint64_t full_bt = full_pattern(N, N);
     constexpr uint64_t full_at = full_pattern(N - 1, N);
-    return {&input_group<N, full_bt, 0, 0>, &output_group<N, 0, full_at, 0, 0>};
+    return {&input_channel<N, full_bt, 0, 0>, &output_group<N, 0, full_at, 0, 0>};
 }
 
 // The specialised transforms when B^T and A^T match a pattern of sw_patterns.h exactly,
@@ -474,7 +548,7 @@ Transforms choose_transforms(const sw_conv2d_args& a) {
 #define SW_MATCH(n_, m_, b1, b2, b3, a1, a2, a3)                                         \
     if (a.n == n_ && a.m == m_ && bnz == b1 && bone == b2 && bneg == b3 && anz == a1 &&   \
         aone == a2 && aneg == a3)                                                         \
-        return {&input_group<n_, b1, b2, b3>, &output_group<n_, m_, a1, a2, a3>};
+        return {&input_channel<n_, b1, b2, b3>, &output_group<n_, m_, a1, a2, a3>};
 #if SW_SPECIALISE_PATTERNS
     SW_PATTERN_LIST(SW_MATCH)
 #endif
@@ -501,8 +575,7 @@ void run_blocks(const Ctx& cx, Transforms tf) {
 #pragma omp for schedule(dynamic, 1)
         for (int64_t blk = 0; blk < p.blocks; ++blk) {
             setup_block(cx, blk, b);
-            for (int grp = 0; grp < b.groups; ++grp)
-                for (int c = 0; c < a.C; ++c) tf.input(cx, b, k, grp, c);
+            for (int c = 0; c < a.C; ++c) tf.input(cx, b, k, b.band_buf, c);
             for (int pos = 0; pos < p.P; ++pos) position_rows(cx, b, pos, 0, a.K);
             for (int kk = 0; kk < a.K; ++kk)
                 for (int grp = 0; grp < b.groups; ++grp) tf.output(cx, b, k, grp, kk);
@@ -524,10 +597,9 @@ void run_cooperative(const Ctx& cx, Transforms tf) {
 #pragma omp single
             setup_block(cx, blk, shared);
             const Block b = shared;
-            const int64_t in_items = static_cast<int64_t>(b.groups) * a.C;
+            float* buf = b.band_buf + omp_get_thread_num() * p.band_floats;
 #pragma omp for schedule(static)
-            for (int64_t item = 0; item < in_items; ++item)
-                tf.input(cx, b, k, static_cast<int>(item / a.C), static_cast<int>(item % a.C));
+            for (int c = 0; c < a.C; ++c) tf.input(cx, b, k, buf, c);
             const int64_t mid_items = static_cast<int64_t>(p.P) * chunks;
 #pragma omp for schedule(dynamic, 1)
             for (int64_t item = 0; item < mid_items; ++item) {

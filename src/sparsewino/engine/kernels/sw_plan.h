@@ -28,8 +28,8 @@ struct sw_plan {
     // cache lines, so the n*n rows of one tile group never share an L1 set (4 KiB aliasing).
     int64_t v_pstride, m_pstride;
     // Offsets (in floats) of the regions of one slot, and the slot size.
-    int64_t off_v, off_m, off_in_off, off_in_mask, off_out_off, off_out_rows, off_out_cols,
-        off_group_full;
+    int64_t off_v, off_m, off_band_base, off_ints, off_out_off, off_band_buf;
+    int64_t band_floats;    // one band buffer (a slot holds one per thread in cooperative mode)
     int64_t slot_floats;
 };
 
