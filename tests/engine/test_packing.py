@@ -6,17 +6,22 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsewino.engine.packing import (SPARSE_MAX_DENSITY, choose_format, pack_weights,
-                                       unpack_weights, validate_packed)
+from sparsewino.engine.packing import (SMALL_LAYER_MAX_DENSITY, SPARSE_MAX_DENSITY,
+                                       choose_format, pack_weights, unpack_weights,
+                                       validate_packed)
 
 
 def test_choose_format_rule():
-    assert choose_format(0, 64, 64) == "zero"
-    assert choose_format(1, 64, 64) == "sparse"
-    limit = int(SPARSE_MAX_DENSITY * 64 * 64)
-    assert choose_format(limit, 64, 64) == "sparse"
-    assert choose_format(limit + 1, 64, 64) == "dense"
-    assert choose_format(64 * 64, 64, 64) == "dense"
+    assert choose_format(0, 128, 128) == "zero"
+    assert choose_format(1, 128, 128) == "sparse"
+    limit = int(SPARSE_MAX_DENSITY * 128 * 128)
+    assert choose_format(limit, 128, 128) == "sparse"
+    assert choose_format(limit + 1, 128, 128) == "dense"
+    assert choose_format(128 * 128, 128, 128) == "dense"
+    small = int(SMALL_LAYER_MAX_DENSITY * 64 * 64)            # small layers stay sparse longer
+    assert choose_format(small, 64, 64) == "sparse"
+    assert choose_format(small + 1, 64, 64) == "dense"
+    assert choose_format(int(0.6 * 64 * 65), 64, 65) == "dense"
     assert choose_format(5, 3, 3, max_sparse_density=0.5) == "dense"
     assert choose_format(4, 3, 3, max_sparse_density=0.5) == "sparse"
 

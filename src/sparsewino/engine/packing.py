@@ -18,38 +18,45 @@ import torch
 
 from .kernels import DENSE_ROWS
 
-__all__ = ["FORMATS", "SPARSE_MAX_DENSITY", "choose_format", "pack_weights", "unpack_weights",
+__all__ = ["FORMATS", "SPARSE_MAX_DENSITY", "SMALL_LAYER_MAX_DENSITY", "choose_format", "pack_weights", "unpack_weights",
            "validate_packed", "PACKED_NAMES"]
 
 FORMATS = ("zero", "sparse", "dense")
 FORMAT_CODES = {name: code for code, name in enumerate(FORMATS)}
-#: Above this density the dense panel kernel beats CSR (measured; see docs/performance.md).
-SPARSE_MAX_DENSITY = 0.6
+#: Densities above which the dense panel kernel beats CSR (measured, docs/performance.md):
+#: about 0.5 from 128 x 128 channels up, while for small channel counts (K*C <= 64*64) the
+#: sparse kernel's long rows win up to about 0.7.
+SPARSE_MAX_DENSITY = 0.5
+SMALL_LAYER_MAX_DENSITY = 0.7
+SMALL_LAYER_PAIRS = 64 * 64
 PACKED_NAMES = ("formats", "rowptr", "col", "val", "dense_index", "dense")
 _INT32_MAX = 2**31 - 1
 
 
 def choose_format(nonzeros: int, rows: int, cols: int,
-                  max_sparse_density: float = SPARSE_MAX_DENSITY) -> str:
+                  max_sparse_density: float | None = None) -> str:
     """Storage format of one Winograd position with ``nonzeros`` of ``rows x cols`` weights.
 
-    The rule: no non-zero weight -> ``"zero"`` (the position is skipped); density
-    ``nonzeros / (rows * cols)`` at most ``max_sparse_density`` -> ``"sparse"`` (CSR, work
-    proportional to the non-zeros); otherwise ``"dense"`` (register-blocked panels, about
-    twice the speed per multiply-add, so it wins once more than ~60 % of the weights are
-    non-zero).
+    The rule (crossovers measured on an AVX2 CPU, see docs/performance.md): no non-zero
+    weight -> ``"zero"`` (the position is skipped); density ``nonzeros / (rows * cols)`` at
+    most ``max_sparse_density`` -> ``"sparse"`` (CSR, work proportional to the non-zeros);
+    otherwise ``"dense"`` (register-blocked panels, about twice the multiply-adds per
+    cycle). The default threshold is :data:`SPARSE_MAX_DENSITY` (0.5), or
+    :data:`SMALL_LAYER_MAX_DENSITY` (0.7) when ``rows * cols <= 64 * 64``.
 
     Args:
         nonzeros: non-zero weights of the position.
         rows, cols: output and input channels (K, C).
-        max_sparse_density: the crossover density.
+        max_sparse_density: the crossover density (``None``: the default rule).
 
     Returns:
         ``"zero"``, ``"sparse"`` or ``"dense"``.
 
     Examples:
-        >>> choose_format(0, 64, 64), choose_format(410, 64, 64), choose_format(4000, 64, 64)
+        >>> choose_format(0, 128, 128), choose_format(4000, 128, 128), choose_format(9000, 128, 128)
         ('zero', 'sparse', 'dense')
+        >>> choose_format(2600, 64, 64)            # density 0.63: sparse for small layers
+        'sparse'
     """
     if rows < 1 or cols < 1:
         raise ValueError(f"rows and cols must be >= 1, got {rows} x {cols}")
@@ -57,6 +64,9 @@ def choose_format(nonzeros: int, rows: int, cols: int,
         raise ValueError(f"nonzeros must be in [0, {rows * cols}], got {nonzeros}")
     if nonzeros == 0:
         return "zero"
+    if max_sparse_density is None:
+        max_sparse_density = (SMALL_LAYER_MAX_DENSITY if rows * cols <= SMALL_LAYER_PAIRS
+                              else SPARSE_MAX_DENSITY)
     return "sparse" if nonzeros <= max_sparse_density * rows * cols else "dense"
 
 
