@@ -3,7 +3,8 @@
 Layer table: for VGG-nagadomi and ResNet-18 shaped 3x3 layers (padding 1), the ratio
 ``conv2d time / engine time`` (> 1: the engine is faster) of an F(4x4, 3x3) layer whose
 Winograd-domain weights have the given fraction of zeros (random, unstructured). Times are
-medians after warm-up; conv2d and the engine are measured alternately in the same run.
+medians after warm-up (the median over rounds of per-round medians); conv2d and the engine
+are measured alternately in the same run.
 Model rows: VGG-nagadomi at 32x32, dense nn.Conv2d model vs the compiled model with ~75 %
 Winograd sparsity (first conv 20 %, as the spatial-Winograd authors prune it lightly).
 
@@ -19,16 +20,14 @@ import copy
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_model  # noqa: E402
+from common import cpu_model, median_time  # noqa: E402
 
 from sparsewino import engine  # noqa: E402
 from sparsewino.engine import kernels  # noqa: E402
@@ -46,18 +45,6 @@ SHAPES = [
 ]
 SPARSITIES = [0.0, 0.5, 0.7, 0.8, 0.9, 0.95]
 TARGETS = {0.0: 1.0, 0.7: 2.0, 0.9: 5.4}
-
-
-def samples(fn: Callable[[], object], warmup: int, runs: int) -> list[float]:
-    """Wall times (s) of ``runs`` calls of ``fn`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def prune_random(weight: torch.Tensor, sparsity: float, seed: int) -> torch.Tensor:
@@ -89,9 +76,10 @@ def layer_table(args: argparse.Namespace) -> list[dict]:
         times: dict[float, list[float]] = {s: [] for s in args.sparsity}
         with torch.no_grad():
             for _ in range(args.rounds):               # alternate: drift hits both sides
-                conv_times += samples(lambda: F.conv2d(x, w, padding=1), args.warmup, args.runs)
+                conv_times.append(median_time(lambda: F.conv2d(x, w, padding=1), args.warmup,
+                                              args.runs))
                 for s, fast in compiled.items():
-                    times[s] += samples(lambda: fast(x), args.warmup, args.runs)
+                    times[s].append(median_time(lambda: fast(x), args.warmup, args.runs))
         conv = statistics.median(conv_times)
         row = {"name": name, "shape": (n, c, k, h), "conv_ms": conv * 1e3,
                "ms": {s: statistics.median(t) * 1e3 for s, t in times.items()}}
@@ -148,8 +136,8 @@ def model_rows(args: argparse.Namespace) -> None:
         base, ours = [], []
         with torch.no_grad():
             for _ in range(args.rounds):
-                base += samples(lambda: dense(x), args.warmup, args.runs)
-                ours += samples(lambda: fast(x), args.warmup, args.runs)
+                base.append(median_time(lambda: dense(x), args.warmup, args.runs))
+                ours.append(median_time(lambda: fast(x), args.warmup, args.runs))
             err = (fast(x) - sparse(x)).abs().max().item()
         b, o = statistics.median(base) * 1e3, statistics.median(ours) * 1e3
         print(f"| VGG-nagadomi, {args.model_sparsity:.0%} Winograd sparsity | {batch} | "
@@ -173,16 +161,16 @@ def profile(args: argparse.Namespace) -> None:
         zero = engine.compile(winograd_layer(w, 1.0))
         with torch.no_grad():
             keep = zero(x)               # the direct calls below write into this output
-            t_zero_c = statistics.median(samples(
-                lambda: lib.sw_conv2d_forward(zero._args_ptr), args.warmup, args.runs))
+            t_zero_c = median_time(lambda: lib.sw_conv2d_forward(zero._args_ptr), args.warmup,
+                                   args.runs)
         for s in args.sparsity:
             fast = engine.compile(winograd_layer(w, s))
             with torch.no_grad():
-                t_total = statistics.median(samples(lambda: fast(x), args.warmup, args.runs))
+                t_total = median_time(lambda: fast(x), args.warmup, args.runs)
                 keep = fast(x)                                             # noqa: F841
-                t_c = statistics.median(samples(lambda: lib.sw_conv2d_forward(fast._args_ptr),
-                                                args.warmup, args.runs))
-            tiles = n * (h // 4) ** 2
+                t_c = median_time(lambda: lib.sw_conv2d_forward(fast._args_ptr), args.warmup,
+                                  args.runs)
+            tiles = n * (-(-h // 4)) ** 2
             flops = 2 * k * c * 36 * tiles * (1 - s)
             elementwise = max(t_c - t_zero_c, 1e-9)
             print(f"| {name} | {s:.0%} | {t_total * 1e3:.3f} | {(t_total - t_c) * 1e3:.3f} | "

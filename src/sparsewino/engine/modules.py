@@ -98,7 +98,7 @@ class SparseWinogradConv2d(nn.Module):
     Attributes:
         threads: as the argument (may be changed).
         tile_block, kernel_mode: tuning knobs for benchmarks (0 = automatic): tiles per block
-            (a multiple of 8, at most 64) and 1 = independent blocks per thread,
+            (rounded up to a power of two, 8 to 64) and 1 = independent blocks per thread,
             2 = all threads cooperate on each block.
 
     Examples:

@@ -25,9 +25,9 @@ FORMATS = ("zero", "sparse", "dense")
 FORMAT_CODES = {name: code for code, name in enumerate(FORMATS)}
 #: Densities above which the dense panel kernel beats CSR (measured, docs/performance.md):
 #: about 0.5 from 128 x 128 channels up, while for small channel counts (K*C <= 64*64) the
-#: sparse kernel's long rows win up to about 0.7.
+#: sparse kernel's long rows win up to about 0.8.
 SPARSE_MAX_DENSITY = 0.5
-SMALL_LAYER_MAX_DENSITY = 0.7
+SMALL_LAYER_MAX_DENSITY = 0.8
 SMALL_LAYER_PAIRS = 64 * 64
 PACKED_NAMES = ("formats", "rowptr", "col", "val", "dense_index", "dense")
 _INT32_MAX = 2**31 - 1
@@ -42,7 +42,7 @@ def choose_format(nonzeros: int, rows: int, cols: int,
     most ``max_sparse_density`` -> ``"sparse"`` (CSR, work proportional to the non-zeros);
     otherwise ``"dense"`` (register-blocked panels, about twice the multiply-adds per
     cycle). The default threshold is :data:`SPARSE_MAX_DENSITY` (0.5), or
-    :data:`SMALL_LAYER_MAX_DENSITY` (0.7) when ``rows * cols <= 64 * 64``.
+    :data:`SMALL_LAYER_MAX_DENSITY` (0.8) when ``rows * cols <= 64 * 64``.
 
     Args:
         nonzeros: non-zero weights of the position.
@@ -55,7 +55,7 @@ def choose_format(nonzeros: int, rows: int, cols: int,
     Examples:
         >>> choose_format(0, 128, 128), choose_format(4000, 128, 128), choose_format(9000, 128, 128)
         ('zero', 'sparse', 'dense')
-        >>> choose_format(2600, 64, 64)            # density 0.63: sparse for small layers
+        >>> choose_format(3000, 64, 64)            # density 0.73: sparse for small layers
         'sparse'
     """
     if rows < 1 or cols < 1:
