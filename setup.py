@@ -45,7 +45,7 @@ kernel = Extension(
     sources=[os.path.join(KERNEL_DIR, name) for name in SOURCES],
     depends=[os.path.join(KERNEL_DIR, name) for name in HEADERS],
     language="c++",
-    extra_compile_args=["-std=c++17", "-O3", "-fvisibility=hidden", *OPENMP_COMPILE],
+    extra_compile_args=["-std=c++17", "-O3", "-g0", "-fvisibility=hidden", *OPENMP_COMPILE],
     extra_link_args=OPENMP_LINK,
     optional=True,
 )
