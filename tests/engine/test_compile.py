@@ -165,6 +165,10 @@ def test_bad_inputs_give_clear_errors():
     small = engine.compile(sparse_layer(3, 4, padding=0))
     with pytest.raises(ValueError, match="too small"):
         small(torch.randn(1, 3, 2, 8))
+    with pytest.raises(ValueError, match="too small"):
+        engine.compile(sparse_layer(3, 4, padding=2))(torch.randn(1, 3, 0, 8))
+    with torch.no_grad():
+        assert fast(torch.randn(0, 3, 8, 8)).shape == (0, 4, 8, 8)       # empty batch
 
 
 def test_inference_only():

@@ -328,7 +328,7 @@ class SparseWinogradConv2d(nn.Module):
         grow_h, grow_w = self._spec.growth
         pool = self._spec.pool_output or 1
         ho, wo = x.shape[2] + grow_h, x.shape[3] + grow_w
-        if ho < pool or wo < pool:
+        if ho < pool or wo < pool or min(x.shape[2:]) < 1:
             raise ValueError(f"{name}: input spatial size {tuple(x.shape[2:])} is too small for "
                              f"kernel {self._spec.kernel_size} with padding {self._spec.padding}")
 
@@ -338,7 +338,7 @@ class SparseWinogradConv2d(nn.Module):
         if not (type(x) is torch.Tensor and x.dim() == 4 and x.dtype is torch.float32 and
                 x.is_cpu and not self.training and x.shape[1] == spec.in_channels and
                 x.shape[2] + spec.growth[0] >= (spec.pool_output or 1) and
-                x.shape[3] + spec.growth[1] >= (spec.pool_output or 1) and
+                x.shape[3] + spec.growth[1] >= (spec.pool_output or 1) and x.numel() and
                 not (x.requires_grad and torch.is_grad_enabled())):
             if isinstance(x, torch.Tensor) and x.dim() == 3:
                 return self.forward(x.unsqueeze(0)).squeeze(0)
@@ -346,7 +346,9 @@ class SparseWinogradConv2d(nn.Module):
         if self._fingerprint() != self._seen:
             self._refresh()
         name = kernels.backend()
-        return self._forward_torch(x) if name == "torch" else self._forward_kernel(x, name)
+        if name == "torch" or x.shape[0] == 0:                      # no kernel for N = 0
+            return self._forward_torch(x)
+        return self._forward_kernel(x, name)
 
     def _forward_torch(self, x: torch.Tensor) -> torch.Tensor:
         spec = self._spec
