@@ -66,7 +66,7 @@ def test_algorithms_and_kernel_sizes(backend, kernel, tile, points):
 @pytest.mark.parametrize("backend", COMPILED)
 def test_edge_shapes(backend):
     cases = [(1, 1, 1, 1, 1, 1), (1, 3, 2, 1, 1, 1), (1, 9, 17, 1, 30, 1), (2, 16, 8, 35, 2, 1),
-             (1, 8, 8, 3, 3, 0), (1, 33, 40, 9, 9, 1)]
+             (1, 8, 8, 3, 3, 0), (1, 33, 40, 9, 9, 1), (1, 4, 5, 3, 6, 5), (1, 4, 5, 1, 1, 9)]
     for batch, c, k, h, w, pad in cases:
         layer = sparse_layer(c, k, padding=pad, domain="spatial")
         x = torch.randn(batch, c, h, w)

@@ -6,17 +6,23 @@
 // Data layout of one block of Tb tiles (the vector dimension is always 8 tiles):
 //   V[p][c][Tb]  transformed input   (p = Winograd position, c = input channel)
 //   M[p][k][Tb]  element-wise stage  (k = output channel)
-// Stages per block: input transform (8 tiles at a time: masked loads of the tile rows,
-// 8x8 transpose, B^T along W then along H, optional ReLU), per-position product
-// (CSR rows x V, or dense 6-row panels x V, or nothing for an all-zero position), output
-// transform (A^T along H then W, bias, optional ReLU, transpose back, store the m x m tile,
-// clipped at the image border). Every output element belongs to exactly one tile, and every
-// tile belongs to exactly one block, so the output is fully written.
+// Stages per block:
+//   input transform, per input channel: B^T along H on the block's bands (the n image rows
+//     under one tile row, 8 contiguous columns per vector, masked loads at the image edges,
+//     rows outside the image are zero padding), then per 8 tiles: each tile's n-column window,
+//     8x8 transpose, B^T along W, optional ReLU;
+//   element-wise stage, per position: CSR rows x V, dense 6-row panels x V, or nothing for an
+//     all-zero position;
+//   output transform, per 8 tiles and output channel: A^T along H then W, bias, optional ReLU
+//     and 2x2 max-pool, transpose back, store the m x m (or pooled) tile clipped at the border.
+// Every output element belongs to exactly one tile and every tile to exactly one block, so
+// the output is fully written.
 //
 // SW_SPECIALISE_PATTERNS (0/1) says whether to compile the pattern-specialised transforms.
 // Requires before inclusion: <cstdint>, "sw_plan.h" (OpenMP or its stub), and in the enclosing
-// namespace a struct Simd with: vec, mask, zero, set1, load, store, fmadd, mul, add, max0,
-// make_mask(bits), maskload(ptr, mask), transpose8(vec[8]), store_first(ptr, vec, count).
+// namespace a struct Simd with: vec, mask, zero, set1, load, store, fmadd, mul, add, sub, max,
+// max0, make_mask(bits), maskload(ptr, mask), transpose8(vec[8]), transpose4x8(vec[4], vec[4]),
+// store_first(ptr, vec, count), store_half(ptr, vec, half, count).
 
 namespace {
 
