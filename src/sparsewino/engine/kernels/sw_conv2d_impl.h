@@ -603,8 +603,10 @@ void run_cooperative(const Ctx& cx, Transforms tf) {
 #pragma omp single
             setup_block(cx, blk, shared);
             const Block b = shared;
+            // Dynamic schedules everywhere: if one thread is descheduled (a busy machine),
+            // the others take over its work instead of waiting at the barrier.
             float* buf = b.band_buf + omp_get_thread_num() * p.band_floats;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 4)
             for (int c = 0; c < a.C; ++c) tf.input(cx, b, k, buf, c);
             const int64_t mid_items = static_cast<int64_t>(p.P) * chunks;
 #pragma omp for schedule(dynamic, 1)
@@ -614,7 +616,7 @@ void run_cooperative(const Ctx& cx, Transforms tf) {
                 position_rows(cx, b, pos, k0, imin(a.K, k0 + rows));
             }
             const int64_t out_items = static_cast<int64_t>(a.K) * b.groups;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
             for (int64_t item = 0; item < out_items; ++item)
                 tf.output(cx, b, k, static_cast<int>(item % b.groups),
                           static_cast<int>(item / b.groups));
