@@ -90,3 +90,12 @@ def test_count_errors():
         engine.count(net, (1, 3, 8, 8), inputs=torch.randn(1, 3, 9, 8))
     with pytest.raises(ValueError, match="no convolution"):
         engine.count(nn.Sequential(nn.Flatten(), nn.Linear(48, 3)), (1, 3, 4, 4))
+
+
+def test_counts_survive_fusion():
+    net = nn.Sequential(sparse_layer(3, 8, sparsity=0.5, domain="spatial"), nn.BatchNorm2d(8),
+                        nn.ReLU(), nn.MaxPool2d(2), sparse_layer(8, 4, tile=2, sparsity=0.3)).eval()
+    fast = engine.compile(net)
+    assert fast.compile_report[0].fused == ("1", "2", "3")
+    assert engine.count(fast, (2, 3, 12, 12)).to_dict()["layers"] == \
+        engine.count(net, (2, 3, 12, 12)).to_dict()["layers"]
