@@ -4,7 +4,7 @@ Runs the bundled recipe ``fashion_mnist_spatial_winograd`` (same as
 ``sparsewino run fashion_mnist_spatial_winograd``): train a baseline, structured spatial pruning
 with retraining (step 1), conversion to the Winograd domain, IFM Winograd-domain pruning with
 retraining (step 2), evaluation, compilation to the sparse CPU engine, benchmark and report, in
-about 10 minutes on 2 CPU cores. It prints the headline numbers and where the report is.
+about 10 minutes on 2 idle CPU cores. It prints the headline numbers and where the report is.
 
 A second run reuses the run directory ``runs/fashion_mnist_spatial_winograd``: finished steps are
 skipped (an interrupted run resumes where it stopped) and the report is rewritten. Extra

@@ -25,16 +25,13 @@ def finished(tmp_path_factory):
 
 def test_all_stages_and_report(finished):
     kinds = [r["kind"] for r in finished.rows]
-    assert kinds == ["train", "prune", "prune", "prune", "convert", "prune", "prune", "evaluate", "compile",
-                     "benchmark"]
+    assert kinds == ["train", "prune", "prune", "prune", "convert", "prune", "evaluate", "compile", "benchmark"]
     step1 = [r for r in finished.rows if r["stage"] == "step1"]
     assert [r["target"] for r in step1] == [0.3, 0.5, 0.6]
-    final = finished.rows[7]
-    assert 0.6 < final["winograd_sparsity"] <= 0.75 and final["reduction_vs_direct"] > 4
+    final, compiled, bench = finished.rows[-3:]
+    assert 0.6 < final["winograd_sparsity"] <= 0.7 and final["reduction_vs_direct"] > 4
     assert final["spatial_sparsity"] is None                     # Winograd-domain weights only
-    compiled = finished.rows[8]
     assert compiled["compiled_max_abs_error"] < 1e-3 and compiled["compiled_accuracy"] == final["accuracy"]
-    bench = finished.rows[9]
     assert bench["dense_ms"] > 0 and bench["speedup_vs_dense"] == bench["dense_ms"] / bench["compiled_ms"]
     report = finished.report
     assert report.name == "summary.md" and report.is_file()
