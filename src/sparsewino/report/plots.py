@@ -56,10 +56,18 @@ def plot_layer_sparsity(layers: Sequence[Any], path: str | Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(layers) + 2), 4.0))
     positions = range(len(layers))
     width = 0.4
-    spatial = [100 * (l.spatial_sparsity or 0) for l in layers]
-    winograd = [100 * (l.winograd_sparsity or 0) for l in layers]
-    ax.bar([p - width / 2 for p in positions], spatial, width, label="spatial")
-    ax.bar([p + width / 2 for p in positions], winograd, width, label="Winograd domain")
+    spatial = [(p - width / 2, 100 * l.spatial_sparsity) for p, l in zip(positions, layers)
+               if l.spatial_sparsity is not None]
+    winograd = [(p + width / 2, 100 * l.winograd_sparsity) for p, l in zip(positions, layers)
+                if l.winograd_sparsity is not None]
+    if spatial:
+        ax.bar([x for x, _ in spatial], [v for _, v in spatial], width, label="spatial", color="tab:blue")
+    if winograd:
+        ax.bar([x for x, _ in winograd], [v for _, v in winograd], width, label="Winograd domain",
+               color="tab:orange")
+    if len(spatial) < len(layers):
+        ax.text(0.01, 0.97, "no spatial bar: Winograd-domain weights (Q only)", transform=ax.transAxes,
+                fontsize=7, va="top")
     ax.set_xticks(list(positions))
     ax.set_xticklabels([l.name for l in layers], rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("sparsity (%)")
