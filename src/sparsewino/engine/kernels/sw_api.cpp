@@ -11,6 +11,7 @@ namespace {
 constexpr int64_t kTileBudget = 8192;
 constexpr int32_t kMaxTileBlock = 64;           // 8 vectors of 8 tiles
 constexpr int32_t kRowsPerItem = 4 * SW_DENSE_ROWS;
+constexpr int64_t kLargeWeights = 1 << 20;      // bytes: streaming them per block is costly
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t align16(int64_t floats) { return (floats + 15) / 16 * 16; }
@@ -97,13 +98,22 @@ int32_t sw_make_plan(const sw_conv2d_args* a, sw_plan* p) {
     if (cache_tb > kMaxTileBlock) cache_tb = kMaxTileBlock;
     const int64_t groups = ceil_div(p->T, 8);
     int32_t mode = a->mode;
-    // Independent blocks (no barriers) once every thread gets at least two 8-tile groups;
-    // below that, threads share one block: each streams only part of the weights and the
-    // rows of V stay 16+ tiles long (measured on 2 threads: sharing wins at 16 tiles, blocks
-    // win from ~49 tiles).
-    if (mode == SW_MODE_AUTO)
-        mode = (a->threads == 1 || groups >= 2 * a->threads) ? SW_MODE_BLOCKS
-                                                             : SW_MODE_COOPERATIVE;
+    // Independent blocks (no barriers; robust when a core is busy) unless there are fewer
+    // 8-tile groups than threads, or fewer than two per thread while the weights are large:
+    // then the threads share one block and each streams only part of the weights (measured
+    // on 2 quiet cores at 16 tiles: sharing 0.29 vs 0.39 ms with 1.8 MiB of weights, a tie
+    // with 0.45 MiB; blocks win from ~49 tiles).
+    int64_t weight_bytes = 0;
+    for (int i = 0; i < p->P; ++i) {
+        const int32_t* rp = a->rowptr + static_cast<int64_t>(i) * (a->K + 1);
+        if (a->formats[i] == SW_SPARSE) weight_bytes += 8 * static_cast<int64_t>(rp[a->K] - rp[0]);
+        if (a->formats[i] == SW_DENSE) weight_bytes += 4 * static_cast<int64_t>(a->K) * a->C;
+    }
+    if (mode == SW_MODE_AUTO) {
+        const bool share = groups < a->threads ||
+                           (groups < 2 * a->threads && weight_bytes > kLargeWeights);
+        mode = a->threads > 1 && share ? SW_MODE_COOPERATIVE : SW_MODE_BLOCKS;
+    }
     if (mode != SW_MODE_BLOCKS && mode != SW_MODE_COOPERATIVE) return SW_ERR_ARGS;
     int64_t tb;
     if (a->tile_block > 0) {
