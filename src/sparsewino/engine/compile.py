@@ -47,7 +47,7 @@ class CompileReport(list):
     def __str__(self) -> str:
         if not self:
             return "no Winograd layers found"
-        width = max(len(d.name) for d in self) if self else 5
+        width = max(5, max(len(d.name) for d in self))
         lines = [f"{'layer':<{width}}  {'kernel':<15}  details"]
         for d in self:
             fused = f" (+ fused {', '.join(d.fused)})" if d.fused else ""
