@@ -58,7 +58,7 @@ def test_include_exclude_and_reconversion():
     assert report.skipped["3.conv2"] == "not matched by include"
     assert report.skipped["2.conv2"] == "matched by exclude"
     _, again = convert(model)
-    assert again.skipped["2.conv1"] == "already a Winograd layer"
+    assert again.skipped["2.conv1"] == "already a Winograd layer (spatial domain)"
 
 
 def test_revert_restores_plain_convolutions():
@@ -107,3 +107,19 @@ def test_pruning_mask_is_carried_over():
 def test_pointwise_convolutions_are_not_converted():
     _, report = convert(nn.Sequential(nn.Conv2d(4, 4, 1)))
     assert "1x1" in report.skipped["0"]
+
+
+def test_convert_switches_the_domain_of_winograd_layers():
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 3, 3, padding=1)).double()
+    x = torch.randn(1, 2, 7, 7, dtype=torch.float64)
+    convert(model, tile=2)
+    prune.l1_unstructured(model[0], "weight", amount=0.5)
+    expected = model(x)
+    _, report = convert(model, domain="winograd", exclude=["2"])
+    assert report.converted == ["0"] and "spatial -> winograd" in report[0].reason
+    assert "mask baked" in report[0].reason and not prune.is_pruned(model[0])
+    assert model[0].domain == "winograd" and model[0].tile == (2, 2) and model[2].domain == "spatial"
+    torch.testing.assert_close(model(x), expected)
+    _, back = convert(model, domain="spatial")
+    assert back.converted == ["0"] and model[0].domain == "spatial"
+    torch.testing.assert_close(model(x), expected)

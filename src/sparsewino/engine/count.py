@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..nn.conv import WinogradConv3d, _WinogradConvNd
+from ..nn.convert import describe
 from ..winograd.tiles import extract_tiles, output_size, pad_for_tiles, tile_counts
 from ..winograd.transform import input_transform
 from .modules import SparseWinogradConv2d
@@ -40,7 +41,7 @@ class LayerCount:
     name: str
     kind: str                      # "winograd", "winograd-relu" or "direct"
     input_shape: tuple[int, ...]
-    algorithm: str                 # e.g. "F(4,3)" or "direct"
+    algorithm: str                 # e.g. "F(4x4,3x3)" or "direct"
     direct: int
     winograd: int
     sparse: int
@@ -157,7 +158,7 @@ def _winograd_layer(name: str, module: nn.Module, x: torch.Tensor, dynamic: bool
     nnz = int(nonzero.sum())
     count = LayerCount(
         name=name, kind="winograd-relu" if relu else "winograd",
-        input_shape=tuple(x.shape), algorithm=",".join(f"F({a.m},{a.r})" for a in algs),
+        input_shape=tuple(x.shape), algorithm=describe(algs),
         direct=k * cg * math.prod(a.r for a in algs) * outputs,
         winograd=k * cg * math.prod(a.n for a in algs) * tiles,
         sparse=nnz * tiles, weight_density=nnz / nonzero.numel())

@@ -88,7 +88,8 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
     """Replace every eligible ``nn.Conv2d``/``nn.Conv3d`` of ``model`` by a Winograd layer.
 
     Eligible: stride 1, dilation 1, zero padding, a kernel larger than 1 in some dimension,
-    float32/float64. Weights and bias are copied exactly; a ``torch.nn.utils.prune`` mask on
+    float32/float64. Winograd layers already in the other domain are switched to ``domain``
+    (``to_winograd()``/``to_spatial()``, keeping their tile and points; a mask is baked in). Weights and bias are copied exactly; a ``torch.nn.utils.prune`` mask on
     ``weight`` is carried over for ``domain="spatial"`` (and baked into Q for ``"winograd"``).
 
     Args:
@@ -109,19 +110,28 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
     """
     report = ConversionReport()
     for name, module in list(model.named_modules()):
-        if isinstance(module, _WinogradConvNd):
-            report.append(LayerDecision(name, type(module).__name__, False, "already a Winograd layer"))
-            continue
-        if not isinstance(module, (nn.Conv2d, nn.Conv3d)):
+        is_winograd = isinstance(module, _WinogradConvNd)
+        if not is_winograd and not isinstance(module, (nn.Conv2d, nn.Conv3d)):
             continue
         kind = type(module).__name__
-        reason = eligibility(module)
+        reason = None if is_winograd else eligibility(module)
         if reason is None and include is not None and not _matches(name, module, include):
             reason = "not matched by include"
         if reason is None and exclude is not None and _matches(name, module, exclude):
             reason = "matched by exclude"
+        if reason is None and is_winograd and module.domain == domain:
+            reason = f"already a Winograd layer ({domain} domain)"
         if reason is not None:
             report.append(LayerDecision(name, kind, False, reason))
+            continue
+        if is_winograd:
+            # Switch domains; the layer keeps its own tile and points. A mask is baked in.
+            pruned = torch_prune.is_pruned(module)
+            layer = module.to_winograd() if domain == "winograd" else module.to_spatial()
+            _set_submodule(model, name, layer)
+            note = "; pruning mask baked into the new weights" if pruned else ""
+            report.append(LayerDecision(name, kind, True, f"{module.domain} -> {domain} domain, "
+                                        f"{describe(layer.algorithms)}{note}"))
             continue
         layer_type = WinogradConv2d if isinstance(module, nn.Conv2d) else WinogradConv3d
         mask = getattr(module, "weight_mask", None) if torch_prune.is_pruned(module) else None

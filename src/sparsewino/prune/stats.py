@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..nn.convert import describe
 from ..winograd.algorithm import conv_multiplications
 from ..winograd.transform import filter_transform
 from .criteria import effective
@@ -149,8 +150,7 @@ def _measure(name: str, module: nn.Module, tile: int | Sequence[int] | None, poi
     label = q = None
     if algorithms is not None:
         q = weight.double() if winograd_domain else filter_transform(weight.double(), algorithms)
-        label = (f"F({'x'.join(str(a.m) for a in algorithms)},"
-                 f"{'x'.join(str(a.r) for a in algorithms)})")
+        label = describe(algorithms)
         if not is_winograd_layer(module):
             label += " assumed"
     mults = None
