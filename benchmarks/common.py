@@ -1,39 +1,14 @@
-"""Shared benchmark helpers: machine description and median timing after warm-up."""
+"""Shared benchmark helpers: the conditions line (timing itself lives in sparsewino.timing)."""
 from __future__ import annotations
-
-import platform
-import statistics
-import time
-from typing import Callable
 
 import torch
 
+from sparsewino.timing import cpu_model, median_time
 
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or platform.processor())."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+__all__ = ["conditions", "cpu_model", "median_time"]
 
 
 def conditions(batch: str | int, warmup: int, runs: int) -> str:
     """One line stating the benchmark conditions."""
     return (f"CPU: {cpu_model()} | torch {torch.__version__} | threads: {torch.get_num_threads()} "
             f"| batch: {batch} | warm-up: {warmup} | runs: {runs} (median)")
-
-
-def median_time(fn: Callable[[], object], warmup: int = 5, runs: int = 20) -> float:
-    """Median wall time in seconds of ``fn()`` over ``runs`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)

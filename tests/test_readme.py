@@ -15,16 +15,23 @@ def test_readme_has_a_quickstart():
     assert python_blocks(), "README.md lost its ```python quickstart block"
 
 
+def test_readme_states_expected_outputs():
+    expected = re.findall(r"#\s*->", "".join(python_blocks()))
+    assert len(expected) >= 5
+
+
 def test_readme_python_blocks_run_as_written():
     for block in python_blocks():
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             exec(compile(block, str(README), "exec"), {"__name__": "__readme__"})
         printed = out.getvalue().splitlines()
-        # every "print(...)  # expected" comment with a literal value must match the output
-        expectations = [c.strip() for c in re.findall(r"^print\(.*?\)\s*#\s*(.+)$", block, flags=re.M)]
-        assert len(printed) >= len(expectations)
-        for line, expected in zip(printed, expectations):
+        # every "print(...)  # -> expected" comment must match a printed line
+        expectations = [c.strip() for c in re.findall(r"^\s*print\(.*\)\s*#\s*->\s*(.+)$", block, flags=re.M)]
+        # each expected line must be printed, in order ("~..." marks an approximate value)
+        remaining = [line.strip() for line in printed]
+        for expected in expectations:
             if expected.startswith("~"):
                 continue
-            assert line.strip() == expected, (line, expected)
+            assert expected in remaining, (expected, printed)
+            remaining = remaining[remaining.index(expected) + 1:]

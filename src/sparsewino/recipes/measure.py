@@ -1,15 +1,14 @@
 """Measurements recorded after each pipeline step: accuracy, sparsity, multiplications, timings."""
 from __future__ import annotations
 
-import statistics
-import time
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..nn import WinogradConv2d, WinogradConv3d
 from ..prune import stats
+from ..timing import median_time
 
 __all__ = ["sparsity_summary", "median_time"]
 
@@ -47,16 +46,3 @@ def sparsity_summary(model: nn.Module, input_shape: tuple[int, ...], tile: int,
         densities = [l.activation_density for l in counts if l.kind == "winograd-relu"]
         out["activation_density"] = sum(densities) / len(densities) if densities else None
     return out
-
-
-def median_time(function: Callable[[], Any], warmup: int, repeats: int) -> float:
-    """Median wall time in seconds of ``function()`` after ``warmup`` untimed calls."""
-    with torch.no_grad():
-        for _ in range(warmup):
-            function()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            function()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import platform
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -10,21 +9,12 @@ import torch
 from torch import nn
 
 from ..prune import plot_position_sparsity, stats
+from ..timing import cpu_model
 from .plots import plot_accuracy_vs_sparsity, plot_layer_sparsity
 from .tables import format_value, rows_to_csv, rows_to_json, rows_to_markdown
 
 __all__ = ["write_report", "headline", "cpu_model"]
 
-
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo where available)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def headline(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
