@@ -84,3 +84,13 @@ def test_tiling_covers_the_padded_input(h, w, mh, mw, kh, kw, ph, pw):
     torch.testing.assert_close(full, padded[..., :counts[0] * mh, :counts[1] * mw])
     cropped = assemble_tiles(corner, out)
     assert cropped.shape == (2, 3, *out)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_apply_algorithms_matches_per_dimension_products(dims):
+    from sparsewino.winograd.transform import apply_algorithms, prefers_kron, transform_matrices
+    algs = [algorithm(4, 3)] * dims
+    x = torch.randn(*[6] * dims, 5, dtype=torch.float64)
+    mats = transform_matrices(algs, "BT", torch.float64)
+    assert prefers_kron(mats) == (dims < 3)             # 6^3 positions: one GEMM per dimension
+    torch.testing.assert_close(apply_algorithms(x, algs, "BT"), apply_leading(x, mats, use_kron=False))

@@ -19,18 +19,9 @@ import torch
 
 from ..winograd.algorithm import WinogradAlgorithm
 from ..winograd.tiles import assemble_tiles, extract_tiles, output_size, pad_for_tiles
-from ..winograd.transform import KRON_MAX_SIZE, apply_leading, kron_matrix, transform_matrices
+from ..winograd.transform import apply_algorithms
 
 __all__ = ["winograd_conv", "winograd_weight_from_spatial", "positions_first"]
-
-
-def _apply(x: torch.Tensor, algorithms: Sequence[WinogradAlgorithm], which: str) -> torch.Tensor:
-    mats = transform_matrices(algorithms, which, x.dtype, x.device)
-    size = math.prod(max(m.shape) for m in mats)
-    if len(mats) == 1 or size <= KRON_MAX_SIZE:
-        return apply_leading(x, mats, use_kron=True,
-                             kron=kron_matrix(algorithms, which, x.dtype, x.device))
-    return apply_leading(x, mats, use_kron=False)
 
 
 def winograd_weight_from_spatial(weight: torch.Tensor,
@@ -39,7 +30,7 @@ def winograd_weight_from_spatial(weight: torch.Tensor,
     dims = len(algorithms)
     k, c = weight.shape[:2]
     g = weight.permute(*range(2, 2 + dims), 0, 1)           # (*r, K, C)
-    u = _apply(g, algorithms, "G")                            # (*n, K, C)
+    u = apply_algorithms(g, algorithms, "G")                            # (*n, K, C)
     return u.reshape(-1, k, c)
 
 
@@ -82,7 +73,7 @@ def winograd_conv(x: torch.Tensor, weight_pkc: torch.Tensor, bias: torch.Tensor 
     num_tiles = batch * math.prod(counts)
     perm = [*range(2 + dims, 2 + 2 * dims), 1, 0, *range(2, 2 + dims)]
     d = tiles.permute(perm).reshape(*ns, channels * num_tiles)     # (*n, C·N·T), one copy
-    v = _apply(d, algorithms, "BT")
+    v = apply_algorithms(d, algorithms, "BT")
     if relu_after_input_transform:
         v = torch.relu(v)
     v = v.reshape(positions, groups, group_channels, num_tiles)
@@ -91,7 +82,7 @@ def winograd_conv(x: torch.Tensor, weight_pkc: torch.Tensor, bias: torch.Tensor 
         prod = u * v                                              # depthwise: outer products
     else:
         prod = torch.matmul(u, v)                                 # (P, g, K/g, N·T)
-    y = _apply(prod.reshape(*ns, out_channels * num_tiles), algorithms, "AT")
+    y = apply_algorithms(prod.reshape(*ns, out_channels * num_tiles), algorithms, "AT")
     y = y.reshape(*tile, out_channels, batch, *counts)
     y = y.permute(dims + 1, dims, *range(dims + 2, 2 * dims + 2), *range(dims))  # (N,K,*T,*m)
     result = assemble_tiles(y, out)

@@ -22,6 +22,8 @@ from .algorithm import WinogradAlgorithm
 
 __all__ = [
     "apply_leading",
+    "apply_algorithms",
+    "prefers_kron",
     "apply_trailing",
     "kron_matrix",
     "filter_transform",
@@ -44,18 +46,6 @@ def transform_matrices(algorithms: Sequence[WinogradAlgorithm], which: str,
     return [alg.matrices(dtype, device)[index] for alg in algorithms]
 
 
-@lru_cache(maxsize=256)
-def _kron64(algorithms: tuple[WinogradAlgorithm, ...], which: str) -> torch.Tensor:
-    mats = transform_matrices(algorithms, which, torch.float64)
-    result = mats[0]
-    for mat in mats[1:]:
-        result = torch.kron(result, mat)
-    return result
-
-
-_kron_cast: dict[tuple, torch.Tensor] = {}
-
-
 def kron_matrix(algorithms: Sequence[WinogradAlgorithm], which: str,
                 dtype: torch.dtype = torch.float64,
                 device: torch.device | str | None = None) -> torch.Tensor:
@@ -64,13 +54,33 @@ def kron_matrix(algorithms: Sequence[WinogradAlgorithm], which: str,
     For ``which="BT"`` and two dimensions this is ``kron(BT_1, BT_2)`` with
     ``vec(BT_1 d BT_2ᵀ) = kron(BT_1, BT_2) vec(d)`` in row-major ``vec``.
     """
-    algorithms = tuple(algorithms)
-    key = (algorithms, which, dtype, torch.device(device) if device is not None else None)
-    cached = _kron_cast.get(key)
-    if cached is None:
-        cached = _kron64(algorithms, which).to(dtype=dtype, device=device)
-        _kron_cast[key] = cached
-    return cached
+    return _kron(tuple(algorithms), which, dtype, torch.device(device or "cpu"))
+
+
+@lru_cache(maxsize=256)
+def _kron(algorithms: tuple[WinogradAlgorithm, ...], which: str, dtype: torch.dtype,
+          device: torch.device) -> torch.Tensor:
+    mats = transform_matrices(algorithms, which, torch.float64)
+    result = mats[0]
+    for mat in mats[1:]:
+        result = torch.kron(result, mat)
+    return result.to(dtype=dtype, device=device)
+
+
+def prefers_kron(mats: Sequence[torch.Tensor]) -> bool:
+    """One GEMM with the Kronecker matrix (small tiles) or one GEMM per dimension (large)."""
+    return len(mats) == 1 or math.prod(max(m.shape) for m in mats) <= KRON_MAX_SIZE
+
+
+def apply_algorithms(x: torch.Tensor, algorithms: Sequence[WinogradAlgorithm],
+                     which: str) -> torch.Tensor:
+    """Apply the algorithms' ``which`` matrices along the leading dims of ``x`` (positions
+    first), using the cached Kronecker matrix where :func:`prefers_kron` says so."""
+    mats = transform_matrices(algorithms, which, x.dtype, x.device)
+    if prefers_kron(mats):
+        return apply_leading(x, mats, use_kron=True,
+                             kron=kron_matrix(algorithms, which, x.dtype, x.device))
+    return apply_leading(x, mats, use_kron=False)
 
 
 def apply_leading(x: torch.Tensor, mats: Sequence[torch.Tensor],
@@ -95,7 +105,7 @@ def apply_leading(x: torch.Tensor, mats: Sequence[torch.Tensor],
         raise ValueError(f"leading dims {tuple(x.shape[:d])} do not match transforms {tuple(ins)}")
     rest = x.shape[d:]
     if use_kron is None:
-        use_kron = d == 1 or math.prod(max(i, o) for i, o in zip(ins, outs)) <= KRON_MAX_SIZE
+        use_kron = prefers_kron(mats)
     if use_kron:
         if kron is None:
             kron = mats[0]
