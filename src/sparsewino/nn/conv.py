@@ -230,11 +230,12 @@ class _WinogradConvNd(nn.Module):
         if unbatched:
             x = x.unsqueeze(0)
         self._check_input(x)
+        algorithms = self.algorithms
         if self.domain == "spatial":
-            weight = winograd_weight_from_spatial(self.weight, self.algorithms)
+            weight = winograd_weight_from_spatial(self.weight, algorithms)
         else:
             weight = positions_first(self.weight)
-        y = winograd_conv(x, weight, self.bias, self.algorithms, self._padding_pairs,
+        y = winograd_conv(x, weight, self.bias, algorithms, self._padding_pairs,
                           self.groups, self.winograd_relu)
         return y.squeeze(0) if unbatched else y
 
