@@ -7,8 +7,9 @@ from typing import Callable, Iterable, Mapping, Sequence, Union
 from torch import nn
 
 from ..nn import WinogradConv2d, WinogradConv3d
+from ..nn.conv import TileArg
 from ..nn.convert import eligibility
-from ..winograd.algorithm import WinogradAlgorithm, algorithm
+from ..winograd.algorithm import WinogradAlgorithm
 
 __all__ = ["WINOGRAD_LAYERS", "CONV_LAYERS", "NameFilter", "matches", "is_winograd_layer",
            "layer_algorithms", "select_layers", "resolve_amounts"]
@@ -35,24 +36,23 @@ def is_winograd_layer(module: nn.Module, domain: str | None = None) -> bool:
     return isinstance(module, WINOGRAD_LAYERS) and (domain is None or module.domain == domain)
 
 
-def layer_algorithms(module: nn.Module, tile: int | Sequence[int] = 4,
+def layer_algorithms(module: nn.Module, tile: TileArg = 4,
                      points=None) -> tuple[WinogradAlgorithm, ...] | None:
     """The algorithms F(m_i, r_i) of ``module``: its own for a Winograd layer.
 
     For a plain ``nn.Conv2d``/``nn.Conv3d`` that :func:`sparsewino.nn.convert` could convert,
-    the algorithms it would get with ``tile`` and ``points`` (kernel size 1 along a dimension
-    uses the trivial algorithm, as in the layers). ``None`` for anything else.
+    the algorithms it would get with ``tile`` and ``points``: the Winograd layer's own tile and
+    point resolution (``"auto"``, per-dimension tuples, kernel size 1 -> trivial algorithm) run
+    on a weightless ``meta``-device layer. ``None`` for anything else.
     """
     if isinstance(module, WINOGRAD_LAYERS):
         return module.algorithms
     if not isinstance(module, (nn.Conv2d, nn.Conv3d)) or eligibility(module) is not None:
         return None
-    kernel = module.kernel_size
-    tiles = (tile,) * len(kernel) if isinstance(tile, int) else tuple(tile)
-    if len(tiles) != len(kernel):
-        raise ValueError(f"tile {tile!r} has {len(tiles)} entries for a {len(kernel)}-D kernel")
-    return tuple(algorithm(1 if k == 1 else m, k, None if k == 1 else points)
-                 for m, k in zip(tiles, kernel))
+    layer_type = WinogradConv2d if isinstance(module, nn.Conv2d) else WinogradConv3d
+    return layer_type(module.in_channels, module.out_channels, module.kernel_size,
+                      groups=module.groups, bias=False, device="meta", tile=tile,
+                      points=points).algorithms
 
 
 def select_layers(model: nn.Module, accept: Callable[[nn.Module], str | None],
