@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from ...nn.convert import ConversionReport, LayerDecision, convert, eligibility
+from ...nn.convert import ConversionReport, LayerDecision, convert, describe, eligibility
 from ..criteria import Magnitude, require_winograd_domain
 from ..layers import NameFilter, WINOGRAD_LAYERS, is_winograd_layer, matches
 from ..selection import ScoreProblem
@@ -147,18 +147,13 @@ def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any =
     convert(model, tile=tile, domain="winograd", points=points, winograd_relu=True,
             include=lambda n, m: n in chosen)
     for name, (relu_name, kind) in chosen.items():
-        layer = model.get_submodule(name)
-        if is_winograd_layer(layer, "spatial"):
-            parent_name, _, key = name.rpartition(".")
-            layer = layer.to_winograd()
-            setattr(model.get_submodule(parent_name) if parent_name else model, key, layer)
-        layer.winograd_relu = True
+        layer = model.get_submodule(name)        # convert() switched spatial Winograd layers
+        layer.winograd_relu = True               # existing Winograd layers keep their flag
         parent, key = relu_slot[relu_name]
         setattr(parent, key, nn.Identity())
-        algs = ", ".join(f"F({a.m},{a.r})" for a in layer.algorithms)
         report.append(ReluDecision(name, kind, True,
-                                   f"Winograd-ReLU, Winograd domain, {algs}; ReLU {relu_name} "
-                                   "replaced by Identity", relu_name))
+                                   f"Winograd-ReLU, Winograd domain, {describe(layer.algorithms)}; "
+                                   f"ReLU {relu_name} replaced by Identity", relu_name))
     report.sort(key=lambda decision: order.index(decision.name))
     return model, report
 
