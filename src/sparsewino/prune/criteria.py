@@ -151,15 +151,21 @@ class GroupMax(Importance):
                                               if is_winograd_layer(module) else ""))
         return algs
 
-    def __call__(self, module: nn.Module, name: str = "weight") -> torch.Tensor:
-        algs = self.algorithms(module)
-        weight = effective(module, name)
+    @staticmethod
+    def group_max(weight: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+        """max |g_j| over each position's group: ``(K, C, *r)`` weights, ``(P, R)`` support
+        -> ``(K·C, P)`` float64."""
         k, c = weight.shape[:2]
-        support = support_matrix(algs, weight.device)                      # (P, R)
         flat = weight.abs().to(torch.float64).reshape(k * c, -1)           # (KC, R)
         out = torch.empty(k * c, support.shape[0], dtype=torch.float64, device=weight.device)
         chunk = max(1, 2 ** 24 // max(1, support.numel()))                 # bound (chunk, P, R)
         for start in range(0, k * c, chunk):
             part = flat[start:start + chunk, None, :].expand(-1, *support.shape)
             out[start:start + chunk] = part.masked_fill(~support, -math.inf).amax(dim=-1)
-        return out.reshape(k, c, *(a.n for a in algs))
+        return out
+
+    def __call__(self, module: nn.Module, name: str = "weight") -> torch.Tensor:
+        algs = self.algorithms(module)
+        weight = effective(module, name)
+        scores = self.group_max(weight, support_matrix(algs, weight.device))
+        return scores.reshape(*weight.shape[:2], *(a.n for a in algs))

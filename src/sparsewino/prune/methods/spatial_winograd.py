@@ -37,14 +37,14 @@ class WinogradGroupProblem(ThresholdProblem):
 
     def __init__(self, module: nn.Module, name: str = "weight", tile: int | Sequence[int] = 4,
                  points=None) -> None:
-        criterion = GroupMax(tile, points)
-        algorithms = criterion.algorithms(module)
+        algorithms = GroupMax(tile, points).algorithms(module)
         weight = effective(module, name)
         self.module, self.name, self.shape = module, name, weight.shape
         kc = weight.shape[0] * weight.shape[1]
-        self.support = support_matrix(algorithms, weight.device).to(torch.float64)   # (P, R)
+        support = support_matrix(algorithms, weight.device)                           # (P, R)
+        self.importance = GroupMax.group_max(weight, support)                         # (KC, P)
+        self.support = support.to(torch.float64)
         self.fixed = (weight == 0).reshape(kc, -1)                                    # (KC, R)
-        self.importance = criterion(module, name).reshape(kc, -1)                    # (KC, P)
         self.total = self.importance.numel()
 
     def candidates(self) -> torch.Tensor:
