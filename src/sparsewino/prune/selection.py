@@ -111,9 +111,13 @@ def solve_threshold(problems: Sequence[ThresholdProblem], target: int) -> float:
                       + [p.candidates().to(torch.float64) for p in problems])
     cands = torch.unique(cands)                      # sorted
 
+    counts: dict[int, int] = {}                      # the final comparison re-reads probes
+
     def pruned(i: int) -> int:
-        t = float(cands[i])
-        return sum(p.pruned_at(t) for p in problems)
+        if i not in counts:
+            t = float(cands[i])
+            counts[i] = sum(p.pruned_at(t) for p in problems)
+        return counts[i]
 
     lo, hi = 0, len(cands) - 1
     if pruned(hi) < target:
