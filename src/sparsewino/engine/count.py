@@ -27,7 +27,8 @@ from torch import nn
 
 from ..nn.conv import WinogradConv3d, _WinogradConvNd
 from ..nn.convert import describe
-from ..winograd.tiles import extract_tiles, output_size, pad_for_tiles, tile_counts
+from ..winograd.algorithm import conv_multiplications
+from ..winograd.tiles import extract_tiles, pad_for_tiles
 from ..winograd.transform import input_transform
 from .modules import SparseWinogradConv2d
 
@@ -150,27 +151,22 @@ def _winograd_layer(name: str, module: nn.Module, x: torch.Tensor, dynamic: bool
     q, algs, padding, relu = _winograd_weights(module)
     k, cg = q.shape[:2]
     groups = x.shape[1] // cg
-    dims = len(algs)
-    out = output_size(x.shape[2:], [a.r for a in algs], padding)
-    tiles = x.shape[0] * math.prod(tile_counts(out, [a.m for a in algs]))
-    outputs = x.shape[0] * math.prod(out)
+    mults = conv_multiplications(algs, x.shape[1], k, groups, x.shape, padding)
+    tiles = mults["tiles"]
     nonzero = q != 0
     nnz = int(nonzero.sum())
     count = LayerCount(
         name=name, kind="winograd-relu" if relu else "winograd",
-        input_shape=tuple(x.shape), algorithm=describe(algs),
-        direct=k * cg * math.prod(a.r for a in algs) * outputs,
-        winograd=k * cg * math.prod(a.n for a in algs) * tiles,
-        sparse=nnz * tiles, weight_density=nnz / nonzero.numel())
+        input_shape=tuple(x.shape), algorithm=describe(algs), direct=mults["direct"],
+        winograd=mults["winograd"], sparse=nnz * tiles, weight_density=nnz / nonzero.numel())
     if dynamic:
+        kernel, tile, ns = [a.r for a in algs], [a.m for a in algs], [a.n for a in algs]
         # Non-zero weights per (input channel within its group, group, position).
         per_column = nonzero.reshape(groups, k // groups, cg, -1).sum(dim=1)   # (g, C/g, P)
         used = active = 0
         for sample in x.split(8):            # bounded memory: a few images at a time
-            padded = pad_for_tiles(sample.double(), [a.r for a in algs], [a.m for a in algs],
-                                   padding)
-            v = input_transform(extract_tiles(padded, [a.m for a in algs],
-                                              [a.n for a in algs]), algs)   # (N, C, *T, *n)
+            padded = pad_for_tiles(sample.double(), kernel, tile, padding)
+            v = input_transform(extract_tiles(padded, tile, ns), algs)        # (N, C, *T, *n)
             if relu:
                 v = torch.relu(v)
             v_nonzero = (v != 0).reshape(v.shape[0], groups, cg, -1, per_column.shape[-1])
@@ -178,7 +174,7 @@ def _winograd_layer(name: str, module: nn.Module, x: torch.Tensor, dynamic: bool
             used += int((counts * per_column).sum())
             active += int(counts.sum())
         count.dynamic = used
-        count.activation_density = active / (tiles * x.shape[1] * math.prod(a.n for a in algs))
+        count.activation_density = active / (tiles * x.shape[1] * math.prod(ns))
     return count
 
 
@@ -187,7 +183,7 @@ def _direct_layer(name: str, module: nn.Module, x: torch.Tensor, output: torch.T
     weight = module.weight.detach()
     outputs = output.shape[0] * math.prod(output.shape[2:])
     nnz = int((weight != 0).sum())
-    direct = weight.shape[0] * math.prod(weight.shape[1:]) * outputs
+    direct = weight.numel() * outputs
     sparse = nnz * outputs
     return LayerCount(name, "direct", tuple(x.shape), "direct", direct, direct, sparse,
                       nnz / weight.numel(), sparse if dynamic else None)
