@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Callable, Iterable, Mapping, Sequence, Union
+from typing import Callable, Mapping, Sequence
 
 from torch import nn
 
 from ..nn import WinogradConv2d, WinogradConv3d
 from ..nn.conv import TileArg
-from ..nn.convert import eligibility
+from ..nn.convert import NameFilter, eligibility
 from ..winograd.algorithm import WinogradAlgorithm
 
 __all__ = ["WINOGRAD_LAYERS", "CONV_LAYERS", "NameFilter", "matches", "is_winograd_layer",
@@ -16,9 +16,6 @@ __all__ = ["WINOGRAD_LAYERS", "CONV_LAYERS", "NameFilter", "matches", "is_winogr
 
 WINOGRAD_LAYERS = (WinogradConv2d, WinogradConv3d)
 CONV_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, *WINOGRAD_LAYERS)
-
-#: Layer names: a glob pattern, a list of them, or a callable ``(name, module) -> bool``.
-NameFilter = Union[None, str, Iterable[str], Callable[[str, nn.Module], bool]]
 
 
 def matches(name: str, module: nn.Module, spec: NameFilter) -> bool:
