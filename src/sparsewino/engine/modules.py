@@ -215,12 +215,15 @@ class SparseWinogradConv2d(nn.Module):
             self.positions * self.out_channels * self.in_channels)
 
     def dense_weights(self) -> torch.Tensor:
-        """The packed weights as a dense ``(P, K, C)`` tensor (cached)."""
+        """The packed weights as a dense ``(P, K, C)`` tensor.
+
+        Only the ``"torch"`` backend keeps this dense copy (it multiplies with it at every
+        call); reports and counts unpack it afresh, so a compiled model holds just the packing.
+        """
         self._refresh()
-        if self._dense_cache is None:
-            self._dense_cache = unpack_weights(self._packed(), self.out_channels,
-                                               self.in_channels)
-        return self._dense_cache
+        if self._dense_cache is not None:
+            return self._dense_cache
+        return unpack_weights(self._packed(), self.out_channels, self.in_channels)
 
     def _packed(self) -> dict[str, torch.Tensor]:
         return {name: getattr(self, name) for name in PACKED_NAMES}
@@ -295,6 +298,7 @@ class SparseWinogradConv2d(nn.Module):
         for transient in ("_lock", "_args", "_args_ptr", "_last_key", "_seen", "_run"):
             state.pop(transient, None)
         state["_workspace"] = torch.empty(0)
+        state["_dense_cache"] = None         # derived from the packing; rebuilt when needed
         return state
 
     # ------------------------------------------------------------------ forward
@@ -352,8 +356,10 @@ class SparseWinogradConv2d(nn.Module):
 
     def _forward_torch(self, x: torch.Tensor) -> torch.Tensor:
         spec = self._spec
+        if self._dense_cache is None:
+            self._dense_cache = self.dense_weights()
         with torch.no_grad():
-            y = winograd_conv(x, self.dense_weights(), self.bias, (spec.algorithm,) * 2,
+            y = winograd_conv(x, self._dense_cache, self.bias, (spec.algorithm,) * 2,
                               spec.padding, 1, spec.winograd_relu)
             if spec.relu_output:
                 y = torch.relu_(y)
