@@ -15,6 +15,7 @@ from torch import nn
 from ..nn.conv import WinogradConv2d
 from ..nn.functional import positions_first, winograd_conv
 from ..winograd.algorithm import WinogradAlgorithm, algorithm
+from ..winograd.tiles import output_size
 from . import kernels
 from .packing import FORMATS, PACKED_NAMES, pack_weights, unpack_weights, validate_packed
 
@@ -45,11 +46,10 @@ class LayerSpec:
 
     @functools.cached_property
     def growth(self) -> tuple[int, int]:
-        """Output size minus input size along H and W (padding minus kernel size plus one)."""
-        (pt, pb), (pl, pr) = self.padding
-        return pt + pb - self.kernel_size + 1, pl + pr - self.kernel_size + 1
+        """Output size minus input size along H and W (the output size of an empty input)."""
+        return output_size((0, 0), (self.kernel_size,) * 2, self.padding)
 
-    @property
+    @functools.cached_property
     def algorithm(self) -> WinogradAlgorithm:
         return algorithm(self.tile, self.kernel_size, self.points)
 
@@ -329,10 +329,7 @@ class SparseWinogradConv2d(nn.Module):
         if x.shape[1] != self.in_channels:
             raise ValueError(f"{name} expects {self.in_channels} input channels, got input of "
                              f"shape {tuple(x.shape)} (channels are dimension 1)")
-        grow_h, grow_w = self._spec.growth
-        pool = self._spec.pool_output or 1
-        ho, wo = x.shape[2] + grow_h, x.shape[3] + grow_w
-        if ho < pool or wo < pool or min(x.shape[2:]) < 1:
+        if min(self.output_size(x.shape[2], x.shape[3])) < 1 or min(x.shape[2:]) < 1:
             raise ValueError(f"{name}: input spatial size {tuple(x.shape[2:])} is too small for "
                              f"kernel {self._spec.kernel_size} with padding {self._spec.padding}")
 
@@ -372,8 +369,7 @@ class SparseWinogradConv2d(nn.Module):
             x = x.contiguous()
         batch, _, height, width = x.shape
         spec = self._spec
-        pool = spec.pool_output or 1
-        ho, wo = (height + spec.growth[0]) // pool, (width + spec.growth[1]) // pool
+        ho, wo = self.output_size(height, width)
         threads = self.threads or torch.get_num_threads()
         if out is None:
             y = torch.empty((batch, spec.out_channels, ho, wo))
@@ -399,11 +395,8 @@ class SparseWinogradConv2d(nn.Module):
         """Set the call geometry and make sure the (reused) workspace is large enough."""
         args = self._args
         batch, height, width, threads, backend_name, tile_block, mode = key
-        grow_h, grow_w = self._spec.growth
-        args.N, args.H, args.W = batch, height, width
-        args.Ho, args.Wo = height + grow_h, width + grow_w            # before the fused pool
-        args.threads, args.isa = threads, kernels.ISA_CODES[backend_name]
-        args.tile_block, args.mode = tile_block, mode
+        self._set_geometry(args, batch, height, width, threads, tile_block, mode)
+        args.isa = kernels.ISA_CODES[backend_name]
         lib = kernels.library()
         floats = ctypes.c_int64()
         _check(lib.sw_conv2d_workspace(self._args_ptr, ctypes.byref(floats)))
@@ -415,6 +408,14 @@ class SparseWinogradConv2d(nn.Module):
         args.workspace_floats = self._workspace.numel()
         self._last_key = key
 
+    def _set_geometry(self, args: kernels.SwConv2dArgs, batch: int, height: int, width: int,
+                      threads: int, tile_block: int, mode: int) -> None:
+        """The per-call fields of ``args`` (all but the ISA, the data and the workspace)."""
+        grow_h, grow_w = self._spec.growth
+        args.N, args.H, args.W = batch, height, width
+        args.Ho, args.Wo = height + grow_h, width + grow_w            # before the fused pool
+        args.threads, args.tile_block, args.mode = threads, tile_block, mode
+
     def plan(self, input_shape: Sequence[int], threads: int | None = None) -> dict[str, Any]:
         """How the kernel would run an input of ``input_shape``: tiles per block, blocks, mode."""
         lib = kernels.library()
@@ -422,13 +423,10 @@ class SparseWinogradConv2d(nn.Module):
             raise RuntimeError(f"no compiled kernel: {kernels.load_error()}")
         batch, _, height, width = input_shape
         args = kernels.SwConv2dArgs.from_buffer_copy(self._args)
-        grow_h, grow_w = self._spec.growth
-        args.N, args.H, args.W = batch, height, width
-        args.Ho, args.Wo = height + grow_h, width + grow_w
-        args.threads = threads or self.threads or torch.get_num_threads()
+        self._set_geometry(args, batch, height, width,
+                           threads or self.threads or torch.get_num_threads(), self.tile_block,
+                           self.kernel_mode)
         args.isa = 0
-        args.tile_block = self.tile_block
-        args.mode = self.kernel_mode
         out = [ctypes.c_int32() for _ in range(4)]
         _check(lib.sw_conv2d_plan(ctypes.byref(args), *map(ctypes.byref, out)))
         tb, blocks, mode, isa = (v.value for v in out)
