@@ -71,9 +71,9 @@ def _cifar(variant: str) -> Callable[..., Dataset]:
 
 
 def _folder(root: Path, split: str, image_size: int = 256, classes: list[str] | None = None) -> Dataset:
-    if classes is None and split == "test":
-        classes = ImageFolderDataset(find_split_dir(root, "train"), image_size).classes \
-            if (root / "train").is_dir() else None
+    if classes is None and split == "test" and (root / "train").is_dir():
+        # the training classes, in their order (listing the class folders, not every image)
+        classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir()) or None
     return ImageFolderDataset(find_split_dir(root, split), image_size=image_size, classes=classes)
 
 
