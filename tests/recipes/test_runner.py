@@ -102,3 +102,30 @@ def test_gradual_schedule_and_global_scope(tmp_path):
     conv = model.features[4]
     assert int((conv.weight.flatten(1).abs().sum(1) == 0).sum()) >= 2          # 2 of 8 feature maps
     assert structured["spatial_sparsity"] > gradual["spatial_sparsity"]
+
+
+def test_interrupted_gradual_finetune_resumes(tmp_path, monkeypatch):
+    from sparsewino.prune import PruningCallback
+    from sparsewino.recipes import parse_recipe
+    recipe = parse_recipe({
+        "name": "gradual-resume", "data": {"dataset": "fake", "batch_size": 16, "options": {"num_samples": 64}},
+        "model": {"name": "small_vgg", "args": {"widths": [4, "M", 8]}},
+        "stages": [
+            {"stage": "train", "name": "t", "epochs": 0.25},
+            {"stage": "prune", "name": "g", "method": "magnitude",
+             "gradual": {"final": 0.6, "end": 1.0, "every_steps": 1},
+             "finetune": {"epochs": 2.0, "batch_size": 16, "checkpoint_every": 1}}]})
+    after_step = PruningCallback.after_step
+
+    def crash(self, model, step):
+        after_step(self, model, step)
+        if step == 4:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(PruningCallback, "after_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, tmp_path / "run", **QUIET)
+    assert (tmp_path / "run" / "stages" / "01-g" / "unit-00-train.pt").is_file()
+    monkeypatch.setattr(PruningCallback, "after_step", after_step)
+    resumed = run_recipe(recipe, tmp_path / "run", **QUIET)     # the masks come back with the weights
+    assert resumed.stages_run == ["g"]
+    assert resumed.rows[-1]["spatial_sparsity"] == pytest.approx(0.6, abs=0.01)

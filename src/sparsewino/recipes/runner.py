@@ -167,8 +167,14 @@ class _Run:
 
     def fit(self, config: TrainConfig, stage: Any, unit: int, callbacks: list[Any] = ()) -> Any:
         loader = self.data.train_loader(config.batch_size, config.seed + self.recipe.seed)
+        checkpoint = self.stage_dir(stage_index(self, stage)) / f"unit-{unit:02d}-train.pt"
+        if checkpoint.is_file():
+            # an interrupted fine-tune that pruned while training (gradual, native) saved masks
+            # the rebuilt model does not have yet: add them before fit() resumes strictly
+            load_into(self.model, load_checkpoint(checkpoint, self.ctx.device)["model"],
+                      f"checkpoint {checkpoint}")
         return fit(self.model, loader, config, eval_loader=self.test_loader, callbacks=list(callbacks),
-                   ctx=self.ctx, checkpoint=self.stage_dir(stage_index(self, stage)) / f"unit-{unit:02d}-train.pt",
+                   ctx=self.ctx, checkpoint=checkpoint,
                    metrics=self.metrics, progress=self.progress, stage=stage.name,
                    extra_state={"architecture": self.architecture})
 
