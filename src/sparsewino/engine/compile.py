@@ -12,7 +12,7 @@ from torch.nn.utils import prune as torch_prune
 
 from ..nn.conv import WinogradConv2d, _WinogradConvNd
 from . import kernels
-from .modules import SparseWinogradConv2d, unsupported_reason
+from .modules import SparseWinogradConv2d, check_threads, unsupported_reason
 
 __all__ = ["compile", "CompileReport", "LayerKernel", "compile_report"]
 
@@ -120,6 +120,13 @@ def _is_fusable_pool(module: nn.Module, tile: int) -> bool:
             not module.ceil_mode and not module.return_indices)
 
 
+def _fallback_reason(layer: WinogradConv2d) -> str | None:
+    """Why compile() keeps ``layer`` as it is, or ``None`` when it compiles it."""
+    if type(layer).forward is not _WinogradConvNd.forward:
+        return f"{type(layer).__name__} overrides forward(); kept as is"
+    return unsupported_reason(layer)
+
+
 def _describe(layer: SparseWinogradConv2d) -> str:
     spec = layer.spec
     counts = layer.format_counts()
@@ -176,9 +183,7 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
         ...     torch.allclose(fast(x), net(x), atol=1e-4)
         True
     """
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or threads < 1):
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    check_threads(threads)
     if not isinstance(model, nn.Module):
         raise TypeError(f"compile() expects an nn.Module, got {type(model).__name__}")
     result = _copy_model(model)
@@ -194,17 +199,14 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
               fused: tuple[str, ...] = ()) -> nn.Module:
         if id(layer) in compiled:
             return compiled[id(layer)]
-        if type(layer).forward is not _WinogradConvNd.forward:
-            reason = f"{type(layer).__name__} overrides forward(); kept as is"
-        else:
-            reason = unsupported_reason(layer)
-            if reason is None:
-                _refresh_masks(layer)
-                new = SparseWinogradConv2d.from_layer(layer, threads, formats, relu, scale, shift,
-                                                      pool)
-                report.append(LayerKernel(name, "sparse-winograd", _describe(new), fused))
-                compiled[id(layer)] = new
-                return new
+        reason = _fallback_reason(layer)
+        if reason is None:
+            _refresh_masks(layer)
+            new = SparseWinogradConv2d.from_layer(layer, threads, formats, relu, scale, shift,
+                                                  pool)
+            report.append(LayerKernel(name, "sparse-winograd", _describe(new), fused))
+            compiled[id(layer)] = new
+            return new
         report.append(LayerKernel(name, "layer-forward", reason))
         compiled[id(layer)] = layer
         return layer
@@ -222,8 +224,7 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
                 relu, pool, fused = False, 0, []
                 single = counts[id(child)] == 1 and id(child) not in compiled
                 if fuse and single and isinstance(parent, nn.Sequential) and \
-                        unsupported_reason(child) is None and \
-                        type(child).forward is _WinogradConvNd.forward:
+                        _fallback_reason(child) is None:
                     rest = names[index + 1:]
                     if rest and counts[id(parent._modules[rest[0]])] == 1:
                         affine = _batchnorm_affine(parent._modules[rest[0]], child.out_channels)

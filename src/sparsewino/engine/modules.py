@@ -19,7 +19,7 @@ from ..winograd.tiles import output_size
 from . import kernels
 from .packing import FORMATS, PACKED_NAMES, pack_weights, unpack_weights, validate_packed
 
-__all__ = ["SparseWinogradConv2d", "LayerSpec", "unsupported_reason"]
+__all__ = ["SparseWinogradConv2d", "LayerSpec", "unsupported_reason", "check_threads"]
 
 _WATCHED = PACKED_NAMES + ("bias", "bt", "at")      # buffers whose change needs re-validation
 _VERSION = operator.attrgetter("_version")
@@ -52,6 +52,13 @@ class LayerSpec:
     @functools.cached_property
     def algorithm(self) -> WinogradAlgorithm:
         return algorithm(self.tile, self.kernel_size, self.points)
+
+
+def check_threads(threads: object) -> None:
+    """Raise ``ValueError`` unless ``threads`` is a positive int or ``None``."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
 
 
 def unsupported_reason(layer: nn.Module) -> str | None:
@@ -114,8 +121,7 @@ class SparseWinogradConv2d(nn.Module):
     def __init__(self, spec: LayerSpec, packed: dict[str, torch.Tensor],
                  bias: torch.Tensor | None, threads: int | None = None) -> None:
         super().__init__()
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        check_threads(threads)
         object.__setattr__(self, "_spec", spec)
         self.threads = threads
         self.tile_block = 0
