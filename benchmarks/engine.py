@@ -33,6 +33,7 @@ from sparsewino import engine  # noqa: E402
 from sparsewino.engine import kernels  # noqa: E402
 from sparsewino.models import vgg_nagadomi  # noqa: E402
 from sparsewino.nn import WinogradConv2d, convert  # noqa: E402
+from sparsewino.winograd.algorithm import conv_multiplications  # noqa: E402
 from sparsewino.winograd.transform import filter_transform  # noqa: E402
 
 # (name, N, C, K, H): VGG-nagadomi on CIFAR-10 and ResNet-18 on ImageNet.
@@ -159,6 +160,8 @@ def profile(args: argparse.Namespace) -> None:
         name, n, c, k, h = SHAPES[index]
         x, w = torch.randn(n, c, h, h), torch.randn(k, c, 3, 3)
         zero = engine.compile(winograd_layer(w, 1.0))
+        dense_mults = conv_multiplications((zero.spec.algorithm,) * 2, c, k, 1, x.shape,
+                                           zero.spec.padding)["winograd"]
         with torch.no_grad():
             keep = zero(x)               # the direct calls below write into this output
             t_zero_c = median_time(lambda: lib.sw_conv2d_forward(zero._args_ptr), args.warmup,
@@ -170,8 +173,7 @@ def profile(args: argparse.Namespace) -> None:
                 keep = fast(x)                                             # noqa: F841
                 t_c = median_time(lambda: lib.sw_conv2d_forward(fast._args_ptr), args.warmup,
                                   args.runs)
-            tiles = n * (-(-h // 4)) ** 2
-            flops = 2 * k * c * 36 * tiles * (1 - s)
+            flops = 2 * dense_mults * (1 - s)
             elementwise = max(t_c - t_zero_c, 1e-9)
             print(f"| {name} | {s:.0%} | {t_total * 1e3:.3f} | {(t_total - t_c) * 1e3:.3f} | "
                   f"{t_zero_c * 1e3:.3f} | {elementwise * 1e3:.3f} | "
