@@ -409,8 +409,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from . import engine
     from .models import create_model
     from .recipes.architecture import load_model
-    from .recipes.measure import median_time
-    from .report import cpu_model
+    from .timing import cpu_model, median_time
     model, checkpoint = load_model(args.checkpoint)
     architecture = checkpoint["architecture"]
     shape = _input_shape(checkpoint, args.input_size)

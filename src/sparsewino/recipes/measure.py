@@ -1,4 +1,4 @@
-"""Measurements recorded after each pipeline step: accuracy, sparsity, multiplications, timings."""
+"""Measurements recorded after each pipeline step: sparsity and multiplications."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,9 +8,7 @@ from torch import nn
 
 from ..nn import WinogradConv2d, WinogradConv3d
 from ..prune import stats
-from ..timing import median_time
-
-__all__ = ["sparsity_summary", "median_time"]
+__all__ = ["sparsity_summary"]
 
 
 def sparsity_summary(model: nn.Module, input_shape: tuple[int, ...], tile: int,

@@ -28,12 +28,13 @@ from torch import nn
 from ..models import create_model
 from ..prune import (CubicSchedule, NativeWinogradPruning, ParticleFilter, PruningCallback,
                      batch_accuracy, prune_model)
+from ..timing import median_time
 from ..train import DistContext, MetricsLog, TrainConfig, evaluate, fit, init_distributed
 from ..train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..train.distributed import barrier
 from .architecture import apply_transform, build_model, load_into, new_architecture, save_model
 from .data_setup import RecipeData, prepare_data
-from .measure import median_time, sparsity_summary
+from .measure import sparsity_summary
 from .schema import (BenchmarkStage, CompileStage, ConvertStage, EvaluateStage, PruneStage, Recipe,
                      ReportStage, TrainStage, recipe_to_dict)
 

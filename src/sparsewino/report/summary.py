@@ -13,8 +13,7 @@ from ..timing import cpu_model
 from .plots import plot_accuracy_vs_sparsity, plot_layer_sparsity
 from .tables import format_value, rows_to_csv, rows_to_json, rows_to_markdown
 
-__all__ = ["write_report", "headline", "cpu_model"]
-
+__all__ = ["write_report", "headline"]
 
 
 def headline(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
