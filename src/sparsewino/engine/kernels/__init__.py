@@ -64,7 +64,7 @@ class SwConv2dArgs(ctypes.Structure):
 
 
 _lock = threading.Lock()
-_state: dict[str, object] = {"loaded": False, "lib": None, "path": None, "error": None,
+_state: dict[str, object] = {"loaded": False, "lib": None, "error": None,
                              "warned": False, "available": None, "choices": {}}
 _override = threading.local()
 
@@ -81,7 +81,6 @@ def library_path() -> Path | None:
 
 def _load() -> None:
     path = library_path()
-    _state["path"] = path
     if path is None:
         _state["error"] = ("the compiled kernel library was not built (no C++ compiler or a "
                            "failed build during pip install); reinstall with g++ available: "
@@ -97,16 +96,14 @@ def _load() -> None:
         lib.sw_dense_rows.restype = _i32
         if lib.sw_dense_rows() != DENSE_ROWS:
             raise OSError("dense panel size mismatch between library and Python (stale build)")
-        for name in ("sw_conv2d_forward",):
-            getattr(lib, name).restype = _i32
-            getattr(lib, name).argtypes = [ctypes.POINTER(SwConv2dArgs)]
+        lib.sw_conv2d_forward.restype = _i32
+        lib.sw_conv2d_forward.argtypes = [ctypes.POINTER(SwConv2dArgs)]
         lib.sw_conv2d_workspace.restype = _i32
         lib.sw_conv2d_workspace.argtypes = [ctypes.POINTER(SwConv2dArgs), ctypes.POINTER(_i64)]
         lib.sw_conv2d_plan.restype = _i32
         lib.sw_conv2d_plan.argtypes = [ctypes.POINTER(SwConv2dArgs)] + [ctypes.POINTER(_i32)] * 4
         lib.sw_isa_supported.restype = _i32
         lib.sw_isa_supported.argtypes = [_i32]
-        lib.sw_max_n.restype = _i32
     except (OSError, AttributeError) as exc:
         _state["error"] = f"could not load {path.name}: {exc}"
         return
@@ -141,15 +138,6 @@ def available_backends() -> list[str]:
     return list(cached)  # type: ignore[arg-type]
 
 
-def _requested() -> str:
-    name = getattr(_override, "name", None) or os.environ.get(ENV_VAR) or "auto"
-    name = name.strip().lower()
-    if name not in BACKENDS + ("auto",):
-        raise ValueError(f"{ENV_VAR}={name!r} is not a backend; use one of "
-                         f"{('auto',) + BACKENDS}")
-    return name
-
-
 def backend() -> str:
     """Name of the backend compiled layers run on now: ``"avx2"``, ``"portable"`` or ``"torch"``.
 
@@ -160,11 +148,14 @@ def backend() -> str:
         >>> backend() in ("avx2", "portable", "torch")
         True
     """
-    requested = getattr(_override, "name", None) or os.environ.get(ENV_VAR) or "auto"
-    chosen = _state["choices"].get(requested)  # type: ignore[union-attr]
+    raw = getattr(_override, "name", None) or os.environ.get(ENV_VAR) or "auto"
+    chosen = _state["choices"].get(raw)  # type: ignore[union-attr]
     if chosen is not None:
         return chosen
-    requested = _requested()
+    requested = raw.strip().lower()
+    if requested not in BACKENDS + ("auto",):
+        raise ValueError(f"{ENV_VAR}={requested!r} is not a backend; use one of "
+                         f"{('auto',) + BACKENDS}")
     available = available_backends()
     if requested == "auto":
         chosen = available[0]
@@ -179,7 +170,7 @@ def backend() -> str:
                            f"Available: {available}")
     else:
         chosen = requested
-    _state["choices"][requested] = chosen  # type: ignore[index]
+    _state["choices"][raw] = chosen  # type: ignore[index]
     return chosen
 
 
