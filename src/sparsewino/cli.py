@@ -407,21 +407,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
     from . import engine
-    from .models import create_model
     from .recipes.architecture import load_model
-    from .timing import cpu_model, median_time
+    from .recipes.measure import benchmark
+    from .timing import cpu_model
     model, checkpoint = load_model(args.checkpoint)
-    architecture = checkpoint["architecture"]
     shape = _input_shape(checkpoint, args.input_size)
     images = torch.randn(args.batch_size, *shape[1:], generator=torch.Generator().manual_seed(0))
-    dense = create_model(architecture["model"], in_channels=architecture["in_channels"],
-                         num_classes=architecture["num_classes"], **architecture.get("args", {})).eval()
-    compiled = engine.compile(model)
-    times = {name: 1e3 * median_time(lambda m=m: m(images), args.warmup, args.repeats)
-             for name, m in (("dense_ms", dense), ("model_ms", model), ("compiled_ms", compiled))}
-    result = {**times, "speedup_vs_dense": times["dense_ms"] / times["compiled_ms"],
-              "batch_size": args.batch_size, "threads": torch.get_num_threads(), "cpu": cpu_model(),
-              "input_shape": list(images.shape)}
+    times = benchmark(checkpoint["architecture"], model, engine.compile(model), images, args.warmup,
+                      args.repeats)
+    result = {**times, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
+              "cpu": cpu_model(), "input_shape": list(images.shape)}
     if args.json:
         _print_json(result)
         return 0

@@ -1,4 +1,4 @@
-"""Measurements recorded after each pipeline step: sparsity and multiplications."""
+"""Measurements of the pipeline: sparsity and multiplications after each step, forward timings."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,7 +8,10 @@ from torch import nn
 
 from ..nn import WinogradConv2d, WinogradConv3d
 from ..prune import stats
-__all__ = ["sparsity_summary"]
+from ..timing import median_time
+from .architecture import build_model
+
+__all__ = ["sparsity_summary", "benchmark"]
 
 
 def sparsity_summary(model: nn.Module, input_shape: tuple[int, ...], tile: int,
@@ -44,3 +47,19 @@ def sparsity_summary(model: nn.Module, input_shape: tuple[int, ...], tile: int,
         densities = [l.activation_density for l in counts if l.kind == "winograd-relu"]
         out["activation_density"] = sum(densities) / len(densities) if densities else None
     return out
+
+
+def benchmark(architecture: dict[str, Any], model: nn.Module, compiled: nn.Module, images: torch.Tensor,
+              warmup: int, repeats: int) -> dict[str, float]:
+    """Median forward times (ms) on ``images`` and the compiled model's speed-ups.
+
+    ``dense_ms``: the registry model of ``architecture`` without its transforms (plain
+    ``nn.Conv2d`` layers, freshly built); ``model_ms``: ``model`` (PyTorch layers);
+    ``compiled_ms``: ``compiled`` (:func:`sparsewino.engine.compile` of ``model``).
+    """
+    dense = build_model({**architecture, "transforms": []}).to(images.device).eval()
+    model.eval()
+    times = {f"{name}_ms": 1e3 * median_time(lambda m=m: m(images), warmup, repeats)
+             for name, m in (("dense", dense), ("model", model), ("compiled", compiled))}
+    return {**times, "speedup_vs_dense": times["dense_ms"] / times["compiled_ms"],
+            "speedup_vs_model": times["model_ms"] / times["compiled_ms"]}

@@ -25,16 +25,14 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..models import create_model
 from ..prune import (CubicSchedule, NativeWinogradPruning, ParticleFilter, PruningCallback,
                      batch_accuracy, prune_model)
-from ..timing import median_time
 from ..train import DistContext, MetricsLog, TrainConfig, evaluate, fit, init_distributed
 from ..train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..train.distributed import barrier
 from .architecture import apply_transform, build_model, load_into, new_architecture, save_model
 from .data_setup import RecipeData, prepare_data
-from .measure import sparsity_summary
+from .measure import benchmark, sparsity_summary
 from .schema import (BenchmarkStage, CompileStage, ConvertStage, EvaluateStage, PruneStage, Recipe,
                      ReportStage, TrainStage, recipe_to_dict)
 
@@ -348,19 +346,11 @@ def _benchmark(run: _Run, stage: BenchmarkStage, first_unit: int) -> None:
     if stage.threads:
         torch.set_num_threads(stage.threads)
     try:
-        torch.manual_seed(0)
         images = _first_images(run, stage.batch_size).to(run.ctx.device)
-        dense = create_model(run.recipe.model.name, in_channels=run.data.in_channels,
-                             num_classes=run.data.num_classes, **run.recipe.model.args)
-        dense = dense.to(run.ctx.device).eval()
-        run.model.eval()
-        values: dict[str, Any] = {"batch_size": int(images.shape[0]), "threads": torch.get_num_threads()}
-        values["dense_ms"] = 1e3 * median_time(lambda: dense(images), stage.warmup, stage.repeats)
-        values["model_ms"] = 1e3 * median_time(lambda: run.model(images), stage.warmup, stage.repeats)
         compiled = run.compiled if run.compiled is not None else _compile_model(run)
-        values["compiled_ms"] = 1e3 * median_time(lambda: compiled(images), stage.warmup, stage.repeats)
-        values["speedup_vs_dense"] = values["dense_ms"] / values["compiled_ms"]
-        values["speedup_vs_model"] = values["model_ms"] / values["compiled_ms"]
+        values: dict[str, Any] = {"batch_size": int(images.shape[0]), "threads": torch.get_num_threads()}
+        torch.manual_seed(0)                             # the dense model's initialisation
+        values.update(benchmark(run.architecture, run.model, compiled, images, stage.warmup, stage.repeats))
     finally:
         torch.set_num_threads(previous_threads)
     run.add_row(stage, f"batch {values['batch_size']}, {values['threads']} threads", values,
