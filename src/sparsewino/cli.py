@@ -437,9 +437,7 @@ def cmd_count(args: argparse.Namespace) -> int:
     if args.dataset:
         from .recipes.data_setup import DataConfig, prepare_data
         from .train import DistContext
-        data = prepare_data(DataConfig(args.dataset, args.data_dir, eval_batch_size=args.images, test_limit=args.images),
-                            DistContext())
-        inputs = next(iter(data.test_loader(whole=True).epoch(0)))[0]
+        inputs = prepare_data(DataConfig(args.dataset, args.data_dir), DistContext()).test_images(args.images)
         shape = tuple(inputs.shape)
     counts = count(model, shape, inputs=inputs)
     if args.json:

@@ -67,6 +67,11 @@ class RecipeData:
                            eval_crop=self.eval_crop, rank=rank, world_size=world,
                            num_workers=self.config.num_workers)
 
+    def test_images(self, count: int) -> torch.Tensor:
+        """The first ``count`` test images, normalised (all of them when there are fewer)."""
+        loader = BatchLoader(self.test, count, self.normalize, eval_crop=self.eval_crop)
+        return next(iter(loader.epoch(0)))[0]
+
     def validation_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The held-out training images as normalised batches (for particle filtering)."""
         if self.validation is None:

@@ -140,7 +140,7 @@ class _Run:
     def count_inputs(self, count: int = 32) -> torch.Tensor:
         """A fixed batch of test images for activation-dependent multiplication counts."""
         if self._count_inputs is None:
-            self._count_inputs = _first_images(self, count).to(self.ctx.device)
+            self._count_inputs = self.data.test_images(count).to(self.ctx.device)
         return self._count_inputs
 
     def add_row(self, stage: Any, step: str, values: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -307,12 +307,13 @@ def _compile(run: _Run, stage: CompileStage, first_unit: int) -> None:
     compiled = _compile_model(run, stage)
     values: dict[str, Any] = {}
     if stage.check:
-        images, _ = next(iter(run.data.test_loader(whole=True).epoch(0)))
-        images = images[:64].to(run.ctx.device)
+        images = run.data.test_images(64).to(run.ctx.device)
         with torch.no_grad():
             reference, result = run.model(images), compiled(images)
         values["compiled_max_abs_error"] = float((reference - result).abs().max())
-        values["compiled_accuracy"] = _accuracy_of(compiled, run)
+        # every test image on this process (compile runs on rank 0 only)
+        values["compiled_accuracy"] = evaluate(compiled, run.data.test_loader(whole=True),
+                                               DistContext(device=run.ctx.device))["accuracy"]
         scale = float(reference.abs().max()) or 1.0
         if values["compiled_max_abs_error"] > 1e-3 * scale:
             run.log(f"  warning: compiled model differs from the model by "
@@ -321,32 +322,13 @@ def _compile(run: _Run, stage: CompileStage, first_unit: int) -> None:
     run.save_unit(stage_index(run, stage), 0, True)
 
 
-@torch.no_grad()
-def _accuracy_of(function: Callable[[torch.Tensor], torch.Tensor], run: _Run) -> float:
-    correct = seen = 0
-    for images, labels in run.data.test_loader(whole=True).epoch(0):
-        correct += int((function(images.to(run.ctx.device)).argmax(1).cpu() == labels).sum())
-        seen += labels.numel()
-    return correct / max(seen, 1)
-
-
-def _first_images(run: _Run, count: int) -> torch.Tensor:
-    batches, have = [], 0
-    for images, _ in run.data.test_loader(whole=True).epoch(0):
-        batches.append(images)
-        have += images.shape[0]
-        if have >= count:
-            break
-    return torch.cat(batches)[:count]
-
-
 def _benchmark(run: _Run, stage: BenchmarkStage, first_unit: int) -> None:
     start = time.perf_counter()
     previous_threads = torch.get_num_threads()
     if stage.threads:
         torch.set_num_threads(stage.threads)
     try:
-        images = _first_images(run, stage.batch_size).to(run.ctx.device)
+        images = run.data.test_images(stage.batch_size).to(run.ctx.device)
         compiled = run.compiled if run.compiled is not None else _compile_model(run)
         values: dict[str, Any] = {"batch_size": int(images.shape[0]), "threads": torch.get_num_threads()}
         torch.manual_seed(0)                             # the dense model's initialisation
