@@ -8,9 +8,9 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils import prune as torch_prune
 
 from ..nn.conv import WinogradConv2d, _WinogradConvNd
-from ..prune.mask import masked_tensors, refresh
 from . import kernels
 from .modules import SparseWinogradConv2d, check_threads, unsupported_reason
 
@@ -63,6 +63,13 @@ def compile_report(model: nn.Module) -> CompileReport:
     if not isinstance(report, CompileReport):
         raise ValueError("model was not produced by sparsewino.engine.compile()")
     return report
+
+
+def _refresh_masks(layer: nn.Module) -> None:
+    """Recompute ``weight = weight_orig * weight_mask`` for prune-style masks."""
+    for hook in list(layer._forward_pre_hooks.values()):
+        if isinstance(hook, torch_prune.BasePruningMethod):
+            hook(layer, None)
 
 
 def _copy_model(model: nn.Module) -> nn.Module:
@@ -194,8 +201,7 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
             return compiled[id(layer)]
         reason = _fallback_reason(layer)
         if reason is None:
-            for _, module, tensor in masked_tensors(layer):   # weight = weight_orig * mask now
-                refresh(module, tensor)
+            _refresh_masks(layer)
             new = SparseWinogradConv2d.from_layer(layer, threads, formats, relu, scale, shift,
                                                   pool)
             report.append(LayerKernel(name, "sparse-winograd", _describe(new), fused))
