@@ -25,12 +25,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .. import engine
 from ..prune import (CubicSchedule, NativeWinogradPruning, ParticleFilter, PruningCallback,
                      batch_accuracy, prune_model)
 from ..train import DistContext, MetricsLog, TrainConfig, evaluate, fit, init_distributed
-from ..train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..train.checkpoint import CheckpointError, load_checkpoint
 from ..train.distributed import barrier
-from .architecture import apply_transform, build_model, load_into, new_architecture, save_model
+from .architecture import apply_transform, build_model, load_into, load_model, new_architecture, save_model
 from .data_setup import RecipeData, prepare_data
 from .measure import benchmark, sparsity_summary
 from .schema import (BenchmarkStage, CompileStage, ConvertStage, EvaluateStage, PruneStage, Recipe,
@@ -120,10 +121,8 @@ class _Run:
                 latest = ((stage, unit), path)
         if latest is None:
             return
-        content = load_checkpoint(latest[1], self.ctx.device)
+        self.model, content = load_model(latest[1], self.ctx.device)
         self.architecture = content["architecture"]
-        self.model = build_model(self.architecture).to(self.ctx.device)
-        load_into(self.model, content["model"], f"step state {latest[1]}")
         self.rows = list(content["rows"])
         self.done = (content["stage"], content["unit"], content["finished"])
         self.log(f"resuming {self.run_dir} after stage {content['stage']} "
@@ -242,8 +241,7 @@ def _prune(run: _Run, stage: PruneStage, first_unit: int) -> None:
         if unit < first_unit:
             continue
         start = time.perf_counter()
-        method_amount = target
-        prune_model(run.model, stage.method, method_amount, scope=stage.scope, **selection,
+        prune_model(run.model, stage.method, target, scope=stage.scope, **selection,
                     **_prune_options(run, stage))
         label = (f"density {1 - target:.2f}" if stage.densities is not None else f"target {target:.2f}")
         values: dict[str, Any] = {"target": target}
@@ -266,11 +264,10 @@ def _convert(run: _Run, stage: ConvertStage, first_unit: int) -> None:
     selection = dict(include=stage.include, exclude=stage.exclude)
     if stage.winograd_relu:
         report = apply_transform(run.model, run.architecture, "winograd_relu", tile=tile, **selection)
-        converted = len(report.converted)
     else:
         report = apply_transform(run.model, run.architecture, "convert", tile=tile, domain=stage.domain,
                                  **selection)
-        converted = len(report.converted)
+    converted = len(report.converted)
     run.model.to(run.ctx.device)
     run.log(f"  convert: {converted} convolution(s) -> "
             f"{'Winograd-ReLU' if stage.winograd_relu else stage.domain} layers, tile {tile}")
@@ -284,18 +281,7 @@ def _evaluate(run: _Run, stage: EvaluateStage, first_unit: int) -> None:
     run.save_unit(stage_index(run, stage), 0, True)
 
 
-def _engine():
-    try:
-        from .. import engine
-        engine.compile  # noqa: B018 - the attribute must exist
-    except (ImportError, AttributeError) as exc:
-        raise RuntimeError(f"the compile/benchmark stages need sparsewino.engine ({exc}); "
-                           "remove those stages or install the engine") from None
-    return engine
-
-
 def _compile_model(run: _Run, stage: CompileStage | None = None) -> nn.Module:
-    engine = _engine()
     options = dict(stage.options) if stage is not None else {}
     run.model.eval()
     run.compiled = engine.compile(run.model, **options)
