@@ -353,10 +353,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
         result = fit(model, data.train_loader(args.batch_size, 0), config, eval_loader=data.test_loader(),
                      ctx=ctx, progress=not args.quiet, stage="finetune")
         evaluation = result.evaluation
-    summary = sparsity_summary(model, _input_shape(checkpoint), args.tile)
+    shape = _input_shape(checkpoint)
+    summary = sparsity_summary(model, shape, args.tile)
     if ctx.is_main:
-        save_model(args.output, model, architecture, evaluation=evaluation,
-                   input_shape=list(_input_shape(checkpoint)))
+        save_model(args.output, model, architecture, evaluation=evaluation, input_shape=list(shape))
         text = f"{args.method} {args.amount:g}: Winograd-domain sparsity {_pct(summary['winograd_sparsity'])}, " \
                f"spatial {_pct(summary['spatial_sparsity'])}"
         if evaluation:
@@ -450,16 +450,13 @@ def cmd_count(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .recipes import load_model
-    from .recipes.loading import read_recipe_data
-    from .recipes.schema import parse_recipe
+    from .recipes import load_model, load_recipe
     from .report import write_report
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.json").is_file():
         raise CliError(f"{run_dir} is not a run directory (no results.json); run a recipe first")
     rows = json.loads((run_dir / "results.json").read_text())
-    recipe = parse_recipe(read_recipe_data(run_dir / "recipe.yaml"), str(run_dir / "recipe.yaml")) \
-        if (run_dir / "recipe.yaml").is_file() else None
+    recipe = load_recipe(run_dir / "recipe.yaml") if (run_dir / "recipe.yaml").is_file() else None
     model = shape = None
     if (run_dir / "model.pt").is_file():
         model, checkpoint = load_model(run_dir / "model.pt")
