@@ -10,10 +10,10 @@ from ..train.schema import ConfigError, check_range, from_dict, to_dict
 
 __all__ = ["Recipe", "DataConfig", "ModelConfig", "TrainStage", "PruneStage", "GradualConfig",
            "ConvertStage", "EvaluateStage", "CompileStage", "BenchmarkStage", "ReportStage",
-           "Stage", "STAGE_KINDS", "PRUNE_METHODS", "parse_recipe", "recipe_to_dict"]
+           "Stage", "STAGE_KINDS", "parse_recipe", "recipe_to_dict"]
 
-PRUNE_METHODS = ("magnitude", "spatial_winograd", "winograd_domain", "structured", "winograd_relu",
-                 "native")
+#: Names of recipes and stages (the recipe name names the run directory).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 #: Method-specific options a prune stage may set (anything else set for the method is an error).
 METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     "magnitude": (),
@@ -314,27 +314,21 @@ class Recipe:
     threads: int | None = None
     tile: int = 4
 
-
-@dataclass
-class _RecipeHead:
-    name: str
-    data: DataConfig
-    model: ModelConfig
-    stages: list[dict[str, Any]]
-    description: str = ""
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    tile: int = 4
-
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+        if not _NAME.fullmatch(self.name):
             raise ValueError(f"name {self.name!r} must be letters, digits, '_', '-' or '.' "
                              "(it names the run directory)")
         check_range("threads", self.threads, 1)
         check_range("tile", self.tile, 1)
         if not self.stages:
             raise ValueError("stages is empty: give at least one stage")
+
+
+@dataclass
+class _RecipeHead(Recipe):
+    """A :class:`Recipe` whose stages are still raw mappings (parsed one by one afterwards)."""
+
+    stages: list[dict[str, Any]]
 
 
 def _parse_stage(raw: Any, index: int) -> Stage:
@@ -348,7 +342,7 @@ def _parse_stage(raw: Any, index: int) -> Stage:
     if kind not in STAGE_KINDS:
         raise ConfigError(f"{where}: unknown stage {kind!r}; choose one of {', '.join(STAGE_KINDS)}")
     name = data.pop("name", None) or f"{kind}"
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(f"{where}.name: {name!r} must be letters, digits, '_', '-' or '.'")
     where = f"stages[{index}] ({kind} {name!r})"
     if kind in ("train", "finetune"):
@@ -404,8 +398,7 @@ def parse_recipe(data: Mapping[str, Any], source: str = "recipe") -> Recipe:
     head = from_dict(_RecipeHead, data, source)
     stages = [_parse_stage(raw, i) for i, raw in enumerate(head.stages)]
     _check_order(stages)
-    return Recipe(head.name, head.data, head.model, stages, head.description, head.seed,
-                  head.device, head.threads, head.tile)
+    return Recipe(**{**vars(head), "stages": stages})
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
