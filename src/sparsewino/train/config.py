@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from torch import nn
 
 from .schema import check_range
 
@@ -132,8 +131,3 @@ def lr_factor(schedule: ScheduleConfig, step: int, total_steps: int, steps_per_e
     if schedule.name == "multistep":
         return schedule.gamma ** sum(epoch + 1e-9 >= m for m in schedule.milestones)
     return 1.0
-
-
-def trainable(model: nn.Module) -> list[nn.Parameter]:
-    """Parameters with ``requires_grad``."""
-    return [p for p in model.parameters() if p.requires_grad]

@@ -8,6 +8,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..prune.model import unwrap_model
+
 __all__ = ["DistContext", "init_distributed", "wrap_model", "unwrap_model", "all_reduce_sum",
            "sync_buffers", "barrier", "shutdown_distributed", "resolve_device"]
 
@@ -84,11 +86,6 @@ def wrap_model(model: nn.Module, ctx: DistContext) -> nn.Module:
         return model
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=True)
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper (or the model itself)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
