@@ -214,12 +214,12 @@ def _train_config(args: argparse.Namespace, prefix: str, epochs: float) -> Any:
                        checkpoint_every=getattr(args, "checkpoint_every", None))
 
 
-def _data(args: argparse.Namespace, ctx: Any) -> Any:
+def _data(args: argparse.Namespace, ctx: Any, train: bool = True) -> Any:
     from .recipes.data_setup import prepare_data
     from .recipes.schema import DataConfig
     config = DataConfig(args.dataset, args.data_dir, args.batch_size, args.eval_batch_size,
                         augment=not args.no_augment, train_limit=args.train_limit, test_limit=args.test_limit)
-    return prepare_data(config, ctx, getattr(args, "seed", 0))
+    return prepare_data(config, ctx, getattr(args, "seed", 0), train)
 
 
 def _input_shape(checkpoint: dict[str, Any], size: int | None = None) -> tuple[int, int, int, int]:
@@ -386,7 +386,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .train import evaluate, init_distributed
     ctx = init_distributed(args.device)
     model, checkpoint = load_model(args.checkpoint, ctx.device)
-    data = _data(args, ctx)
+    data = _data(args, ctx, train=False)
     result = evaluate(model, data.test_loader(), ctx, progress=not args.quiet)
     summary = sparsity_summary(model, data.input_shape(), args.tile)
     if not ctx.is_main:
@@ -437,7 +437,8 @@ def cmd_count(args: argparse.Namespace) -> int:
     if args.dataset:
         from .recipes.data_setup import DataConfig, prepare_data
         from .train import DistContext
-        inputs = prepare_data(DataConfig(args.dataset, args.data_dir), DistContext()).test_images(args.images)
+        data = prepare_data(DataConfig(args.dataset, args.data_dir), DistContext(), train=False)
+        inputs = data.test_images(args.images)
         shape = tuple(inputs.shape)
     counts = count(model, shape, inputs=inputs)
     if args.json:

@@ -42,7 +42,7 @@ class RecipeData:
 
     config: DataConfig
     spec: DatasetSpec
-    train: Any
+    train: Any | None
     test: Any
     validation: Any | None
     normalize: Normalize
@@ -55,6 +55,8 @@ class RecipeData:
 
     def train_loader(self, batch_size: int | None, seed: int) -> BatchLoader:
         """Shuffling, augmenting loader over this rank's shard (drops the last partial batch)."""
+        if self.train is None:
+            raise ValueError("the training split was not loaded (prepare_data(..., train=False))")
         return BatchLoader(self.train, batch_size or self.config.batch_size, self.normalize, shuffle=True,
                            augmentation=self.augmentation, seed=seed, rank=self.ctx.rank,
                            world_size=self.ctx.world_size, drop_last=True,
@@ -86,26 +88,31 @@ class RecipeData:
         return (batch, self.in_channels, self.image_size, self.image_size)
 
 
-def prepare_data(config: DataConfig, ctx: DistContext, seed: int = 0) -> RecipeData:
+def prepare_data(config: DataConfig, ctx: DistContext, seed: int = 0, train: bool = True) -> RecipeData:
     """Load the recipe's datasets (train/test, limits, validation hold-out) and loaders' settings.
+
+    Args:
+        train: also load the training split; ``False`` (evaluation only) leaves ``train`` and
+            ``validation`` ``None``.
 
     Raises:
         DatasetNotFoundError / DatasetError: from the dataset readers (clear messages).
         ValueError: limits or validation larger than the dataset.
     """
     spec = dataset_spec(config.dataset)
-    train = load_dataset(spec.name, "train", config.root, **config.options)
+    training = load_dataset(spec.name, "train", config.root, **config.options) if train else None
     test = load_dataset(spec.name, "test", config.root, **config.options)
-    if config.validation >= len(train):
-        raise ValueError(f"data.validation ({config.validation}) must be smaller than the training "
-                         f"set ({len(train)} images)")
     validation = None
-    if config.validation:
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-        validation = _limit(train, order[:config.validation].sort().values)
-        train = _limit(train, order[config.validation:].sort().values)
-    if config.train_limit is not None and config.train_limit < len(train):
-        train = _limit(train, torch.arange(config.train_limit))
+    if training is not None:
+        if config.validation >= len(training):
+            raise ValueError(f"data.validation ({config.validation}) must be smaller than the training "
+                             f"set ({len(training)} images)")
+        if config.validation:
+            order = torch.randperm(len(training), generator=torch.Generator().manual_seed(seed))
+            validation = _limit(training, order[:config.validation].sort().values)
+            training = _limit(training, order[config.validation:].sort().values)
+        if config.train_limit is not None and config.train_limit < len(training):
+            training = _limit(training, torch.arange(config.train_limit))
     if config.test_limit is not None and config.test_limit < len(test):
         test = _limit(test, torch.arange(config.test_limit))
     augmentation = None
@@ -122,11 +129,11 @@ def prepare_data(config: DataConfig, ctx: DistContext, seed: int = 0) -> RecipeD
         classes = config.options.get("num_classes", 10)
         size = config.options.get("image_size", 28)
     if spec.name == "imagenet":
-        classes = len(train.classes)
+        classes = len(test.classes)                  # the training classes (see load_dataset)
         size = eval_crop = min(spec.image_size, config.options.get("image_size", 256))
         if augmentation is not None:
             augmentation = replace(augmentation, crop_size=size)
     mean = spec.mean if len(spec.mean) == channels else spec.mean[:1] * channels
     std = spec.std if len(spec.std) == channels else spec.std[:1] * channels
-    return RecipeData(config, spec, train, test, validation, Normalize(mean, std), augmentation,
+    return RecipeData(config, spec, training, test, validation, Normalize(mean, std), augmentation,
                       channels, classes, size, ctx, eval_crop)
