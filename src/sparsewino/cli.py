@@ -5,8 +5,9 @@ import argparse
 import json
 import os
 import sys
+import typing
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 __all__ = ["main", "build_parser"]
 
@@ -33,9 +34,9 @@ class CliError(Exception):
 
 
 def _add_data_args(parser: argparse.ArgumentParser, required: bool) -> None:
+    from .data.registry import available_datasets
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", required=required,
-                       help="fashion-mnist, mnist, cifar10, cifar100, imagenet (image folder) or fake")
+    group.add_argument("--dataset", required=required, help=", ".join(available_datasets()))
     group.add_argument("--data-dir", help="directory of the dataset files (default: its standard place)")
     group.add_argument("--batch-size", type=int, default=128, help="training batch per process (128)")
     group.add_argument("--eval-batch-size", type=int, default=500, help="evaluation batch (500)")
@@ -55,6 +56,40 @@ def _add_train_args(parser: argparse.ArgumentParser, prefix: str, epochs: float 
                        default="cosine" if not prefix else "constant", help="learning-rate schedule")
     group.add_argument(f"{flag}weight-decay", type=float, default=5e-4, help="weight decay (5e-4)")
     group.add_argument(f"{flag}momentum", type=float, default=0.9, help="SGD momentum (0.9)")
+
+
+def _add_method_options(parser: argparse.ArgumentParser, methods: Sequence[str]) -> list[str]:
+    """One flag per option of the pruning ``methods`` (from the registry); returns their names.
+
+    Options whose flag the command already has (``--tile``) are left to it.
+    """
+    from .prune import METHODS
+    from .prune.methods.base import option_fields
+    group = parser.add_argument_group("method options (each applies to the methods it names)")
+    users: dict[str, list[str]] = {}
+    for method in methods:
+        for item in option_fields(METHODS[method].options):
+            users.setdefault(item.name, []).append(method)
+    existing = {option for action in parser._actions for option in action.option_strings}
+    added = []
+    for name, owners in users.items():
+        flag = "--" + name.replace("_", "-")
+        if flag in existing:
+            continue
+        options = METHODS[owners[0]].options
+        hint = typing.get_type_hints(options)[name]
+        kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+        help_text = next(f.metadata["help"] for f in option_fields(options) if f.name == name)
+        kwargs: dict[str, Any] = {"help": f"{', '.join(owners)}: {help_text}", "default": None}
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is Literal:
+            kwargs["choices"] = typing.get_args(kind)
+        else:
+            kwargs["type"] = kind
+        group.add_argument(flag, dest=name, **kwargs)
+        added.append(name)
+    return added
 
 
 def _add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
@@ -112,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a registry model and save a checkpoint",
                                 description="Train a model from the registry; resumes from OUTPUT.train.pt "
                                             "when a previous run was interrupted.")
-    train.add_argument("--model", required=True, help="registry name (small_vgg, vgg_nagadomi, convpool_cnn_c, "
-                                                      "resnet18, resnet18_max, resnet18_cifar, resnet18_cifar_max)")
+    from .models import available_models
+    train.add_argument("--model", required=True, help=f"registry name ({', '.join(available_models())})")
     train.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                        help="model option as YAML, e.g. --model-arg 'widths=[8,M,16]' (repeatable)")
     _add_data_args(train, required=True)
@@ -123,23 +158,30 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", required=True, help="model checkpoint to write")
     train.add_argument("--fresh", action="store_true", help="ignore an existing OUTPUT.train.pt")
 
-    prune = commands.add_parser("prune", help="prune a checkpoint (optionally fine-tune) and save it")
+    from .prune import METHODS
+    one_shot = [name for name in METHODS.names() if not METHODS[name].trains]
+    prune = commands.add_parser(
+        "prune", help="prune a checkpoint (optionally fine-tune) and save it",
+        description="Prune a checkpoint with one method and save it. Methods: "
+                    + "; ".join(f"{name}: {METHODS[name].description}" for name in one_shot)
+                    + ". Methods that prune while training ("
+                    + (", ".join(n for n in METHODS.names() if METHODS[n].trains) or "none")
+                    + ") run in recipes.")
     _add_checkpoint_arg(prune)
-    prune.add_argument("--method", required=True,
-                       choices=("magnitude", "spatial_winograd", "winograd_domain", "structured", "winograd_relu"))
+    prune.add_argument("--method", required=True, choices=one_shot)
     prune.add_argument("--amount", type=float, required=True,
-                       help="target sparsity in [0, 1) in the method's units (Winograd-domain for "
-                            "spatial_winograd/winograd_domain; kept fraction = 1 - amount for winograd_relu)")
+                       help="target sparsity in [0, 1) in the method's units: "
+                            + "; ".join(f"{name}: {METHODS[name].unit}" for name in one_shot)
+                            + "".join(f" (kept fraction = 1 - amount for {name})" for name in one_shot
+                                      if METHODS[name].densities))
     prune.add_argument("--scope", choices=("layer", "global"), default="layer")
     prune.add_argument("--include", action="append", help="only these layers (glob, repeatable)")
     prune.add_argument("--exclude", action="append", help="never these layers (glob, repeatable)")
     prune.add_argument("--override", action="append", default=[], metavar="LAYER=AMOUNT",
                        help="per-layer amount, e.g. --override features.0=0.2 (repeatable)")
-    prune.add_argument("--tile", type=int, default=4, help="spatial_winograd: tile m of F(m, r) (4)")
-    prune.add_argument("--no-ifm", action="store_true", help="winograd_domain: plain magnitude, no IFM")
-    prune.add_argument("--grad-power", type=float, help="winograd_domain: gradient scaling exponent (1.5)")
-    prune.add_argument("--granularity", choices=("feature_map", "kernel", "strided"), default="kernel",
-                       help="structured: unit (kernel)")
+    prune.add_argument("--tile", type=int, default=4,
+                       help="tile m of F(m, r) assumed by spatial_winograd and the statistics (4)")
+    prune.set_defaults(method_options=_add_method_options(prune, one_shot))
     _add_data_args(prune, required=False)
     _add_train_args(prune, "finetune-", None, 0.01)
     prune.add_argument("--output", required=True, help="pruned checkpoint to write")
@@ -322,6 +364,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _method_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The chosen method's keyword arguments from its flags (flags of other methods are errors)."""
+    from .prune import METHODS, PruneContext, method_options
+    from .recipes.schema import method_option_names
+    spec = METHODS.lookup(args.method)
+    given = {name: getattr(args, name) for name in args.method_options if getattr(args, name) is not None}
+    own = method_option_names(spec)
+    stray = ["--" + name.replace("_", "-") for name in given if name not in own]
+    if stray:
+        raise CliError(f"{', '.join(stray)} do(es) not apply to method {spec.name} (its options: "
+                       f"{', '.join('--' + n.replace('_', '-') for n in own) or 'none'})")
+    try:
+        return method_options(spec, spec.options(**given), PruneContext(tile=args.tile))
+    except ValueError as exc:
+        raise CliError(f"--method {spec.name}: {exc}") from None
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     from .prune import prune_model
     from .recipes.architecture import load_model, save_model
@@ -330,15 +389,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     ctx = init_distributed(args.device)
     model, checkpoint = load_model(args.checkpoint, ctx.device)
     architecture = checkpoint["architecture"]
-    options: dict[str, Any] = {}
-    if args.method == "spatial_winograd":
-        options["tile"] = args.tile
-    if args.method == "winograd_domain":
-        options["ifm"] = not args.no_ifm
-        if args.grad_power is not None:
-            options["grad_power"] = args.grad_power
-    if args.method == "structured":
-        options["granularity"] = args.granularity
+    options = _method_options(args)
     overrides = {k: float(v) for k, v in _parse_pairs(args.override, "--override").items()}
     if not 0 <= args.amount < 1:
         raise CliError(f"--amount {args.amount} is impossible: give a fraction in [0, 1)")
@@ -359,6 +410,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         save_model(args.output, model, architecture, evaluation=evaluation, input_shape=list(shape))
         text = f"{args.method} {args.amount:g}: Winograd-domain sparsity {_pct(summary['winograd_sparsity'])}, " \
                f"spatial {_pct(summary['spatial_sparsity'])}"
+        if "linear_sparsity" in summary:
+            text += f", linear layers {_pct(summary['linear_sparsity'])}"
         if evaluation:
             text += f", test accuracy {_pct(evaluation['accuracy'])}"
         print(f"{text}; saved {args.output}")
@@ -396,7 +449,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 0
     print(f"test accuracy {_pct(result['accuracy'])} (loss {result['loss']:.4f}, {result['samples']} images)")
     print(f"spatial sparsity {_pct(summary['spatial_sparsity'])}, Winograd-domain sparsity "
-          f"{_pct(summary['winograd_sparsity'])}")
+          f"{_pct(summary['winograd_sparsity'])}"
+          + (f", linear layers {_pct(summary['linear_sparsity'])}" if "linear_sparsity" in summary else ""))
     if summary.get("reduction_vs_direct"):
         print(f"multiplications per image: direct {summary['direct_mults']:,.0f}, Winograd with zero "
               f"weights skipped {summary['sparse_mults']:,.0f} ({summary['reduction_vs_direct']:.2f}x fewer; "

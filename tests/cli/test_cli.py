@@ -95,6 +95,22 @@ def test_corrupt_checkpoint_and_debug(tmp_path, capsys):
         main(["inspect", str(bad), "--debug"])
 
 
+def test_prune_linear_layers_and_method_flags(trained, capsys):
+    fc = str(trained / "fc.pt")
+    assert main(["prune", str(trained / "base.pt"), "--method", "magnitude", "--layers", "linear",
+                 "--amount", "0.5", "--output", fc]) == 0
+    out = capsys.readouterr().out
+    assert "spatial 0.00%" in out and "linear layers 50.00%" in out
+    model, _ = load_model(fc)
+    assert float((model.classifier[1].weight == 0).float().mean()) == 0.5
+    assert main(["prune", str(trained / "base.pt"), "--method", "magnitude", "--no-ifm", "--amount", "0.5",
+                 "--output", fc]) == 2
+    assert "--ifm do(es) not apply to method magnitude (its options: --layers)" in capsys.readouterr().err
+    assert main(["prune", str(trained / "base.pt"), "--method", "winograd_domain", "--grad-power", "-1",
+                 "--amount", "0.5", "--output", fc]) == 2
+    assert "grad_power must be >= 0" in capsys.readouterr().err
+
+
 def test_prune_rejects_impossible_amount(trained, capsys):
     assert main(["prune", str(trained / "base.pt"), "--method", "magnitude", "--amount", "1.5",
                  "--output", str(trained / "x.pt")]) == 2

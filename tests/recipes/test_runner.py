@@ -129,3 +129,24 @@ def test_interrupted_gradual_finetune_resumes(tmp_path, monkeypatch):
     resumed = run_recipe(recipe, tmp_path / "run", **QUIET)     # the masks come back with the weights
     assert resumed.stages_run == ["g"]
     assert resumed.rows[-1]["spatial_sparsity"] == pytest.approx(0.6, abs=0.01)
+
+
+def test_recipe_prunes_linear_layers_by_magnitude(tmp_path):
+    from sparsewino.prune import get_mask
+    from sparsewino.recipes import parse_recipe
+    recipe = parse_recipe({
+        "name": "fc", "data": {"dataset": "fake", "batch_size": 16, "options": {"num_samples": 64}},
+        "model": {"name": "small_vgg", "args": {"widths": [4, "M", 8]}},
+        "stages": [
+            {"stage": "train", "name": "t", "epochs": 0.25},
+            {"stage": "prune", "name": "convs", "method": "magnitude", "amount": 0.5},
+            {"stage": "prune", "name": "fc", "method": "magnitude", "layers": "linear", "amount": 0.8,
+             "finetune": {"epochs": 0.25}}]})
+    result = run_recipe(recipe, tmp_path / "run", **QUIET)
+    convs, fc = result.rows[1], result.rows[2]
+    assert "linear_sparsity" not in convs and convs["spatial_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert fc["linear_sparsity"] == pytest.approx(0.8, abs=0.01)
+    assert fc["spatial_sparsity"] == convs["spatial_sparsity"]          # convolutions untouched
+    model, _ = load_model(tmp_path / "run" / "model.pt")               # the mask comes back
+    linear = model.classifier[1]
+    assert get_mask(linear) is not None and float((linear.weight == 0).float().mean()) == pytest.approx(0.8, abs=0.01)

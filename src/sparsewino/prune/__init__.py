@@ -1,7 +1,8 @@
 """Pruning for Winograd convolution: one mask mechanism, many methods, sparsity in both domains.
 
 Methods (each ``f(module, amount, ...)`` returns the module; ``prune_model`` runs any of
-them over a model with per-layer overrides, exclusions and global amounts):
+them over a model with per-layer overrides, exclusions and global amounts; every method is
+listed in the registry :data:`METHODS`):
 
 * :func:`magnitude` — spatial unstructured magnitude pruning (the baseline);
 * :func:`spatial_winograd` — spatial-Winograd step 1 (structured spatial pruning aimed at
@@ -20,12 +21,12 @@ from .criteria import GroupMax, IFMMagnitude, Importance, Magnitude, OutputNormM
 from .mask import (Mask, apply_mask, effective_weight, finalize, get_grad_scale, get_mask,
                    masked_tensors, pruning_info, refresh, set_grad_scale, temporary_mask)
 from .methods import (DEFAULT_GRAD_POWER, GRANULARITIES, METHODS, RECOMMENDED_LR, MethodSpec,
-                      ParticleFilter, WinogradReluReport, batch_accuracy, magnitude,
+                      NativeWinogradPruning, ParticleFilter, PruneContext, WinogradReluReport,
+                      batch_accuracy, magnitude, method_options, register_method,
                       spatial_winograd, structured, winograd_domain, winograd_relu,
                       winograd_relu_prune)
-from .methods.native import NativeWinogradPruning
 from .methods.winograd_domain import ifm_grad_scale
-from .model import prunable_layers, prune_model, unwrap_model
+from .model import prunable_layers, prune_model, resolve_method, unwrap_model
 from .schedule import CubicSchedule, Schedule, StepSchedule
 from .selection import amount_to_count
 from .serialization import load_masks, load_pruned_state_dict, masks_state, save_masks
@@ -42,7 +43,7 @@ __all__ = [
     "magnitude", "spatial_winograd", "winograd_domain", "ifm_grad_scale", "DEFAULT_GRAD_POWER",
     "RECOMMENDED_LR", "NativeWinogradPruning", "winograd_relu", "winograd_relu_prune",
     "WinogradReluReport", "structured", "GRANULARITIES", "ParticleFilter", "batch_accuracy",
-    "METHODS", "MethodSpec",
+    "METHODS", "MethodSpec", "register_method", "resolve_method", "method_options", "PruneContext",
     # model level, schedules, callbacks
     "prune_model", "prunable_layers", "unwrap_model", "Schedule", "StepSchedule",
     "CubicSchedule", "TrainingCallback", "PruningCallback",

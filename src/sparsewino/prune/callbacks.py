@@ -1,54 +1,21 @@
-"""Training-time pruning: the callback protocol trainers call, and schedule-driven pruning.
+"""Training-time pruning: any method on a schedule, as a training callback.
 
-A trainer calls these duck-typed methods when an object has them (all optional):
-
-* ``on_train_begin(model)`` — once, before the first step;
-* ``regularization(model) -> Tensor | None`` — added to the loss of each step;
-* ``after_step(model, step)`` — right after each ``optimizer.step()``; ``step`` is the
-  0-based index of the step just taken (so ``step + 1`` steps are done);
-* ``on_epoch_end(model, epoch)`` — after each epoch; ``epoch`` is the 0-based index of the
-  epoch just finished;
-* ``state_dict()`` / ``load_state_dict(state)`` — for checkpoints and resumption.
-
-``model`` may be wrapped in DDP/DataParallel; callbacks look through the wrapper.
+:class:`PruningCallback` prunes with any method on a schedule; the protocol it follows (and
+:class:`TrainingCallback`, re-exported here) is in :mod:`sparsewino.prune.protocol`.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-import torch
 from torch import nn
 
 from .layers import NameFilter
 from .methods.base import MethodSpec
-from .model import prune_model
+from .model import prune_model, resolve_method
+from .protocol import TrainingCallback
 from .schedule import Schedule
 
 __all__ = ["TrainingCallback", "PruningCallback"]
-
-
-class TrainingCallback:
-    """Base class spelling out the protocol; every method is a no-op by default."""
-
-    def on_train_begin(self, model: nn.Module) -> None:
-        """Called once before training starts."""
-
-    def regularization(self, model: nn.Module) -> torch.Tensor | None:
-        """Extra loss term for the current step (``None``: nothing)."""
-        return None
-
-    def after_step(self, model: nn.Module, step: int) -> None:
-        """Called right after optimizer step ``step`` (0-based)."""
-
-    def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
-        """Called after epoch ``epoch`` (0-based) ends."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """Resumable state."""
-        return {}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
 
 
 class PruningCallback(TrainingCallback):
@@ -74,7 +41,7 @@ class PruningCallback(TrainingCallback):
                  **options: Any) -> None:
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule must be a StepSchedule/CubicSchedule, got {type(schedule).__name__}")
-        self.method, self.schedule = method, schedule
+        self.method, self.schedule = resolve_method(method), schedule
         self.kwargs = dict(overrides=overrides, include=include, exclude=exclude, scope=scope,
                            name=name, **options)
         self.applied: float | int | None = None

@@ -7,11 +7,10 @@ from typing import Any, Mapping
 from torch import nn
 
 from .layers import NameFilter, resolve_amounts, select_layers
-from .methods import METHODS
-from .methods.base import MethodSpec, run_method
+from .methods.base import METHODS, MethodSpec, run_method
 from .methods.particle_filter import ParticleFilter
 
-__all__ = ["prune_model", "prunable_layers", "unwrap_model"]
+__all__ = ["prune_model", "prunable_layers", "unwrap_model", "resolve_method"]
 
 logger = logging.getLogger("sparsewino")
 
@@ -23,12 +22,19 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model
 
 
-def _spec(method: str | MethodSpec) -> MethodSpec:
-    if isinstance(method, MethodSpec):
-        return method
-    if method not in METHODS:
-        raise ValueError(f"unknown pruning method {method!r}; choose one of {sorted(METHODS)}")
-    return METHODS[method]
+def resolve_method(method: str | MethodSpec) -> MethodSpec:
+    """The :class:`MethodSpec` of a method that prunes to an amount (by name or as a spec).
+
+    Raises:
+        UnknownNameError: no such method (the message lists them).
+        ValueError: the method prunes while training (use its callback instead).
+    """
+    spec = method if isinstance(method, MethodSpec) else METHODS.lookup(method)
+    if spec.trains:
+        raise ValueError(f"method {spec.name!r} prunes while training, not to an amount: pass "
+                         f"its callback ({getattr(spec.callback, '__name__', spec.callback)}) to "
+                         "fit(), or use it in a recipe's prune stage with a finetune")
+    return spec
 
 
 def prunable_layers(model: nn.Module, method: str | MethodSpec, include: NameFilter = None,
@@ -42,7 +48,7 @@ def prunable_layers(model: nn.Module, method: str | MethodSpec, include: NameFil
         >>> [n for n, _ in layers], skipped
         (['0'], {'2': 'not Winograd-eligible: stride (2, 2) != 1'})
     """
-    spec = _spec(method)
+    spec = resolve_method(method)
     return select_layers(unwrap_model(model), lambda m: spec.accept(m, **options), include, exclude)
 
 
@@ -54,8 +60,9 @@ def prune_model(model: nn.Module, method: str | MethodSpec, amount: float | int,
 
     Args:
         model: the model (a DDP/DataParallel wrapper is looked through).
-        method: ``"magnitude"``, ``"spatial_winograd"``, ``"winograd_domain"``,
-            ``"winograd_relu"``, ``"structured"`` (or a ``MethodSpec``).
+        method: a name from :data:`~sparsewino.prune.METHODS` that prunes to an amount
+            (``"magnitude"``, ``"spatial_winograd"``, ``"winograd_domain"``,
+            ``"winograd_relu"``, ``"structured"``) or a ``MethodSpec``.
         amount: the target (fraction or count, in the method's units: weights, Winograd
             positions, channels, ...).
         overrides: per-layer amounts by exact name or glob pattern, e.g. ``{"features.0": 0.2}``
@@ -80,7 +87,7 @@ def prune_model(model: nn.Module, method: str | MethodSpec, amount: float | int,
         >>> [round(float((m.weight == 0).float().mean()), 2) for m in (net[0], net[2])]
         [0.2, 0.5]
     """
-    spec = _spec(method)
+    spec = resolve_method(method)
     if scope not in ("layer", "global"):
         raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
     if scope == "global" and not spec.supports_global:

@@ -1,6 +1,7 @@
 """Sparsity in both domains: per layer, per Winograd position, and totals weighted by multiplications.
 
-For every convolution of a model: the spatial sparsity (zeros of the effective spatial weight;
+For every convolution of a model (and every ``nn.Linear``, with its sparsity only; the totals of
+the convolutions leave them out, ``linear_sparsity`` sums them up): the spatial sparsity (zeros of the effective spatial weight;
 undefined for Winograd-domain layers), the Winograd-domain sparsity (exact zeros of the
 effective Q = G g Gᵀ, computed in float64), the per-position sparsity map (n×n, or n×n×n),
 and, given an input shape, the multiplications of a dense and of a sparse execution.
@@ -35,7 +36,7 @@ class LayerSparsity:
 
     name: str
     kind: str
-    domain: str                               # "spatial", "winograd" or "conv" (plain torch)
+    domain: str                               # "spatial", "winograd", "conv" (plain torch) or "linear"
     algorithm: str | None
     weights: int | None
     spatial_sparsity: float | None
@@ -54,26 +55,30 @@ class LayerSparsity:
 
 @dataclass
 class SparsityReport:
-    """Per-layer :class:`LayerSparsity` rows and model totals; ``str()`` gives a table."""
+    """Per-convolution :class:`LayerSparsity` rows (``layers``), rows of the ``nn.Linear`` layers
+    (``linear``) and model totals; ``str()`` gives a table."""
 
     layers: list[LayerSparsity]
     totals: dict[str, float]
+    linear: list[LayerSparsity] = field(default_factory=list)
 
     def __getitem__(self, name: str) -> LayerSparsity:
-        for layer in self.layers:
+        for layer in [*self.layers, *self.linear]:
             if layer.name == name:
                 return layer
-        raise KeyError(f"no convolution named {name!r}; layers: {[l.name for l in self.layers]}")
+        raise KeyError(f"no convolution or linear layer named {name!r}; layers: "
+                       f"{[l.name for l in [*self.layers, *self.linear]]}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"layers": [l.to_dict() for l in self.layers], "totals": dict(self.totals)}
+        return {"layers": [l.to_dict() for l in self.layers], "totals": dict(self.totals),
+                "linear": [l.to_dict() for l in self.linear]}
 
     def __str__(self) -> str:
         def pct(v: float | None) -> str:
             return "-" if v is None else f"{100 * v:.1f}%"
 
         rows = [("layer", "type", "algorithm", "spatial", "winograd", "mults (M) dense→sparse", "method")]
-        for l in self.layers:
+        for l in [*self.layers, *self.linear]:
             mults = "-"
             if l.multiplications:
                 m = l.multiplications
@@ -91,8 +96,10 @@ class SparsityReport:
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         weighting = t.get("winograd_weighting", "weights")
-        lines.append(f"(winograd total weighted by {weighting}; 'assumed' = plain conv measured "
-                     "as if converted)")
+        lines.append(f"(totals over convolutions; winograd total weighted by {weighting}; 'assumed' = "
+                     "plain conv measured as if converted)")
+        if "linear_sparsity" in t:
+            lines.append(f"linear layers: {pct(t['linear_sparsity'])} of their weights are zero")
         return "\n".join(lines)
 
 
@@ -102,7 +109,8 @@ def _input_shapes(model: nn.Module, input_shape: Sequence[int]) -> dict[nn.Modul
     def record(module: nn.Module, args: tuple) -> None:
         shapes.setdefault(module, tuple(args[0].shape))
 
-    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, CONV_LAYERS)]
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules()
+             if isinstance(m, (*CONV_LAYERS, nn.Linear))]
     param = next(model.parameters(), None)
     dtype = param.dtype if param is not None else torch.float32
     device = param.device if param is not None else None
@@ -175,9 +183,23 @@ def _measure(name: str, module: nn.Module, tile: int | Sequence[int] | None, poi
         multiplications=mults, method=pruning_info(module).get("method"))
 
 
+def _measure_linear(name: str, module: nn.Linear, input_shape: tuple[int, ...] | None) -> LayerSparsity:
+    weight = effective(module, "weight")
+    sparsity = float((weight == 0).double().mean())
+    mults = None
+    if input_shape is not None:
+        direct = float(weight.numel() * math.prod(input_shape[:-1]))
+        mults = {"direct": direct, "dense": direct, "sparse": direct * (1 - sparsity),
+                 "direct_sparse": direct * (1 - sparsity)}
+    return LayerSparsity(name=name, kind=type(module).__name__, domain="linear", algorithm=None,
+                         weights=weight.numel(), spatial_sparsity=sparsity, winograd_weights=None,
+                         winograd_sparsity=None, position_sparsity=None, multiplications=mults,
+                         method=pruning_info(module).get("method"))
+
+
 def stats(model: nn.Module, input_shape: Sequence[int] | None = None,
           tile: int | Sequence[int] | None = 4, points: Any = None) -> SparsityReport:
-    """Measure the sparsity of every convolution of ``model`` in both domains.
+    """Measure the sparsity of every convolution of ``model`` in both domains, and of its ``nn.Linear``.
 
     Args:
         model: the model (masked or finalized; nothing is changed).
@@ -197,9 +219,15 @@ def stats(model: nn.Module, input_shape: Sequence[int] | None = None,
         (0.0, (6, 6))
     """
     shapes = _input_shapes(model, input_shape) if input_shape is not None else {}
-    layers = [_measure(name, module, tile, points, shapes.get(module))
-              for name, module in model.named_modules() if isinstance(module, CONV_LAYERS)]
+    rows = [_measure(name, module, tile, points, shapes.get(module)) if isinstance(module, CONV_LAYERS)
+            else _measure_linear(name, module, shapes.get(module))
+            for name, module in model.named_modules() if isinstance(module, (*CONV_LAYERS, nn.Linear))]
+    layers = [row for row in rows if row.domain != "linear"]
+    linear = [row for row in rows if row.domain == "linear"]
     totals: dict[str, float] = {}
+    if linear:
+        totals["linear_sparsity"] = (sum(l.spatial_sparsity * l.weights for l in linear)
+                                     / sum(l.weights for l in linear))
     spatial = [l for l in layers if l.spatial_sparsity is not None]
     if spatial:
         weights = sum(l.weights for l in spatial)
@@ -217,7 +245,7 @@ def stats(model: nn.Module, input_shape: Sequence[int] | None = None,
         totals["direct_multiplications"] = sum(l.multiplications["direct"] for l in layers)
         totals["dense_multiplications"] = sum(l.multiplications["dense"] for l in layers)
         totals["sparse_multiplications"] = sum(l.multiplications["sparse"] for l in layers)
-    return SparsityReport(layers, totals)
+    return SparsityReport(layers, totals, linear)
 
 
 def plot_position_sparsity(report: SparsityReport | nn.Module, path: str,

@@ -24,7 +24,8 @@ def sparsity_summary(model: nn.Module, input_shape: tuple[int, ...], tile: int,
     are counted as if converted with ``tile``. For models with Winograd-ReLU layers and real
     ``inputs``, ``reduction_dynamic`` counts only the multiplications whose weight *and*
     ReLU-ed transformed input are both non-zero (:func:`sparsewino.engine.count`; Liu et al.'s
-    measure), with ``activation_density`` the non-zero fraction of those inputs.
+    measure), with ``activation_density`` the non-zero fraction of those inputs. When
+    ``nn.Linear`` layers have zeros, ``linear_sparsity`` is their fraction of zero weights.
     """
     report = stats(model, input_shape=input_shape, tile=tile)
     totals = report.totals
@@ -32,6 +33,8 @@ def sparsity_summary(model: nn.Module, input_shape: tuple[int, ...], tile: int,
         "spatial_sparsity": totals.get("spatial_sparsity"),
         "winograd_sparsity": totals.get("winograd_sparsity"),
     }
+    if totals.get("linear_sparsity"):           # fully connected layers pruned (magnitude, layers: linear)
+        out["linear_sparsity"] = totals["linear_sparsity"]
     if "sparse_multiplications" in totals:
         direct, dense, sparse = (totals["direct_multiplications"], totals["dense_multiplications"],
                                  totals["sparse_multiplications"])

@@ -26,8 +26,7 @@ import torch
 from torch import nn
 
 from .. import engine
-from ..prune import (CubicSchedule, NativeWinogradPruning, ParticleFilter, PruningCallback,
-                     batch_accuracy, prune_model)
+from ..prune import CubicSchedule, PruneContext, PruningCallback, method_options, prune_model
 from ..train import DistContext, MetricsLog, TrainConfig, evaluate, fit, init_distributed
 from ..train.checkpoint import CheckpointError, load_checkpoint
 from ..train.distributed import barrier
@@ -191,36 +190,21 @@ def _train(run: _Run, stage: TrainStage, first_unit: int) -> None:
 
 
 def _prune_options(run: _Run, stage: PruneStage) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for key in ("ifm", "grad_power", "granularity", "stride", "include_bias"):
-        if getattr(stage, key) is not None:
-            options[key] = getattr(stage, key)
-    if stage.method == "spatial_winograd":
-        options["tile"] = stage.tile or run.recipe.tile
-    if stage.method == "structured":
-        options["seed"] = run.recipe.seed
-        if stage.importance == "particle_filter":
-            evaluate_batches = batch_accuracy(run.data.validation_batches())
-            options["importance"] = ParticleFilter(
-                evaluate_batches, model=run.model, seed=run.recipe.seed,
-                **{k: getattr(stage, k) for k in ("particles", "iterations") if getattr(stage, k)})
-        elif stage.importance is not None:
-            options["importance"] = stage.importance
-    return options
+    """The method's keyword arguments: its options from the recipe, completed from the run."""
+    context = PruneContext(tile=run.recipe.tile, seed=run.recipe.seed, model=run.model,
+                           validation_batches=run.data.validation_batches)
+    return method_options(stage.spec, stage.options, context)
 
 
 def _prune(run: _Run, stage: PruneStage, first_unit: int) -> None:
     index = stage_index(run, stage)
     selection = dict(overrides=stage.overrides or None, include=stage.include, exclude=stage.exclude)
-    if stage.method == "native" or stage.gradual is not None:
+    if stage.spec.trains or stage.gradual is not None:
         start = time.perf_counter()
-        if stage.method == "native":
-            callback = NativeWinogradPruning(run.model, threshold=stage.threshold, sparsity=stage.sparsity,
-                                             l1=1e-4 if stage.l1 is None else stage.l1,
-                                             include=stage.include, exclude=stage.exclude,
-                                             every=stage.every or 1)
-            label = f"native t0={stage.threshold}" if stage.threshold is not None else \
-                f"native sparsity {stage.sparsity:.2f}"
+        if stage.spec.trains:
+            callback = stage.spec.callback(run.model, include=stage.include, exclude=stage.exclude,
+                                           **_prune_options(run, stage))
+            label, target = callback.describe(), callback.target
         else:
             gradual = stage.gradual
             steps = len(run.data.train_loader(stage.finetune.batch_size, 0))
@@ -229,9 +213,8 @@ def _prune(run: _Run, stage: PruneStage, first_unit: int) -> None:
                                      initial=gradual.initial, every=gradual.every_steps, unit="step")
             callback = PruningCallback(stage.method, schedule, scope=stage.scope, **selection,
                                        **_prune_options(run, stage))
-            label = f"gradual to {gradual.final:.2f}"
+            label, target = f"gradual to {gradual.final:.2f}", gradual.final
         result = run.fit(stage.finetune, stage, 0, [callback])
-        target = stage.gradual.final if stage.gradual is not None else stage.sparsity
         run.add_row(stage, label, {**run.measure(result.evaluation), "target": target,
                                    "epochs": result.epochs}, time.perf_counter() - start)
         run.save_unit(index, 0, True)

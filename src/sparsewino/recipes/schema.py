@@ -1,29 +1,26 @@
 """Recipe schema: data, model and ordered stages, validated with messages that name the key."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Union
 
+from ..prune.methods.base import METHODS, MethodSpec, option_fields, validate_options
 from ..train.config import TrainConfig
-from ..train.schema import ConfigError, check_range, from_dict, to_dict
+from ..train.schema import ConfigError, check_range, from_dict, to_dict, unknown_key_error
 
 __all__ = ["Recipe", "DataConfig", "ModelConfig", "TrainStage", "PruneStage", "GradualConfig",
            "ConvertStage", "EvaluateStage", "CompileStage", "BenchmarkStage", "ReportStage",
-           "Stage", "STAGE_KINDS", "parse_recipe", "recipe_to_dict"]
+           "Stage", "STAGE_KINDS", "parse_recipe", "recipe_to_dict", "method_option_names"]
 
 #: Names of recipes and stages (the recipe name names the run directory).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-#: Method-specific options a prune stage may set (anything else set for the method is an error).
-METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
-    "magnitude": (),
-    "spatial_winograd": ("tile",),
-    "winograd_domain": ("ifm", "grad_power"),
-    "structured": ("granularity", "importance", "stride", "include_bias", "particles", "iterations"),
-    "winograd_relu": (),
-    "native": ("threshold", "sparsity", "l1", "every"),
-}
-_ALL_OPTIONS = sorted({o for opts in METHOD_OPTIONS.values() for o in opts})
+
+
+def method_option_names(spec: MethodSpec) -> list[str]:
+    """The keys a prune stage of method ``spec`` may set besides the common ones."""
+    return [f.name for f in option_fields(spec.options)]
 
 
 @dataclass
@@ -125,14 +122,17 @@ class PruneStage:
     """``prune``: a method, its targets, layer selection, and the fine-tune after each target.
 
     Exactly one way to give the target: ``amount`` (one step), ``targets`` (increasing steps,
-    each followed by ``finetune``), ``densities`` (Liu et al.'s kept fractions, decreasing),
-    ``gradual`` (cubic schedule during ``finetune``); ``native`` takes ``threshold`` or
-    ``sparsity`` instead and prunes during ``finetune``.
+    each followed by ``finetune``), ``densities`` (kept fractions, decreasing, for methods that
+    count densities), ``gradual`` (cubic schedule during ``finetune``). A method that prunes while
+    training (``native``) takes its own options instead and prunes during ``finetune``.
+
+    The method's options (``tile``, ``ifm``, ``granularity``...) are written next to the common
+    keys in YAML and held here as ``options``, an instance of the method's options dataclass
+    (:attr:`~sparsewino.prune.MethodSpec.options`).
     """
 
     name: str
-    method: Literal["magnitude", "spatial_winograd", "winograd_domain", "structured",
-                    "winograd_relu", "native"]
+    method: str
     amount: float | None = None
     targets: list[float] | None = None
     densities: list[float] | None = None
@@ -141,47 +141,37 @@ class PruneStage:
     include: list[str] | None = None
     exclude: list[str] | None = None
     overrides: dict[str, float] = field(default_factory=dict)
-    tile: int | None = None
-    ifm: bool | None = None
-    grad_power: float | None = None
-    granularity: Literal["feature_map", "kernel", "strided"] | None = None
-    importance: Literal["l1", "l2", "particle_filter"] | None = None
-    stride: int | None = None
-    include_bias: bool | None = None
-    particles: int | None = None
-    iterations: int | None = None
-    threshold: float | None = None
-    sparsity: float | None = None
-    l1: float | None = None
-    every: int | None = None
+    options: Any = None
     finetune: TrainConfig | None = None
     evaluate_after_pruning: bool = False
     kind: str = "prune"
 
+    @property
+    def spec(self) -> MethodSpec:
+        """The registered method."""
+        return METHODS.lookup(self.method)
+
     def __post_init__(self) -> None:
-        allowed = METHOD_OPTIONS[self.method]
-        stray = [o for o in _ALL_OPTIONS if getattr(self, o) is not None and o not in allowed]
-        if stray:
-            raise ValueError(f"option(s) {stray} do not apply to method {self.method!r} "
-                             f"(its options: {list(allowed) or 'none'})")
+        spec = self.spec
+        if self.options is None:
+            self.options = spec.options()
+        elif not isinstance(self.options, spec.options):
+            raise ValueError(f"options of method {self.method!r} must be a "
+                             f"{spec.options.__name__}, got {type(self.options).__name__}")
         given = [k for k in ("amount", "targets", "densities", "gradual") if getattr(self, k) is not None]
-        if self.method == "native":
+        if spec.trains:
             if given:
-                raise ValueError(f"method 'native' prunes during fine-tuning by threshold; remove {given} "
-                                 "and give threshold (t0) or sparsity")
-            if (self.threshold is None) == (self.sparsity is None):
-                raise ValueError("method 'native' needs exactly one of threshold (t0) or sparsity")
+                raise ValueError(f"method {self.method!r} prunes during fine-tuning; remove {given} "
+                                 f"(its options: {method_option_names(spec)})")
             if self.finetune is None:
-                raise ValueError("method 'native' prunes while training: add a finetune mapping")
-            check_range("sparsity", self.sparsity, 0, 1, high_open=True)
-            check_range("threshold", self.threshold, 0)
-            check_range("l1", self.l1, 0)
-            check_range("every", self.every, 1)
+                raise ValueError(f"method {self.method!r} prunes while training: add a finetune "
+                                 "mapping")
         elif len(given) != 1:
             raise ValueError("give exactly one of amount, targets, densities or gradual "
                              f"(got {given or 'none'})")
-        if self.densities is not None and self.method != "winograd_relu":
-            raise ValueError("densities (kept fractions) are for method 'winograd_relu'; use targets")
+        if self.densities is not None and not spec.densities:
+            takes = [n for n in METHODS.names() if METHODS[n].densities]
+            raise ValueError(f"densities (kept fractions) are for method(s) {takes}; use targets")
         for i, value in enumerate(self.target_list()):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"target {value} is impossible: sparsity targets are fractions in "
@@ -197,13 +187,6 @@ class PruneStage:
                 and self.gradual.end > self.finetune.epochs + 1e-9:
             raise ValueError(f"gradual.end ({self.gradual.end} epochs) is after the fine-tune ends "
                              f"({self.finetune.epochs} epochs)")
-        if self.importance == "particle_filter" and self.method != "structured":
-            raise ValueError("importance 'particle_filter' is for method 'structured'")
-        check_range("grad_power", self.grad_power, 0)
-        check_range("tile", self.tile, 1)
-        check_range("stride", self.stride, 1)
-        check_range("particles", self.particles, 1)
-        check_range("iterations", self.iterations, 1)
 
     def target_list(self) -> list[float]:
         """The sparsity targets in order (densities converted to sparsities)."""
@@ -349,11 +332,48 @@ def _parse_stage(raw: Any, index: int) -> Stage:
         return TrainStage(kind, name, from_dict(TrainConfig, data, where))
     if "kind" in data:
         raise ConfigError(f"{where}: unknown key 'kind'")
+    if kind == "prune":
+        data = _split_method_options(data, where)
     return from_dict(_STAGE_CLASSES[kind], {**data, "name": name}, where)
+
+
+def _split_method_options(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Move a prune stage's method options (flat keys in YAML) into its options dataclass."""
+    if "options" in data:
+        raise ConfigError(f"{where}: write the method's options as keys of the stage, not under "
+                          "'options'")
+    method = data.get("method")
+    if method is None:
+        raise ConfigError(f"{where}: missing required key 'method'")
+    if not isinstance(method, str) or method not in METHODS:
+        raise ConfigError(f"{where}.method: must be {' or '.join(repr(n) for n in METHODS.names())}, "
+                          f"got {method!r}")
+    spec = METHODS[method]
+    own = method_option_names(spec)
+    every = {name for other in METHODS.values() for name in method_option_names(other)}
+    stray = sorted(k for k in data if k in every and k not in own)
+    if stray:
+        raise ConfigError(f"{where}: option(s) {stray} do not apply to method {method!r} "
+                          f"(its options: {own or 'none'})")
+    common = [f.name for f in dataclasses.fields(PruneStage) if f.name not in ("options", "kind")]
+    unknown = [k for k in data if k not in common and k not in every]
+    if unknown:
+        raise unknown_key_error(unknown[0], [k for k in common if k != "name"] + own, where)
+    options = from_dict(spec.options, {k: data.pop(k) for k in own if k in data}, where)
+    try:
+        validate_options(options)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return {**data, "options": options}
 
 
 _STATE_NAMES = {"conv": "plain convolutions", "spatial": "spatial-domain Winograd layers",
                 "winograd": "Winograd-domain layers", "winograd_relu": "Winograd-ReLU layers"}
+#: How a recipe reaches a model state a method needs (the first state the method lists).
+_FIX_FOR_STATE = {"conv": "it before the convert stage to the Winograd domain",
+                  "spatial": "it before the convert stage to the Winograd domain",
+                  "winograd": "a convert stage with domain: winograd",
+                  "winograd_relu": "a convert stage with winograd_relu: true"}
 
 
 def _check_order(stages: list[Stage]) -> None:
@@ -369,15 +389,10 @@ def _check_order(stages: list[Stage]) -> None:
         if isinstance(stage, ConvertStage):
             state = "winograd_relu" if stage.winograd_relu else stage.domain
         elif isinstance(stage, PruneStage):
-            needs = {"winograd_domain": ("winograd", "winograd_relu"), "native": ("winograd", "winograd_relu"),
-                     "winograd_relu": ("winograd_relu",), "spatial_winograd": ("conv", "spatial")}
-            if stage.method in needs and state not in needs[stage.method]:
-                fix = {"winograd_domain": "a convert stage with domain: winograd",
-                       "native": "a convert stage with domain: winograd",
-                       "winograd_relu": "a convert stage with winograd_relu: true",
-                       "spatial_winograd": "it before the convert stage to the Winograd domain"}
+            needs = stage.spec.states
+            if needs and state not in needs:
                 raise ConfigError(f"{where}: method {stage.method!r} cannot prune "
-                                  f"{_STATE_NAMES[state]}; put {fix[stage.method]} first")
+                                  f"{_STATE_NAMES[state]}; put {_FIX_FOR_STATE[needs[0]]} first")
 
 
 def parse_recipe(data: Mapping[str, Any], source: str = "recipe") -> Recipe:
@@ -410,6 +425,11 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
         else:
             body = to_dict(stage)
             kind = body.pop("kind")
+            if isinstance(stage, PruneStage):       # method options are keys of the stage
+                options = body.pop("options")
+                at = list(body).index("method") + 1
+                items = list(body.items())
+                body = dict(items[:at] + list(options.items()) + items[at:])
             stages.append({"stage": kind, **{k: v for k, v in body.items() if v is not None}})
     head = to_dict(recipe)
     head["stages"] = stages

@@ -7,7 +7,7 @@ import types
 import typing
 from typing import Any, Literal, Mapping, TypeVar, Union
 
-__all__ = ["ConfigError", "from_dict", "to_dict", "check_range"]
+__all__ = ["ConfigError", "from_dict", "to_dict", "check_range", "unknown_key_error"]
 
 T = TypeVar("T")
 
@@ -119,10 +119,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "config
     hints = typing.get_type_hints(cls)
     unknown = [k for k in data if k not in fields]
     if unknown:
-        key = unknown[0]
-        close = difflib.get_close_matches(str(key), list(fields), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"{where}: unknown key {key!r}{hint} (allowed: {', '.join(fields)})")
+        raise unknown_key_error(unknown[0], list(fields), where)
     values = {}
     for name, field in fields.items():
         if name in data:
@@ -135,6 +132,13 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "config
         raise
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def unknown_key_error(key: Any, allowed: list[str], where: str) -> ConfigError:
+    """The error for an unknown ``key``: names the closest allowed key and lists them all."""
+    close = difflib.get_close_matches(str(key), allowed, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"{where}: unknown key {key!r}{hint} (allowed: {', '.join(allowed)})")
 
 
 def to_dict(obj: Any) -> Any:

@@ -1,18 +1,35 @@
 """Magnitude pruning, spatial and unstructured: the baseline every paper compares against."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from torch import nn
 
 from ..criteria import Importance, Magnitude
 from ..layers import CONV_LAYERS, is_winograd_layer
 from ..selection import ScoreProblem
-from .base import MethodSpec, element_problem, prune_layer
+from .base import MethodSpec, element_problem, option, prune_layer, register_method
 
-__all__ = ["magnitude", "MAGNITUDE"]
+__all__ = ["magnitude", "MAGNITUDE", "MagnitudeOptions", "LAYER_TYPES"]
+
+#: Which layers ``prune_model(model, "magnitude", ..., layers=...)`` prunes.
+LAYER_TYPES = {"conv": CONV_LAYERS, "linear": (nn.Linear,), "all": (*CONV_LAYERS, nn.Linear)}
 
 
-def _accept(module: nn.Module, **_: object) -> str | None:
-    return None if isinstance(module, CONV_LAYERS) else "-"
+@dataclass(frozen=True)
+class MagnitudeOptions:
+    """Options of ``magnitude`` in recipes and on the command line."""
+
+    layers: Literal["conv", "linear", "all"] | None = option(
+        "which layers: conv (convolutions, the default), linear (nn.Linear: fully connected "
+        "layers) or all")
+
+
+def _accept(module: nn.Module, layers: str = "conv", **_: object) -> str | None:
+    if layers not in LAYER_TYPES:
+        raise ValueError(f"layers must be one of {sorted(LAYER_TYPES)}, got {layers!r}")
+    return None if isinstance(module, LAYER_TYPES[layers]) else "-"
 
 
 def _build(module: nn.Module, name: str = "weight", importance: Importance | None = None,
@@ -20,9 +37,6 @@ def _build(module: nn.Module, name: str = "weight", importance: Importance | Non
     scores = (importance or Magnitude())(module, name)
     domain = "winograd" if is_winograd_layer(module, "winograd") and name == "weight" else "spatial"
     return element_problem(module, name, scores, domain)
-
-
-MAGNITUDE = MethodSpec("magnitude", _accept, _build)
 
 
 def magnitude(module: nn.Module, amount: float | int, name: str = "weight", *,
@@ -49,3 +63,13 @@ def magnitude(module: nn.Module, amount: float | int, name: str = "weight", *,
         0.5
     """
     return prune_layer(MAGNITUDE, module, amount, name, importance=importance)
+
+
+MAGNITUDE = register_method(MethodSpec(
+    "magnitude", _accept, _build, options=MagnitudeOptions,
+    description="magnitude pruning (baseline): the smallest |w| of each layer",
+    layer_function=magnitude,
+    usage="sp.magnitude(layer, amount)",
+    prunes="any conv's weight (spatial, or Q of a Winograd-domain layer); nn.Linear with "
+           "layers: linear/all",
+    unit="entries"))

@@ -7,23 +7,40 @@ they stay pruned (in Li et al.'s loop a zeroed weight may regrow; here sparsity 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from ..callbacks import TrainingCallback
 from ..criteria import OutputNormMagnitude
 from ..layers import NameFilter, is_winograd_layer, matches, select_layers
 from ..mask import apply_mask, effective_weight
 from ..model import unwrap_model
+from ..protocol import TrainingCallback
 from ..selection import amount_to_count, solve_threshold
-from .base import element_problem
+from .base import MethodSpec, element_problem, option, register_method
 
-__all__ = ["NativeWinogradPruning"]
+__all__ = ["NativeWinogradPruning", "NATIVE", "NativeOptions"]
 
 
-def _accept(module: nn.Module) -> str | None:
+@dataclass(frozen=True)
+class NativeOptions:
+    """Options of ``native`` in recipes (it prunes while fine-tuning)."""
+
+    threshold: float | None = option("t0 of the hard threshold |Q_i| <= t0 / ||row_i(A x A)|| "
+                                     "(give this or sparsity)", low=0)
+    sparsity: float | None = option("instead of threshold: choose t0 per layer so that the first "
+                                    "threshold prunes this fraction", low=0, high=1, high_open=True)
+    l1: float | None = option("weight of the L1 penalty on Q (default 1e-4)", low=0)
+    every: int | None = option("apply the threshold every N optimizer steps (default 1)", low=1)
+
+    def __post_init__(self) -> None:
+        if (self.threshold is None) == (self.sparsity is None):
+            raise ValueError("method 'native' needs exactly one of threshold (t0) or sparsity")
+
+
+def _accept(module: nn.Module, **_: object) -> str | None:
     if not is_winograd_layer(module):
         return "-"
     return None if module.domain == "winograd" else "spatial-domain Winograd layer"
@@ -90,6 +107,17 @@ class NativeWinogradPruning(TrainingCallback):
                 self.thresholds[name] = float(self.threshold)
         return self.thresholds[name]
 
+    @property
+    def target(self) -> float | None:
+        """The sparsity aimed at by the first threshold (``None`` when t0 is given)."""
+        return self.sparsity
+
+    def describe(self) -> str:
+        """A short label: ``native t0=...`` or ``native sparsity 0.50``."""
+        if self.threshold is not None:
+            return f"native t0={self.threshold}"
+        return f"native sparsity {self.sparsity:.2f}"
+
     def apply_threshold(self, model: nn.Module) -> None:
         """Prune every entry at or below its position's threshold now."""
         for name, module in self.layers(model):
@@ -116,3 +144,13 @@ class NativeWinogradPruning(TrainingCallback):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.thresholds = {k: float(v) for k, v in state.get("thresholds", {}).items()}
+
+
+NATIVE = register_method(MethodSpec(
+    "native", _accept, None, callback=NativeWinogradPruning, options=NativeOptions,
+    states=("winograd", "winograd_relu"),
+    description="native Winograd-domain pruning (Li et al.): L1 on Q and a hard threshold after "
+                "every step, while fine-tuning",
+    layer_function=NativeWinogradPruning,
+    usage="sp.NativeWinogradPruning(model, threshold=t0 or sparsity=s, l1=λ)",
+    prunes="Q of domain=\"winograd\" layers", unit="– (threshold)"))

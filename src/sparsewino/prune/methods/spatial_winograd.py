@@ -12,7 +12,8 @@ so a per-layer target is met within one kernel's positions, i.e. |reached - targ
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -21,9 +22,17 @@ from ...nn.convert import eligibility
 from ..criteria import GroupMax, effective, support_matrix
 from ..layers import CONV_LAYERS, is_winograd_layer, layer_algorithms
 from ..selection import ThresholdProblem
-from .base import MethodSpec, prune_layer
+from .base import MethodSpec, PruneContext, option, prune_layer, register_method
 
-__all__ = ["spatial_winograd", "SPATIAL_WINOGRAD", "WinogradGroupProblem"]
+__all__ = ["spatial_winograd", "SPATIAL_WINOGRAD", "SpatialWinogradOptions", "WinogradGroupProblem"]
+
+
+@dataclass(frozen=True)
+class SpatialWinogradOptions:
+    """Options of ``spatial_winograd`` in recipes and on the command line."""
+
+    tile: int | None = option("output tile m of the F(m, r) the zeros are aimed at (default: "
+                              "the recipe's tile)", low=1)
 
 
 class WinogradGroupProblem(ThresholdProblem):
@@ -83,7 +92,8 @@ def _build(module: nn.Module, name: str = "weight", tile: int | Sequence[int] = 
     return WinogradGroupProblem(module, name, tile, points)
 
 
-SPATIAL_WINOGRAD = MethodSpec("spatial_winograd", _accept, _build)
+def _prepare(values: dict[str, Any], context: PruneContext) -> dict[str, Any]:
+    return {**values, "tile": values.get("tile") or context.tile}
 
 
 def spatial_winograd(module: nn.Module, amount: float | int, name: str = "weight", *,
@@ -111,3 +121,12 @@ def spatial_winograd(module: nn.Module, amount: float | int, name: str = "weight
         True
     """
     return prune_layer(SPATIAL_WINOGRAD, module, amount, name, tile=tile, points=points)
+
+
+SPATIAL_WINOGRAD = register_method(MethodSpec(
+    "spatial_winograd", _accept, _build, options=SpatialWinogradOptions, states=("conv", "spatial"),
+    prepare=_prepare, description="spatial-Winograd step 1 (Yu et al.): zero whole spatial groups "
+                                  "so that Q = G g Gᵀ gets exact zeros",
+    layer_function=spatial_winograd, usage="sp.spatial_winograd(layer, amount, tile=4)",
+    prunes="spatial weights of stride-1 convs (plain or WinogradConv2d/3d(domain=\"spatial\"))",
+    unit="exact zeros of Q (Winograd sparsity)"))

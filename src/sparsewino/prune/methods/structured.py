@@ -16,7 +16,8 @@ Works on spatial weights and on Winograd-domain Q alike.
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -25,12 +26,31 @@ from ..criteria import Importance, Magnitude
 from ..layers import CONV_LAYERS, is_winograd_layer
 from ..mask import get_mask
 from ..selection import ScoreProblem, amount_to_count
-from .base import MethodSpec, prune_layer
-from .particle_filter import ParticleFilter
+from .base import MethodSpec, PruneContext, option, prune_layer, register_method
+from .particle_filter import ParticleFilter, batch_accuracy
 
-__all__ = ["structured", "STRUCTURED", "GRANULARITIES", "unit_index"]
+__all__ = ["structured", "STRUCTURED", "StructuredOptions", "GRANULARITIES", "unit_index"]
 
 GRANULARITIES = ("feature_map", "kernel", "strided")
+
+
+@dataclass(frozen=True)
+class StructuredOptions:
+    """Options of ``structured`` in recipes and on the command line."""
+
+    granularity: Literal["feature_map", "kernel", "strided"] | None = option(
+        "unit: feature_map, kernel (default) or strided")
+    importance: Literal["l1", "l2", "particle_filter"] | None = option(
+        "unit importance: l1 (default), l2 or particle_filter (needs held-out images: "
+        "data.validation in a recipe)")
+    stride: int | None = option("pattern stride of the strided granularity (default 2)", low=1)
+    include_bias: bool | None = option("feature_map: mask the channel's bias too (default true)")
+    particles: int | None = option("particle_filter: particles per generation (default 16)", low=1)
+    iterations: int | None = option("particle_filter: generations (default 8)", low=1)
+
+    def __post_init__(self) -> None:
+        if (self.particles, self.iterations) != (None, None) and self.importance != "particle_filter":
+            raise ValueError("particles and iterations apply to importance 'particle_filter' only")
 
 
 def unit_index(shape: torch.Size | tuple[int, ...], granularity: str, stride: int = 2
@@ -124,7 +144,16 @@ def _build(module: nn.Module, name: str = "weight", granularity: str = "kernel",
     return ScoreProblem(module, scores, expand, domain)
 
 
-STRUCTURED = MethodSpec("structured", _accept, _build)
+def _prepare(values: dict[str, Any], context: PruneContext) -> dict[str, Any]:
+    values = dict(values, seed=context.seed)
+    search = {k: values.pop(k) for k in ("particles", "iterations") if k in values}
+    if values.get("importance") == "particle_filter":
+        if context.validation_batches is None:
+            raise ValueError("importance 'particle_filter' needs held-out validation images "
+                             "(a recipe with data.validation > 0)")
+        values["importance"] = ParticleFilter(batch_accuracy(context.validation_batches()),
+                                              model=context.model, seed=context.seed, **search)
+    return values
 
 
 def structured(module: nn.Module, amount: float | int, granularity: str = "kernel",
@@ -158,3 +187,11 @@ def structured(module: nn.Module, amount: float | int, granularity: str = "kerne
     return prune_layer(STRUCTURED, module, amount, name, granularity=granularity,
                        importance=importance, stride=stride, include_bias=include_bias,
                        evaluate=evaluate, model=model, seed=seed)
+
+
+STRUCTURED = register_method(MethodSpec(
+    "structured", _accept, _build, options=StructuredOptions, prepare=_prepare,
+    description="structured pruning (Anwar et al.): feature maps, kernels or strided patterns, "
+                "by L1/L2 or particle filtering",
+    layer_function=structured, usage='sp.structured(layer, amount, granularity, importance="l1")',
+    prunes="feature maps, kernels, strided patterns (either domain)", unit="units"))

@@ -13,6 +13,8 @@ entry's step: it matters with SGD.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -21,10 +23,10 @@ from ..criteria import IFMMagnitude, Importance, Magnitude, require_winograd_dom
 from ..layers import is_winograd_layer
 from ..mask import set_grad_scale
 from ..selection import ScoreProblem
-from .base import MethodSpec, element_problem, prune_layer
+from .base import MethodSpec, element_problem, option, prune_layer, register_method
 
-__all__ = ["winograd_domain", "WINOGRAD_DOMAIN", "ifm_grad_scale", "DEFAULT_GRAD_POWER",
-           "RECOMMENDED_LR"]
+__all__ = ["winograd_domain", "WINOGRAD_DOMAIN", "WinogradDomainOptions", "ifm_grad_scale",
+           "DEFAULT_GRAD_POWER", "RECOMMENDED_LR"]
 
 #: Default exponent p of the gradient scaling 1 / M̂^p (the authors' value; our lr x p sweep on
 #: Fashion-MNIST in docs/pruning.md found it best together with RECOMMENDED_LR).
@@ -32,6 +34,16 @@ DEFAULT_GRAD_POWER = 1.5
 #: Step-2 fine-tuning learning rate (SGD, momentum 0.9) measured best with p = 1.5; for the IFM
 #: criterion without scaling (p = 0) 1e-4 was best: scaling lowers the effective step.
 RECOMMENDED_LR = 1e-3
+
+
+@dataclass(frozen=True)
+class WinogradDomainOptions:
+    """Options of ``winograd_domain`` in recipes and on the command line."""
+
+    ifm: bool | None = option("weight |Q| by the importance factor matrix and scale gradients "
+                              "(default true; false: plain magnitude of Q)")
+    grad_power: float | None = option(f"exponent p of the gradient scaling 1/M^p (default "
+                                      f"{DEFAULT_GRAD_POWER}; 0: none)", low=0)
 
 
 def ifm_grad_scale(module: nn.Module, grad_power: float = DEFAULT_GRAD_POWER) -> torch.Tensor:
@@ -64,9 +76,6 @@ def _finish(module: nn.Module, name: str = "weight", ifm: bool = True,
         set_grad_scale(module, None, name)
 
 
-WINOGRAD_DOMAIN = MethodSpec("winograd_domain", _accept, _build, _finish)
-
-
 def winograd_domain(module: nn.Module, amount: float | int, name: str = "weight", *,
                     ifm: bool = True, grad_power: float | None = None,
                     importance: Importance | None = None) -> nn.Module:
@@ -94,3 +103,12 @@ def winograd_domain(module: nn.Module, amount: float | int, name: str = "weight"
     """
     return prune_layer(WINOGRAD_DOMAIN, module, amount, name, ifm=ifm, grad_power=grad_power,
                        importance=importance)
+
+
+WINOGRAD_DOMAIN = register_method(MethodSpec(
+    "winograd_domain", _accept, _build, _finish, options=WinogradDomainOptions,
+    states=("winograd", "winograd_relu"),
+    description="step 2 (Yu et al.): prune Q by |Q| x importance factor matrix, gradients / M^p",
+    layer_function=winograd_domain,
+    usage="sp.winograd_domain(layer, amount, ifm=True, grad_power=None)",
+    prunes="Q of domain=\"winograd\" layers", unit="entries of Q"))

@@ -20,7 +20,7 @@ from ...nn.convert import ConversionReport, LayerDecision, convert, describe, el
 from ..criteria import Magnitude, require_winograd_domain
 from ..layers import NameFilter, WINOGRAD_LAYERS, is_winograd_layer, matches
 from ..selection import ScoreProblem
-from .base import MethodSpec, element_problem, prune_layer
+from .base import MethodSpec, element_problem, prune_layer, register_method
 
 __all__ = ["winograd_relu", "winograd_relu_prune", "WINOGRAD_RELU", "WinogradReluReport",
            "ReluDecision"]
@@ -174,9 +174,6 @@ def _build(module: nn.Module, name: str = "weight", **_: object) -> ScoreProblem
     return element_problem(module, name, Magnitude()(module, name), "winograd")
 
 
-WINOGRAD_RELU = MethodSpec("winograd_relu", _accept, _build)
-
-
 def winograd_relu_prune(module: nn.Module, density: float, name: str = "weight") -> nn.Module:
     """Prune a Winograd-ReLU layer's Q by magnitude down to ``density`` (kept fraction).
 
@@ -198,3 +195,12 @@ def winograd_relu_prune(module: nn.Module, density: float, name: str = "weight")
     if not 0.0 <= density <= 1.0:
         raise ValueError(f"density is the kept fraction and must lie in [0, 1], got {density!r}")
     return prune_layer(WINOGRAD_RELU, module, 1.0 - density, name)
+
+
+WINOGRAD_RELU = register_method(MethodSpec(
+    "winograd_relu", _accept, _build, states=("winograd_relu",), densities=True,
+    description="Winograd-ReLU (Liu et al.): magnitude pruning of Q in layers whose ReLU acts "
+                "on the transformed input",
+    layer_function=winograd_relu_prune,
+    usage="sp.winograd_relu(model) then sp.winograd_relu_prune(layer, density)",
+    prunes="Q of winograd_relu=True layers", unit="entries of Q"))

@@ -1,0 +1,18 @@
+"""Errors caused by input the user can fix; the CLI prints them as one line without a traceback."""
+from __future__ import annotations
+
+__all__ = ["UserError", "UnknownNameError"]
+
+
+class UserError(Exception):
+    """Base of the errors whose message says what is wrong with the user's input and what to do.
+
+    Bad configurations, missing or foreign files, unknown names. Anything else that escapes to
+    the ``sparsewino`` command is treated as a defect: it is shown with its type and a hint to
+    re-run with ``--debug``. Subclasses keep a built-in base (``ValueError``, ``RuntimeError``,
+    ``FileNotFoundError``) so that ``except ValueError`` in user code keeps working.
+    """
+
+
+class UnknownNameError(UserError, ValueError):
+    """A name that no registry knows (pruning method, layer kind, dataset, model...)."""
