@@ -7,7 +7,7 @@ STAMP := $(VENV)/.stamp-install
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test setup dataset clean
+.PHONY: demo test setup dataset docs clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,9 @@ demo: setup dataset
 
 test: setup
 	$(PY) -m pytest tests
+
+docs: setup
+	$(PY) -m sparsewino.doc_tables
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -15,4 +15,4 @@ class UserError(Exception):
 
 
 class UnknownNameError(UserError, ValueError):
-    """A name that no registry knows (pruning method, layer kind, dataset, model...)."""
+    """A name nobody registered: a pruning method, layer kind, dataset, model, or an option of one."""

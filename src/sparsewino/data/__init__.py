@@ -6,10 +6,11 @@ from .folder import ImageFolderDataset
 from .idx import read_idx
 from .loader import BatchLoader
 from .registry import (DATASETS, DatasetSpec, available_datasets, dataset_spec, default_root,
-                       load_dataset)
+                       load_dataset, register_dataset)
 from .tensor_dataset import TensorImageDataset, fake_dataset
 
 __all__ = ["Augmentation", "Normalize", "random_crop", "random_flip", "center_crop",
            "load_cifar_split", "DatasetError", "DatasetNotFoundError", "ImageFolderDataset",
            "read_idx", "BatchLoader", "DATASETS", "DatasetSpec", "available_datasets",
-           "dataset_spec", "default_root", "load_dataset", "TensorImageDataset", "fake_dataset"]
+           "dataset_spec", "default_root", "load_dataset", "register_dataset", "TensorImageDataset",
+           "fake_dataset"]

@@ -6,14 +6,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Union
 
+from ..errors import UnknownNameError
+from ..registry import Registry
 from .augment import Augmentation
 from .cifar import load_cifar_split
 from .folder import ImageFolderDataset, find_split_dir
 from .idx import load_idx_split
 from .tensor_dataset import TensorImageDataset, fake_dataset
 
-__all__ = ["DatasetSpec", "DATASETS", "dataset_spec", "load_dataset", "available_datasets",
-           "default_root"]
+__all__ = ["DatasetSpec", "DATASETS", "register_dataset", "dataset_spec", "load_dataset",
+           "available_datasets", "default_root"]
 
 Dataset = Union[TensorImageDataset, ImageFolderDataset]
 
@@ -23,7 +25,12 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """What the pipeline needs to know about a dataset before loading it."""
+    """What the pipeline needs to know about a dataset before loading it.
+
+    ``description`` says what files it reads (for the docs); ``how_to_get`` is shown when they
+    are missing; ``load(root, split, **options)`` returns the dataset; ``options`` lists the
+    dataset-specific options ``load`` takes.
+    """
 
     name: str
     in_channels: int
@@ -36,6 +43,7 @@ class DatasetSpec:
     how_to_get: str
     load: Callable[..., Dataset] = field(repr=False)
     options: tuple[str, ...] = ()
+    description: str = ""
 
 
 def default_root(name: str) -> Path:
@@ -86,46 +94,65 @@ def _fake(root: Path, split: str, num_samples: int = 256, num_classes: int = 10,
 _MNIST_HOW = ("Download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
               "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz from the MNIST page into "
               "that directory, or pass --data-dir DIR / data.root in the recipe.")
-DATASETS: dict[str, DatasetSpec] = {
-    "fashion-mnist": DatasetSpec(
-        "fashion-mnist", 1, 10, 28, (0.2860,), (0.3530,), Augmentation(crop_padding=2, flip=True),
-        "/usr/share/datasets/fashion-mnist",
-        "Install it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu, files in "
-        "/usr/share/datasets/fashion-mnist), or download the four idx .gz files of "
-        "zalandoresearch/fashion-mnist and pass their directory with --data-dir DIR.",
-        _fashion),
-    "mnist": DatasetSpec("mnist", 1, 10, 28, (0.1307,), (0.3081,), Augmentation(crop_padding=2),
-                         None, _MNIST_HOW, _idx("MNIST", _MNIST_HOW)),
-    "cifar10": DatasetSpec("cifar10", 3, 10, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-                           Augmentation(crop_padding=4, flip=True), None,
-                           "Extract cifar-10-python.tar.gz there.", _cifar("cifar10")),
-    "cifar100": DatasetSpec("cifar100", 3, 100, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
-                            Augmentation(crop_padding=4, flip=True), None,
-                            "Extract cifar-100-python.tar.gz there.", _cifar("cifar100")),
-    "imagenet": DatasetSpec("imagenet", 3, 1000, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
-                            Augmentation(crop_size=224, flip=True), None,
-                            "Put the images in root/train/<class>/ and root/val/<class>/.",
-                            _folder, ("image_size", "classes")),
-    "fake": DatasetSpec("fake", 1, 10, 28, (0.5,), (0.25,), Augmentation(crop_padding=2), None,
-                        "The fake dataset is generated, nothing to download.", _fake,
-                        ("num_samples", "num_classes", "channels", "image_size", "seed")),
-}
-_ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist",
-            "cifar-10": "cifar10", "cifar_10": "cifar10", "cifar-100": "cifar100", "cifar_100": "cifar100",
-            "folder": "imagenet", "image-folder": "imagenet"}
+
+#: Every dataset loadable by name (case-insensitive; aliases like ``cifar-10`` allowed).
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def register_dataset(spec: DatasetSpec, aliases: tuple[str, ...] = ()) -> DatasetSpec:
+    """Add ``spec`` (and other spellings of its name) to :data:`DATASETS` and return it."""
+    return DATASETS.register(spec, aliases)
+
+
+register_dataset(DatasetSpec(
+    "fashion-mnist", 1, 10, 28, (0.2860,), (0.3530,), Augmentation(crop_padding=2, flip=True),
+    "/usr/share/datasets/fashion-mnist",
+    "Install it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu, files in "
+    "/usr/share/datasets/fashion-mnist), or download the four idx .gz files of "
+    "zalandoresearch/fashion-mnist and pass their directory with --data-dir DIR.",
+    _fashion, description="the four idx files, `.gz` or not"),
+    aliases=("fashion_mnist", "fashionmnist", "fmnist"))
+register_dataset(DatasetSpec(
+    "mnist", 1, 10, 28, (0.1307,), (0.3081,), Augmentation(crop_padding=2), None, _MNIST_HOW,
+    _idx("MNIST", _MNIST_HOW), description="idx files (also `train-images.idx3-ubyte` spelling)"))
+register_dataset(DatasetSpec(
+    "cifar10", 3, 10, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+    Augmentation(crop_padding=4, flip=True), None, "Extract cifar-10-python.tar.gz there.",
+    _cifar("cifar10"), description="the python-pickle archive directory (`cifar-10-batches-py`) "
+                                   "or its parent"),
+    aliases=("cifar-10", "cifar_10"))
+register_dataset(DatasetSpec(
+    "cifar100", 3, 100, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+    Augmentation(crop_padding=4, flip=True), None, "Extract cifar-100-python.tar.gz there.",
+    _cifar("cifar100"), description="the python-pickle archive directory (`cifar-100-python`) "
+                                    "or its parent"),
+    aliases=("cifar-100", "cifar_100"))
+register_dataset(DatasetSpec(
+    "imagenet", 3, 1000, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+    Augmentation(crop_size=224, flip=True), None,
+    "Put the images in root/train/<class>/ and root/val/<class>/.", _folder, ("image_size", "classes"),
+    description="image folders `root/train/<class>/*`, `root/val/<class>/*` (Pillow: "
+                "`pip install 'sparsewino[images]'`)"),
+    aliases=("folder", "image-folder"))
+register_dataset(DatasetSpec(
+    "fake", 1, 10, 28, (0.5,), (0.25,), Augmentation(crop_padding=2), None,
+    "The fake dataset is generated, nothing to download.", _fake,
+    ("num_samples", "num_classes", "channels", "image_size", "seed"),
+    description="generated: one oriented grating per class + noise"))
 
 
 def available_datasets() -> list[str]:
     """Names accepted by :func:`load_dataset`."""
-    return sorted(DATASETS)
+    return DATASETS.names()
 
 
 def dataset_spec(name: str) -> DatasetSpec:
-    """The :class:`DatasetSpec` of ``name`` (case-insensitive; aliases like ``cifar-10`` allowed)."""
-    key = _ALIASES.get(name.lower(), name.lower())
-    if key not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(available_datasets())}")
-    return DATASETS[key]
+    """The :class:`DatasetSpec` of ``name`` (case-insensitive; aliases like ``cifar-10`` allowed).
+
+    Raises:
+        UnknownNameError: no such dataset (the message lists them).
+    """
+    return DATASETS.lookup(name)
 
 
 def load_dataset(name: str, split: str = "train", root: str | Path | None = None,
@@ -158,6 +185,6 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
-        raise ValueError(f"dataset {spec.name!r} takes no option(s) {unknown}; "
-                         f"allowed: {list(spec.options) or 'none'}")
+        raise UnknownNameError(f"dataset {spec.name!r} takes no option(s) {unknown}; "
+                               f"allowed: {list(spec.options) or 'none'}")
     return spec.load(Path(root) if root is not None else default_root(spec.name), split, **options)

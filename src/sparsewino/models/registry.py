@@ -1,12 +1,17 @@
 """Model registry: build any model by name with configurable input channels and classes."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from torch import nn
 
-__all__ = ["register_model", "create_model", "available_models", "model_entry", "ModelEntry"]
+from ..errors import UnknownNameError
+from ..registry import Registry
+
+__all__ = ["register_model", "create_model", "available_models", "model_entry", "ModelEntry",
+           "MODELS", "model_options"]
 
 
 @dataclass(frozen=True)
@@ -19,31 +24,40 @@ class ModelEntry:
     description: str
 
 
-_MODELS: dict[str, ModelEntry] = {}
+#: Every model buildable by name (``-`` and ``_`` are interchangeable in lookups).
+MODELS: Registry[ModelEntry] = Registry("model", normalize=lambda name: name.replace("-", "_").lower())
 
 
 def register_model(name: str, input_size: int, description: str
                    ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator adding a builder ``fn(in_channels=..., num_classes=..., **kwargs)`` to the registry."""
+    """Decorator adding a builder ``fn(in_channels=..., num_classes=..., **kwargs)`` to :data:`MODELS`."""
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        _MODELS[name] = ModelEntry(name, builder, input_size, description)
+        MODELS.register(ModelEntry(name, builder, input_size, description))
         return builder
     return decorate
 
 
 def available_models() -> list[str]:
     """Registered model names."""
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def model_entry(name: str) -> ModelEntry:
-    """The :class:`ModelEntry` of ``name`` (``-`` and ``_`` are interchangeable)."""
-    key = name.replace("-", "_").lower()
-    if key not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(available_models())}")
-    return _MODELS[key]
+    """The :class:`ModelEntry` of ``name`` (``-`` and ``_`` are interchangeable).
+
+    Raises:
+        UnknownNameError: no such model (the message lists them).
+    """
+    return MODELS.lookup(name)
+
+
+def model_options(name: str) -> list[str] | None:
+    """The options ``create_model(name, **options)`` accepts (``None`` if any keyword goes)."""
+    parameters = inspect.signature(model_entry(name).builder).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters if p.name not in ("in_channels", "num_classes")
+            and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
 
 
 def create_model(name: str, in_channels: int = 3, num_classes: int = 10, **kwargs: Any) -> nn.Module:
@@ -67,9 +81,9 @@ def create_model(name: str, in_channels: int = 3, num_classes: int = 10, **kwarg
     entry = model_entry(name)
     if in_channels < 1 or num_classes < 1:
         raise ValueError(f"in_channels and num_classes must be >= 1, got {in_channels}, {num_classes}")
-    try:
-        return entry.builder(in_channels=in_channels, num_classes=num_classes, **kwargs)
-    except TypeError as exc:
-        if "unexpected keyword argument" in str(exc):
-            raise ValueError(f"model {entry.name!r}: {exc}") from None
-        raise
+    allowed = model_options(entry.name)
+    unknown = [key for key in kwargs if allowed is not None and key not in allowed]
+    if unknown:
+        raise UnknownNameError(f"model {entry.name!r}: unexpected keyword argument(s) {unknown}; its "
+                               f"options: {', '.join(allowed) or 'none'}")
+    return entry.builder(in_channels=in_channels, num_classes=num_classes, **kwargs)

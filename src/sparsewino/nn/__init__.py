@@ -1,7 +1,8 @@
-"""Torch modules: Winograd convolution layers and model conversion."""
+"""Torch modules: Winograd convolution layers, the registry of layer kinds, and model conversion."""
 from .conv import DOMAINS, WinogradConv2d, WinogradConv3d
 from .convert import ConversionReport, convert, revert
 from .functional import winograd_conv
+from .kinds import LAYER_KINDS, LayerKind, register_layer_kind
 
 __all__ = ["WinogradConv2d", "WinogradConv3d", "DOMAINS", "convert", "revert",
-           "ConversionReport", "winograd_conv"]
+           "ConversionReport", "winograd_conv", "LAYER_KINDS", "LayerKind", "register_layer_kind"]

@@ -19,6 +19,7 @@ from ..winograd.error import DEFAULT_ERROR_BUDGET, choose_tile
 from ..winograd.tiles import output_size
 from ..winograd.transform import filter_transform, kron_matrix
 from .functional import positions_first, winograd_conv, winograd_weight_from_spatial
+from .kinds import LayerKind, register_layer_kind
 
 __all__ = ["WinogradConv2d", "WinogradConv3d", "DOMAINS"]
 
@@ -362,3 +363,9 @@ class WinogradConv3d(_WinogradConvNd):
 
     _dims = 3
     _conv_type = nn.Conv3d
+
+
+register_layer_kind(LayerKind("conv2d", "nn.Conv2d -> WinogradConv2d, F(m x m, r x r) per tile",
+                              nn.Conv2d, WinogradConv2d))
+register_layer_kind(LayerKind("conv3d", "nn.Conv3d -> WinogradConv3d, F(m x m x m, r x r x r) per tile",
+                              nn.Conv3d, WinogradConv3d))

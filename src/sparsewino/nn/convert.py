@@ -10,14 +10,13 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from .conv import WinogradConv2d, WinogradConv3d, _WinogradConvNd
+from .kinds import convertible_types, kind_of, winograd_layer_types
 
 __all__ = ["convert", "revert", "ConversionReport", "LayerDecision", "eligibility"]
 
 logger = logging.getLogger("sparsewino")
 
 NameFilter = Union[None, str, Iterable[str], Callable[[str, nn.Module], bool]]
-_LAYER_FOR = {nn.Conv2d: WinogradConv2d, nn.Conv3d: WinogradConv3d}
 
 
 @dataclass(frozen=True)
@@ -62,9 +61,11 @@ def _matches(name: str, module: nn.Module, spec: NameFilter) -> bool:
 
 def eligibility(conv: nn.Module) -> str | None:
     """Why ``conv`` cannot become a Winograd layer, or ``None`` when it can."""
-    base = next((b for b in _LAYER_FOR if isinstance(conv, b)), None)
+    kind = kind_of(conv)
+    base = kind.conv_type if kind is not None and isinstance(conv, kind.conv_type) else None
     if base is None:
-        return f"{type(conv).__name__} is not an nn.Conv2d/nn.Conv3d"
+        names = "/".join(f"nn.{t.__name__}" for t in convertible_types())
+        return f"{type(conv).__name__} is not an {names}"
     if type(conv).forward is not base.forward or type(conv)._conv_forward is not base._conv_forward:
         return f"{type(conv).__name__} overrides forward(); its semantics may differ"
     if isinstance(conv.weight, nn.parameter.UninitializedParameter):
@@ -110,8 +111,8 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
     """
     report = ConversionReport()
     for name, module in list(model.named_modules()):
-        is_winograd = isinstance(module, _WinogradConvNd)
-        if not is_winograd and not isinstance(module, (nn.Conv2d, nn.Conv3d)):
+        is_winograd = isinstance(module, winograd_layer_types())
+        if not is_winograd and not isinstance(module, convertible_types()):
             continue
         kind = type(module).__name__
         reason = None if is_winograd else eligibility(module)
@@ -133,7 +134,7 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
             report.append(LayerDecision(name, kind, True, f"{module.domain} -> {domain} domain, "
                                         f"{describe(layer.algorithms)}{note}"))
             continue
-        layer_type = WinogradConv2d if isinstance(module, nn.Conv2d) else WinogradConv3d
+        layer_type = kind_of(module).winograd_type
         mask = getattr(module, "weight_mask", None) if torch_prune.is_pruned(module) else None
         layer = layer_type.from_conv(module, tile=tile, domain=domain, points=points,
                                      winograd_relu=winograd_relu)
@@ -156,7 +157,7 @@ def revert(model: nn.Module) -> nn.Module:
     Winograd-domain weights become spatial by least squares (a warning says when inexact).
     """
     for name, module in list(model.named_modules()):
-        if isinstance(module, _WinogradConvNd):
+        if isinstance(module, winograd_layer_types()):
             _set_submodule(model, name, module.to_conv())
     return model
 

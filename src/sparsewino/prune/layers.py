@@ -6,16 +6,27 @@ from typing import Callable, Mapping, Sequence
 
 from torch import nn
 
-from ..nn import WinogradConv2d, WinogradConv3d
 from ..nn.conv import TileArg
 from ..nn.convert import NameFilter, eligibility
+from ..nn.kinds import convertible_types, kind_of, winograd_layer_types
 from ..winograd.algorithm import WinogradAlgorithm
 
-__all__ = ["WINOGRAD_LAYERS", "CONV_LAYERS", "NameFilter", "matches", "is_winograd_layer",
-           "layer_algorithms", "select_layers", "resolve_amounts"]
+__all__ = ["WINOGRAD_LAYERS", "CONV_LAYERS", "conv_layer_types", "NameFilter", "matches",
+           "is_winograd_layer", "layer_algorithms", "select_layers", "resolve_amounts"]
 
-WINOGRAD_LAYERS = (WinogradConv2d, WinogradConv3d)
-CONV_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, *WINOGRAD_LAYERS)
+
+def conv_layer_types() -> tuple[type[nn.Module], ...]:
+    """Every convolution a method may prune: torch's, and the Winograd layers of every layer kind."""
+    return (nn.Conv1d, nn.Conv2d, nn.Conv3d, *convertible_types(), *winograd_layer_types())
+
+
+def __getattr__(name: str) -> tuple[type[nn.Module], ...]:
+    # WINOGRAD_LAYERS / CONV_LAYERS read the layer-kind registry at each access
+    if name == "WINOGRAD_LAYERS":
+        return winograd_layer_types()
+    if name == "CONV_LAYERS":
+        return conv_layer_types()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def matches(name: str, module: nn.Module, spec: NameFilter) -> bool:
@@ -30,7 +41,7 @@ def matches(name: str, module: nn.Module, spec: NameFilter) -> bool:
 
 def is_winograd_layer(module: nn.Module, domain: str | None = None) -> bool:
     """A WinogradConv2d/3d (optionally only of ``domain`` ``"spatial"``/``"winograd"``)."""
-    return isinstance(module, WINOGRAD_LAYERS) and (domain is None or module.domain == domain)
+    return isinstance(module, winograd_layer_types()) and (domain is None or module.domain == domain)
 
 
 def layer_algorithms(module: nn.Module, tile: TileArg = 4,
@@ -42,11 +53,11 @@ def layer_algorithms(module: nn.Module, tile: TileArg = 4,
     point resolution (``"auto"``, per-dimension tuples, kernel size 1 -> trivial algorithm) run
     on a weightless ``meta``-device layer. ``None`` for anything else.
     """
-    if isinstance(module, WINOGRAD_LAYERS):
+    if isinstance(module, winograd_layer_types()):
         return module.algorithms
-    if not isinstance(module, (nn.Conv2d, nn.Conv3d)) or eligibility(module) is not None:
+    if not isinstance(module, convertible_types()) or eligibility(module) is not None:
         return None
-    layer_type = WinogradConv2d if isinstance(module, nn.Conv2d) else WinogradConv3d
+    layer_type = kind_of(module).winograd_type
     return layer_type(module.in_channels, module.out_channels, module.kernel_size,
                       groups=module.groups, bias=False, device="meta", tile=tile,
                       points=points).algorithms

@@ -24,7 +24,7 @@ from ..nn.convert import describe
 from ..winograd.algorithm import conv_multiplications
 from ..winograd.transform import filter_transform
 from .criteria import effective
-from .layers import CONV_LAYERS, is_winograd_layer, layer_algorithms
+from .layers import conv_layer_types, is_winograd_layer, layer_algorithms
 from .mask import pruning_info
 
 __all__ = ["LayerSparsity", "SparsityReport", "stats", "plot_position_sparsity"]
@@ -110,7 +110,7 @@ def _input_shapes(model: nn.Module, input_shape: Sequence[int]) -> dict[nn.Modul
         shapes.setdefault(module, tuple(args[0].shape))
 
     hooks = [m.register_forward_pre_hook(record) for m in model.modules()
-             if isinstance(m, (*CONV_LAYERS, nn.Linear))]
+             if isinstance(m, (*conv_layer_types(), nn.Linear))]
     param = next(model.parameters(), None)
     dtype = param.dtype if param is not None else torch.float32
     device = param.device if param is not None else None
@@ -219,9 +219,10 @@ def stats(model: nn.Module, input_shape: Sequence[int] | None = None,
         (0.0, (6, 6))
     """
     shapes = _input_shapes(model, input_shape) if input_shape is not None else {}
-    rows = [_measure(name, module, tile, points, shapes.get(module)) if isinstance(module, CONV_LAYERS)
+    convs = conv_layer_types()
+    rows = [_measure(name, module, tile, points, shapes.get(module)) if isinstance(module, convs)
             else _measure_linear(name, module, shapes.get(module))
-            for name, module in model.named_modules() if isinstance(module, (*CONV_LAYERS, nn.Linear))]
+            for name, module in model.named_modules() if isinstance(module, (*convs, nn.Linear))]
     layers = [row for row in rows if row.domain != "linear"]
     linear = [row for row in rows if row.domain == "linear"]
     totals: dict[str, float] = {}

@@ -7,14 +7,15 @@ from typing import Literal
 from torch import nn
 
 from ..criteria import Importance, Magnitude
-from ..layers import CONV_LAYERS, is_winograd_layer
+from ..layers import conv_layer_types, is_winograd_layer
 from ..selection import ScoreProblem
 from .base import MethodSpec, element_problem, option, prune_layer, register_method
 
 __all__ = ["magnitude", "MAGNITUDE", "MagnitudeOptions", "LAYER_TYPES"]
 
 #: Which layers ``prune_model(model, "magnitude", ..., layers=...)`` prunes.
-LAYER_TYPES = {"conv": CONV_LAYERS, "linear": (nn.Linear,), "all": (*CONV_LAYERS, nn.Linear)}
+LAYER_TYPES = {"conv": conv_layer_types, "linear": lambda: (nn.Linear,),
+               "all": lambda: (*conv_layer_types(), nn.Linear)}
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class MagnitudeOptions:
 def _accept(module: nn.Module, layers: str = "conv", **_: object) -> str | None:
     if layers not in LAYER_TYPES:
         raise ValueError(f"layers must be one of {sorted(LAYER_TYPES)}, got {layers!r}")
-    return None if isinstance(module, LAYER_TYPES[layers]) else "-"
+    return None if isinstance(module, LAYER_TYPES[layers]()) else "-"
 
 
 def _build(module: nn.Module, name: str = "weight", importance: Importance | None = None,

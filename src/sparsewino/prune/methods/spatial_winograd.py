@@ -20,7 +20,7 @@ from torch import nn
 
 from ...nn.convert import eligibility
 from ..criteria import GroupMax, effective, support_matrix
-from ..layers import CONV_LAYERS, is_winograd_layer, layer_algorithms
+from ..layers import conv_layer_types, is_winograd_layer, layer_algorithms
 from ..selection import ThresholdProblem
 from .base import MethodSpec, PruneContext, option, prune_layer, register_method
 
@@ -74,7 +74,7 @@ class WinogradGroupProblem(ThresholdProblem):
 
 
 def _accept(module: nn.Module, tile: int | Sequence[int] = 4, points=None, **_: object) -> str | None:
-    if not isinstance(module, CONV_LAYERS):
+    if not isinstance(module, conv_layer_types()):
         return "-"
     if is_winograd_layer(module, "winograd"):
         return "Winograd-domain layer (step 1 prunes spatial weights; use winograd_domain)"

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..criteria import Importance, Magnitude
-from ..layers import CONV_LAYERS, is_winograd_layer
+from ..layers import conv_layer_types, is_winograd_layer
 from ..mask import get_mask
 from ..selection import ScoreProblem, amount_to_count
 from .base import MethodSpec, PruneContext, option, prune_layer, register_method
@@ -88,7 +88,7 @@ def _unit_scores(element: torch.Tensor, index: torch.Tensor, units: int) -> torc
 
 
 def _accept(module: nn.Module, **_: object) -> str | None:
-    return None if isinstance(module, CONV_LAYERS) else "-"
+    return None if isinstance(module, conv_layer_types()) else "-"
 
 
 def _build(module: nn.Module, name: str = "weight", granularity: str = "kernel",

@@ -17,8 +17,9 @@ from typing import Any, Sequence
 from torch import nn
 
 from ...nn.convert import ConversionReport, LayerDecision, convert, describe, eligibility
+from ...nn.kinds import convertible_types, winograd_layer_types
 from ..criteria import Magnitude, require_winograd_domain
-from ..layers import NameFilter, WINOGRAD_LAYERS, is_winograd_layer, matches
+from ..layers import NameFilter, is_winograd_layer, matches
 from ..selection import ScoreProblem
 from .base import MethodSpec, element_problem, prune_layer, register_method
 
@@ -67,7 +68,7 @@ def _chains(model: nn.Module) -> list[list[tuple[str, nn.Module, nn.Module, str]
 
 
 def _conv_reason(module: nn.Module) -> str | None:
-    if isinstance(module, WINOGRAD_LAYERS):
+    if isinstance(module, winograd_layer_types()):
         return None
     return eligibility(module)
 
@@ -108,7 +109,7 @@ def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any =
     relu_slot: dict[str, tuple[nn.Module, str]] = {}
     for chain in _chains(model):
         for i, (name, module, _, _) in enumerate(chain):
-            if not isinstance(module, (nn.Conv2d, nn.Conv3d, *WINOGRAD_LAYERS)):
+            if not isinstance(module, (*convertible_types(), *winograd_layer_types())):
                 continue
             j = i - 1
             while j >= 0 and isinstance(chain[j][1], _COMMUTES_WITH_RELU):
@@ -129,7 +130,7 @@ def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any =
     chosen: dict[str, tuple[str, str]] = {}          # conv name -> (ReLU name, original type)
     order = [name for name, _ in model.named_modules()]
     for name, module in model.named_modules():
-        if not isinstance(module, (nn.Conv2d, nn.Conv3d, *WINOGRAD_LAYERS)):
+        if not isinstance(module, (*convertible_types(), *winograd_layer_types())):
             continue
         relu_name, reason = in_chain.get(name, (None, "not inside an nn.Sequential: its input is "
                                                       "computed in a custom forward"))
@@ -202,5 +203,5 @@ WINOGRAD_RELU = register_method(MethodSpec(
     description="Winograd-ReLU (Liu et al.): magnitude pruning of Q in layers whose ReLU acts "
                 "on the transformed input",
     layer_function=winograd_relu_prune,
-    usage="sp.winograd_relu(model) then sp.winograd_relu_prune(layer, density)",
+    usage="sp.winograd_relu(model); sp.winograd_relu_prune(layer, density)",
     prunes="Q of winograd_relu=True layers", unit="entries of Q"))
