@@ -1,7 +1,4 @@
 """idx(.gz) reading of MNIST-like files written by the tests in the real format."""
-import gzip
-import struct
-
 import numpy as np
 import pytest
 import torch
@@ -9,34 +6,11 @@ import torch
 from sparsewino.data import DatasetError, DatasetNotFoundError, load_dataset, read_idx
 
 
-def write_idx(path, array: np.ndarray, compress: bool) -> None:
-    codes = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D,
-             np.float64: 0x0E}
-    code = codes[array.dtype.type]
-    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-    opener = gzip.open if compress else open
-    with opener(path, "wb") as handle:
-        handle.write(payload)
-
-
-def write_mnist(root, n_train=12, n_test=5, compress=True, dotted=False, seed=0):
-    rng = np.random.default_rng(seed)
-    data = {}
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, n, dtype=np.uint8)
-        sep = "." if dotted else "-"
-        suffix = ".gz" if compress else ""
-        write_idx(root / f"{prefix}-images{sep}idx3-ubyte{suffix}", images, compress)
-        write_idx(root / f"{prefix}-labels{sep}idx1-ubyte{suffix}", labels, compress)
-        data[prefix] = (images, labels)
-    return data
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.float32, np.float64])
 @pytest.mark.parametrize("compress", [False, True])
-def test_read_idx_roundtrip(tmp_path, dtype, compress):
+def test_read_idx_roundtrip(tmp_path, dtype, compress, write_idx):
     array = (np.arange(2 * 3 * 5) - 7).astype(dtype).reshape(2, 3, 5) if dtype != np.uint8 \
         else np.arange(30, dtype=np.uint8).reshape(2, 3, 5)
     path = tmp_path / ("x.idx" + (".gz" if compress else ""))
@@ -48,7 +22,7 @@ def test_read_idx_roundtrip(tmp_path, dtype, compress):
 
 @pytest.mark.parametrize("compress,dotted", [(True, False), (False, False), (False, True)])
 @pytest.mark.parametrize("name", ["fashion-mnist", "mnist"])
-def test_load_mnist_like(tmp_path, name, compress, dotted):
+def test_load_mnist_like(tmp_path, name, compress, dotted, write_mnist):
     data = write_mnist(tmp_path, compress=compress, dotted=dotted)
     train = load_dataset(name, "train", root=tmp_path)
     test = load_dataset(name, "test", root=tmp_path)
@@ -66,14 +40,14 @@ def test_missing_dataset_says_where_and_how(tmp_path):
     assert str(tmp_path / "absent") in message and "apt-get install dataset-fashion-mnist" in message
 
 
-def test_missing_labels_only(tmp_path):
+def test_missing_labels_only(tmp_path, write_mnist):
     write_mnist(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DatasetNotFoundError, match="t10k-labels-idx1-ubyte"):
         load_dataset("mnist", "test", root=tmp_path)
 
 
-def test_truncated_gzip_is_reported(tmp_path):
+def test_truncated_gzip_is_reported(tmp_path, write_mnist):
     write_mnist(tmp_path)
     path = tmp_path / "train-images-idx3-ubyte.gz"
     path.write_bytes(path.read_bytes()[:40])
@@ -81,7 +55,7 @@ def test_truncated_gzip_is_reported(tmp_path):
         load_dataset("fashion-mnist", "train", root=tmp_path)
 
 
-def test_truncated_payload_and_bad_magic(tmp_path):
+def test_truncated_payload_and_bad_magic(tmp_path, write_idx):
     path = tmp_path / "a-idx3-ubyte"
     write_idx(path, np.zeros((3, 4, 4), np.uint8), compress=False)
     path.write_bytes(path.read_bytes()[:-5])
@@ -92,7 +66,7 @@ def test_truncated_payload_and_bad_magic(tmp_path):
         read_idx(path)
 
 
-def test_mismatched_counts(tmp_path):
+def test_mismatched_counts(tmp_path, write_mnist, write_idx):
     write_mnist(tmp_path)
     write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(3, np.uint8), compress=True)
     with pytest.raises(DatasetError, match="expected"):

@@ -2,7 +2,7 @@
 
 Run directory::
 
-    <run_dir>/recipe.yaml          the recipe as run (defaults filled in)
+    <run_dir>/recipe.yaml          the recipe as run (defaults filled in; its identity is checked on reruns)
     <run_dir>/metrics.jsonl        training/evaluation metrics, one JSON record per line
     <run_dir>/results.json         one row per finished step (accuracy, sparsity, counts, speed)
     <run_dir>/model.pt             the latest model (architecture record + pruned state dict)
@@ -10,8 +10,13 @@ Run directory::
     <run_dir>/report/              summary.md, results.csv/json, PNG plots (report stage)
 
 A rerun of the same recipe in the same directory skips every finished step and continues a
-stage that was interrupted (mid-epoch training resumes from its checkpoint). A different
-recipe in an existing run directory is refused unless ``fresh=True`` (which deletes it).
+stage that was interrupted (mid-epoch training resumes from its checkpoint). "The same" means
+the same :func:`~sparsewino.recipes.schema.recipe_identity`: what the user wrote, ignoring
+values at their defaults and settings that do not change results (data location, threads,
+device), so upgrades that add defaulted fields keep resuming. A different recipe in a run
+directory that has finished steps is refused (the message lists what changed) unless
+``fresh=True`` (which deletes it); a directory where nothing finished (a run that failed at
+start, e.g. dataset not found) is taken over by the new recipe.
 """
 from __future__ import annotations
 
@@ -33,13 +38,16 @@ from ..train.distributed import barrier
 from .architecture import apply_transform, build_model, load_into, load_model, new_architecture, save_model
 from .data_setup import RecipeData, prepare_data
 from .measure import benchmark, sparsity_summary
+from ..errors import UserError
+from ..train.schema import ConfigError
 from .schema import (BenchmarkStage, CompileStage, ConvertStage, EvaluateStage, PruneStage, Recipe,
-                     ReportStage, TrainStage, recipe_to_dict)
+                     ReportStage, TrainStage, identity_changes, parse_recipe, recipe_identity,
+                     recipe_to_dict)
 
 __all__ = ["run_recipe", "RunResult", "RunDirectoryError"]
 
 
-class RunDirectoryError(RuntimeError):
+class RunDirectoryError(UserError, RuntimeError):
     """The run directory belongs to a different recipe (use ``--fresh`` or another directory)."""
 
 
@@ -325,6 +333,34 @@ _HANDLERS = {"train": _train, "finetune": _train, "prune": _prune, "convert": _c
 _MAIN_ONLY = ("compile", "benchmark")
 
 
+def _has_progress(run_dir: Path) -> bool:
+    """Whether a step finished or a training checkpoint was written in ``run_dir``."""
+    return any((run_dir / "stages").glob("*/unit-*.pt"))
+
+
+def _check_identity(recipe: Recipe, run_dir: Path, log: Callable[[str], None]) -> None:
+    """Refuse a run directory of a different recipe, unless nothing in it finished yet."""
+    from .loading import read_recipe_data
+    try:
+        before = parse_recipe(read_recipe_data(run_dir / "recipe.yaml"), source=str(run_dir / "recipe.yaml"))
+    except ConfigError as exc:
+        before, unreadable = None, exc
+    if before is not None and recipe_identity(before) == recipe_identity(recipe):
+        return
+    if not _has_progress(run_dir):
+        log(f"{run_dir}: nothing had finished there; starting it with this recipe")
+        for name in ("metrics.jsonl", "results.json", "model.pt"):
+            (run_dir / name).unlink(missing_ok=True)
+        return
+    if before is None:
+        raise RunDirectoryError(f"{run_dir}/recipe.yaml cannot be read by this version of sparsewino "
+                                f"({unreadable}); pass --fresh to start over or --run-dir to use "
+                                "another directory")
+    changes = "; ".join(identity_changes(before, recipe))
+    raise RunDirectoryError(f"{run_dir} holds a run of a different recipe; pass --fresh to replace it "
+                            f"or --run-dir to use another directory (changed: {changes})")
+
+
 def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool = False,
                until: str | int | None = None, progress: bool = True,
                log: Callable[[str], None] = print, ctx: DistContext | None = None) -> RunResult:
@@ -368,19 +404,17 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool
             last = names.index(until)
         else:
             raise ValueError(f"--until {until!r}: no such stage; stages: {', '.join(names)}")
-    text = _yaml_dump(recipe_to_dict(recipe))
     if ctx.is_main:
         saved = run_dir / "recipe.yaml"
         if run_dir.exists() and fresh:
             shutil.rmtree(run_dir)
-        elif saved.is_file() and saved.read_text() != text:
-            raise RunDirectoryError(f"{run_dir} holds a run of a different recipe; pass --fresh to "
-                                    "replace it or --run-dir to use another directory")
-        elif run_dir.exists() and not saved.is_file() and any(run_dir.iterdir()):
+        elif saved.is_file():
+            _check_identity(recipe, run_dir, log)
+        elif run_dir.exists() and any(run_dir.iterdir()):
             raise RunDirectoryError(f"{run_dir} exists and is not a sparsewino run directory; "
                                     "choose another --run-dir")
         run_dir.mkdir(parents=True, exist_ok=True)
-        saved.write_text(text)
+        saved.write_text(_yaml_dump(recipe_to_dict(recipe)))
     barrier(ctx)
     run = _Run(recipe, run_dir, ctx, progress, log)
     run.restore()

@@ -8,11 +8,13 @@ from typing import Any, Literal, Mapping, Union
 
 from ..prune.methods.base import METHODS, MethodSpec, option_fields, validate_options
 from ..train.config import TrainConfig
-from ..train.schema import ConfigError, check_range, from_dict, to_dict, unknown_key_error
+from ..train.schema import (NO_RESULT_CHANGE, ConfigError, check_range, from_dict, to_dict,
+                            unknown_key_error)
 
 __all__ = ["Recipe", "DataConfig", "ModelConfig", "TrainStage", "PruneStage", "GradualConfig",
            "ConvertStage", "EvaluateStage", "CompileStage", "BenchmarkStage", "ReportStage",
-           "Stage", "STAGE_KINDS", "parse_recipe", "recipe_to_dict", "method_option_names"]
+           "Stage", "STAGE_KINDS", "parse_recipe", "recipe_to_dict", "method_option_names",
+           "recipe_identity", "identity_changes"]
 
 #: Names of recipes and stages (the recipe name names the run directory).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -42,7 +44,7 @@ class DataConfig:
     """
 
     dataset: str
-    root: str | None = None
+    root: str | None = field(default=None, metadata=NO_RESULT_CHANGE)
     batch_size: int = 128
     eval_batch_size: int = 500
     augment: bool = True
@@ -52,7 +54,7 @@ class DataConfig:
     test_limit: int | None = None
     validation: int = 0
     options: dict[str, Any] = field(default_factory=dict)
-    num_workers: int = 0
+    num_workers: int = field(default=0, metadata=NO_RESULT_CHANGE)
 
     def __post_init__(self) -> None:
         from ..data.registry import dataset_spec
@@ -270,6 +272,7 @@ Stage = Union[TrainStage, PruneStage, ConvertStage, EvaluateStage, CompileStage,
 _STAGE_CLASSES = {"prune": PruneStage, "convert": ConvertStage, "evaluate": EvaluateStage,
                   "compile": CompileStage, "benchmark": BenchmarkStage, "report": ReportStage}
 STAGE_KINDS = ("train", "finetune", *_STAGE_CLASSES)
+_STAGE_TYPES = tuple(_STAGE_CLASSES.values())
 
 
 @dataclass
@@ -291,10 +294,10 @@ class Recipe:
     data: DataConfig
     model: ModelConfig
     stages: list[Stage]
-    description: str = ""
+    description: str = field(default="", metadata=NO_RESULT_CHANGE)
     seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
+    device: str = field(default="auto", metadata=NO_RESULT_CHANGE)
+    threads: int | None = field(default=None, metadata=NO_RESULT_CHANGE)
     tile: int = 4
 
     def __post_init__(self) -> None:
@@ -414,6 +417,84 @@ def parse_recipe(data: Mapping[str, Any], source: str = "recipe") -> Recipe:
     stages = [_parse_stage(raw, i) for i, raw in enumerate(head.stages)]
     _check_order(stages)
     return Recipe(**{**vars(head), "stages": stages})
+
+
+def _identity(value: Any) -> Any:
+    """``value`` as plain data without fields at their defaults or marked NO_RESULT_CHANGE."""
+    if isinstance(value, TrainStage):
+        return {"stage": value.kind, "name": value.name, **_identity(value.config)}
+    if isinstance(value, PruneStage):                   # method options are keys of the stage
+        body = {k: v for k, v in _identity_fields(value).items() if k != "options"}
+        return {"stage": value.kind, **body, **_identity(value.options)}
+    if dataclasses.is_dataclass(value):
+        body = _identity_fields(value)
+        return {"stage": value.kind, **body} if isinstance(value, _STAGE_TYPES) else body
+    if isinstance(value, (list, tuple)):
+        return [_identity(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _identity(v) for k, v in value.items()}
+    return value
+
+
+def _identity_fields(obj: Any) -> dict[str, Any]:
+    out = {}
+    for item in dataclasses.fields(obj):
+        if item.metadata.get("identity") is False or item.name == "kind":
+            continue
+        value = getattr(obj, item.name)
+        default = (item.default if item.default is not dataclasses.MISSING else
+                   item.default_factory() if item.default_factory is not dataclasses.MISSING else
+                   dataclasses.MISSING)
+        if default is not dataclasses.MISSING and value == default:
+            continue
+        out[item.name] = _identity(value)
+    return out
+
+
+def recipe_identity(recipe: Recipe) -> dict[str, Any]:
+    """What identifies a run of ``recipe``: what the user wrote, without what cannot change results.
+
+    Values equal to their defaults are left out (so an upgrade that adds a defaulted field keeps
+    old runs resuming, and writing a default explicitly changes nothing), and so are fields
+    marked :data:`~sparsewino.train.schema.NO_RESULT_CHANGE` (data location, threads, device,
+    description, checkpoint and log frequency).
+
+    Examples:
+        >>> recipe = parse_recipe({"name": "r", "data": {"dataset": "fake", "root": "/data"},
+        ...                        "model": {"name": "small_vgg"}, "stages": [{"stage": "evaluate"}]})
+        >>> identity = recipe_identity(recipe)
+        >>> identity["data"], identity["stages"]
+        ({'dataset': 'fake'}, [{'stage': 'evaluate', 'name': 'evaluate'}])
+    """
+    return _identity(recipe)
+
+
+def _flatten(node: Any, prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``{"stages.step1.targets": [...], ...}``: stages are named as in ``--set stages.NAME.KEY``."""
+    out = {} if out is None else out
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _flatten(value, f"{prefix}.{key}" if prefix else str(key), out)
+    elif isinstance(node, list) and prefix == "stages":
+        for index, stage in enumerate(node):
+            _flatten(stage, f"stages.{stage.get('name', index) if isinstance(stage, dict) else index}", out)
+    else:
+        out[prefix] = node
+    return out
+
+
+def identity_changes(before: Recipe, after: Recipe, limit: int = 6) -> list[str]:
+    """What changed a run's identity between two recipes, one ``key.path: old -> new`` line each."""
+    changed = _flatten(recipe_identity(before)), _flatten(recipe_identity(after))
+    full = _flatten(recipe_to_dict(before)), _flatten(recipe_to_dict(after))
+    keys = list(dict.fromkeys([*full[1], *full[0], *changed[1], *changed[0]]))     # recipe order
+
+    def show(values: dict[str, Any], key: str) -> str:
+        return repr(values[key]) if key in values else "(not set)"
+
+    lines = [f"{key}: {show(full[0], key)} -> {show(full[1], key)}" for key in keys
+             if changed[0].get(key, ...) != changed[1].get(key, ...)]
+    return lines[:limit] + ([f"... and {len(lines) - limit} more"] if len(lines) > limit else [])
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:

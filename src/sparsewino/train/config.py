@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 
-from .schema import check_range
+from .schema import NO_RESULT_CHANGE, check_range
 
 __all__ = ["OptimizerConfig", "ScheduleConfig", "TrainConfig", "build_optimizer", "lr_factor"]
 
@@ -83,9 +83,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     grad_clip: float | None = None
     seed: int = 0
-    checkpoint_every: int | None = None
+    checkpoint_every: int | None = field(default=None, metadata=NO_RESULT_CHANGE)
     eval_every_epoch: bool = True
-    log_every: int = 50
+    log_every: int = field(default=50, metadata=NO_RESULT_CHANGE)
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, 0, low_open=True)

@@ -7,12 +7,18 @@ import types
 import typing
 from typing import Any, Literal, Mapping, TypeVar, Union
 
-__all__ = ["ConfigError", "from_dict", "to_dict", "check_range", "unknown_key_error"]
+from ..errors import UserError
+
+__all__ = ["ConfigError", "from_dict", "to_dict", "check_range", "unknown_key_error", "NO_RESULT_CHANGE"]
+
+#: Metadata of a config field whose value does not change a run's results (data location,
+#: threads, checkpoint frequency...): a run's identity ignores it, so changing it resumes the run.
+NO_RESULT_CHANGE = {"identity": False}
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration (recipe, stage, option) is invalid; the message names the offending key."""
 
 
