@@ -9,6 +9,8 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+from .errors import UserError
+
 __all__ = ["main", "build_parser"]
 
 EPILOG = """\
@@ -29,8 +31,8 @@ examples:
 """
 
 
-class CliError(Exception):
-    """A user error reported as one line (exit status 2)."""
+class CliError(UserError):
+    """A usage error of the command line, reported as one line (exit status 2)."""
 
 
 def _add_data_args(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -558,7 +560,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sparsewino`` command; returns the exit status.
 
     Errors print one line ``sparsewino: error: ...`` (exit 1; 2 for usage errors), the full
-    traceback only with ``--debug``.
+    traceback only with ``--debug``. Errors in the user's input (:class:`~sparsewino.errors.UserError`)
+    and in the environment (``OSError``: missing file, full disk) show their message; anything
+    else is a defect and shows its type and a hint to re-run with ``--debug``.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -586,21 +590,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("sparsewino: interrupted (finished steps are saved; rerun to resume)", file=sys.stderr)
         return 130
-    except CliError as exc:
+    except (UserError, OSError) as exc:        # bad input or environment: the message says what to do
         if args.debug:
             raise
-        print(f"sparsewino: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # one clear line for every error; --debug shows the traceback
+        print(f"sparsewino: error: {_first_line(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, CliError) else 1
+    except Exception as exc:  # a defect: one line with its type; --debug shows the traceback
         if args.debug:
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"sparsewino: error: {message}" + ("" if isinstance(exc, (OSError, ValueError, RuntimeError,
-                                                                         ImportError, LookupError))
-                                                 else f" ({type(exc).__name__}; --debug shows the traceback)"),
-              file=sys.stderr)
+        print(f"sparsewino: error: {type(exc).__name__}: {_first_line(exc)} (an unexpected error, not "
+              "a problem with your input as far as sparsewino can tell; re-run with --debug for the "
+              "traceback and report it)", file=sys.stderr)
         return 1
     return status
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from .methods import (DEFAULT_GRAD_POWER, GRANULARITIES, METHODS, RECOMMENDED_LR
 from .methods.winograd_domain import ifm_grad_scale
 from .model import prunable_layers, prune_model, resolve_method, unwrap_model
 from .schedule import CubicSchedule, Schedule, StepSchedule
+from .layers import SelectionError
 from .selection import amount_to_count
 from .serialization import load_masks, load_pruned_state_dict, masks_state, save_masks
 from .stats import LayerSparsity, SparsityReport, plot_position_sparsity, stats
@@ -35,7 +36,7 @@ from .stats import LayerSparsity, SparsityReport, plot_position_sparsity, stats
 __all__ = [
     # mechanism
     "Mask", "apply_mask", "get_mask", "get_grad_scale", "set_grad_scale", "effective_weight",
-    "masked_tensors", "pruning_info", "temporary_mask", "refresh", "finalize",
+    "masked_tensors", "pruning_info", "temporary_mask", "refresh", "finalize", "SelectionError",
     "save_masks", "load_masks", "masks_state", "load_pruned_state_dict", "amount_to_count",
     # criteria
     "Importance", "Magnitude", "IFMMagnitude", "OutputNormMagnitude", "GroupMax",

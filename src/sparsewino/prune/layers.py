@@ -6,13 +6,18 @@ from typing import Callable, Mapping, Sequence
 
 from torch import nn
 
+from ..errors import UserError
 from ..nn.conv import TileArg
 from ..nn.convert import NameFilter, eligibility
 from ..nn.kinds import convertible_types, kind_of, winograd_layer_types
 from ..winograd.algorithm import WinogradAlgorithm
 
 __all__ = ["WINOGRAD_LAYERS", "CONV_LAYERS", "conv_layer_types", "NameFilter", "matches",
-           "is_winograd_layer", "layer_algorithms", "select_layers", "resolve_amounts"]
+           "is_winograd_layer", "layer_algorithms", "select_layers", "resolve_amounts", "SelectionError"]
+
+
+class SelectionError(UserError, ValueError):
+    """A layer selection (method, include/exclude, overrides) that picks nothing it should."""
 
 
 def conv_layer_types() -> tuple[type[nn.Module], ...]:
@@ -105,7 +110,7 @@ def resolve_amounts(layers: Sequence[tuple[str, nn.Module]], amount: float | int
         ``({name: amount} for overridden layers, [names that take the default amount])``.
 
     Raises:
-        ValueError: an override matches no selected layer (a typo would silently do nothing).
+        SelectionError: an override matches no selected layer (a typo would silently do nothing).
     """
     overrides = dict(overrides or {})
     fixed: dict[str, float | int] = {}
@@ -118,7 +123,7 @@ def resolve_amounts(layers: Sequence[tuple[str, nn.Module]], amount: float | int
                 break
     unused = [p for p in overrides if p not in used]
     if unused:
-        raise ValueError(f"overrides {unused} match no prunable layer; prunable layers: "
+        raise SelectionError(f"overrides {unused} match no prunable layer; prunable layers: "
                          f"{[n for n, _ in layers]}")
     return fixed, [n for n, _ in layers if n not in fixed]
 

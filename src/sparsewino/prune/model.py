@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from .layers import NameFilter, resolve_amounts, select_layers
+from .layers import NameFilter, SelectionError, resolve_amounts, select_layers
 from .methods.base import METHODS, MethodSpec, run_method
 from .methods.particle_filter import ParticleFilter
 
@@ -94,7 +94,7 @@ def prune_model(model: nn.Module, method: str | MethodSpec, amount: float | int,
         raise ValueError(f"method {spec.name!r} has no global amount; use scope='layer'")
     layers, skipped = prunable_layers(model, spec, include, exclude, **options)
     if not layers:
-        raise ValueError(f"no layer of the model can be pruned by {spec.name!r}; skipped: {skipped}")
+        raise SelectionError(f"no layer of the model can be pruned by {spec.name!r}; skipped: {skipped}")
     importance = options.get("importance")
     if importance == "particle_filter" or isinstance(importance, ParticleFilter):
         if scope == "global":

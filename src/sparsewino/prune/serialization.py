@@ -135,7 +135,11 @@ def load_pruned_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tens
         if base + "_orig" not in state_dict:
             continue
         module_name, _, tensor_name = base.rpartition(".")
-        module = model.get_submodule(module_name)
+        try:
+            module = model.get_submodule(module_name)
+        except AttributeError:
+            raise ValueError(f"the state dict prunes {base!r}, but the model has no module "
+                             f"{module_name!r}") from None
         if get_mask(module, tensor_name) is None:
             apply_mask(module, torch.ones_like(getattr(module, tensor_name)), tensor_name)
         scale = state_dict.get(base + "_grad_scale")

@@ -20,8 +20,8 @@ from ..prune import load_pruned_state_dict, winograd_relu
 from ..train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..train.loop import load_model_state
 
-__all__ = ["new_architecture", "apply_transform", "build_model", "save_model", "load_model",
-           "TRANSFORMS"]
+__all__ = ["new_architecture", "apply_transform", "build_model", "check_architecture", "save_model",
+           "load_model", "TRANSFORMS"]
 
 TRANSFORMS = ("convert", "winograd_relu")
 
@@ -52,17 +52,41 @@ def apply_transform(model: nn.Module, architecture: dict[str, Any], op: str, **p
     return report
 
 
+def check_architecture(architecture: Any) -> None:
+    """Raise :class:`CheckpointError` saying what is wrong with a malformed architecture record."""
+    def bad(problem: str) -> CheckpointError:
+        return CheckpointError(f"invalid architecture record: {problem}; the checkpoint was not "
+                               "written by the sparsewino pipeline (or by an incompatible version)")
+
+    if not isinstance(architecture, dict):
+        raise bad(f"a mapping expected, got {type(architecture).__name__}")
+    for key, kind in (("model", str), ("in_channels", int), ("num_classes", int)):
+        if not isinstance(architecture.get(key), kind):
+            raise bad(f"{key!r} must be a {kind.__name__}, got {architecture.get(key)!r}")
+    if not isinstance(architecture.get("args", {}), dict):
+        raise bad(f"'args' must be a mapping, got {architecture['args']!r}")
+    transforms = architecture.get("transforms", [])
+    if not isinstance(transforms, list):
+        raise bad(f"'transforms' must be a list, got {transforms!r}")
+    for index, transform in enumerate(transforms):
+        if not isinstance(transform, dict) or transform.get("op") not in TRANSFORMS:
+            raise bad(f"transforms[{index}] must be a mapping with 'op' one of {TRANSFORMS}, "
+                      f"got {transform!r}")
+
+
 def build_model(architecture: dict[str, Any]) -> nn.Module:
-    """A fresh model with the recorded structure (weights freshly initialised, no masks)."""
-    try:
-        model = create_model(architecture["model"], in_channels=architecture["in_channels"],
-                             num_classes=architecture["num_classes"], **architecture.get("args", {}))
-        for transform in architecture.get("transforms", []):
-            params = {k: v for k, v in transform.items() if k != "op"}
-            apply_transform(model, {"transforms": []}, transform["op"], **params)
-    except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"invalid architecture record ({exc}); the checkpoint was not written "
-                              "by the sparsewino pipeline") from None
+    """A fresh model with the recorded structure (weights freshly initialised, no masks).
+
+    Raises:
+        CheckpointError: the record is malformed (errors while building a well-formed record are
+            not hidden behind it).
+    """
+    check_architecture(architecture)
+    model = create_model(architecture["model"], in_channels=architecture["in_channels"],
+                         num_classes=architecture["num_classes"], **architecture.get("args", {}))
+    for transform in architecture.get("transforms", []):
+        params = {k: v for k, v in transform.items() if k != "op"}
+        apply_transform(model, {"transforms": []}, transform["op"], **params)
     return model
 
 
@@ -90,6 +114,8 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"
     if not isinstance(architecture, dict):
         raise CheckpointError(f"{path} has no architecture record; it was not written by the "
                               "sparsewino pipeline (load its 'model' state dict yourself)")
+    if "model" not in checkpoint:
+        raise CheckpointError(f"{path} holds no model weights (no 'model' entry)")
     model = build_model(architecture)
     load_into(model, checkpoint["model"], f"checkpoint {path}")
     return model.to(map_location).eval(), checkpoint
@@ -99,7 +125,7 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> 
     """Load a (possibly pruned) state dict into a model that may not carry the masks yet."""
     try:
         load_pruned_state_dict(model, state, strict=False)
-    except (RuntimeError, AttributeError, ValueError) as exc:
+    except (RuntimeError, ValueError) as exc:          # torch's size mismatch; a mask for a missing tensor
         raise CheckpointError(f"{source} does not fit the model: {str(exc).splitlines()[0][:300]}") from None
     load_model_state(model, state, source)       # strict check with a clear message
     return model

@@ -33,7 +33,7 @@ from torch import nn
 from .. import engine
 from ..prune import CubicSchedule, PruneContext, PruningCallback, method_options, prune_model
 from ..train import DistContext, MetricsLog, TrainConfig, evaluate, fit, init_distributed
-from ..train.checkpoint import CheckpointError, load_checkpoint
+from ..train.checkpoint import CheckpointError, NotACheckpointError, load_checkpoint
 from ..train.distributed import barrier
 from .architecture import apply_transform, build_model, load_into, load_model, new_architecture, save_model
 from .data_setup import RecipeData, prepare_data
@@ -93,11 +93,11 @@ class _Run:
         file = Path(path)
         try:
             content = load_checkpoint(file)
-            state = content["model"]
-        except CheckpointError as exc:
-            if "not a sparsewino checkpoint" not in str(exc):
-                raise
-            state = torch.load(file, map_location="cpu", weights_only=True)
+        except NotACheckpointError:                     # a plain state_dict file
+            content = {"model": torch.load(file, map_location="cpu", weights_only=True)}
+        if "model" not in content:
+            raise CheckpointError(f"model.checkpoint {file} holds no model weights (no 'model' entry)")
+        state = content["model"]
         load_into(self.model, state, f"model.checkpoint {file}")
 
     def stage_dir(self, index: int) -> Path:
@@ -399,11 +399,11 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool
         if isinstance(until, int) or (isinstance(until, str) and until.isdigit()):
             last = int(until)
             if not 0 <= last < len(recipe.stages):
-                raise ValueError(f"--until {until}: the recipe has stages 0..{len(recipe.stages) - 1}")
+                raise ConfigError(f"--until {until}: the recipe has stages 0..{len(recipe.stages) - 1}")
         elif until in names:
             last = names.index(until)
         else:
-            raise ValueError(f"--until {until!r}: no such stage; stages: {', '.join(names)}")
+            raise ConfigError(f"--until {until!r}: no such stage; stages: {', '.join(names)}")
     if ctx.is_main:
         saved = run_dir / "recipe.yaml"
         if run_dir.exists() and fresh:

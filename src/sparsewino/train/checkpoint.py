@@ -9,14 +9,21 @@ from typing import Any
 
 import torch
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
+from ..errors import UserError
+
+__all__ = ["CheckpointError", "NotACheckpointError", "save_checkpoint", "load_checkpoint",
+           "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "sparsewino-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing, corrupt, unsafe to load or not a sparsewino checkpoint."""
+
+
+class NotACheckpointError(CheckpointError):
+    """A readable file of tensors and plain data, but not written by sparsewino (e.g. a state_dict)."""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -77,7 +84,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                               "The file is truncated or corrupt; use an earlier checkpoint or "
                               "re-run the stage.") from None
     if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a sparsewino checkpoint (no '{CHECKPOINT_FORMAT}' "
+        raise NotACheckpointError(f"{path} is not a sparsewino checkpoint (no '{CHECKPOINT_FORMAT}' "
                               "marker); for a plain state_dict use torch.load(weights_only=True)")
     if content.get("version", 0) > CHECKPOINT_VERSION:
         raise CheckpointError(f"{path} was written by a newer sparsewino (format version "

@@ -136,7 +136,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "config
         return cls(**values)
     except ConfigError:
         raise
-    except (ValueError, TypeError) as exc:
+    except ValueError as exc:                  # __post_init__ range checks
         raise ConfigError(f"{where}: {exc}") from None
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..criteria import OutputNormMagnitude
-from ..layers import NameFilter, is_winograd_layer, matches, select_layers
+from ..layers import NameFilter, SelectionError, is_winograd_layer, matches, select_layers
 from ..mask import apply_mask, effective_weight
 from ..model import unwrap_model
 from ..protocol import TrainingCallback
@@ -87,8 +87,8 @@ class NativeWinogradPruning(TrainingCallback):
         """The Winograd-domain layers this callback prunes."""
         chosen, skipped = select_layers(unwrap_model(model), _accept, self.include, self.exclude)
         if not chosen:
-            raise ValueError("NativeWinogradPruning found no Winograd-domain layer (convert with "
-                             f"sparsewino.nn.convert(model, domain='winograd')); skipped: {skipped}")
+            raise SelectionError("NativeWinogradPruning found no Winograd-domain layer (convert with "
+                                 f"sparsewino.nn.convert(model, domain='winograd')); skipped: {skipped}")
         return chosen
 
     def _threshold(self, name: str, module: nn.Module) -> float:
