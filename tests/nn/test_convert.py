@@ -5,6 +5,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from sparsewino.nn import WinogradConv2d, WinogradConv3d, convert, revert
+from sparsewino.nn.masks import winograd_mask
 
 
 class ResidualBlock(nn.Module):
@@ -114,10 +115,13 @@ def test_convert_switches_the_domain_of_winograd_layers():
     x = torch.randn(1, 2, 7, 7, dtype=torch.float64)
     convert(model, tile=2)
     prune.l1_unstructured(model[0], "weight", amount=0.5)
+    spatial = model[0].weight_mask.clone()
     expected = model(x)
     _, report = convert(model, domain="winograd", exclude=["2"])
     assert report.converted == ["0"] and "spatial -> winograd" in report[0].reason
-    assert "mask baked" in report[0].reason and not prune.is_pruned(model[0])
+    # issue 9: the mask is no longer baked in and dropped; it masks the entries of Q it zeroes
+    assert "spatial mask carried to Q" in report[0].reason and prune.is_pruned(model[0])
+    assert torch.equal(model[0].weight_mask, winograd_mask(spatial, model[0].algorithms))
     assert model[0].domain == "winograd" and model[0].tile == (2, 2) and model[2].domain == "spatial"
     torch.testing.assert_close(model(x), expected)
     _, back = convert(model, domain="spatial")

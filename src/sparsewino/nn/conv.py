@@ -17,9 +17,10 @@ from torch import nn
 from ..winograd.algorithm import PointLike, WinogradAlgorithm, algorithm, conv_multiplications
 from ..winograd.error import DEFAULT_ERROR_BUDGET, choose_tile
 from ..winograd.tiles import output_size
-from ..winograd.transform import filter_transform, kron_matrix
+from ..winograd.transform import filter_transform
 from .functional import positions_first, winograd_conv, winograd_weight_from_spatial
 from .kinds import LayerKind, register_layer_kind
+from .masks import exact_spatial_weight
 
 __all__ = ["WinogradConv2d", "WinogradConv3d", "DOMAINS"]
 
@@ -181,25 +182,21 @@ class _WinogradConvNd(nn.Module):
         """Spatial weights ``(K, C/groups, *r)``.
 
         For a Winograd-domain layer this is the least-squares solution of (G ⊗ G) g = vec(Q),
-        exact when Q is in the range of G ⊗ G; a warning says so when it is not.
+        exact when Q is in the range of G ⊗ G (a warning says so when it is not), with taps that
+        are zero up to rounding set exactly to zero where that still reproduces Q
+        (:func:`~sparsewino.nn.masks.exact_spatial_weight`).
         """
         if self.domain == "spatial":
             return self.weight
         q = self.weight.detach()
-        algs = self.algorithms
-        s = kron_matrix(algs, "G", torch.float64, q.device)                # (P, R)
-        k, c = q.shape[:2]
-        flat = q.double().reshape(k * c, -1).T                              # (P, K·C)
-        g = torch.linalg.pinv(s) @ flat                                     # (R, K·C)
-        residual = (s @ g - flat).norm(dim=0) / flat.norm(dim=0).clamp_min(1e-300)
-        worst = residual.max().item() if residual.numel() else 0.0
+        g, worst = exact_spatial_weight(q, self.algorithms)
         if worst > 1e-5:
             warnings.warn(
                 f"{type(self).__name__}.to_spatial(): the Winograd-domain weights are not in the "
                 f"range of G⊗G (worst relative residual {worst:.3g}); returning the "
                 "least-squares spatial weights, whose outputs differ from this layer's.",
                 stacklevel=3)
-        return g.T.reshape(k, c, *self.kernel_size).to(q.dtype)
+        return g.to(q.dtype)
 
     # ------------------------------------------------------------------ forward
     def _check_input(self, x: torch.Tensor) -> None:

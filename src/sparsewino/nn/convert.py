@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from .kinds import convertible_types, kind_of, winograd_layer_types
+from .masks import carry_mask, pruning_hook, spatial_mask, winograd_mask
 
 __all__ = ["convert", "revert", "ConversionReport", "LayerDecision", "eligibility"]
 
@@ -90,8 +91,12 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
 
     Eligible: stride 1, dilation 1, zero padding, a kernel larger than 1 in some dimension,
     float32/float64. Winograd layers already in the other domain are switched to ``domain``
-    (``to_winograd()``/``to_spatial()``, keeping their tile and points; a mask is baked in). Weights and bias are copied exactly; a ``torch.nn.utils.prune`` mask on
-    ``weight`` is carried over for ``domain="spatial"`` (and baked into Q for ``"winograd"``).
+    (``to_winograd()``/``to_spatial()``, keeping their tile and points). Weights and bias are
+    copied exactly. Pruning masks (``torch.nn.utils.prune``-compatible, the pruning hook kept)
+    survive: within a domain as they are; to the Winograd domain as the mask of the entries of
+    Q the spatial mask makes exactly zero; back to the spatial domain, for each kernel whose
+    spatial weights are zero on every tap a masked position depends on (see
+    :mod:`sparsewino.nn.masks`). Gradient scales, which belong to one domain, are dropped.
 
     Args:
         model: any module (torchvision-style models included); modified in place.
@@ -125,25 +130,19 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
         if reason is not None:
             report.append(LayerDecision(name, kind, False, reason))
             continue
+        _refresh(module)
         if is_winograd:
-            # Switch domains; the layer keeps its own tile and points. A mask is baked in.
-            pruned = torch_prune.is_pruned(module)
+            # Switch domains; the layer keeps its own tile and points, and its masks.
             layer = module.to_winograd() if domain == "winograd" else module.to_spatial()
+            note = _carry_masks(module, layer, module.domain, domain, layer.algorithms)
             _set_submodule(model, name, layer)
-            note = "; pruning mask baked into the new weights" if pruned else ""
             report.append(LayerDecision(name, kind, True, f"{module.domain} -> {domain} domain, "
                                         f"{describe(layer.algorithms)}{note}"))
             continue
         layer_type = kind_of(module).winograd_type
-        mask = getattr(module, "weight_mask", None) if torch_prune.is_pruned(module) else None
         layer = layer_type.from_conv(module, tile=tile, domain=domain, points=points,
                                      winograd_relu=winograd_relu)
-        note = ""
-        if mask is not None and domain == "spatial":
-            torch_prune.custom_from_mask(layer, "weight", mask.clone())
-            note = "; pruning mask carried over"
-        elif mask is not None:
-            note = "; spatial pruning mask baked into the Winograd weights"
+        note = _carry_masks(module, layer, "spatial", domain, layer.algorithms)
         _set_submodule(model, name, layer)
         report.append(LayerDecision(name, kind, True,
                                     f"{domain} domain, {describe(layer.algorithms)}{note}"))
@@ -154,12 +153,53 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
 def revert(model: nn.Module) -> nn.Module:
     """Replace every Winograd layer of ``model`` by the equivalent nn.Conv2d/nn.Conv3d, in place.
 
-    Winograd-domain weights become spatial by least squares (a warning says when inexact).
+    Winograd-domain weights become spatial by least squares (a warning says when inexact);
+    masks are carried like ``convert(model, domain="spatial")`` carries them.
     """
     for name, module in list(model.named_modules()):
         if isinstance(module, winograd_layer_types()):
-            _set_submodule(model, name, module.to_conv())
+            _refresh(module)
+            conv = module.to_conv()
+            _carry_masks(module, conv, module.domain, "spatial", module.algorithms)
+            _set_submodule(model, name, conv)
     return model
+
+
+def _refresh(module: nn.Module) -> None:
+    """Recompute pruned tensors (``orig * mask``) so the copy sees the current weights."""
+    for hook in list(module._forward_pre_hooks.values()):
+        if isinstance(hook, torch_prune.BasePruningMethod):
+            with torch.no_grad():
+                hook(module, None)
+
+
+def _carry_masks(old: nn.Module, new: nn.Module, old_domain: str, new_domain: str,
+                 algorithms: Any) -> str:
+    """Mask ``new`` as ``old`` was masked, across a domain switch where exact; the report note."""
+    if pruning_hook(old, "bias") is not None:
+        carry_mask(old, new, old.bias_mask, "bias")
+    if pruning_hook(old, "weight") is None:
+        return ""
+    mask = old.weight_mask
+    if old_domain == new_domain:
+        carry_mask(old, new, mask)
+        return "; pruning mask carried over"
+    if new_domain == "winograd":
+        q_mask = winograd_mask(mask, algorithms)
+        if not (q_mask == 0).any():
+            return "; spatial pruning mask baked in (it makes no entry of Q exactly zero)"
+        carry_mask(old, new, q_mask, domain="winograd")
+        return (f"; spatial mask carried to Q ({100 * float((q_mask == 0).double().mean()):.1f}% of "
+                "Q masked)")
+    g_mask = spatial_mask(mask, algorithms)
+    kernels = g_mask.flatten(2)
+    exact = ~((new.weight.detach() != 0).flatten(2) & (kernels == 0)).any(dim=2)   # (K, C)
+    kernels[~exact] = 1                     # those kernels' Winograd zeros cannot be held spatially
+    if not (g_mask == 0).any():
+        return "; Winograd-domain mask baked in (not expressible in the spatial domain)"
+    carry_mask(old, new, g_mask, domain="spatial")
+    return (f"; Winograd mask carried to the spatial weights of {int(exact.sum())} of "
+            f"{exact.numel()} kernels (exact there)")
 
 
 def describe(algorithms) -> str:
