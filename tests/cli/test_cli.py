@@ -6,8 +6,9 @@ import sys
 import pytest
 import torch
 
-from sparsewino.cli import build_parser, main
+from sparsewino.cli import main
 from sparsewino.recipes import load_model
+from sparsewino.train.checkpoint import CheckpointError
 
 DATA = ["--dataset", "fake", "--batch-size", "32", "--eval-batch-size", "64"]
 SMALL = ["--model-arg", "widths=[4, 4, M, 8]"]
@@ -117,20 +118,44 @@ def test_prune_rejects_impossible_amount(trained, capsys):
     assert "--amount 1.5 is impossible" in capsys.readouterr().err
 
 
-def test_global_flags_before_or_after_the_command():
-    parser = build_parser()
-    for argv in (["--quiet", "--threads", "1", "run", "x"], ["run", "x", "--quiet", "--threads", "1"]):
-        args = parser.parse_args(argv)
-        for name in ("quiet", "threads"):
-            setattr(args, name, getattr(args, name) or getattr(args, "top_" + name))
-        assert args.quiet is True and args.threads == 1
+TINY_RECIPE = """name: tiny
+description: a tiny recipe of the CLI tests
+data: {dataset: fake, options: {num_samples: 32}, eval_batch_size: 32}
+model: {name: small_vgg, args: {widths: [4, M, 8]}}
+stages: [{stage: evaluate, name: final}]
+"""
 
 
-def test_help_and_console_entry_point():
-    help_text = build_parser().format_help()
+@pytest.mark.parametrize("before", [True, False])
+def test_global_flags_before_or_after_the_command(tmp_path, capsys, before):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE)
+    flags = ["--quiet", "--threads", "2", "--device", "cpu"]
+    command = ["run", str(recipe), "--run-dir", str(tmp_path / "run")]
+    threads = torch.get_num_threads()
+    try:
+        assert main(flags + command if before else command + flags) == 0
+        assert torch.get_num_threads() == 2                               # --threads took effect
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "a tiny recipe of the CLI tests" not in out and "baseline accuracy" in out   # --quiet
+    assert "device: cpu" in (tmp_path / "run" / "recipe.yaml").read_text()          # --device
+    assert main(command) == 0 and "tiny: a tiny recipe of the CLI tests" in capsys.readouterr().out
+    debug = ["--debug", "inspect", str(tmp_path / "missing.pt")]
+    with pytest.raises(CheckpointError, match="does not exist"):        # --debug re-raises
+        main(debug if before else debug[1:] + debug[:1])
+
+
+def test_help_and_console_entry_point(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    help_text = capsys.readouterr().out
     for command in ("run", "train", "prune", "convert", "eval", "bench", "count", "report", "inspect"):
         assert f"    {command} " in help_text
     assert "--set stages.baseline.epochs=1" in help_text
+    assert main([]) == 2 and "usage: sparsewino" in capsys.readouterr().out
     done = subprocess.run([sys.executable, "-m", "sparsewino.cli", "inspect", "nothing.pt"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and done.stderr.strip() == "sparsewino: error: checkpoint nothing.pt does not exist"

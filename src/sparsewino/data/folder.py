@@ -50,8 +50,8 @@ class ImageFolderDataset:
         channels: 3 (RGB) or 1 (grey).
 
     Examples:
-        >>> ds = ImageFolderDataset("imagenet/train", image_size=256)
-        >>> images, labels = ds.get_batch(torch.arange(4))
+        >>> ds = ImageFolderDataset("imagenet/train", image_size=256)     # doctest: +SKIP
+        >>> images, labels = ds.get_batch(torch.arange(4))              # doctest: +SKIP
     """
 
     def __init__(self, directory: str | Path, image_size: int = 256,

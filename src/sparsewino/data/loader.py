@@ -54,9 +54,11 @@ class BatchLoader:
         num_workers: DataLoader worker processes to decode files (image folders).
 
     Examples:
+        >>> from sparsewino.data import fake_dataset
+        >>> train = fake_dataset(200)
         >>> loader = BatchLoader(train, 128, Normalize((0.286,), (0.353,)), shuffle=True)
-        >>> for images, labels in loader.epoch(0):
-        ...     pass
+        >>> [(tuple(images.shape), images.dtype) for images, labels in loader.epoch(0)]
+        [((128, 1, 28, 28), torch.float32), ((72, 1, 28, 28), torch.float32)]
     """
 
     def __init__(self, dataset: Any, batch_size: int, normalize: Normalize, *, shuffle: bool = False,

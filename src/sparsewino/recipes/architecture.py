@@ -107,7 +107,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"
         CheckpointError: corrupt file, no architecture record, or weights that do not fit.
 
     Examples:
-        >>> model, checkpoint = load_model("runs/demo/model.pt")
+        >>> model, checkpoint = load_model("runs/demo/model.pt")        # doctest: +SKIP
     """
     checkpoint = load_checkpoint(path, map_location)
     architecture = checkpoint.get("architecture")

@@ -406,8 +406,8 @@ def parse_recipe(data: Mapping[str, Any], source: str = "recipe") -> Recipe:
             the message names the offending key (``stages[2] (prune 'step2').targets``).
 
     Examples:
-        >>> recipe = parse_recipe(yaml.safe_load(open("recipe.yaml")))
-        >>> [s.kind for s in recipe.stages]
+        >>> recipe = parse_recipe(yaml.safe_load(open("recipe.yaml")))  # doctest: +SKIP
+        >>> [s.kind for s in recipe.stages]                             # doctest: +SKIP
         ['train', 'prune', 'convert', 'prune', 'evaluate', 'report']
     """
     if not isinstance(data, Mapping):

@@ -56,7 +56,7 @@ def write_report(directory: str | Path, rows: Sequence[dict[str, Any]], model: n
         Path of ``summary.md``.
 
     Examples:
-        >>> write_report("runs/demo/report", result.rows, model=model, input_shape=(1, 1, 28, 28))
+        >>> write_report("runs/demo/report", result.rows, model=model, input_shape=(1, 1, 28, 28))  # doctest: +SKIP
         PosixPath('runs/demo/report/summary.md')
     """
     directory = Path(directory)

@@ -42,7 +42,7 @@ def save_checkpoint(path: str | Path, content: dict[str, Any]) -> Path:
         The checkpoint path.
 
     Examples:
-        >>> save_checkpoint("run/model.pt", {"model": model.state_dict()})
+        >>> save_checkpoint("run/model.pt", {"model": model.state_dict()})  # doctest: +SKIP
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -80,7 +80,7 @@ def evaluate(model: nn.Module, loader: BatchLoader, ctx: DistContext | None = No
         ``{"loss": mean cross-entropy, "accuracy": fraction correct, "samples": count}``.
 
     Examples:
-        >>> evaluate(model, test_loader)["accuracy"]
+        >>> evaluate(model, test_loader)["accuracy"]                    # doctest: +SKIP
         0.912
     """
     model = unwrap_model(model)
@@ -175,8 +175,8 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
         CheckpointError: the checkpoint is corrupt or belongs to another model/configuration.
 
     Examples:
-        >>> result = fit(model, train_loader, TrainConfig(epochs=2), eval_loader=test_loader)
-        >>> result.evaluation["accuracy"]
+        >>> result = fit(model, train_loader, TrainConfig(epochs=2), eval_loader=test_loader)  # doctest: +SKIP
+        >>> result.evaluation["accuracy"]                               # doctest: +SKIP
         0.91
     """
     ctx = ctx or DistContext(device=_model_device(model))

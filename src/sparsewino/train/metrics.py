@@ -27,8 +27,8 @@ class MetricsLog:
         enabled: ``False`` on ranks other than 0.
 
     Examples:
-        >>> log = MetricsLog("run/metrics.jsonl")
-        >>> log.write(stage="baseline", event="eval", accuracy=0.91)
+        >>> log = MetricsLog("run/metrics.jsonl")                       # doctest: +SKIP
+        >>> log.write(stage="baseline", event="eval", accuracy=0.91)    # doctest: +SKIP
     """
 
     def __init__(self, path: str | Path | None = None, enabled: bool = True) -> None:

@@ -1,0 +1,29 @@
+"""The Examples in every module's docstrings run and show what they say (illustrative ones are
+marked ``# doctest: +SKIP``). The engine's modules are checked with the engine's own tests."""
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+import torch
+from torch import nn
+
+import sparsewino
+
+MODULES = sorted(m.name for m in pkgutil.walk_packages(sparsewino.__path__, "sparsewino.")
+                 if not m.name.startswith("sparsewino.engine"))
+
+
+def test_every_part_of_the_package_is_covered():
+    parts = {name.split(".")[1] for name in MODULES}
+    assert {"winograd", "nn", "prune", "data", "models", "train", "recipes", "report", "cli"} <= parts
+    assert "sparsewino.prune.mask" in MODULES and "sparsewino.registry" in MODULES
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    torch.manual_seed(0)
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, extraglobs={"nn": nn, "torch": torch, "sparsewino": sparsewino},
+                             optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
