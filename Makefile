@@ -5,16 +5,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp-install
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
+# the torch build the project is tested with, installed before the package (whose metadata allows a range)
+TORCH ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test setup dataset docs clean
+.PHONY: demo test lint setup dataset docs clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml $(wildcard setup.py) $(shell find src/sparsewino -name '*.cpp' -o -name '*.h' 2>/dev/null)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]" "$(TORCH)"
 	touch $(STAMP)
 
 dataset:
@@ -26,7 +29,10 @@ dataset:
 demo: setup dataset
 	$(PY) -m sparsewino.demo $(DEMO_ARGS)
 
-test: setup
+lint: setup
+	$(PY) -m ruff check .
+
+test: lint
 	$(PY) -m pytest tests
 
 docs: setup

@@ -462,6 +462,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
+
     from . import engine
     from .recipes.architecture import load_model
     from .recipes.measure import benchmark
@@ -534,9 +535,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         _print_json({"architecture": architecture, **report.to_dict(),
                      "progress": checkpoint.get("progress"), "evaluation": checkpoint.get("evaluation")})
         return 0
+    transforms = [t["op"] + "(" + ", ".join(f"{k}={v}" for k, v in t.items() if k != "op" and v is not None) + ")"
+                  for t in architecture["transforms"]]
     print(f"{args.checkpoint}: model {architecture['model']} ({architecture['in_channels']} -> "
-          f"{architecture['num_classes']} classes), transforms: "
-          f"{', '.join(t['op'] + '(' + ', '.join(f'{k}={v}' for k, v in t.items() if k != 'op' and v is not None) + ')' for t in architecture['transforms']) or 'none'}")
+          f"{architecture['num_classes']} classes), transforms: {', '.join(transforms) or 'none'}")
     parameters = sum(p.numel() for p in model.parameters())
     print(f"{parameters:,} parameters; checkpoint kind {checkpoint.get('kind')}"
           + (f", stage {checkpoint['stage']}" if "stage" in checkpoint else ""))

@@ -2,8 +2,16 @@
 import pytest
 import torch
 
-from sparsewino.data import (Augmentation, BatchLoader, Normalize, center_crop, dataset_spec,
-                             fake_dataset, random_crop, random_flip)
+from sparsewino.data import (
+    Augmentation,
+    BatchLoader,
+    Normalize,
+    center_crop,
+    dataset_spec,
+    fake_dataset,
+    random_crop,
+    random_flip,
+)
 
 
 def reference_crop(images, size, padding, top, left):

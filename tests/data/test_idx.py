@@ -6,8 +6,6 @@ import torch
 from sparsewino.data import DatasetError, DatasetNotFoundError, load_dataset, read_idx
 
 
-
-
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.float32, np.float64])
 @pytest.mark.parametrize("compress", [False, True])
 def test_read_idx_roundtrip(tmp_path, dtype, compress, write_idx):

@@ -1,7 +1,6 @@
 """Shared helpers for the pruning tests: small random nets and a tiny training loop."""
 import pytest
 import torch
-from torch import nn
 
 from sparsewino import prune as sp
 

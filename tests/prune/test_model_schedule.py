@@ -42,7 +42,9 @@ def test_overrides_exclusions_and_reports():
 
 def test_global_magnitude_matches_torch_global_unstructured():
     ours, theirs = _vgg(), _vgg()
-    convs = lambda net: [net[0][0], net[1][0], net[2], net[3]]
+    def convs(net):
+        return [net[0][0], net[1][0], net[2], net[3]]
+
     sp.prune_model(ours, "magnitude", 0.6, scope="global")
     prune.global_unstructured([(m, "weight") for m in convs(theirs)], prune.L1Unstructured, amount=0.6)
     for a, b in zip(convs(ours), convs(theirs)):

@@ -3,8 +3,14 @@ import copy
 
 import pytest
 
-from sparsewino.recipes import (apply_overrides, bundled_recipes, load_recipe, parse_recipe,
-                                read_recipe_data, recipe_to_dict)
+from sparsewino.recipes import (
+    apply_overrides,
+    bundled_recipes,
+    load_recipe,
+    parse_recipe,
+    read_recipe_data,
+    recipe_to_dict,
+)
 from sparsewino.recipes.loading import find_recipe, smoke_variant
 from sparsewino.train import ConfigError
 

@@ -7,8 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from sparsewino.train import (CheckpointError, MetricsLog, OptimizerConfig, ScheduleConfig, TrainConfig,
-                              evaluate, fit, lr_factor, read_metrics)
+from sparsewino.train import (
+    CheckpointError,
+    MetricsLog,
+    OptimizerConfig,
+    ScheduleConfig,
+    evaluate,
+    fit,
+    lr_factor,
+    read_metrics,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train_helpers import tiny_config, tiny_loaders, tiny_model  # noqa: E402

@@ -6,8 +6,13 @@ from fractions import Fraction as Fr
 import pytest
 import torch
 
-from sparsewino.winograd import (LAVIN_POINTS, WinogradAlgorithm, algorithm,
-                                 conv_multiplications, importance_factor_matrix)
+from sparsewino.winograd import (
+    LAVIN_POINTS,
+    WinogradAlgorithm,
+    algorithm,
+    conv_multiplications,
+    importance_factor_matrix,
+)
 from sparsewino.winograd.error import direct_correlation_tiles
 
 

@@ -7,8 +7,14 @@ from hypothesis import strategies as st
 
 from sparsewino.winograd import algorithm
 from sparsewino.winograd.tiles import assemble_tiles, extract_tiles, pad_for_tiles, tile_counts
-from sparsewino.winograd.transform import (apply_leading, apply_trailing, filter_transform,
-                                           input_transform, kron_matrix, output_transform)
+from sparsewino.winograd.transform import (
+    apply_leading,
+    apply_trailing,
+    filter_transform,
+    input_transform,
+    kron_matrix,
+    output_transform,
+)
 
 
 def _mats(shapes, seed=0):

@@ -5,8 +5,15 @@ from .errors import DatasetError, DatasetNotFoundError
 from .folder import ImageFolderDataset
 from .idx import read_idx
 from .loader import BatchLoader
-from .registry import (DATASETS, DatasetSpec, available_datasets, dataset_spec, default_root,
-                       load_dataset, register_dataset)
+from .registry import (
+                       DATASETS,
+                       DatasetSpec,
+                       available_datasets,
+                       dataset_spec,
+                       default_root,
+                       load_dataset,
+                       register_dataset,
+)
 from .tensor_dataset import TensorImageDataset, fake_dataset
 
 __all__ = ["Augmentation", "Normalize", "random_crop", "random_flip", "center_crop",

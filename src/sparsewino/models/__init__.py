@@ -1,7 +1,6 @@
 """Models of the Winograd pruning papers (VGG-nagadomi, ConvPool-CNN-C, ResNet-18) and small nets."""
 from .convpool import convpool_cnn_c
-from .registry import (MODELS, ModelEntry, available_models, create_model, model_entry, model_options,
-                       register_model)
+from .registry import MODELS, ModelEntry, available_models, create_model, model_entry, model_options, register_model
 from .resnet import BasicBlock, ResNet, resnet18, resnet18_cifar, resnet18_cifar_max, resnet18_max
 from .vgg import VGG, small_vgg, vgg_features, vgg_nagadomi
 

@@ -92,7 +92,7 @@ class _WinogradConvNd(nn.Module):
         self.points = self._resolve_points(points)
         self.domain = domain
         self.winograd_relu = bool(winograd_relu)
-        self.algorithms  # build (and verify) the algorithms now, so bad points fail here
+        _ = self.algorithms  # build (and verify) the algorithms now, so bad points fail here
         shape = (out_channels, in_channels // groups,
                  *(self.kernel_size if domain == "spatial" else self.winograd_size))
         self.weight = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))

@@ -18,17 +18,43 @@ See docs/pruning.md.
 """
 from .callbacks import PruningCallback, TrainingCallback
 from .criteria import GroupMax, IFMMagnitude, Importance, Magnitude, OutputNormMagnitude
-from .mask import (Mask, apply_mask, effective_weight, finalize, get_grad_scale, get_mask,
-                   masked_tensors, pruning_info, refresh, set_grad_scale, temporary_mask)
-from .methods import (DEFAULT_GRAD_POWER, GRANULARITIES, METHODS, RECOMMENDED_LR, MethodSpec,
-                      NativeWinogradPruning, ParticleFilter, PruneContext, WinogradReluReport,
-                      batch_accuracy, magnitude, method_options, register_method,
-                      spatial_winograd, structured, winograd_domain, winograd_relu,
-                      winograd_relu_prune)
+from .layers import SelectionError
+from .mask import (
+                   Mask,
+                   apply_mask,
+                   effective_weight,
+                   finalize,
+                   get_grad_scale,
+                   get_mask,
+                   masked_tensors,
+                   pruning_info,
+                   refresh,
+                   set_grad_scale,
+                   temporary_mask,
+)
+from .methods import (
+                   DEFAULT_GRAD_POWER,
+                   GRANULARITIES,
+                   METHODS,
+                   RECOMMENDED_LR,
+                   MethodSpec,
+                   NativeWinogradPruning,
+                   ParticleFilter,
+                   PruneContext,
+                   WinogradReluReport,
+                   batch_accuracy,
+                   magnitude,
+                   method_options,
+                   register_method,
+                   spatial_winograd,
+                   structured,
+                   winograd_domain,
+                   winograd_relu,
+                   winograd_relu_prune,
+)
 from .methods.winograd_domain import ifm_grad_scale
 from .model import prunable_layers, prune_model, resolve_method, unwrap_model
 from .schedule import CubicSchedule, Schedule, StepSchedule
-from .layers import SelectionError
 from .selection import amount_to_count
 from .serialization import load_masks, load_pruned_state_dict, masks_state, save_masks
 from .stats import LayerSparsity, SparsityReport, plot_position_sparsity, stats

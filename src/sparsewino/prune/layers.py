@@ -12,7 +12,8 @@ from ..nn.convert import NameFilter, eligibility
 from ..nn.kinds import convertible_types, kind_of, winograd_layer_types
 from ..winograd.algorithm import WinogradAlgorithm
 
-__all__ = ["WINOGRAD_LAYERS", "CONV_LAYERS", "conv_layer_types", "NameFilter", "matches",
+# WINOGRAD_LAYERS / CONV_LAYERS stay importable (module __getattr__ below), not star-exported
+__all__ = ["conv_layer_types", "NameFilter", "matches",
            "is_winograd_layer", "layer_algorithms", "select_layers", "resolve_amounts", "SelectionError"]
 
 

@@ -1,8 +1,8 @@
 """Sparsity in both domains: per layer, per Winograd position, and totals weighted by multiplications.
 
 For every convolution of a model (and every ``nn.Linear``, with its sparsity only; the totals of
-the convolutions leave them out, ``linear_sparsity`` sums them up): the spatial sparsity (zeros of the effective spatial weight;
-undefined for Winograd-domain layers), the Winograd-domain sparsity (exact zeros of the
+the convolutions leave them out, ``linear_sparsity`` sums them up): the spatial sparsity (zeros of
+the effective spatial weight; undefined for Winograd-domain layers), the Winograd-domain sparsity (exact zeros of the
 effective Q = G g Gᵀ, computed in float64), the per-position sparsity map (n×n, or n×n×n),
 and, given an input shape, the multiplications of a dense and of a sparse execution.
 

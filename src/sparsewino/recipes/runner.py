@@ -31,18 +31,29 @@ import torch
 from torch import nn
 
 from .. import engine
+from ..errors import UserError
 from ..prune import CubicSchedule, PruneContext, PruningCallback, method_options, prune_model
 from ..train import DistContext, MetricsLog, TrainConfig, evaluate, fit, init_distributed
 from ..train.checkpoint import CheckpointError, NotACheckpointError, load_checkpoint
 from ..train.distributed import barrier
+from ..train.schema import ConfigError
 from .architecture import apply_transform, build_model, load_into, load_model, new_architecture, save_model
 from .data_setup import RecipeData, prepare_data
 from .measure import benchmark, sparsity_summary
-from ..errors import UserError
-from ..train.schema import ConfigError
-from .schema import (BenchmarkStage, CompileStage, ConvertStage, EvaluateStage, PruneStage, Recipe,
-                     ReportStage, TrainStage, identity_changes, parse_recipe, recipe_identity,
-                     recipe_to_dict)
+from .schema import (
+    BenchmarkStage,
+    CompileStage,
+    ConvertStage,
+    EvaluateStage,
+    PruneStage,
+    Recipe,
+    ReportStage,
+    TrainStage,
+    identity_changes,
+    parse_recipe,
+    recipe_identity,
+    recipe_to_dict,
+)
 
 __all__ = ["run_recipe", "RunResult", "RunDirectoryError"]
 

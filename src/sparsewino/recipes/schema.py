@@ -8,8 +8,7 @@ from typing import Any, Literal, Mapping, Union
 
 from ..prune.methods.base import METHODS, MethodSpec, option_fields, validate_options
 from ..train.config import TrainConfig
-from ..train.schema import (NO_RESULT_CHANGE, ConfigError, check_range, from_dict, to_dict,
-                            unknown_key_error)
+from ..train.schema import NO_RESULT_CHANGE, ConfigError, check_range, from_dict, to_dict, unknown_key_error
 
 __all__ = ["Recipe", "DataConfig", "ModelConfig", "TrainStage", "PruneStage", "GradualConfig",
            "ConvertStage", "EvaluateStage", "CompileStage", "BenchmarkStage", "ReportStage",

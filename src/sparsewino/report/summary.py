@@ -89,8 +89,8 @@ def write_report(directory: str | Path, rows: Sequence[dict[str, Any]], model: n
         lines += [f"- data: `{recipe.data.dataset}`, model: `{recipe.model.name}`, Winograd tile "
                   f"F({recipe.tile}x{recipe.tile}, r x r) by default", ""]
     lines += ["## Headline", "",
-              f"| baseline accuracy | final accuracy | Winograd-domain sparsity | mult. reduction vs direct "
-              f"| vs dense Winograd | compiled speed-up vs dense PyTorch |",
+              "| baseline accuracy | final accuracy | Winograd-domain sparsity | mult. reduction vs direct "
+              "| vs dense Winograd | compiled speed-up vs dense PyTorch |",
               "|---:|---:|---:|---:|---:|---:|",
               "| " + " | ".join([format_value(numbers["baseline_accuracy"], "pct2"),
                                  format_value(numbers["final_accuracy"], "pct2"),

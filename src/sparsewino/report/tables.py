@@ -20,8 +20,8 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("speedup_vs_dense", "compiled speed-up vs dense", "x"),
     ("seconds", "time (s)", "int"),
 ]
-_EXTRA_CSV = ["activation_density", "loss", "target", "epochs", "accuracy_before_finetune", "direct_mults", "winograd_mults",
-              "sparse_mults", "compiled_accuracy", "compiled_max_abs_error", "batch_size", "threads",
+_EXTRA_CSV = ["activation_density", "loss", "target", "epochs", "accuracy_before_finetune", "direct_mults",
+              "winograd_mults", "sparse_mults", "compiled_accuracy", "compiled_max_abs_error", "batch_size", "threads",
               "dense_ms", "model_ms", "compiled_ms", "speedup_vs_model"]
 
 

@@ -2,8 +2,17 @@
 from .callbacks import call_callbacks, regularization_of
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import OptimizerConfig, ScheduleConfig, TrainConfig, build_optimizer, lr_factor
-from .distributed import (DistContext, all_reduce_sum, barrier, sync_buffers, init_distributed,
-                          resolve_device, shutdown_distributed, unwrap_model, wrap_model)
+from .distributed import (
+                          DistContext,
+                          all_reduce_sum,
+                          barrier,
+                          init_distributed,
+                          resolve_device,
+                          shutdown_distributed,
+                          sync_buffers,
+                          unwrap_model,
+                          wrap_model,
+)
 from .loop import TrainResult, evaluate, fit, load_model_state
 from .metrics import MetricsLog, read_metrics
 from .schema import ConfigError, from_dict, to_dict

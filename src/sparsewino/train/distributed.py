@@ -57,7 +57,6 @@ def init_distributed(device: str | torch.device | None = "auto") -> DistContext:
         (0, 2)
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     resolved = resolve_device(device, local_rank)
     if world <= 1:
