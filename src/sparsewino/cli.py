@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert = commands.add_parser("convert", help="convert convolutions to Winograd layers and save")
     _add_checkpoint_arg(convert)
     convert.add_argument("--tile", type=int, default=4, help="output tile m (4: F(4x4, 3x3))")
-    convert.add_argument("--domain", choices=("spatial", "winograd"), default="winograd",
+    from .nn import DOMAINS
+    convert.add_argument("--domain", choices=DOMAINS, default="winograd",
                          help="parameter domain of the new layers (winograd)")
     convert.add_argument("--winograd-relu", action="store_true",
                          help="Winograd-ReLU rewrite (ReLU after the input transform; Liu et al.)")

@@ -115,18 +115,18 @@ register_dataset(DatasetSpec(
 register_dataset(DatasetSpec(
     "mnist", 1, 10, 28, (0.1307,), (0.3081,), Augmentation(crop_padding=2), None, _MNIST_HOW,
     _idx("MNIST", _MNIST_HOW), description="idx files (also `train-images.idx3-ubyte` spelling)"))
-register_dataset(DatasetSpec(
-    "cifar10", 3, 10, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-    Augmentation(crop_padding=4, flip=True), None, "Extract cifar-10-python.tar.gz there.",
-    _cifar("cifar10"), description="the python-pickle archive directory (`cifar-10-batches-py`) "
-                                   "or its parent"),
-    aliases=("cifar-10", "cifar_10"))
-register_dataset(DatasetSpec(
-    "cifar100", 3, 100, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
-    Augmentation(crop_padding=4, flip=True), None, "Extract cifar-100-python.tar.gz there.",
-    _cifar("cifar100"), description="the python-pickle archive directory (`cifar-100-python`) "
-                                    "or its parent"),
-    aliases=("cifar-100", "cifar_100"))
+
+
+def _register_cifar(classes: int, mean: tuple[float, ...], std: tuple[float, ...], archive_dir: str) -> None:
+    register_dataset(DatasetSpec(
+        f"cifar{classes}", 3, classes, 32, mean, std, Augmentation(crop_padding=4, flip=True), None,
+        f"Extract cifar-{classes}-python.tar.gz there.", _cifar(f"cifar{classes}"),
+        description=f"the python-pickle archive directory (`{archive_dir}`) or its parent"),
+        aliases=(f"cifar-{classes}", f"cifar_{classes}"))
+
+
+_register_cifar(10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "cifar-10-batches-py")
+_register_cifar(100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "cifar-100-python")
 register_dataset(DatasetSpec(
     "imagenet", 3, 1000, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
     Augmentation(crop_size=224, flip=True), None,
