@@ -216,10 +216,15 @@ class WinogradAlgorithm:
                             f"check at (i={i}, j={j}, l={l}): {Fraction(total, common)}")
 
     # ----------------------------------------------------------------- derived data
+    @torch.inference_mode(False)
     def matrices(self, dtype: torch.dtype = torch.float64,
                  device: torch.device | str | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(AT, G, BT) cast once from float64 to ``dtype`` on ``device``, cached."""
+        """(AT, G, BT) cast once from float64 to ``dtype`` on ``device``, cached.
+
+        Cached tensors are shared by every later call, so they are always created outside
+        ``torch.inference_mode`` (an inference tensor in the cache would break all training).
+        """
         key = (dtype, torch.device(device) if device is not None else torch.device("cpu"))
         cached = self._cast_cache.get(key)
         if cached is None:
@@ -249,6 +254,7 @@ class WinogradAlgorithm:
         return (algorithm, (self.m, self.r, self.points))
 
 
+@torch.inference_mode(False)        # cached for the process: never an inference tensor
 def _as_tensor(matrix: RationalMatrix) -> torch.Tensor:
     return torch.tensor([[float(v) for v in row] for row in matrix], dtype=torch.float64)
 
