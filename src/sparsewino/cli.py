@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                      help="override a recipe value, e.g. --set stages.baseline.epochs=1 (repeatable)")
     run.add_argument("--data-dir", help="shortcut for --set data.root=DIR")
-    run.add_argument("--fresh", action="store_true", help="delete the run directory first (start over)")
+    run.add_argument("--fresh", action="store_true", help="start over: delete the files of the previous run (only in a "
+                          "directory sparsewino run created; other files are kept)")
     run.add_argument("--until", metavar="STAGE", help="stop after this stage (name or 0-based index)")
     run.add_argument("--check", action="store_true", help="validate the recipe and print its stages; run nothing")
     run.add_argument("--smoke", action="store_true",

@@ -11,12 +11,12 @@ Run directory::
 
 A rerun of the same recipe in the same directory skips every finished step and continues a
 stage that was interrupted (mid-epoch training resumes from its checkpoint). A different
-recipe in an existing run directory is refused unless ``fresh=True`` (which deletes it).
+recipe in an existing run directory is refused unless ``fresh=True``, which deletes the files
+of the previous run (only in a directory the runner created: :mod:`.rundir`).
 """
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,14 +34,11 @@ from ..train.distributed import barrier
 from .architecture import apply_transform, build_model, load_into, load_model, new_architecture, save_model
 from .data_setup import RecipeData, prepare_data
 from .measure import benchmark, sparsity_summary
+from .rundir import RunDirectoryError, clear_run_dir, create_run_dir
 from .schema import (BenchmarkStage, CompileStage, ConvertStage, EvaluateStage, PruneStage, Recipe,
                      ReportStage, TrainStage, recipe_to_dict)
 
 __all__ = ["run_recipe", "RunResult", "RunDirectoryError"]
-
-
-class RunDirectoryError(RuntimeError):
-    """The run directory belongs to a different recipe (use ``--fresh`` or another directory)."""
 
 
 @dataclass
@@ -350,7 +347,8 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool
     Args:
         recipe: a validated :class:`~sparsewino.recipes.Recipe`.
         run_dir: output directory; an existing one for the same recipe is resumed.
-        fresh: delete an existing run directory first.
+        fresh: delete the files of a previous run in ``run_dir`` first (refused unless the
+            runner created the directory; other files are kept).
         until: stop after this stage (name or 0-based index).
         progress: tqdm bars (terminal only).
         log: where progress lines go (``print``; pass ``lambda s: None`` to silence).
@@ -361,7 +359,8 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool
         :class:`RunResult` with the rows of results and the report path (if a report stage ran).
 
     Raises:
-        RunDirectoryError: ``run_dir`` holds a run of a different recipe.
+        RunDirectoryError: ``run_dir`` holds a run of a different recipe, or ``fresh`` was
+            asked for a directory the runner did not create.
         DatasetNotFoundError, CheckpointError, ConfigError: with clear messages.
 
     Examples:
@@ -389,14 +388,14 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool
     if ctx.is_main:
         saved = run_dir / "recipe.yaml"
         if run_dir.exists() and fresh:
-            shutil.rmtree(run_dir)
+            clear_run_dir(run_dir)
         elif saved.is_file() and saved.read_text() != text:
             raise RunDirectoryError(f"{run_dir} holds a run of a different recipe; pass --fresh to "
                                     "replace it or --run-dir to use another directory")
         elif run_dir.exists() and not saved.is_file() and any(run_dir.iterdir()):
             raise RunDirectoryError(f"{run_dir} exists and is not a sparsewino run directory; "
                                     "choose another --run-dir")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        create_run_dir(run_dir)
         saved.write_text(text)
     barrier(ctx)
     run = _Run(recipe, run_dir, ctx, progress, log)
