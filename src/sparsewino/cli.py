@@ -547,6 +547,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                  else f" ({type(exc).__name__}; --debug shows the traceback)"),
               file=sys.stderr)
         return 1
+    finally:
+        if "torch.distributed" in sys.modules:     # under torchrun: leave the group before exit
+            from .train.distributed import shutdown_distributed
+            shutdown_distributed()
     return status
 
 
