@@ -523,6 +523,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from .train.progress import log_progress_to_stdout
+    log_progress_to_stdout(not args.quiet)          # progress lines when stdout is a log file
     try:
         if args.threads:
             import torch

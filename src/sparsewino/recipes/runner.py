@@ -34,6 +34,7 @@ from ..train.distributed import barrier
 from .architecture import apply_transform, build_model, load_into, load_model, new_architecture, save_model
 from .data_setup import RecipeData, prepare_data
 from .measure import benchmark, sparsity_summary
+from .progress import RunClock, stage_label
 from .rundir import RunDirectoryError, clear_run_dir, create_run_dir
 from .schema import (BenchmarkStage, CompileStage, ConvertStage, EvaluateStage, PruneStage, Recipe,
                      ReportStage, TrainStage, recipe_to_dict)
@@ -71,6 +72,7 @@ class _Run:
         self.compiled: nn.Module | None = None
         self._count_inputs: torch.Tensor | None = None
         self.done: tuple[int, int, bool] = (-1, -1, True)       # (stage, unit, stage finished)
+        self.clock = RunClock()                                  # training speed: time left
         self.architecture = new_architecture(recipe.model.name, recipe.model.args,
                                              self.data.in_channels, self.data.num_classes)
         torch.manual_seed(recipe.seed)
@@ -145,7 +147,7 @@ class _Run:
         self.rows.append(row)
         self.metrics.write(event="result", **{k: v for k, v in row.items()
                                               if not isinstance(v, (dict, list))})
-        parts = [f"{stage.kind} {stage.name}" + (f" [{step}]" if step else "")]
+        parts = [stage_label(stage) + (f" [{step}]" if step else "")]
         if row.get("accuracy") is not None:
             parts.append(f"accuracy {100 * row['accuracy']:.2f}%")
         if row.get("winograd_sparsity") is not None:
@@ -168,10 +170,16 @@ class _Run:
             # the rebuilt model does not have yet: add them before fit() resumes strictly
             load_into(self.model, load_checkpoint(checkpoint, self.ctx.device)["model"],
                       f"checkpoint {checkpoint}")
-        return fit(self.model, loader, config, eval_loader=self.test_loader, callbacks=list(callbacks),
-                   ctx=self.ctx, checkpoint=checkpoint,
-                   metrics=self.metrics, progress=self.progress, stage=stage.name,
-                   extra_state={"architecture": self.architecture})
+        start = time.perf_counter()
+        result = fit(self.model, loader, config, eval_loader=self.test_loader, callbacks=list(callbacks),
+                     ctx=self.ctx, checkpoint=checkpoint,
+                     metrics=self.metrics, progress=self.progress, stage=stage.name,
+                     extra_state={"architecture": self.architecture})
+        self.clock.record(time.perf_counter() - start, result.steps - (result.resumed_at_step or 0))
+        return result
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return len(self.data.train_loader(batch_size, 0))
 
 
 def stage_index(run: _Run, stage: Any) -> int:
@@ -409,7 +417,8 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool
                 report = _report(run, stage, 0)
             continue
         first_unit = done_unit + 1 if index == done_stage else 0
-        run.log(f"[{index + 1}/{len(recipe.stages)}] {stage.kind} {stage.name}")
+        run.log(f"[{index + 1}/{len(recipe.stages)}] {stage_label(stage)}"
+                + run.clock.describe_left(recipe.stages[index:last + 1], run.steps_per_epoch, first_unit))
         stages_run.append(stage.name)
         if isinstance(stage, ReportStage):
             report = _report(run, stage, first_unit)

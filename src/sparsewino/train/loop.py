@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,33 +17,10 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig, build_optimizer, lr_factor
 from .distributed import DistContext, all_reduce_sum, sync_buffers, unwrap_model, wrap_model
 from .metrics import MetricsLog
+from .progress import ProgressLines, progress_bar, show_progress, show_progress_lines
 from .schema import to_dict
 
 __all__ = ["fit", "evaluate", "TrainResult", "show_progress", "load_model_state", "progress_bar"]
-
-
-class _NoBar:
-    """Stand-in when tqdm is not installed or the bar is disabled."""
-
-    def update(self, *args: Any) -> None:
-        pass
-
-    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def progress_bar(enabled: bool, **kwargs: Any) -> Any:
-    """A tqdm bar when ``enabled`` and tqdm is installed, else a silent stand-in."""
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(**kwargs)
 
 
 @dataclass
@@ -58,11 +34,6 @@ class TrainResult:
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed_at_step: int | None = None
-
-
-def show_progress(progress: bool, ctx: DistContext) -> bool:
-    """Progress bars only when asked, on rank 0, and when stderr is a terminal."""
-    return bool(progress and ctx.is_main and sys.stderr.isatty())
 
 
 @torch.no_grad()
@@ -164,7 +135,9 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
         resume: continue from ``checkpoint`` when it exists (a finished checkpoint just loads
             its weights and returns its result).
         metrics: JSON-lines log for step/epoch/eval records.
-        progress: show a tqdm bar (only on a terminal, on rank 0).
+        progress: show a tqdm bar (on rank 0, when stderr is a terminal) and, when stdout is
+            not a terminal, a log line every tenth of the run with the time left
+            (:mod:`sparsewino.train.progress`).
         stage: name written in metrics and checkpoints.
         extra_state: plain data stored in every checkpoint (e.g. the architecture record).
 
@@ -237,6 +210,8 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
 
     bar = progress_bar(show_progress(progress, ctx), total=total_steps, initial=step, desc=stage,
                        leave=False, dynamic_ncols=True)
+    lines = ProgressLines(stage, total_steps, step, steps_per_epoch) \
+        if show_progress_lines(progress, ctx) else None
     try:
         while step < total_steps:
             network.train()
@@ -261,6 +236,8 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
                 loss_sum, loss_count = loss_sum + last_loss, loss_count + 1
                 bar.update()
                 bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.2g}", refresh=False)
+                if lines is not None:
+                    lines.update(step, loss=last_loss, lr=lr)
                 if step % config.log_every == 0:
                     metrics.write(stage=stage, event="step", step=step, epoch=epoch, loss=last_loss, lr=lr)
                 if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total_steps:

@@ -1,0 +1,13 @@
+"""`sparsewino ... > log`: progress lines on stdout when it is not a terminal (none with --quiet)."""
+from sparsewino.cli import main
+
+TRAIN = ["train", "--model", "small_vgg", "--model-arg", "widths=[4, M, 8]", "--dataset", "fake",
+         "--batch-size", "32", "--eval-batch-size", "64", "--epochs", "1"]
+
+
+def test_train_prints_progress_lines_to_a_log(tmp_path, capsys):
+    assert main([*TRAIN, "--output", str(tmp_path / "a.pt")]) == 0
+    out = capsys.readouterr().out                          # captured: not a terminal
+    assert "  train: 100% (step " in out and ", loss " in out
+    assert main([*TRAIN, "--quiet", "--output", str(tmp_path / "b.pt")]) == 0
+    assert "train: 100%" not in capsys.readouterr().out
