@@ -33,3 +33,22 @@ def test_convert_with_an_inaccurate_tile_uses_an_accurate_one(base, tmp_path, ca
         converted, _ = load_model(out)
     images = torch.rand(16, 1, 28, 28)
     torch.testing.assert_close(converted(images), original(images), rtol=1e-4, atol=1e-4)
+
+
+def test_wrong_files_say_what_they_are(base, tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("name: x\nstages:\n- stage: train\n")
+    assert main(["inspect", str(recipe)]) == 1
+    err = capsys.readouterr().err
+    assert "is not a checkpoint: it is a YAML recipe (run it with `sparsewino run FILE`)" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_run_directory_stands_for_its_model(base, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "model.pt").write_bytes(base.read_bytes())
+    assert main(["inspect", str(run_dir)]) == 0
+    assert "model small_vgg" in capsys.readouterr().out
+    assert main(["inspect", str(tmp_path)]) == 1
+    assert "is a directory, not a checkpoint file" in capsys.readouterr().err

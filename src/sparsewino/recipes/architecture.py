@@ -76,6 +76,9 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"
                ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a pipeline checkpoint (model or training checkpoint).
 
+    Args:
+        path: a model checkpoint, or a run directory (its ``model.pt``: the latest model).
+
     Returns:
         ``(model, checkpoint)``; the model is in eval mode.
 
@@ -84,7 +87,10 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"
 
     Examples:
         >>> model, checkpoint = load_model("runs/demo/model.pt")
+        >>> model, checkpoint = load_model("runs/demo")          # the same
     """
+    if Path(path).is_dir() and (Path(path) / "model.pt").is_file():
+        path = Path(path) / "model.pt"
     checkpoint = load_checkpoint(path, map_location)
     architecture = checkpoint.get("architecture")
     if not isinstance(architecture, dict):

@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "describe_foreign_file",
+           "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "sparsewino-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -54,18 +55,61 @@ def save_checkpoint(path: str | Path, content: dict[str, Any]) -> Path:
     return path
 
 
+#: What a sparsewino checkpoint is, for error messages about other files.
+EXPECTED = ("expected a sparsewino checkpoint (a .pt file written by sparsewino: a run "
+            "directory's model.pt, or the --output of train/prune/convert)")
+
+_SIGNATURES = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+               (b"GIF8", "a GIF image"), (b"%PDF", "a PDF document"),
+               (b"\x1f\x8b", "a gzip archive (a dataset file?)"), (b"\x00\x00\x08", "an IDX data file"),
+               (b"\x7fELF", "an executable"))
+
+
+def describe_foreign_file(path: Path) -> str | None:
+    """What ``path`` is when it plainly is not a PyTorch file (``None`` when it may be one).
+
+    PyTorch files start with a zip header (``torch.save``) or a pickle opcode (the legacy
+    format); anything else (text, YAML, images, archives, an empty file) is named.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return None
+    for signature, name in _SIGNATURES:
+        if head.startswith(signature):
+            return name
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "a binary file that is not a PyTorch checkpoint"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if any(line.startswith("stages:") for line in text.splitlines()):
+        return "a YAML recipe (run it with `sparsewino run FILE`)"
+    kind = "a YAML/JSON file" if first.startswith(("{", "[", "---")) or ":" in first else "a text file"
+    return f"{kind} (starting {first[:60]!r})"
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``.
 
     Loading never executes code: only tensors and plain containers are accepted.
 
     Raises:
-        CheckpointError: missing, truncated/corrupt, holding code objects, or not a sparsewino
+        CheckpointError: missing, a directory, another kind of file (text, YAML, image...: the
+            message says which), truncated/corrupt, holding code objects, or not a sparsewino
             checkpoint; the message says which and what to do.
     """
     path = Path(path)
+    if path.is_dir():
+        hint = (f"; its model is {path / 'model.pt'}" if (path / "model.pt").is_file() else "")
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file{hint}; {EXPECTED}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    foreign = describe_foreign_file(path)
+    if foreign is not None:
+        raise CheckpointError(f"{path} is not a checkpoint: it is {foreign}; {EXPECTED}")
     try:
         content = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
