@@ -32,6 +32,20 @@ class CliError(Exception):
     """A user error reported as one line (exit status 2)."""
 
 
+def _count(minimum: int):
+    """argparse type: an integer >= ``minimum`` (``--batch-size 0`` is an error, not ignored)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is too small (at least {minimum})")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
 def _add_data_args(parser: argparse.ArgumentParser, required: bool) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--dataset", required=required,
@@ -164,10 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="median forward time: dense PyTorch vs model vs compiled engine")
     _add_checkpoint_arg(bench)
-    bench.add_argument("--batch-size", type=int, default=64, help="images per forward pass (64)")
-    bench.add_argument("--input-size", type=int, help="image side (default: the model's)")
-    bench.add_argument("--warmup", type=int, default=3)
-    bench.add_argument("--repeats", type=int, default=10)
+    bench.add_argument("--batch-size", type=_count(1), default=64, help="images per forward pass (64)")
+    bench.add_argument("--input-size", type=_count(1), help="image side (default: the model's)")
+    bench.add_argument("--warmup", type=_count(0), default=3)
+    bench.add_argument("--repeats", type=_count(1), default=10)
     bench.add_argument("--json", action="store_true", help="print JSON")
 
     count = commands.add_parser("count", help="multiplications per convolution: direct, dense and sparse Winograd",
@@ -176,10 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
                                             "products whose weight and (ReLU-ed) transformed input are both "
                                             "non-zero (Winograd-ReLU, Liu et al.).")
     _add_checkpoint_arg(count)
-    count.add_argument("--input-size", type=int, help="image side (default: the checkpoint's input shape)")
+    count.add_argument("--input-size", type=_count(1), help="image side (default: the checkpoint's input shape)")
     count.add_argument("--dataset", help="measure dynamic counts on this dataset's test images")
     count.add_argument("--data-dir", help="directory of the dataset files")
-    count.add_argument("--images", type=int, default=32, help="test images for the dynamic count (32)")
+    count.add_argument("--images", type=_count(1), default=32, help="test images for the dynamic count (32)")
     count.add_argument("--json", action="store_true", help="print JSON")
 
     report = commands.add_parser("report", help="(re)write the report of a run directory")
@@ -208,11 +222,33 @@ def _parse_pairs(items: Sequence[str], what: str) -> dict[str, Any]:
 def _train_config(args: argparse.Namespace, prefix: str, epochs: float) -> Any:
     from .train import OptimizerConfig, ScheduleConfig, TrainConfig
     get = lambda name: getattr(args, prefix + name)  # noqa: E731
-    return TrainConfig(epochs=epochs, batch_size=args.batch_size,
-                       optimizer=OptimizerConfig(get("optimizer"), lr=get("lr"), momentum=get("momentum"),
-                                                 weight_decay=get("weight_decay")),
-                       schedule=ScheduleConfig(get("schedule")), seed=getattr(args, "seed", 0),
-                       checkpoint_every=getattr(args, "checkpoint_every", None))
+    try:
+        return TrainConfig(epochs=epochs, batch_size=args.batch_size,
+                           optimizer=OptimizerConfig(get("optimizer"), lr=get("lr"), momentum=get("momentum"),
+                                                     weight_decay=get("weight_decay")),
+                           schedule=ScheduleConfig(get("schedule")), seed=getattr(args, "seed", 0),
+                           checkpoint_every=getattr(args, "checkpoint_every", None))
+    except ValueError as exc:           # "lr must be a finite number, got nan" -> "--lr must be ..."
+        field, _, rest = str(exc).partition(" ")
+        raise CliError(f"--{(prefix + field).replace('_', '-')} {rest}") from None
+
+
+def _check_prune_options(args: argparse.Namespace, overrides: dict[str, Any], options: dict[str, Any]) -> Any:
+    """The checks of a recipe's prune stage (amount, overrides, method options) for `prune`.
+
+    Returns:
+        The validated :class:`~sparsewino.recipes.PruneStage` (overrides as floats).
+    """
+    import re
+    from .recipes.schema import PruneStage
+    from .train.schema import ConfigError, from_dict
+    try:
+        return from_dict(PruneStage, {"name": "prune", "method": args.method, "amount": args.amount,
+                                      "overrides": overrides, **options}, "prune")
+    except ConfigError as exc:
+        message = re.sub(r"^prune\.overrides\.(\S+):", r"--override \1:", str(exc))
+        message = re.sub(r"^prune\.(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), message)
+        raise CliError(message.removeprefix("prune: ")) from None
 
 
 def _data(args: argparse.Namespace, ctx: Any, train: bool = True) -> Any:
@@ -340,9 +376,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
             options["grad_power"] = args.grad_power
     if args.method == "structured":
         options["granularity"] = args.granularity
-    overrides = {k: float(v) for k, v in _parse_pairs(args.override, "--override").items()}
     if not 0 <= args.amount < 1:
         raise CliError(f"--amount {args.amount} is impossible: give a fraction in [0, 1)")
+    overrides = _check_prune_options(args, _parse_pairs(args.override, "--override"), options).overrides
     prune_model(model, args.method, args.amount, scope=args.scope, include=args.include,
                 exclude=args.exclude, overrides=overrides or None, **options)
     evaluation = None

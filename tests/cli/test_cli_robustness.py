@@ -52,3 +52,46 @@ def test_a_run_directory_stands_for_its_model(base, tmp_path, capsys):
     assert "model small_vgg" in capsys.readouterr().out
     assert main(["inspect", str(tmp_path)]) == 1
     assert "is a directory, not a checkpoint file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--model", "small_vgg", *DATA, "--lr", "nan"], "--lr must be a finite number, got nan"),
+    (["train", "--model", "small_vgg", *DATA, "--weight-decay", "nan"], "--weight-decay must be a finite number"),
+    (["train", "--model", "small_vgg", *DATA, "--epochs", "inf"], "--epochs must be a finite number"),
+    (["prune", "{base}", "--method", "winograd_domain", "--amount", "0.5", "--grad-power", "nan"],
+     "--grad-power: must be a finite number, got nan"),
+    (["prune", "{base}", "--method", "magnitude", "--amount", "0.5", "--override", "features.0=1.0"],
+     "override features.0: 1.0 is impossible"),
+    (["prune", "{base}", "--method", "magnitude", "--amount", "0.5", "--dataset", "fake",
+      "--finetune-epochs", "1", "--finetune-lr", "nan"], "--finetune-lr must be a finite number"),
+])
+def test_impossible_values_are_refused(base, tmp_path, capsys, argv, message):
+    argv = [a.replace("{base}", str(base)) for a in argv] + ["--output", str(tmp_path / "x.pt")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("option", [["--batch-size", "0"], ["--input-size", "0"], ["--repeats", "0"]])
+def test_bench_refuses_empty_sizes(base, capsys, option):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", str(base), *option])
+    assert exit_.value.code == 2 and "is too small (at least 1)" in capsys.readouterr().err
+
+
+def test_infinite_epochs_fail_the_recipe_check(capsys):
+    assert main(["run", "fashion_mnist_native", "--check", "--set", "stages.baseline.epochs=.inf"]) == 1
+    assert "epochs: must be a finite number, got inf" in capsys.readouterr().err
+
+
+def test_a_mask_that_is_not_zeros_and_ones_is_refused(base, tmp_path, capsys):
+    from sparsewino.prune import magnitude
+    from sparsewino.recipes import save_model
+    model, checkpoint = load_model(base)
+    magnitude(model.features[0], 0.5)
+    with torch.no_grad():
+        model.features[0].weight_mask.view(-1)[0] = 0.5
+    save_model(tmp_path / "bad.pt", model, checkpoint["architecture"])
+    assert main(["inspect", str(tmp_path / "bad.pt")]) == 1
+    assert "mask 'features.0.weight_mask' holds 1 value(s) other than 0 and 1" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from ..models import create_model
 from ..nn import convert
 from ..prune import load_pruned_state_dict, winograd_relu
 from ..train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ..train.loop import load_model_state
+from ..train.loop import check_masks, load_model_state
 
 __all__ = ["new_architecture", "apply_transform", "build_model", "save_model", "load_model",
            "TRANSFORMS"]
@@ -103,6 +103,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"
 
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
     """Load a (possibly pruned) state dict into a model that may not carry the masks yet."""
+    check_masks(state, source)
     try:
         load_pruned_state_dict(model, state, strict=False)
     except (RuntimeError, AttributeError, ValueError) as exc:

@@ -29,7 +29,7 @@ from .. import engine
 from ..prune import (CubicSchedule, NativeWinogradPruning, ParticleFilter, PruningCallback,
                      batch_accuracy, prune_model)
 from ..train import DistContext, MetricsLog, TrainConfig, evaluate, fit, init_distributed
-from ..train.checkpoint import CheckpointError, load_checkpoint
+from ..train.checkpoint import CheckpointError, load_checkpoint, write_text_atomic
 from ..train.distributed import barrier
 from .architecture import apply_transform, build_model, load_into, load_model, new_architecture, save_model
 from .data_setup import RecipeData, prepare_data
@@ -103,7 +103,7 @@ class _Run:
                      "input_shape": list(self.data.input_shape())}
             save_model(self.stage_dir(index) / f"unit-{unit:02d}.pt", self.model, self.architecture, **state)
             save_model(self.run_dir / "model.pt", self.model, self.architecture, **state)
-            (self.run_dir / "results.json").write_text(json.dumps(self.rows, indent=1))
+            write_text_atomic(self.run_dir / "results.json", json.dumps(self.rows, indent=1))
             # the step state now holds the trained weights: its training checkpoint is redundant
             (self.stage_dir(index) / f"unit-{unit:02d}-train.pt").unlink(missing_ok=True)
         barrier(self.ctx)
@@ -404,7 +404,7 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool
             raise RunDirectoryError(f"{run_dir} exists and is not a sparsewino run directory; "
                                     "choose another --run-dir")
         create_run_dir(run_dir)
-        saved.write_text(text)
+        write_text_atomic(saved, text)
     barrier(ctx)
     run = _Run(recipe, run_dir, ctx, progress, log)
     run.restore()

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..prune import plot_position_sparsity, stats
 from ..timing import cpu_model
+from ..train.checkpoint import write_text_atomic
 from .plots import plot_accuracy_vs_sparsity, plot_layer_sparsity
 from .tables import format_value, rows_to_csv, rows_to_json, rows_to_markdown
 
@@ -63,10 +64,10 @@ def write_report(directory: str | Path, rows: Sequence[dict[str, Any]], model: n
     directory.mkdir(parents=True, exist_ok=True)
     numbers = headline(rows)
     layer_report = stats(model, input_shape=input_shape, tile=tile) if model is not None else None
-    (directory / "results.csv").write_text(rows_to_csv(rows))
-    (directory / "results.json").write_text(rows_to_json(rows, headline=numbers))
+    write_text_atomic(directory / "results.csv", rows_to_csv(rows))
+    write_text_atomic(directory / "results.json", rows_to_json(rows, headline=numbers))
     if layer_report is not None:
-        (directory / "layers.json").write_text(json.dumps(layer_report.to_dict(), indent=1, default=str))
+        write_text_atomic(directory / "layers.json", json.dumps(layer_report.to_dict(), indent=1, default=str))
     images: list[tuple[str, Path]] = []
     if plots:
         made = plot_accuracy_vs_sparsity(rows, directory / "accuracy_vs_sparsity.png")
@@ -117,5 +118,5 @@ def write_report(directory: str | Path, rows: Sequence[dict[str, Any]], model: n
     lines += ["Files: `results.csv`, `results.json` (rows + headline)"
               + (", `layers.json`" if layer_report is not None else "") + "."]
     summary = directory / "summary.md"
-    summary.write_text("\n".join(lines) + "\n")
+    write_text_atomic(summary, "\n".join(lines) + "\n")
     return summary

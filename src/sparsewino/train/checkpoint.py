@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "describe_foreign_file",
-           "CHECKPOINT_FORMAT"]
+           "write_text_atomic", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "sparsewino-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -30,10 +31,15 @@ def save_checkpoint(path: str | Path, content: dict[str, Any]) -> Path:
 
     The data goes to a temporary file in the same directory, is flushed to disk and then
     renamed over ``path`` with :func:`os.replace`: a crash leaves either the old checkpoint or
-    the new one, never a half-written file.
+    the new one, never a half-written file (and a symbolic link at ``path`` is replaced, never
+    written through).
 
     Returns:
         The checkpoint path.
+
+    Raises:
+        CheckpointError: the write failed (a full disk, an I/O error); the message says so and
+            that the previous checkpoint, if any, is unchanged.
 
     Examples:
         >>> save_checkpoint("run/model.pt", {"model": model.state_dict()})
@@ -41,6 +47,7 @@ def save_checkpoint(path: str | Path, content: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **content}
+    existed = path.is_file()
     handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
                                          delete=False)
     try:
@@ -49,10 +56,47 @@ def save_checkpoint(path: str | Path, content: dict[str, Any]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(handle.name, path)
+    except BaseException as exc:
+        Path(handle.name).unlink(missing_ok=True)
+        if isinstance(exc, (OSError, RuntimeError)):     # ENOSPC; torch's "unexpected pos 704 vs 598"
+            raise CheckpointError(_write_failure(path, exc, existed)) from exc
+        raise
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and :func:`os.replace`.
+
+    Readers see the old or the new content, never half; a symbolic link planted at ``path``
+    is replaced by the file, never followed (it could point anywhere).
+    """
+    path = Path(path)
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent,
+                                         prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            handle.write(text)
+        os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
     return path
+
+
+def _write_failure(path: Path, exc: BaseException, existed: bool) -> str:
+    """Why writing ``path`` failed, and what is left on disk."""
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    cause, advice = _first_line(exc), "fix the cause and rerun"
+    if getattr(exc, "errno", None) == 28 or (free is not None and free < 64 * 2 ** 20):
+        cause = "the disk is full" + (f" ({free / 2 ** 20:.0f} MB free)" if free is not None else "") \
+            + f" ({cause})"
+        advice = "free some space and rerun"
+    kept = (f"the previous checkpoint {path} is unchanged, so a rerun resumes from it"
+            if existed else "nothing was written")
+    return f"could not write checkpoint {path}: {cause}. {kept}; {advice}"
 
 
 #: What a sparsewino checkpoint is, for error messages about other files.

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.loader import BatchLoader, batch_seed
+from ..prune.serialization import check_mask_values
 from .callbacks import call_callbacks, callback_states, load_callback_states, regularization_of
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig, build_optimizer, lr_factor
@@ -20,7 +21,8 @@ from .metrics import MetricsLog
 from .progress import ProgressLines, progress_bar, show_progress, show_progress_lines
 from .schema import to_dict
 
-__all__ = ["fit", "evaluate", "TrainResult", "show_progress", "load_model_state", "progress_bar"]
+__all__ = ["fit", "evaluate", "TrainResult", "show_progress", "load_model_state", "check_masks",
+           "progress_bar"]
 
 
 @dataclass
@@ -83,8 +85,17 @@ def _model_device(model: nn.Module) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
+def check_masks(state: dict[str, torch.Tensor], source: str) -> None:
+    """:class:`CheckpointError` when a pruning mask of ``state`` holds values other than 0 and 1."""
+    try:
+        check_mask_values(state, source)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
 def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """``model.load_state_dict(state)`` with an error that says what does not match."""
+    check_masks(state, source)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
