@@ -312,6 +312,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _print_headline(result: Any) -> None:
     """The run's headline numbers and where its report is."""
     from .report import headline
+    from .timing import busy_warning, describe_speedup
     numbers = headline(result.rows)
 
     def times(value: float | None) -> str:
@@ -326,8 +327,10 @@ def _print_headline(result: Any) -> None:
     print(f"multiplication reduction {times(numbers['reduction_vs_direct'])} vs direct convolution, "
           f"{times(numbers['reduction_vs_winograd'])} vs dense Winograd")
     if numbers["speedup_vs_dense"] is not None:
-        print(f"compiled speed-up        {times(numbers['speedup_vs_dense'])} vs dense PyTorch conv "
+        print(f"compiled speed-up        {describe_speedup(numbers)} vs dense PyTorch conv "
               f"(batch {numbers['benchmark_batch']}, {numbers['benchmark_threads']} threads)")
+        if busy_warning(numbers):
+            print(f"                         {busy_warning(numbers)}")
     print(f"wall time                {result.seconds:.0f} s")
     print(f"report: {result.report if result.report is not None else result.run_dir}")
 
@@ -446,7 +449,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from . import engine
     from .recipes.architecture import load_model
     from .recipes.measure import benchmark
-    from .timing import cpu_model
+    from .timing import busy_warning, cpu_model, describe_speedup
     model, checkpoint = load_model(args.checkpoint)
     shape = _input_shape(checkpoint, args.input_size)
     images = torch.randn(args.batch_size, *shape[1:], generator=torch.Generator().manual_seed(0))
@@ -457,11 +460,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
         return 0
-    print(f"batch {args.batch_size} x {tuple(shape[1:])}, {result['threads']} thread(s), {result['cpu']}, "
-          f"median of {args.repeats} after {args.warmup} warm-up")
+    print(f"batch {args.batch_size} x {tuple(shape[1:])}, {result['threads']} thread(s), {result['cpu']} "
+          f"({result['cpu_flags'] or 'flags unknown'}), median of {args.repeats} interleaved runs after "
+          f"{args.warmup} warm-up")
     print(f"  dense PyTorch (nn.Conv2d)   {times['dense_ms']:9.2f} ms   1.00x")
     print(f"  this model (PyTorch layers) {times['model_ms']:9.2f} ms   {times['dense_ms'] / times['model_ms']:.2f}x")
-    print(f"  compiled sparse engine      {times['compiled_ms']:9.2f} ms   {result['speedup_vs_dense']:.2f}x")
+    print(f"  compiled sparse engine      {times['compiled_ms']:9.2f} ms   {describe_speedup(result)}")
+    if busy_warning(result):
+        print(busy_warning(result))
     return 0
 
 

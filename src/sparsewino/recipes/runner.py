@@ -30,6 +30,7 @@ from ..prune import (CubicSchedule, NativeWinogradPruning, ParticleFilter, Pruni
                      batch_accuracy, prune_model)
 from ..train import DistContext, MetricsLog, TrainConfig, evaluate, fit, init_distributed
 from ..train.checkpoint import CheckpointError, load_checkpoint, write_text_atomic
+from ..timing import busy_warning, describe_speedup
 from ..train.distributed import barrier
 from .architecture import apply_transform, build_model, load_into, load_model, new_architecture, save_model
 from .data_setup import RecipeData, prepare_data
@@ -157,7 +158,7 @@ class _Run:
         if row.get("reduction_dynamic") is not None:
             parts.append(f"with activation sparsity /{row['reduction_dynamic']:.2f}")
         if row.get("speedup_vs_dense") is not None:
-            parts.append(f"compiled speed-up {row['speedup_vs_dense']:.2f}x")
+            parts.append(f"compiled speed-up {describe_speedup(row)}")
         parts.append(f"({seconds:.0f} s)")
         self.log("  " + ", ".join(parts))
         return row
@@ -328,6 +329,8 @@ def _benchmark(run: _Run, stage: BenchmarkStage, first_unit: int) -> None:
         torch.set_num_threads(previous_threads)
     run.add_row(stage, f"batch {values['batch_size']}, {values['threads']} threads", values,
                 time.perf_counter() - start)
+    if busy_warning(values):
+        run.log(f"  {busy_warning(values)}")
     run.save_unit(stage_index(run, stage), 0, True)
 
 
