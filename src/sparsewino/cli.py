@@ -136,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="seed (0)")
     train.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
     train.add_argument("--output", required=True, help="model checkpoint to write")
-    train.add_argument("--fresh", action="store_true", help="ignore an existing OUTPUT.train.pt")
+    train.add_argument("--fresh", action="store_true",
+                       help="train anew: delete OUTPUT.train.pt (kept otherwise: an interrupted run with the "
+                            "same settings resumes; other settings are refused)")
 
     prune = commands.add_parser("prune", help="prune a checkpoint (optionally fine-tune) and save it")
     _add_checkpoint_arg(prune)
@@ -338,6 +340,7 @@ def _print_headline(result: Any) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from .recipes.architecture import build_model, new_architecture, save_model
     from .train import MetricsLog, fit, init_distributed
+    config = _train_config(args, "", args.epochs)
     ctx = init_distributed(args.device)
     data = _data(args, ctx)
     architecture = new_architecture(args.model, _parse_pairs(args.model_arg, "--model-arg"),
@@ -349,14 +352,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     checkpoint = output.with_name(output.name + ".train.pt")
     if args.fresh:
         checkpoint.unlink(missing_ok=True)
-    config = _train_config(args, "", args.epochs)
+    # what is trained on what: a checkpoint of another model or data is refused, not resumed
+    identity = {"architecture": architecture, "dataset": args.dataset, "augment": not args.no_augment,
+                "train_limit": args.train_limit, "test_limit": args.test_limit}
     result = fit(model, data.train_loader(args.batch_size, args.seed), config, eval_loader=data.test_loader(),
                  ctx=ctx, checkpoint=checkpoint, metrics=MetricsLog(output.with_name(output.name + ".metrics.jsonl"),
                                                                      enabled=ctx.is_main),
-                 progress=not args.quiet, stage="train", extra_state={"architecture": architecture})
+                 progress=not args.quiet, stage="train", extra_state={"architecture": architecture},
+                 identity=identity)
     if ctx.is_main:
         save_model(output, model, architecture, evaluation=result.evaluation,
                    input_shape=list(data.input_shape()))
+        if result.resumed_at_step == result.steps:
+            print(f"already trained with these settings ({checkpoint}; --fresh trains again)")
         print(f"test accuracy {_pct(result.evaluation['accuracy'])} after {result.epochs:g} epochs "
               f"({result.seconds:.0f} s); saved {output}")
     return 0

@@ -95,3 +95,20 @@ def test_a_mask_that_is_not_zeros_and_ones_is_refused(base, tmp_path, capsys):
     save_model(tmp_path / "bad.pt", model, checkpoint["architecture"])
     assert main(["inspect", str(tmp_path / "bad.pt")]) == 1
     assert "mask 'features.0.weight_mask' holds 1 value(s) other than 0 and 1" in capsys.readouterr().err
+
+
+def test_train_refuses_new_settings_on_an_old_checkpoint(base, capsys):
+    """A finished run, then other settings: it used to print the old result and train nothing."""
+    args = ["train", "--model", "small_vgg", *SMALL, *DATA, "--output", str(base)]
+    before = base.read_bytes()
+    assert main([*args, "--epochs", "0.5", "--quiet"]) == 0                   # the same settings
+    assert "already trained with these settings" in capsys.readouterr().out
+    assert main([*args, "--epochs", "0.25", "--lr", "0.1", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "belongs to a training run with other settings" in err and "epochs 0.5 -> 0.25" in err
+    assert "optimizer.lr 0.05 -> 0.1" in err and "--fresh" in err
+    assert base.read_bytes() == before                                          # nothing overwritten
+    assert main([*args, "--model-arg", "widths=[4, M, 8]", "--epochs", "0.5", "--quiet"]) == 1
+    assert "architecture.args.widths" in capsys.readouterr().err
+    assert main([*args, "--epochs", "0.25", "--lr", "0.1", "--fresh", "--quiet"]) == 0
+    assert "after 0.25 epochs" in capsys.readouterr().out
