@@ -237,7 +237,7 @@ class WinogradAlgorithm:
         return self.AT.norm(dim=0) * self.BT.norm(dim=1)
 
     def importance_factor_matrix(self, dims: int = 2, normalize: bool = True) -> torch.Tensor:
-        """Importance factor matrix of Yu et al. (methods.md section 2) for a ``dims``-D tile.
+        """Importance factor matrix of Yu, Park & Naumov (docs/pruning.md) for a ``dims``-D tile.
 
         M = a ⊗ a (⊗ a), and M̂ = M / min(M) when ``normalize``.
         """
