@@ -333,7 +333,15 @@ def _print_headline(result: Any) -> None:
               f"(batch {numbers['benchmark_batch']}, {numbers['benchmark_threads']} threads)")
         if busy_warning(numbers):
             print(f"                         {busy_warning(numbers)}")
-    print(f"wall time                {result.seconds:.0f} s")
+    reused = sum(row.get("seconds") or 0 for row in result.rows if row.get("stage") not in result.stages_run)
+    if reused and not [name for name in result.stages_run if name != "report"]:
+        print(f"wall time                {result.seconds:.0f} s now: every step was reused from the run "
+              f"directory (they took {reused:.0f} s when they ran)")
+    elif reused:
+        print(f"wall time                {result.seconds:.0f} s, plus {reused:.0f} s of steps reused from "
+              "an earlier run")
+    else:
+        print(f"wall time                {result.seconds:.0f} s")
     print(f"report: {result.report if result.report is not None else result.run_dir}")
 
 

@@ -21,3 +21,14 @@ def test_demo_says_where_the_command_is_when_it_is_not_on_path(tmp_path, capsys,
     assert hint.startswith("the sparsewino command is ") and "/sparsewino" in hint
     monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/sparsewino")
     assert demo.command_hint() is None
+
+
+def test_a_reused_run_says_its_wall_time_is_not_the_runs(tmp_path, capsys):
+    argv = ["run", "fashion_mnist_native", "--smoke", "--quiet", "--run-dir", str(tmp_path / "run"),
+            "--set", "model.args={widths: [4, M, 8]}", "--set", "stages=[{stage: train, name: b}]"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "reused from" not in first
+    assert main(argv) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("wall time"))
+    assert "now: every step was reused from the run directory (they took " in line
