@@ -29,7 +29,12 @@ examples:
 
 
 class CliError(Exception):
-    """A user error reported as one line (exit status 2)."""
+    """A mistake in the command line itself (a missing or impossible option value): exit status 2.
+
+    Exit statuses: 0 done; 2 the command line is wrong (argparse's errors, :class:`CliError`);
+    1 the command could not do its work (missing or damaged files, invalid recipes, datasets
+    not found, ...); 130 interrupted.
+    """
 
 
 def _count(minimum: int):
@@ -514,7 +519,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.json").is_file():
-        raise CliError(f"{run_dir} is not a run directory (no results.json); run a recipe first")
+        # a missing or wrong input path is a failure to run (1), like `inspect missing.pt`
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no results.json); run a recipe first")
     rows = json.loads((run_dir / "results.json").read_text())
     recipe = load_recipe(run_dir / "recipe.yaml") if (run_dir / "recipe.yaml").is_file() else None
     model = shape = None
