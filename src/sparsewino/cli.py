@@ -90,9 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                              help="show the full traceback on errors")
         options.add_argument("--quiet", action="store_true", dest=prefix + "quiet",
                              help="no progress bars or progress lines")
-        options.add_argument("--device", dest=prefix + "device",
+        options.add_argument("--device", dest=prefix + "device", metavar="DEVICE",
                              help="auto (CUDA if available; default), cpu, cuda, cuda:1...")
-        options.add_argument("--threads", type=int, dest=prefix + "threads",
+        options.add_argument("--threads", type=int, dest=prefix + "threads", metavar="N",
                              help="torch CPU threads (default: torch's choice)")
         return options
 
@@ -287,11 +287,11 @@ def _print_json(data: Any) -> None:
 
 # --------------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
-    from .recipes import bundled_recipes, load_recipe, run_recipe
+    from .recipes import bundled_recipes, load_recipe, read_recipe_data, run_recipe
+    from .recipes.runner import last_stage
     if args.list:
         for name, path in sorted(bundled_recipes().items()):
-            first = next((l.lstrip("# ").strip() for l in path.read_text().splitlines() if l.startswith("#")), "")
-            print(f"{name:44s} {first}")
+            print(f"{name:44s} {' '.join(str(read_recipe_data(path).get('description', '')).split())}")
         return 0
     if not args.recipe:
         raise CliError("run needs a RECIPE (a YAML file or a bundled name; see sparsewino run --list)")
@@ -300,6 +300,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"device={args.device}")
     recipe = load_recipe(args.recipe, overrides, smoke=args.smoke)
     if args.check:
+        last_stage(recipe, args.until)                    # --until names a stage of the recipe
         print(f"recipe {recipe.name}: valid; {len(recipe.stages)} stages, data {recipe.data.dataset}, "
               f"model {recipe.model.name}")
         for index, stage in enumerate(recipe.stages):
@@ -471,6 +472,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .recipes.architecture import load_model
     from .recipes.measure import benchmark
     from .timing import busy_warning, cpu_model, describe_speedup
+    if args.device not in ("auto", "cpu"):
+        raise CliError(f"bench times the CPU engine (sparsewino.engine) against PyTorch on the CPU; "
+                       f"--device {args.device} is not supported: use --device cpu")
     model, checkpoint = load_model(args.checkpoint)
     shape = _input_shape(checkpoint, args.input_size)
     images = torch.randn(args.batch_size, *shape[1:], generator=torch.Generator().manual_seed(0))

@@ -112,3 +112,20 @@ def test_train_refuses_new_settings_on_an_old_checkpoint(base, capsys):
     assert "architecture.args.widths" in capsys.readouterr().err
     assert main([*args, "--epochs", "0.25", "--lr", "0.1", "--fresh", "--quiet"]) == 0
     assert "after 0.25 epochs" in capsys.readouterr().out
+
+
+def test_small_things_of_the_command_line(base, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ndata: {dataset: mnist\nstages:\n  - stage: train\n")
+    assert main(["run", str(bad), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "not valid YAML: line 3, column 7 ('stages:'): while parsing a flow mapping; expected ','" in err
+    assert main(["run", "fashion_mnist_spatial_winograd", "--check", "--until", "stepp2"]) == 1
+    assert "--until 'stepp2': no such stage" in capsys.readouterr().err
+    assert main(["run", "--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed and all(line.rstrip().endswith(".") for line in listed)    # whole descriptions
+    assert main(["bench", str(base), "--device", "cuda"]) == 2
+    assert "bench times the CPU engine" in capsys.readouterr().err
+    from sparsewino.cli import build_parser
+    assert "TOP_" not in build_parser().format_help()

@@ -52,14 +52,26 @@ def read_recipe_data(path: str | Path) -> dict[str, Any]:
     """The raw mapping of a YAML recipe file (clear error on YAML syntax errors)."""
     yaml = _yaml()
     path = Path(path)
+    text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]} "
-                          f"({getattr(exc, 'problem_mark', '') or ''})".rstrip()) from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc, text)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a recipe is a mapping with name, data, model and stages")
     return data
+
+
+def _yaml_problem(exc: Exception, text: str) -> str:
+    """``line 3, column 7 ('data: {dataset: mnist'): expected ',' or '}', but got ':'``."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = "; ".join(str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p)
+    problem = problem or str(exc).splitlines()[0]
+    if mark is None:
+        return problem
+    lines = text.splitlines()
+    quoted = f" ({lines[mark.line].strip()!r})" if 0 <= mark.line < len(lines) else ""
+    return f"line {mark.line + 1}, column {mark.column + 1}{quoted}: {problem}"
 
 
 def _step(node: Any, key: str, path: str) -> tuple[Any, Any]:

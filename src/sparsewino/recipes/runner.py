@@ -40,7 +40,7 @@ from .rundir import RunDirectoryError, clear_run_dir, create_run_dir
 from .schema import (BenchmarkStage, CompileStage, ConvertStage, EvaluateStage, PruneStage, Recipe,
                      ReportStage, TrainStage, recipe_to_dict)
 
-__all__ = ["run_recipe", "RunResult", "RunDirectoryError"]
+__all__ = ["run_recipe", "last_stage", "RunResult", "RunDirectoryError"]
 
 
 @dataclass
@@ -350,6 +350,24 @@ _HANDLERS = {"train": _train, "finetune": _train, "prune": _prune, "convert": _c
 _MAIN_ONLY = ("compile", "benchmark")
 
 
+def last_stage(recipe: Recipe, until: str | int | None = None) -> int:
+    """Index of the last stage to run: ``until`` (a stage name or 0-based index), else the last.
+
+    Raises:
+        ValueError: no such stage (the message lists them).
+    """
+    names = [s.name for s in recipe.stages]
+    if until is None:
+        return len(names) - 1
+    if isinstance(until, int) or (isinstance(until, str) and until.isdigit()):
+        if not 0 <= int(until) < len(names):
+            raise ValueError(f"--until {until}: the recipe has stages 0..{len(names) - 1}")
+        return int(until)
+    if until not in names:
+        raise ValueError(f"--until {until!r}: no such stage; stages: {', '.join(names)}")
+    return names.index(until)
+
+
 def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool = False,
                until: str | int | None = None, progress: bool = True,
                log: Callable[[str], None] = print, ctx: DistContext | None = None) -> RunResult:
@@ -384,17 +402,7 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / recipe.name
-    last = len(recipe.stages) - 1
-    if until is not None:
-        names = [s.name for s in recipe.stages]
-        if isinstance(until, int) or (isinstance(until, str) and until.isdigit()):
-            last = int(until)
-            if not 0 <= last < len(recipe.stages):
-                raise ValueError(f"--until {until}: the recipe has stages 0..{len(recipe.stages) - 1}")
-        elif until in names:
-            last = names.index(until)
-        else:
-            raise ValueError(f"--until {until!r}: no such stage; stages: {', '.join(names)}")
+    last = last_stage(recipe, until)
     text = _yaml_dump(recipe_to_dict(recipe))
     if ctx.is_main:
         saved = run_dir / "recipe.yaml"
