@@ -51,3 +51,9 @@ def test_readme_python_blocks_run_as_written():
                 continue
             assert expected in remaining, (expected, printed)
             remaining = remaining[remaining.index(expected) + 1:]
+
+
+def test_readme_says_where_the_command_is_and_what_it_needs():
+    text = README.read_text()
+    assert ".venv/bin/sparsewino" in text and "source .venv/bin/activate" in text
+    assert 'pip install ".[pipeline]"' in text

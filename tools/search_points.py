@@ -21,7 +21,7 @@ CANDIDATES = sorted({Fraction(s * a, b) for s in (1, -1) for a, b in
                      [(0, 1), (1, 1), (2, 1), (1, 2), (3, 1), (1, 3), (3, 2), (2, 3), (4, 1),
                       (1, 4), (3, 4), (4, 3), (5, 2), (2, 5), (5, 4), (4, 5), (1, 8), (8, 1)]})
 
-PUBLISHED = {  # Barabasz et al. (methods.md section 1)
+PUBLISHED = {  # Barabasz et al. (docs/winograd.md, "published")
     (4, 3): [0, Fraction(-1, 2), -1, 1, 2],
     (6, 3): [0, Fraction(1, 2), Fraction(-1, 2), 1, -1, 2, -2],
     (8, 3): [0, Fraction(-1, 4), Fraction(1, 2), Fraction(-1, 2), 1, -1, 2, -2, 4],

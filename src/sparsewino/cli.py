@@ -32,7 +32,26 @@ examples:
 
 
 class CliError(UserError):
-    """A usage error of the command line, reported as one line (exit status 2)."""
+    """A mistake in the command line itself (a missing or impossible option value): exit status 2.
+
+    Exit statuses: 0 done; 2 the command line is wrong (argparse's errors, :class:`CliError`);
+    1 the command could not do its work (missing or damaged files, invalid recipes, datasets
+    not found, ...); 130 interrupted.
+    """
+
+
+def _count(minimum: int):
+    """argparse type: an integer >= ``minimum`` (``--batch-size 0`` is an error, not ignored)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is too small (at least {minimum})")
+        return value
+    parse.__name__ = "integer"
+    return parse
 
 
 def _add_data_args(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -108,9 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                              help="show the full traceback on errors")
         options.add_argument("--quiet", action="store_true", dest=prefix + "quiet",
                              help="no progress bars or progress lines")
-        options.add_argument("--device", dest=prefix + "device",
+        options.add_argument("--device", dest=prefix + "device", metavar="DEVICE",
                              help="auto (CUDA if available; default), cpu, cuda, cuda:1...")
-        options.add_argument("--threads", type=int, dest=prefix + "threads",
+        options.add_argument("--threads", type=int, dest=prefix + "threads", metavar="N",
                              help="torch CPU threads (default: torch's choice)")
         return options
 
@@ -138,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                      help="override a recipe value, e.g. --set stages.baseline.epochs=1 (repeatable)")
     run.add_argument("--data-dir", help="shortcut for --set data.root=DIR")
-    run.add_argument("--fresh", action="store_true", help="delete the run directory first (start over)")
+    run.add_argument("--fresh", action="store_true", help="start over: delete the files of the previous run (only in a "
+                          "directory sparsewino run created; other files are kept)")
     run.add_argument("--until", metavar="STAGE", help="stop after this stage (name or 0-based index)")
     run.add_argument("--check", action="store_true", help="validate the recipe and print its stages; run nothing")
     run.add_argument("--smoke", action="store_true",
@@ -158,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="seed (0)")
     train.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
     train.add_argument("--output", required=True, help="model checkpoint to write")
-    train.add_argument("--fresh", action="store_true", help="ignore an existing OUTPUT.train.pt")
+    train.add_argument("--fresh", action="store_true",
+                       help="train anew: delete OUTPUT.train.pt (kept otherwise: an interrupted run with the "
+                            "same settings resumes; other settings are refused)")
 
     from .prune import METHODS
     one_shot = [name for name in METHODS.names() if not METHODS[name].trains]
@@ -208,10 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="median forward time: dense PyTorch vs model vs compiled engine")
     _add_checkpoint_arg(bench)
-    bench.add_argument("--batch-size", type=int, default=64, help="images per forward pass (64)")
-    bench.add_argument("--input-size", type=int, help="image side (default: the model's)")
-    bench.add_argument("--warmup", type=int, default=3)
-    bench.add_argument("--repeats", type=int, default=10)
+    bench.add_argument("--batch-size", type=_count(1), default=64, help="images per forward pass (64)")
+    bench.add_argument("--input-size", type=_count(1), help="image side (default: the model's)")
+    bench.add_argument("--warmup", type=_count(0), default=3)
+    bench.add_argument("--repeats", type=_count(1), default=10)
     bench.add_argument("--json", action="store_true", help="print JSON")
 
     count = commands.add_parser("count", help="multiplications per convolution: direct, dense and sparse Winograd",
@@ -220,10 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
                                             "products whose weight and (ReLU-ed) transformed input are both "
                                             "non-zero (Winograd-ReLU, Liu et al.).")
     _add_checkpoint_arg(count)
-    count.add_argument("--input-size", type=int, help="image side (default: the checkpoint's input shape)")
+    count.add_argument("--input-size", type=_count(1), help="image side (default: the checkpoint's input shape)")
     count.add_argument("--dataset", help="measure dynamic counts on this dataset's test images")
     count.add_argument("--data-dir", help="directory of the dataset files")
-    count.add_argument("--images", type=int, default=32, help="test images for the dynamic count (32)")
+    count.add_argument("--images", type=_count(1), default=32, help="test images for the dynamic count (32)")
     count.add_argument("--json", action="store_true", help="print JSON")
 
     report = commands.add_parser("report", help="(re)write the report of a run directory")
@@ -252,11 +274,34 @@ def _parse_pairs(items: Sequence[str], what: str) -> dict[str, Any]:
 def _train_config(args: argparse.Namespace, prefix: str, epochs: float) -> Any:
     from .train import OptimizerConfig, ScheduleConfig, TrainConfig
     get = lambda name: getattr(args, prefix + name)  # noqa: E731
-    return TrainConfig(epochs=epochs, batch_size=args.batch_size,
-                       optimizer=OptimizerConfig(get("optimizer"), lr=get("lr"), momentum=get("momentum"),
-                                                 weight_decay=get("weight_decay")),
-                       schedule=ScheduleConfig(get("schedule")), seed=getattr(args, "seed", 0),
-                       checkpoint_every=getattr(args, "checkpoint_every", None))
+    try:
+        return TrainConfig(epochs=epochs, batch_size=args.batch_size,
+                           optimizer=OptimizerConfig(get("optimizer"), lr=get("lr"), momentum=get("momentum"),
+                                                     weight_decay=get("weight_decay")),
+                           schedule=ScheduleConfig(get("schedule")), seed=getattr(args, "seed", 0),
+                           checkpoint_every=getattr(args, "checkpoint_every", None))
+    except ValueError as exc:           # "lr must be a finite number, got nan" -> "--lr must be ..."
+        field, _, rest = str(exc).partition(" ")
+        raise CliError(f"--{(prefix + field).replace('_', '-')} {rest}") from None
+
+
+def _check_prune_options(args: argparse.Namespace, overrides: dict[str, Any], options: dict[str, Any]) -> Any:
+    """The checks of a recipe's prune stage (amount, overrides, method options) for `prune`.
+
+    Returns:
+        The validated :class:`~sparsewino.recipes.PruneStage` (overrides as floats).
+    """
+    import re
+
+    from .recipes.schema import PruneStage
+    from .train.schema import ConfigError, from_dict
+    try:
+        return from_dict(PruneStage, {"name": "prune", "method": args.method, "amount": args.amount,
+                                      "overrides": overrides, **options}, "prune")
+    except ConfigError as exc:
+        message = re.sub(r"^prune\.overrides\.(\S+):", r"--override \1:", str(exc))
+        message = re.sub(r"^prune\.(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), message)
+        raise CliError(message.removeprefix("prune: ")) from None
 
 
 def _data(args: argparse.Namespace, ctx: Any, train: bool = True) -> Any:
@@ -288,11 +333,11 @@ def _print_json(data: Any) -> None:
 
 # --------------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
-    from .recipes import bundled_recipes, load_recipe, run_recipe
+    from .recipes import bundled_recipes, load_recipe, read_recipe_data, run_recipe
+    from .recipes.runner import last_stage
     if args.list:
         for name, path in sorted(bundled_recipes().items()):
-            first = next((l.lstrip("# ").strip() for l in path.read_text().splitlines() if l.startswith("#")), "")
-            print(f"{name:44s} {first}")
+            print(f"{name:44s} {' '.join(str(read_recipe_data(path).get('description', '')).split())}")
         return 0
     if not args.recipe:
         raise CliError("run needs a RECIPE (a YAML file or a bundled name; see sparsewino run --list)")
@@ -301,6 +346,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"device={args.device}")
     recipe = load_recipe(args.recipe, overrides, smoke=args.smoke)
     if args.check:
+        last_stage(recipe, args.until)                    # --until names a stage of the recipe
         print(f"recipe {recipe.name}: valid; {len(recipe.stages)} stages, data {recipe.data.dataset}, "
               f"model {recipe.model.name}")
         for index, stage in enumerate(recipe.stages):
@@ -320,6 +366,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _print_headline(result: Any) -> None:
     """The run's headline numbers and where its report is."""
     from .report import headline
+    from .timing import busy_warning, describe_speedup
     numbers = headline(result.rows)
 
     def times(value: float | None) -> str:
@@ -334,15 +381,26 @@ def _print_headline(result: Any) -> None:
     print(f"multiplication reduction {times(numbers['reduction_vs_direct'])} vs direct convolution, "
           f"{times(numbers['reduction_vs_winograd'])} vs dense Winograd")
     if numbers["speedup_vs_dense"] is not None:
-        print(f"compiled speed-up        {times(numbers['speedup_vs_dense'])} vs dense PyTorch conv "
+        print(f"compiled speed-up        {describe_speedup(numbers)} vs dense PyTorch conv "
               f"(batch {numbers['benchmark_batch']}, {numbers['benchmark_threads']} threads)")
-    print(f"wall time                {result.seconds:.0f} s")
+        if busy_warning(numbers):
+            print(f"                         {busy_warning(numbers)}")
+    reused = sum(row.get("seconds") or 0 for row in result.rows if row.get("stage") not in result.stages_run)
+    if reused and not [name for name in result.stages_run if name != "report"]:
+        print(f"wall time                {result.seconds:.0f} s now: every step was reused from the run "
+              f"directory (they took {reused:.0f} s when they ran)")
+    elif reused:
+        print(f"wall time                {result.seconds:.0f} s, plus {reused:.0f} s of steps reused from "
+              "an earlier run")
+    else:
+        print(f"wall time                {result.seconds:.0f} s")
     print(f"report: {result.report if result.report is not None else result.run_dir}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .recipes.architecture import build_model, new_architecture, save_model
     from .train import MetricsLog, fit, init_distributed
+    config = _train_config(args, "", args.epochs)
     ctx = init_distributed(args.device)
     data = _data(args, ctx)
     architecture = new_architecture(args.model, _parse_pairs(args.model_arg, "--model-arg"),
@@ -354,14 +412,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     checkpoint = output.with_name(output.name + ".train.pt")
     if args.fresh:
         checkpoint.unlink(missing_ok=True)
-    config = _train_config(args, "", args.epochs)
+    # what is trained on what: a checkpoint of another model or data is refused, not resumed
+    identity = {"architecture": architecture, "dataset": args.dataset, "augment": not args.no_augment,
+                "train_limit": args.train_limit, "test_limit": args.test_limit}
     result = fit(model, data.train_loader(args.batch_size, args.seed), config, eval_loader=data.test_loader(),
                  ctx=ctx, checkpoint=checkpoint, metrics=MetricsLog(output.with_name(output.name + ".metrics.jsonl"),
                                                                      enabled=ctx.is_main),
-                 progress=not args.quiet, stage="train", extra_state={"architecture": architecture})
+                 progress=not args.quiet, stage="train", extra_state={"architecture": architecture},
+                 identity=identity)
     if ctx.is_main:
         save_model(output, model, architecture, evaluation=result.evaluation,
                    input_shape=list(data.input_shape()))
+        if result.resumed_at_step == result.steps:
+            print(f"already trained with these settings ({checkpoint}; --fresh trains again)")
         print(f"test accuracy {_pct(result.evaluation['accuracy'])} after {result.epochs:g} epochs "
               f"({result.seconds:.0f} s); saved {output}")
     return 0
@@ -393,9 +456,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     model, checkpoint = load_model(args.checkpoint, ctx.device)
     architecture = checkpoint["architecture"]
     options = _method_options(args)
-    overrides = {k: float(v) for k, v in _parse_pairs(args.override, "--override").items()}
     if not 0 <= args.amount < 1:
         raise CliError(f"--amount {args.amount} is impossible: give a fraction in [0, 1)")
+    overrides = _check_prune_options(args, _parse_pairs(args.override, "--override"), {}).overrides
     prune_model(model, args.method, args.amount, scope=args.scope, include=args.include,
                 exclude=args.exclude, overrides=overrides or None, **options)
     evaluation = None
@@ -467,7 +530,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from . import engine
     from .recipes.architecture import load_model
     from .recipes.measure import benchmark
-    from .timing import cpu_model
+    from .timing import busy_warning, cpu_model, describe_speedup
+    if args.device not in ("auto", "cpu"):
+        raise CliError(f"bench times the CPU engine (sparsewino.engine) against PyTorch on the CPU; "
+                       f"--device {args.device} is not supported: use --device cpu")
     model, checkpoint = load_model(args.checkpoint)
     shape = _input_shape(checkpoint, args.input_size)
     images = torch.randn(args.batch_size, *shape[1:], generator=torch.Generator().manual_seed(0))
@@ -478,11 +544,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
         return 0
-    print(f"batch {args.batch_size} x {tuple(shape[1:])}, {result['threads']} thread(s), {result['cpu']}, "
-          f"median of {args.repeats} after {args.warmup} warm-up")
+    print(f"batch {args.batch_size} x {tuple(shape[1:])}, {result['threads']} thread(s), {result['cpu']} "
+          f"({result['cpu_flags'] or 'flags unknown'}), median of {args.repeats} interleaved runs after "
+          f"{args.warmup} warm-up")
     print(f"  dense PyTorch (nn.Conv2d)   {times['dense_ms']:9.2f} ms   1.00x")
     print(f"  this model (PyTorch layers) {times['model_ms']:9.2f} ms   {times['dense_ms'] / times['model_ms']:.2f}x")
-    print(f"  compiled sparse engine      {times['compiled_ms']:9.2f} ms   {result['speedup_vs_dense']:.2f}x")
+    print(f"  compiled sparse engine      {times['compiled_ms']:9.2f} ms   {describe_speedup(result)}")
+    if busy_warning(result):
+        print(busy_warning(result))
     return 0
 
 
@@ -513,7 +582,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.json").is_file():
-        raise CliError(f"{run_dir} is not a run directory (no results.json); run a recipe first")
+        # a missing or wrong input path is a failure to run (1), like `inspect missing.pt`
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no results.json); run a recipe first")
     rows = json.loads((run_dir / "results.json").read_text())
     recipe = load_recipe(run_dir / "recipe.yaml") if (run_dir / "recipe.yaml").is_file() else None
     model = shape = None
@@ -583,6 +653,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from .train.progress import log_progress_to_stdout
+    log_progress_to_stdout(not args.quiet)          # progress lines when stdout is a log file
     try:
         if args.threads:
             import torch
@@ -605,6 +677,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               "a problem with your input as far as sparsewino can tell; re-run with --debug for the "
               "traceback and report it)", file=sys.stderr)
         return 1
+    finally:
+        if "torch.distributed" in sys.modules:     # under torchrun: leave the group before exit
+            from .train.distributed import shutdown_distributed
+            shutdown_distributed()
     return status
 
 

@@ -13,7 +13,9 @@ arguments go to ``sparsewino run``: ``--fresh`` starts over, ``--run-dir DIR``, 
 """
 from __future__ import annotations
 
+import shutil
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .cli import main as cli_main
@@ -29,7 +31,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "-h" in extra or "--help" in extra:
         print(__doc__)
         return 0
-    return cli_main(["run", RECIPE, *extra])
+    status = cli_main(["run", RECIPE, *extra])
+    hint = command_hint()
+    if status == 0 and hint:
+        print(hint)
+    return status
+
+
+def command_hint() -> str | None:
+    """Where the ``sparsewino`` command is when it is not on ``PATH`` (``None`` when it is)."""
+    if shutil.which("sparsewino"):
+        return None
+    command = Path(sys.executable).parent / "sparsewino"
+    activate = Path(sys.executable).parent / "activate"
+    text = f"the sparsewino command is {command}"
+    if activate.is_file():
+        text += f" (or `source {activate}` once, then type sparsewino)"
+    return text + f", e.g. {command} inspect runs/{RECIPE}/model.pt"
 
 
 if __name__ == "__main__":

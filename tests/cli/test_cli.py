@@ -78,7 +78,7 @@ def test_run_check_list_and_smoke(tmp_path, capsys):
     (["run", "fashion_mnist_native", "--set", "stages.native.sparsity=2", "--check"],
      "sparsity must be < 1", 1),
     (["eval", "x.pt", "--dataset", "mnist", "--data-dir", "/nonexistent"], "does not exist", 1),
-    (["report", "/nonexistent"], "is not a run directory", 2),
+    (["report", "/nonexistent"], "is not a run directory", 1),       # a missing path: 1, like inspect
     (["run"], "run needs a RECIPE", 2),
 ])
 def test_errors_are_one_line(argv, message, status, capsys):

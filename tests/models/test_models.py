@@ -72,7 +72,7 @@ def test_max_variant_has_only_stride_one_3x3():
 
 def test_parameter_counts_match_the_papers():
     small = sum(p.numel() for p in create_model("small_vgg", in_channels=1).parameters())
-    assert 35_000 < small < 37_500                         # methods.md: 36k
+    assert 35_000 < small < 37_500                         # docs/pipeline.md: 36k
     resnet = sum(p.numel() for p in create_model("resnet18", num_classes=1000).parameters())
     assert resnet == 11_689_512                            # torchvision's resnet18
     macs = 0
@@ -85,7 +85,7 @@ def test_parameter_counts_match_the_papers():
     for _, conv in count_convs(model):
         conv.register_forward_hook(hook)
     model(torch.zeros(1, 1, 28, 28))
-    assert 5.4e6 < macs < 5.6e6                            # methods.md: 5.5M MACs/image
+    assert 5.4e6 < macs < 5.6e6                            # docs/pipeline.md: 5.5M MACs/image
 
 
 def test_registry_errors():

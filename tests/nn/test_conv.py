@@ -197,7 +197,7 @@ def test_training_in_both_domains_reduces_loss():
     x = torch.randn(8, 2, 6, 6)
     target = F.conv2d(x, torch.randn(3, 2, 3, 3), padding=1)
     # Adam: plain SGD on Winograd-domain weights needs tiny rates (the transforms scale
-    # positions by up to ~850x; methods.md), which is the pruning issue's business.
+    # positions by up to ~850x; docs/winograd.md), which is the pruning issue's business.
     for domain, lr in (("spatial", 0.05), ("winograd", 0.01)):
         layer = WinogradConv2d(2, 3, 3, padding=1, domain=domain)
         opt = torch.optim.Adam(layer.parameters(), lr=lr)

@@ -10,6 +10,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from sparsewino import prune as sp
 from sparsewino.nn import WinogradConv2d
+from sparsewino.train import shutdown_distributed  # imported before any process group exists
 
 
 def run(rank: int, world: int, folder: str) -> None:
@@ -36,7 +37,7 @@ def run(rank: int, world: int, folder: str) -> None:
     state["effective.0"] = sp.effective_weight(model[0]).detach().clone()
     state["effective.2"] = sp.effective_weight(model[2]).detach().clone()
     torch.save(state, Path(folder) / f"rank{rank}.pt")
-    dist.destroy_process_group()
+    shutdown_distributed()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Run under torchrun: tiny DDP training with a mask-changing callback; each rank saves its state."""
+"""Run under torchrun: tiny DDP training with a mask-changing callback; each rank saves its state
+and, after leaving the process group, the names of its remaining threads."""
 import sys
 from pathlib import Path
 
@@ -38,3 +39,6 @@ if __name__ == "__main__":
     torch.save({"state": model.state_dict(), "evaluation": result.evaluation,
                 "indices": train.indices(0), "steps": result.steps}, out / f"rank{ctx.rank}.pt")
     shutdown_distributed()
+    tasks = Path("/proc/self/task")                  # Linux: the process's threads
+    names = [(task / "comm").read_text().strip() for task in tasks.iterdir()] if tasks.is_dir() else []
+    (out / f"threads{ctx.rank}.txt").write_text("\n".join(sorted(names)) if names else "unknown")

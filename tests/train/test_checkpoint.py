@@ -31,7 +31,7 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match="disk full.*previous checkpoint .* is unchanged"):
         save_checkpoint(path, {"v": torch.zeros(3)})
     monkeypatch.setattr(torch, "save", real_save)
     assert torch.equal(load_checkpoint(path)["v"], torch.ones(3))
@@ -65,3 +65,28 @@ def test_foreign_files(tmp_path):
     torch.save({"format": "sparsewino-checkpoint", "version": 99}, path)
     with pytest.raises(CheckpointError, match="newer sparsewino"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("content,what", [
+    (b"hello\nworld\n", "a text file (starting 'hello')"),
+    (b"name: demo\ndata: {dataset: mnist}\nstages:\n- stage: train\n", "a YAML recipe"),
+    (b"{\"rows\": []}", "a YAML/JSON file"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(64), "a PNG image"),
+    (b"\x1f\x8b\x08\x00" + bytes(16), "a gzip archive"),
+    (b"", "an empty file"),
+])
+def test_other_kinds_of_file_are_named(tmp_path, content, what):
+    path = tmp_path / "model.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert f"is not a checkpoint: it is {what}" in message and "expected a sparsewino checkpoint" in message
+
+
+def test_a_directory_is_named_and_its_model_pointed_to(tmp_path):
+    with pytest.raises(CheckpointError, match="is a directory, not a checkpoint file; expected"):
+        load_checkpoint(tmp_path)
+    save_checkpoint(tmp_path / "model.pt", {"v": torch.ones(1)})
+    with pytest.raises(CheckpointError, match=f"its model is {tmp_path / 'model.pt'}"):
+        load_checkpoint(tmp_path)

@@ -102,8 +102,13 @@ def test_resume_with_other_config_or_model_is_refused(tmp_path):
     train, _ = tiny_loaders()
     with pytest.raises(KeyboardInterrupt):
         fit(tiny_model(), train, tiny_config(), callbacks=[Recorder(crash_at=5)], checkpoint=tmp_path / "c.pt")
-    with pytest.raises(CheckpointError, match="18 steps, this one has 12"):
+    with pytest.raises(CheckpointError, match=r"other settings \(epochs 3 -> 2\)"):
         fit(tiny_model(), train, tiny_config(epochs=2), callbacks=[Recorder()], checkpoint=tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match=r"optimizer.lr 0.2 -> 0.1; seed 0 -> 1"):
+        fit(tiny_model(), train, tiny_config(optimizer=OptimizerConfig(lr=0.1), seed=1),
+            checkpoint=tmp_path / "c.pt")
+    fit(tiny_model(), train, tiny_config(checkpoint_every=2, log_every=1), callbacks=[Recorder()],
+        checkpoint=tmp_path / "c.pt")                         # frequencies may change: resumes
     with pytest.raises(CheckpointError, match="does not fit this model"):
         fit(tiny_model(masked=False), train, tiny_config(), checkpoint=tmp_path / "c.pt")
 

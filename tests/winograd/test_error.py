@@ -39,3 +39,16 @@ def test_choose_tile_respects_budget():
     assert measure_error(large, 3) <= 1e-5
     assert choose_tile(3, budget=1e-12) == 1            # nothing fits: trivial (direct) algorithm
     assert choose_tile(3, budget=1.0, max_tile=6) == 6
+
+
+def test_requested_tiles_are_checked_against_the_error_limit():
+    """Explicit tiles: kept within ERROR_LIMIT, else the largest smaller accurate tile (1: direct)."""
+    from sparsewino.winograd import ERROR_LIMIT, tile_error
+    assert [choose_tile(3, requested=m) for m in (2, 4, 6, 8, 9, 10, 14)] == [2, 4, 6, 8, 8, 8, 8]
+    assert choose_tile(9, requested=4) == 1 and choose_tile(11, requested=4) == 1
+    assert tile_error(10, 3) > 1.0 > ERROR_LIMIT > tile_error(8, 3)
+    assert choose_tile(3, requested=4, budget=1e-7) == 2                 # a stricter budget
+    assert choose_tile(3, requested=6, points=naive_points(7)) == 6      # accurate custom points kept
+    with pytest.raises(ValueError, match="over the budget"):
+        choose_tile(3, requested=8, points=naive_points(9))              # naive F(8,3): 6e-3
+    assert choose_tile(1, requested=7) == 1

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..winograd.algorithm import PointLike, WinogradAlgorithm, algorithm, conv_multiplications
-from ..winograd.error import DEFAULT_ERROR_BUDGET, choose_tile
+from ..winograd.error import ERROR_LIMIT, WinogradAccuracyWarning, choose_tile, tile_error
 from ..winograd.tiles import output_size
 from ..winograd.transform import filter_transform
 from .functional import positions_first, winograd_conv, winograd_weight_from_spatial
@@ -53,7 +53,7 @@ class _WinogradConvNd(nn.Module):
                  dtype: torch.dtype | None = None, *, tile: TileArg = 4,
                  domain: str = "spatial",
                  points: Iterable[PointLike] | Sequence[Iterable[PointLike] | None] | None = None,
-                 winograd_relu: bool = False, error_budget: float = DEFAULT_ERROR_BUDGET) -> None:
+                 winograd_relu: bool = False, error_budget: float | None = None) -> None:
         super().__init__()
         cls, dims = type(self).__name__, self._dims
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
@@ -88,8 +88,11 @@ class _WinogradConvNd(nn.Module):
         self.padding_mode = "zeros"
         self.padding = padding if isinstance(padding, str) else _ntuple(padding, dims, "padding", cls)
         self._padding_pairs = self._resolve_padding(self.padding)
-        self.tile = self._resolve_tile(tile, error_budget)
-        self.points = self._resolve_points(points)
+        self.points = self._points_per_dim(points)
+        self.tile, note = self.resolve_tile(self.kernel_size, tile, self.points, error_budget)
+        if note:
+            warnings.warn(f"{cls}: {note}. Ask for a smaller tile or tile='auto'.",
+                          WinogradAccuracyWarning, stacklevel=2)
         self.domain = domain
         self.winograd_relu = bool(winograd_relu)
         _ = self.algorithms  # build (and verify) the algorithms now, so bad points fail here
@@ -116,35 +119,62 @@ class _WinogradConvNd(nn.Module):
             raise ValueError(f"{cls}: padding must be >= 0, got {padding!r}")
         return tuple((p, p) for p in padding)
 
-    def _resolve_tile(self, tile: TileArg, budget: float) -> tuple[int, ...]:
-        cls = type(self).__name__
+    @classmethod
+    def resolve_tile(cls, kernel_size: Sequence[int], tile: TileArg, points: Any = None,
+                     error_budget: float | None = None) -> tuple[tuple[int, ...], str | None]:
+        """The per-dimension tiles this layer class uses for ``kernel_size`` and ``tile``.
+
+        Every dimension's tile is decided by :func:`sparsewino.winograd.choose_tile`: ``"auto"``
+        takes the largest tile within ``error_budget`` (default 1e-6); a requested tile whose
+        float32 error exceeds ``error_budget`` (default :data:`~sparsewino.winograd.ERROR_LIMIT`)
+        is replaced by the largest smaller one within it.
+
+        Returns:
+            ``(tiles, note)``: ``note`` says which requested tiles were replaced and why
+            (``None`` when none was); the constructor warns with it
+            (:class:`~sparsewino.winograd.WinogradAccuracyWarning`).
+        """
+        name, dims = cls.__name__, cls._dims
+        kernel = tuple(kernel_size)
+        points = cls._points_per_dim(points)
         if tile == "auto":
-            return tuple(choose_tile(k, budget, dims=self._dims) for k in self.kernel_size)
+            return tuple(choose_tile(k, error_budget, dims=dims) for k in kernel), None
         if isinstance(tile, str):
-            raise ValueError(f"{cls}: tile must be an int, a tuple of ints or 'auto', got {tile!r}")
+            raise ValueError(f"{name}: tile must be an int, a tuple of ints or 'auto', got {tile!r}")
         if isinstance(tile, int) and not isinstance(tile, bool):
             # A dimension with kernel size 1 uses the trivial algorithm; tile 1 keeps the
             # Winograd-domain weights free of repeated positions.
-            tiles = tuple(1 if k == 1 else tile for k in self.kernel_size)
+            tiles = tuple(1 if k == 1 else tile for k in kernel)
         else:
-            tiles = _ntuple(tile, self._dims, "tile", cls)
+            tiles = _ntuple(tile, dims, "tile", name)
         if min(tiles) < 1:
-            raise ValueError(f"{cls}: tile (output tile size m) must be >= 1, got {tile!r}")
-        if max(m + r - 1 for m, r in zip(tiles, self.kernel_size)) > 16:
-            raise ValueError(f"{cls}: tile {tiles} with kernel {self.kernel_size} gives input "
+            raise ValueError(f"{name}: tile (output tile size m) must be >= 1, got {tile!r}")
+        if max(m + r - 1 for m, r in zip(tiles, kernel)) > 16:
+            raise ValueError(f"{name}: tile {tiles} with kernel {kernel} gives input "
                              "tiles over 16 points; fp32 error would be enormous. Use a smaller "
                              "tile or tile='auto'.")
-        return tiles
+        chosen = tuple(m if r == 1 else choose_tile(r, error_budget, dims, requested=m, points=p)
+                       for m, r, p in zip(tiles, kernel, points))
+        replaced = [(m, c, r) for m, c, r in zip(tiles, chosen, kernel) if m != c]
+        if not replaced:
+            return chosen, None
+        budget = ERROR_LIMIT if error_budget is None else error_budget
+        parts = [f"F({m},{r}) float32 error {tile_error(m, r, dims):.2g} per output > budget {budget:g}; "
+                 + ("no tile fits (direct computation)" if c == 1 else
+                    f"F({c},{r}) error {tile_error(c, r, dims):.2g}")
+                 for m, c, r in dict.fromkeys(replaced)]
+        return chosen, f"tile {tiles} -> {chosen} for kernel {kernel}: " + "; ".join(parts)
 
-    def _resolve_points(self, points: Any) -> tuple[tuple[PointLike, ...] | None, ...]:
+    @classmethod
+    def _points_per_dim(cls, points: Any) -> tuple[tuple[PointLike, ...] | None, ...]:
         if points is None:
-            return (None,) * self._dims
+            return (None,) * cls._dims
         items = list(points)
-        per_dim = len(items) == self._dims and all(
+        per_dim = len(items) == cls._dims and all(
             p is None or (not isinstance(p, (str, bytes)) and isinstance(p, Iterable)) for p in items)
         if per_dim:
             return tuple(None if p is None else tuple(p) for p in items)
-        return (tuple(items),) * self._dims
+        return (tuple(items),) * cls._dims
 
     @property
     def algorithms(self) -> tuple[WinogradAlgorithm, ...]:
@@ -335,11 +365,18 @@ class WinogradConv2d(_WinogradConvNd):
             padding_mode ``"zeros"``, dtype float32 or float64.
         tile: output tile size m (int, per-dimension tuple, or ``"auto"``: the largest tile
             whose measured fp32 error fits ``error_budget``). Dimensions with kernel size 1
-            use the trivial algorithm.
+            use the trivial algorithm. A requested tile whose fp32 error exceeds the budget
+            (e.g. ``tile=4`` for 9x9 kernels, ``tile=10`` for 3x3) is replaced by the largest
+            smaller one that fits, with a :class:`~sparsewino.winograd.WinogradAccuracyWarning`
+            (see :meth:`resolve_tile`).
         domain: ``"spatial"`` (parameter = spatial weight) or ``"winograd"`` (parameter = Q).
         points: interpolation points (one list for every dimension or one per dimension);
-            ``None`` takes the curated accurate defaults.
+            ``None`` takes the curated accurate defaults. Points whose algorithm exceeds the
+            budget raise ``ValueError``.
         winograd_relu: apply ReLU after the input transform (Liu et al.'s Winograd-ReLU).
+        error_budget: the fp32 error budget of :func:`~sparsewino.winograd.choose_tile`
+            (default: 1e-6 for ``"auto"``, :data:`~sparsewino.winograd.ERROR_LIMIT` = 1e-3
+            for a requested tile).
 
     Examples:
         >>> layer = WinogradConv2d(16, 32, 3, padding=1, tile=4)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Union
 
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
+from ..winograd.error import WinogradAccuracyWarning
 from .kinds import convertible_types, kind_of, winograd_layer_types
 from .masks import carry_mask, pruning_hook, spatial_mask, winograd_mask
 
@@ -115,6 +117,7 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
         ['0']
     """
     report = ConversionReport()
+    replaced: list[str] = []
     for name, module in list(model.named_modules()):
         is_winograd = isinstance(module, winograd_layer_types())
         if not is_winograd and not isinstance(module, convertible_types()):
@@ -140,12 +143,24 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
                                         f"{describe(layer.algorithms)}{note}"))
             continue
         layer_type = kind_of(module).winograd_type
-        layer = layer_type.from_conv(module, tile=tile, domain=domain, points=points,
+        tiles, accuracy = layer_type.resolve_tile(module.kernel_size, tile, points)
+        if accuracy is not None:
+            replaced.append(f"{name}: {accuracy}")
+            if all(m == 1 or r == 1 for m, r in zip(tiles, module.kernel_size)):
+                report.append(LayerDecision(name, kind, False,
+                                            f"no Winograd tile is accurate in float32: {accuracy}"))
+                continue
+        layer = layer_type.from_conv(module, tile=tiles, domain=domain, points=points,
                                      winograd_relu=winograd_relu)
-        note = _carry_masks(module, layer, "spatial", domain, layer.algorithms)
+        note = f"; {accuracy}" if accuracy is not None else ""
+        note += _carry_masks(module, layer, "spatial", domain, layer.algorithms)
         _set_submodule(model, name, layer)
         report.append(LayerDecision(name, kind, True,
                                     f"{domain} domain, {describe(layer.algorithms)}{note}"))
+    if replaced:
+        warnings.warn(f"convert(): tile {tile!r} is not accurate in float32 for {len(replaced)} "
+                      f"layer(s), which got a smaller tile or stayed convolutions (see the report); "
+                      f"{replaced[0]}", WinogradAccuracyWarning, stacklevel=2)
     logger.info("convert():\n%s", report)
     return model, report
 

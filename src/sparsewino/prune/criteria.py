@@ -75,7 +75,7 @@ class Magnitude(Importance):
 class IFMMagnitude(Importance):
     """``|Q| ⊙ M̂``: Winograd-domain magnitude weighted by the importance factor matrix.
 
-    M̂ (Yu, Park & Naumov; methods.md §2) comes from the layer's own algorithms, so it
+    M̂ (Yu, Park & Naumov; docs/pruning.md) comes from the layer's own algorithms, so it
     depends on the interpolation points: a_i = ‖Aᵀ[:, i]‖₂·‖Bᵀ[i, :]‖₂, M = a ⊗ a (⊗ a),
     M̂ = M / min(M). Only Winograd-domain layers (``domain="winograd"``) qualify.
 
@@ -129,7 +129,7 @@ class GroupMax(Importance):
     """Importance of each Winograd position of each kernel: max |g_j| over its spatial group.
 
     Position k of a kernel depends on the taps {j : (G ⊗ G)[k, j] ≠ 0}; zeroing all of them
-    makes Q[k] exactly zero (spatial-Winograd step 1, methods.md §2). Returns scores of shape
+    makes Q[k] exactly zero (spatial-Winograd step 1, docs/pruning.md). Returns scores of shape
     ``(K, C/groups, *n)``, not of the weight's shape.
 
     Args:

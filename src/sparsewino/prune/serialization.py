@@ -10,7 +10,7 @@ from torch import nn
 
 from .mask import apply_mask, get_grad_scale, get_mask, masked_tensors, refresh, set_grad_scale
 
-__all__ = ["save_masks", "load_masks", "masks_state", "load_pruned_state_dict"]
+__all__ = ["save_masks", "load_masks", "masks_state", "load_pruned_state_dict", "check_mask_values"]
 
 FORMAT = "sparsewino-masks-v1"
 PathLike = Union[str, os.PathLike]
@@ -114,6 +114,26 @@ def load_masks(model: nn.Module, source: PathLike | Mapping[str, torch.Tensor | 
     return model
 
 
+def check_mask_values(state_dict: Mapping[str, torch.Tensor], source: str = "state dict") -> None:
+    """Refuse pruning masks (``*_mask`` entries) holding anything but 0 and 1.
+
+    A mask keeps (1) or prunes (0) each entry; 0.5, 7, -1 or NaN would silently scale or
+    poison the weights.
+
+    Raises:
+        ValueError: naming the mask and the offending values.
+    """
+    for key, mask in state_dict.items():
+        if not key.endswith("_mask") or not isinstance(mask, torch.Tensor) or mask.dtype == torch.bool:
+            continue
+        bad = ~((mask == 0) | (mask == 1))
+        if bool(bad.any()):
+            values = sorted({str(v) for v in mask[bad].flatten()[:64].tolist()})[:4]
+            raise ValueError(f"{source}: mask {key!r} holds {int(bad.sum())} value(s) other than 0 "
+                             f"and 1 (e.g. {', '.join(values)}); a mask keeps (1) or prunes (0) "
+                             "each weight. The file is damaged or was not written by sparsewino.")
+
+
 def load_pruned_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
                            strict: bool = True) -> nn.Module:
     """Load a pruned model's ``state_dict`` into a model that may not be pruned yet.
@@ -125,9 +145,13 @@ def load_pruned_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tens
     Returns:
         ``model``.
 
+    Raises:
+        ValueError: a mask holds values other than 0 and 1 (:func:`check_mask_values`).
+
     Examples:
         >>> fresh = load_pruned_state_dict(make_model(), torch.load("ckpt.pt"))  # doctest: +SKIP
     """
+    check_mask_values(state_dict)
     for key in state_dict:
         if not key.endswith("_mask"):
             continue

@@ -249,6 +249,13 @@ def stats(model: nn.Module, input_shape: Sequence[int] | None = None,
     return SparsityReport(layers, totals, linear)
 
 
+def panel_grid(count: int, most: int = 6) -> tuple[int, int]:
+    """(rows, columns) for ``count`` panels: at most ``most`` a row, rows filled evenly (5 -> 1x5,
+    8 -> 2x4, 7 -> 2x4), so no figure is left half empty."""
+    rows = -(-count // most)
+    return rows, -(-count // rows)
+
+
 def plot_position_sparsity(report: SparsityReport | nn.Module, path: str,
                            layers: Sequence[str] | None = None, title: str | None = None) -> str:
     """Save a heatmap of per-position Winograd sparsity, one panel per layer, to ``path`` (PNG).
@@ -280,9 +287,9 @@ def plot_position_sparsity(report: SparsityReport | nn.Module, path: str,
               and (layers is None or l.name in layers)]
     if not chosen:
         raise ValueError("no layer with a Winograd-domain map to plot")
-    cols = min(4, len(chosen))
-    rows = -(-len(chosen) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    rows, cols = panel_grid(len(chosen))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 1.2, 2.7 * rows + 0.6), squeeze=False,
+                             layout="constrained")
     image = None
     for ax, layer in zip(axes.flat, chosen):
         grid = layer.position_sparsity
@@ -300,7 +307,7 @@ def plot_position_sparsity(report: SparsityReport | nn.Module, path: str,
                         color="white" if value < 0.5 else "black")
     for ax in list(axes.flat)[len(chosen):]:
         ax.axis("off")
-    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="fraction of zeros")
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.9, label="fraction of zeros")
     fig.suptitle(title or "Winograd-domain sparsity per position")
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -18,7 +18,7 @@ from ..models import create_model
 from ..nn import convert
 from ..prune import load_pruned_state_dict, winograd_relu
 from ..train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ..train.loop import load_model_state
+from ..train.loop import check_masks, load_model_state
 
 __all__ = ["new_architecture", "apply_transform", "build_model", "check_architecture", "save_model",
            "load_model", "TRANSFORMS"]
@@ -100,6 +100,9 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"
                ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a pipeline checkpoint (model or training checkpoint).
 
+    Args:
+        path: a model checkpoint, or a run directory (its ``model.pt``: the latest model).
+
     Returns:
         ``(model, checkpoint)``; the model is in eval mode.
 
@@ -108,7 +111,10 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"
 
     Examples:
         >>> model, checkpoint = load_model("runs/demo/model.pt")        # doctest: +SKIP
+        >>> model, checkpoint = load_model("runs/demo")          # the same  # doctest: +SKIP
     """
+    if Path(path).is_dir() and (Path(path) / "model.pt").is_file():
+        path = Path(path) / "model.pt"
     checkpoint = load_checkpoint(path, map_location)
     architecture = checkpoint.get("architecture")
     if not isinstance(architecture, dict):
@@ -123,6 +129,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"
 
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
     """Load a (possibly pruned) state dict into a model that may not carry the masks yet."""
+    check_masks(state, source)
     try:
         load_pruned_state_dict(model, state, strict=False)
     except (RuntimeError, ValueError) as exc:          # torch's size mismatch; a mask for a missing tensor

@@ -8,7 +8,7 @@ from torch import nn
 
 from ..nn import WinogradConv2d, WinogradConv3d
 from ..prune import stats
-from ..timing import median_time
+from ..timing import BUSY_SPREAD, cpu_flags, interleaved_times, quartiles
 from .architecture import build_model
 
 __all__ = ["sparsity_summary", "benchmark"]
@@ -53,16 +53,33 @@ def sparsity_summary(model: nn.Module, input_shape: tuple[int, ...], tile: int,
 
 
 def benchmark(architecture: dict[str, Any], model: nn.Module, compiled: nn.Module, images: torch.Tensor,
-              warmup: int, repeats: int) -> dict[str, float]:
-    """Median forward times (ms) on ``images`` and the compiled model's speed-ups.
+              warmup: int, repeats: int) -> dict[str, Any]:
+    """Median forward times (ms) on ``images`` and the compiled model's speed-ups, with spreads.
 
     ``dense_ms``: the registry model of ``architecture`` without its transforms (plain
     ``nn.Conv2d`` layers, freshly built); ``model_ms``: ``model`` (PyTorch layers);
-    ``compiled_ms``: ``compiled`` (:func:`sparsewino.engine.compile` of ``model``).
+    ``compiled_ms``: ``compiled`` (:func:`sparsewino.engine.compile` of ``model``). The three
+    run in turns (:func:`~sparsewino.timing.interleaved_times`); ``speedup_vs_dense`` is the
+    median of the per-round ratios dense / compiled, ``speedup_low``/``speedup_high`` their
+    quartiles, ``timing_spread`` the largest interquartile range / median of the three times,
+    and ``machine_busy`` says that it exceeds :data:`~sparsewino.timing.BUSY_SPREAD` (another
+    process took the cores: the numbers are uncertain). ``cpu_flags`` names the vector
+    instructions of the CPU.
     """
     dense = build_model({**architecture, "transforms": []}).to(images.device).eval()
     model.eval()
-    times = {f"{name}_ms": 1e3 * median_time(lambda m=m: m(images), warmup, repeats)
-             for name, m in (("dense", dense), ("model", model), ("compiled", compiled))}
-    return {**times, "speedup_vs_dense": times["dense_ms"] / times["compiled_ms"],
-            "speedup_vs_model": times["model_ms"] / times["compiled_ms"]}
+    runs = {"dense": dense, "model": model, "compiled": compiled}
+    times = interleaved_times({name: (lambda m=m: m(images)) for name, m in runs.items()}, warmup, repeats)
+    result: dict[str, Any] = {}
+    spreads = []
+    for name, values in times.items():
+        low, median, high = quartiles(values)
+        result[f"{name}_ms"] = 1e3 * median
+        spreads.append((high - low) / median)
+    ratios = [d / c for d, c in zip(times["dense"], times["compiled"])]
+    low, median, high = quartiles(ratios)
+    spread = max(spreads)
+    return {**result, "speedup_vs_dense": median, "speedup_low": low, "speedup_high": high,
+            "speedup_vs_model": quartiles([m / c for m, c in zip(times["model"], times["compiled"])])[1],
+            "repeats": repeats, "timing_spread": spread, "machine_busy": spread > BUSY_SPREAD,
+            "cpu_flags": cpu_flags()}

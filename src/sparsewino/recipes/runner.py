@@ -15,13 +15,13 @@ the same :func:`~sparsewino.recipes.schema.recipe_identity`: what the user wrote
 values at their defaults and settings that do not change results (data location, threads,
 device), so upgrades that add defaulted fields keep resuming. A different recipe in a run
 directory that has finished steps is refused (the message lists what changed) unless
-``fresh=True`` (which deletes it); a directory where nothing finished (a run that failed at
-start, e.g. dataset not found) is taken over by the new recipe.
+``fresh=True``, which deletes the files of the previous run (only in a directory the runner
+created: :mod:`.rundir`); a directory where nothing finished (a run that failed at start,
+e.g. dataset not found) is taken over by the new recipe.
 """
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,15 +31,17 @@ import torch
 from torch import nn
 
 from .. import engine
-from ..errors import UserError
 from ..prune import CubicSchedule, PruneContext, PruningCallback, method_options, prune_model
+from ..timing import busy_warning, describe_speedup
 from ..train import DistContext, MetricsLog, TrainConfig, evaluate, fit, init_distributed
-from ..train.checkpoint import CheckpointError, NotACheckpointError, load_checkpoint
+from ..train.checkpoint import CheckpointError, NotACheckpointError, load_checkpoint, write_text_atomic
 from ..train.distributed import barrier
 from ..train.schema import ConfigError
 from .architecture import apply_transform, build_model, load_into, load_model, new_architecture, save_model
 from .data_setup import RecipeData, prepare_data
 from .measure import benchmark, sparsity_summary
+from .progress import RunClock, stage_label
+from .rundir import RunDirectoryError, clear_run_dir, create_run_dir
 from .schema import (
     BenchmarkStage,
     CompileStage,
@@ -55,11 +57,7 @@ from .schema import (
     recipe_to_dict,
 )
 
-__all__ = ["run_recipe", "RunResult", "RunDirectoryError"]
-
-
-class RunDirectoryError(UserError, RuntimeError):
-    """The run directory belongs to a different recipe (use ``--fresh`` or another directory)."""
+__all__ = ["run_recipe", "last_stage", "RunResult", "RunDirectoryError"]
 
 
 @dataclass
@@ -92,6 +90,7 @@ class _Run:
         self.compiled: nn.Module | None = None
         self._count_inputs: torch.Tensor | None = None
         self.done: tuple[int, int, bool] = (-1, -1, True)       # (stage, unit, stage finished)
+        self.clock = RunClock()                                  # training speed: time left
         self.architecture = new_architecture(recipe.model.name, recipe.model.args,
                                              self.data.in_channels, self.data.num_classes)
         torch.manual_seed(recipe.seed)
@@ -122,7 +121,7 @@ class _Run:
                      "input_shape": list(self.data.input_shape())}
             save_model(self.stage_dir(index) / f"unit-{unit:02d}.pt", self.model, self.architecture, **state)
             save_model(self.run_dir / "model.pt", self.model, self.architecture, **state)
-            (self.run_dir / "results.json").write_text(json.dumps(self.rows, indent=1))
+            write_text_atomic(self.run_dir / "results.json", json.dumps(self.rows, indent=1))
             # the step state now holds the trained weights: its training checkpoint is redundant
             (self.stage_dir(index) / f"unit-{unit:02d}-train.pt").unlink(missing_ok=True)
         barrier(self.ctx)
@@ -166,7 +165,7 @@ class _Run:
         self.rows.append(row)
         self.metrics.write(event="result", **{k: v for k, v in row.items()
                                               if not isinstance(v, (dict, list))})
-        parts = [f"{stage.kind} {stage.name}" + (f" [{step}]" if step else "")]
+        parts = [stage_label(stage) + (f" [{step}]" if step else "")]
         if row.get("accuracy") is not None:
             parts.append(f"accuracy {100 * row['accuracy']:.2f}%")
         if row.get("winograd_sparsity") is not None:
@@ -176,7 +175,7 @@ class _Run:
         if row.get("reduction_dynamic") is not None:
             parts.append(f"with activation sparsity /{row['reduction_dynamic']:.2f}")
         if row.get("speedup_vs_dense") is not None:
-            parts.append(f"compiled speed-up {row['speedup_vs_dense']:.2f}x")
+            parts.append(f"compiled speed-up {describe_speedup(row)}")
         parts.append(f"({seconds:.0f} s)")
         self.log("  " + ", ".join(parts))
         return row
@@ -189,10 +188,16 @@ class _Run:
             # the rebuilt model does not have yet: add them before fit() resumes strictly
             load_into(self.model, load_checkpoint(checkpoint, self.ctx.device)["model"],
                       f"checkpoint {checkpoint}")
-        return fit(self.model, loader, config, eval_loader=self.test_loader, callbacks=list(callbacks),
-                   ctx=self.ctx, checkpoint=checkpoint,
-                   metrics=self.metrics, progress=self.progress, stage=stage.name,
-                   extra_state={"architecture": self.architecture})
+        start = time.perf_counter()
+        result = fit(self.model, loader, config, eval_loader=self.test_loader, callbacks=list(callbacks),
+                     ctx=self.ctx, checkpoint=checkpoint,
+                     metrics=self.metrics, progress=self.progress, stage=stage.name,
+                     extra_state={"architecture": self.architecture})
+        self.clock.record(time.perf_counter() - start, result.steps - (result.resumed_at_step or 0))
+        return result
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return len(self.data.train_loader(batch_size, 0))
 
 
 def stage_index(run: _Run, stage: Any) -> int:
@@ -325,6 +330,8 @@ def _benchmark(run: _Run, stage: BenchmarkStage, first_unit: int) -> None:
         torch.set_num_threads(previous_threads)
     run.add_row(stage, f"batch {values['batch_size']}, {values['threads']} threads", values,
                 time.perf_counter() - start)
+    if busy_warning(values):
+        run.log(f"  {busy_warning(values)}")
     run.save_unit(stage_index(run, stage), 0, True)
 
 
@@ -372,6 +379,24 @@ def _check_identity(recipe: Recipe, run_dir: Path, log: Callable[[str], None]) -
                             f"or --run-dir to use another directory (changed: {changes})")
 
 
+def last_stage(recipe: Recipe, until: str | int | None = None) -> int:
+    """Index of the last stage to run: ``until`` (a stage name or 0-based index), else the last.
+
+    Raises:
+        ConfigError: no such stage (the message lists them).
+    """
+    names = [s.name for s in recipe.stages]
+    if until is None:
+        return len(names) - 1
+    if isinstance(until, int) or (isinstance(until, str) and until.isdigit()):
+        if not 0 <= int(until) < len(names):
+            raise ConfigError(f"--until {until}: the recipe has stages 0..{len(names) - 1}")
+        return int(until)
+    if until not in names:
+        raise ConfigError(f"--until {until!r}: no such stage; stages: {', '.join(names)}")
+    return names.index(until)
+
+
 def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool = False,
                until: str | int | None = None, progress: bool = True,
                log: Callable[[str], None] = print, ctx: DistContext | None = None) -> RunResult:
@@ -380,7 +405,8 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool
     Args:
         recipe: a validated :class:`~sparsewino.recipes.Recipe`.
         run_dir: output directory; an existing one for the same recipe is resumed.
-        fresh: delete an existing run directory first.
+        fresh: delete the files of a previous run in ``run_dir`` first (refused unless the
+            runner created the directory; other files are kept).
         until: stop after this stage (name or 0-based index).
         progress: tqdm bars (terminal only).
         log: where progress lines go (``print``; pass ``lambda s: None`` to silence).
@@ -391,7 +417,8 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool
         :class:`RunResult` with the rows of results and the report path (if a report stage ran).
 
     Raises:
-        RunDirectoryError: ``run_dir`` holds a run of a different recipe.
+        RunDirectoryError: ``run_dir`` holds a run of a different recipe, or ``fresh`` was
+            asked for a directory the runner did not create.
         DatasetNotFoundError, CheckpointError, ConfigError: with clear messages.
 
     Examples:
@@ -404,28 +431,18 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / recipe.name
-    last = len(recipe.stages) - 1
-    if until is not None:
-        names = [s.name for s in recipe.stages]
-        if isinstance(until, int) or (isinstance(until, str) and until.isdigit()):
-            last = int(until)
-            if not 0 <= last < len(recipe.stages):
-                raise ConfigError(f"--until {until}: the recipe has stages 0..{len(recipe.stages) - 1}")
-        elif until in names:
-            last = names.index(until)
-        else:
-            raise ConfigError(f"--until {until!r}: no such stage; stages: {', '.join(names)}")
+    last = last_stage(recipe, until)
     if ctx.is_main:
         saved = run_dir / "recipe.yaml"
         if run_dir.exists() and fresh:
-            shutil.rmtree(run_dir)
+            clear_run_dir(run_dir)
         elif saved.is_file():
             _check_identity(recipe, run_dir, log)
-        elif run_dir.exists() and any(run_dir.iterdir()):
+        elif run_dir.exists() and any(p.name != ".sparsewino-run" for p in run_dir.iterdir()):
             raise RunDirectoryError(f"{run_dir} exists and is not a sparsewino run directory; "
                                     "choose another --run-dir")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        saved.write_text(_yaml_dump(recipe_to_dict(recipe)))
+        create_run_dir(run_dir)
+        write_text_atomic(saved, _yaml_dump(recipe_to_dict(recipe)))
     barrier(ctx)
     run = _Run(recipe, run_dir, ctx, progress, log)
     run.restore()
@@ -438,7 +455,8 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool
                 report = _report(run, stage, 0)
             continue
         first_unit = done_unit + 1 if index == done_stage else 0
-        run.log(f"[{index + 1}/{len(recipe.stages)}] {stage.kind} {stage.name}")
+        run.log(f"[{index + 1}/{len(recipe.stages)}] {stage_label(stage)}"
+                + run.clock.describe_left(recipe.stages[index:last + 1], run.steps_per_epoch, first_unit))
         stages_run.append(stage.name)
         if isinstance(stage, ReportStage):
             report = _report(run, stage, first_unit)

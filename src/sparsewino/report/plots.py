@@ -6,6 +6,13 @@ from typing import Any, Sequence
 
 __all__ = ["plot_accuracy_vs_sparsity", "plot_layer_sparsity", "pyplot"]
 
+_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "h")
+
+
+def _marker_size(index: int, largest: float = 240.0, smallest: float = 14.0) -> float:
+    """Marker area of the ``index``-th stage: halving, so coinciding points show as nested rings."""
+    return max(largest * 0.5 ** index, smallest)
+
 
 def pyplot():
     """matplotlib.pyplot on the non-interactive Agg backend (clear error when missing)."""
@@ -29,18 +36,22 @@ def plot_accuracy_vs_sparsity(rows: Sequence[dict[str, Any]], path: str | Path) 
     if not points:
         return None
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(7.4, 4.2))
     ax.plot([p[0] for p in points], [p[1] for p in points], "-", color="0.7", zorder=1)
     colors = plt.get_cmap("tab10")
-    for index, stage in enumerate(dict.fromkeys(p[2] for p in points)):
+    stages = list(dict.fromkeys(p[2] for p in points))
+    for index, stage in enumerate(stages):
         chosen = [p for p in points if p[2] == stage]
+        # Stages often share a point (an evaluation repeats the last step's numbers): each
+        # later stage is drawn smaller and on top, so every marker of the legend stays visible.
         ax.scatter([p[0] for p in chosen], [p[1] for p in chosen], color=colors(index % 10),
-                   label=stage, zorder=2)
+                   marker=_MARKERS[index % len(_MARKERS)], s=_marker_size(index),
+                   edgecolors="black", linewidths=0.4, label=stage, zorder=2 + index)
     ax.set_xlabel("Winograd-domain sparsity (%)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Accuracy vs Winograd-domain sparsity across the pipeline")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

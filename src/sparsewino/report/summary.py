@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from ..prune import plot_position_sparsity, stats
-from ..timing import cpu_model
+from ..timing import busy_warning, cpu_model, describe_speedup
+from ..train.checkpoint import write_text_atomic
 from .plots import plot_accuracy_vs_sparsity, plot_layer_sparsity
 from .tables import format_value, rows_to_csv, rows_to_json, rows_to_markdown
 
@@ -20,21 +21,32 @@ def headline(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Baseline and final numbers of a run.
 
     ``baseline_accuracy``: the first ``train`` row; ``final_*``: the last row that has the
-    number; ``speedup_vs_dense``: the last benchmark.
+    number; ``speedup_*``, timings and their spread (``machine_busy``): the last benchmark.
     """
     def last(key: str) -> Any:
         return next((r[key] for r in reversed(rows) if r.get(key) is not None), None)
 
     baseline = next((r for r in rows if r.get("kind") == "train" and r.get("accuracy") is not None), None)
+    bench = next((r for r in reversed(rows) if r.get("speedup_vs_dense") is not None), {})
     return {"baseline_accuracy": baseline["accuracy"] if baseline else None,
             "final_accuracy": last("accuracy"), "final_compiled_accuracy": last("compiled_accuracy"),
             "winograd_sparsity": last("winograd_sparsity"), "spatial_sparsity": last("spatial_sparsity"),
             "reduction_vs_direct": last("reduction_vs_direct"),
             "reduction_vs_winograd": last("reduction_vs_winograd"),
             "reduction_dynamic": last("reduction_dynamic"),
-            "speedup_vs_dense": last("speedup_vs_dense"), "dense_ms": last("dense_ms"),
-            "compiled_ms": last("compiled_ms"), "benchmark_batch": last("batch_size"),
-            "benchmark_threads": last("threads")}
+            "speedup_vs_dense": bench.get("speedup_vs_dense"), "speedup_low": bench.get("speedup_low"),
+            "speedup_high": bench.get("speedup_high"), "repeats": bench.get("repeats"),
+            "timing_spread": bench.get("timing_spread"), "machine_busy": bench.get("machine_busy"),
+            "cpu_flags": bench.get("cpu_flags"), "dense_ms": bench.get("dense_ms"),
+            "compiled_ms": bench.get("compiled_ms"), "benchmark_batch": bench.get("batch_size"),
+            "benchmark_threads": bench.get("threads")}
+
+
+def speedup_cell(numbers: dict[str, Any]) -> str:
+    """The headline's speed-up: median, quartiles of the runs, and a mark when the machine was busy."""
+    if numbers.get("speedup_vs_dense") is None:
+        return "-"
+    return describe_speedup(numbers) + (" (machine busy: uncertain)" if numbers.get("machine_busy") else "")
 
 
 def write_report(directory: str | Path, rows: Sequence[dict[str, Any]], model: nn.Module | None = None,
@@ -63,10 +75,10 @@ def write_report(directory: str | Path, rows: Sequence[dict[str, Any]], model: n
     directory.mkdir(parents=True, exist_ok=True)
     numbers = headline(rows)
     layer_report = stats(model, input_shape=input_shape, tile=tile) if model is not None else None
-    (directory / "results.csv").write_text(rows_to_csv(rows))
-    (directory / "results.json").write_text(rows_to_json(rows, headline=numbers))
+    write_text_atomic(directory / "results.csv", rows_to_csv(rows))
+    write_text_atomic(directory / "results.json", rows_to_json(rows, headline=numbers))
     if layer_report is not None:
-        (directory / "layers.json").write_text(json.dumps(layer_report.to_dict(), indent=1, default=str))
+        write_text_atomic(directory / "layers.json", json.dumps(layer_report.to_dict(), indent=1, default=str))
     images: list[tuple[str, Path]] = []
     if plots:
         made = plot_accuracy_vs_sparsity(rows, directory / "accuracy_vs_sparsity.png")
@@ -97,16 +109,21 @@ def write_report(directory: str | Path, rows: Sequence[dict[str, Any]], model: n
                                  format_value(numbers["winograd_sparsity"], "pct1"),
                                  format_value(numbers["reduction_vs_direct"], "x"),
                                  format_value(numbers["reduction_vs_winograd"], "x"),
-                                 format_value(numbers["speedup_vs_dense"], "x")]) + " |", ""]
+                                 speedup_cell(numbers)]) + " |", ""]
     if numbers["reduction_dynamic"] is not None:
         lines += [f"With the activation sparsity of the Winograd-ReLU layers (both operands non-zero, "
                   f"measured on test images): {format_value(numbers['reduction_dynamic'], 'x')} fewer "
                   "multiplications than direct convolution.", ""]
     if numbers["speedup_vs_dense"] is not None:
+        flags = f"; flags {numbers['cpu_flags']}" if numbers.get("cpu_flags") else ""
         lines += [f"Speed: median forward time of a batch of {numbers['benchmark_batch']} with "
                   f"{numbers['benchmark_threads']} thread(s): dense PyTorch {numbers['dense_ms']:.2f} ms, "
-                  f"compiled sparse model {numbers['compiled_ms']:.2f} ms ({cpu_model()}, torch "
-                  f"{torch.__version__}).", ""]
+                  f"compiled sparse model {numbers['compiled_ms']:.2f} ms; speed-up "
+                  f"{describe_speedup(numbers)}, the median of the ratios of interleaved runs with its "
+                  f"quartiles ({cpu_model()}{flags}, torch {torch.__version__}).", ""]
+        warning = busy_warning(numbers)
+        if warning:
+            lines += [f"**Warning**: {warning.removeprefix('warning: ')}.", ""]
     lines += ["Multiplications count the convolutions' element-wise stage (transforms excluded, as in "
               "the papers); 'direct' is the dense spatial convolution.", "",
               "## Steps", "", rows_to_markdown(rows), ""]
@@ -117,5 +134,5 @@ def write_report(directory: str | Path, rows: Sequence[dict[str, Any]], model: n
     lines += ["Files: `results.csv`, `results.json` (rows + headline)"
               + (", `layers.json`" if layer_report is not None else "") + "."]
     summary = directory / "summary.md"
-    summary.write_text("\n".join(lines) + "\n")
+    write_text_atomic(summary, "\n".join(lines) + "\n")
     return summary

@@ -30,6 +30,8 @@ class OptimizerConfig:
         check_range("lr", self.lr, 0, low_open=True)
         check_range("momentum", self.momentum, 0, 1, high_open=True)
         check_range("weight_decay", self.weight_decay, 0)
+        for beta in self.betas:
+            check_range("betas", beta, 0, 1, high_open=True)
         if self.nesterov and (self.name != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer 'sgd' with momentum > 0")
 
@@ -56,6 +58,8 @@ class ScheduleConfig:
         check_range("final_fraction", self.final_fraction, 0, 1)
         check_range("step_epochs", self.step_epochs, 0, low_open=True)
         check_range("gamma", self.gamma, 0, low_open=True)
+        for milestone in self.milestones:
+            check_range("milestones", milestone, 0)
         if list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"milestones must be increasing, got {self.milestones}")
 

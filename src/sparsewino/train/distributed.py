@@ -6,6 +6,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+# DDP imports torch.distributed.nn.functional, whose functions take ``group=group.WORLD`` as
+# default arguments, bound when the module is first imported. Imported after
+# init_process_group, they keep the process group alive after destroy_process_group: its gloo
+# threads then run on into interpreter shutdown and now and then abort the process ("terminate
+# called without an active exception", the flaky two-process test). Imported here, before any
+# group exists, the defaults are None (the default group at call time) and teardown is real.
+import torch.distributed.nn.functional  # noqa: F401  (must come before any process group)
 from torch import nn
 
 from ..prune.model import unwrap_model
@@ -70,7 +78,11 @@ def init_distributed(device: str | torch.device | None = "auto") -> DistContext:
 
 
 def shutdown_distributed() -> None:
-    """Leave the process group (no-op when not distributed)."""
+    """Leave the process group (no-op when not distributed).
+
+    Call it before the process exits: it stops the backend's threads while the interpreter is
+    still whole (the CLI does; see the import note at the top of this module).
+    """
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -79,12 +91,12 @@ def wrap_model(model: nn.Module, ctx: DistContext) -> nn.Module:
     """``DistributedDataParallel(model)`` when distributed, else ``model``.
 
     Buffers (BatchNorm statistics and pruning masks) are broadcast from rank 0 at every forward
-    pass, so every rank uses rank 0's masks.
+    pass (``forward_sync_buffers``), so every rank uses rank 0's masks.
     """
     if not ctx.distributed:
         return model
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=True)
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=True)
 
 
 def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:

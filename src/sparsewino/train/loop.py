@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,38 +12,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.loader import BatchLoader, batch_seed
+from ..prune.serialization import check_mask_values
 from .callbacks import call_callbacks, callback_states, load_callback_states, regularization_of
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig, build_optimizer, lr_factor
 from .distributed import DistContext, all_reduce_sum, sync_buffers, unwrap_model, wrap_model
 from .metrics import MetricsLog
+from .progress import ProgressLines, progress_bar, show_progress, show_progress_lines
 from .schema import to_dict
 
-__all__ = ["fit", "evaluate", "TrainResult", "show_progress", "load_model_state", "progress_bar"]
-
-
-class _NoBar:
-    """Stand-in when tqdm is not installed or the bar is disabled."""
-
-    def update(self, *args: Any) -> None:
-        pass
-
-    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def progress_bar(enabled: bool, **kwargs: Any) -> Any:
-    """A tqdm bar when ``enabled`` and tqdm is installed, else a silent stand-in."""
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(**kwargs)
+__all__ = ["fit", "evaluate", "TrainResult", "show_progress", "load_model_state", "check_masks",
+           "progress_bar"]
 
 
 @dataclass
@@ -58,11 +36,6 @@ class TrainResult:
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed_at_step: int | None = None
-
-
-def show_progress(progress: bool, ctx: DistContext) -> bool:
-    """Progress bars only when asked, on rank 0, and when stderr is a terminal."""
-    return bool(progress and ctx.is_main and sys.stderr.isatty())
 
 
 @torch.no_grad()
@@ -112,8 +85,17 @@ def _model_device(model: nn.Module) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
+def check_masks(state: dict[str, torch.Tensor], source: str) -> None:
+    """:class:`CheckpointError` when a pruning mask of ``state`` holds values other than 0 and 1."""
+    try:
+        check_mask_values(state, source)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
 def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """``model.load_state_dict(state)`` with an error that says what does not match."""
+    check_masks(state, source)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -127,6 +109,31 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: s
     model.load_state_dict(state)
 
 
+#: TrainConfig fields that do not change the trained weights (a resume may change them).
+_RESULT_NEUTRAL = ("checkpoint_every", "log_every", "eval_every_epoch")
+
+
+def _result_settings(config: TrainConfig) -> dict[str, Any]:
+    return {k: v for k, v in to_dict(config).items() if k not in _RESULT_NEUTRAL}
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def _changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``["config.epochs 1.0 -> 0.5", ...]``: settings that differ (absent on one side: not compared,
+    so checkpoints written before settings were recorded still resume)."""
+    old, new = _flatten(saved), _flatten(current)
+    return [f"{key.split('.', 1)[-1]} {old[key]!r} -> {new[key]!r}" for key in old
+            if key in new and old[key] != new[key]]
+
+
 def _set_lr(optimizer: torch.optim.Optimizer, base: float, factor: float) -> float:
     for group in optimizer.param_groups:
         group["lr"] = base * factor
@@ -137,7 +144,7 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
         eval_loader: BatchLoader | None = None, callbacks: Iterable[Any] = (),
         ctx: DistContext | None = None, checkpoint: str | Path | None = None, resume: bool = True,
         metrics: MetricsLog | None = None, progress: bool = True, stage: str = "train",
-        extra_state: dict[str, Any] | None = None) -> TrainResult:
+        extra_state: dict[str, Any] | None = None, identity: dict[str, Any] | None = None) -> TrainResult:
     """Train or fine-tune ``model`` (masks respected), resumable from its checkpoint.
 
     Pruning masks live in the model (``weight = weight_orig * weight_mask``), so pruned weights
@@ -162,17 +169,24 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
         checkpoint: checkpoint file, written atomically every ``checkpoint_every`` steps, at
             each epoch end and at the end (rank 0); ``None`` disables checkpoints.
         resume: continue from ``checkpoint`` when it exists (a finished checkpoint just loads
-            its weights and returns its result).
+            its weights and returns its result). A checkpoint of a run with other settings
+            (``config`` apart from checkpoint/log frequencies, or ``identity``) is refused:
+            resuming it would silently ignore the new ones.
         metrics: JSON-lines log for step/epoch/eval records.
-        progress: show a tqdm bar (only on a terminal, on rank 0).
+        progress: show a tqdm bar (on rank 0, when stderr is a terminal) and, when stdout is
+            not a terminal, a log line every tenth of the run with the time left
+            (:mod:`sparsewino.train.progress`).
         stage: name written in metrics and checkpoints.
         extra_state: plain data stored in every checkpoint (e.g. the architecture record).
+        identity: plain data describing what is trained on what (model, data); like the
+            settings of ``config`` that shape the result, it must match to resume.
 
     Returns:
         :class:`TrainResult`.
 
     Raises:
-        CheckpointError: the checkpoint is corrupt or belongs to another model/configuration.
+        CheckpointError: the checkpoint is corrupt or belongs to another model/configuration
+            (the message lists the settings that differ).
 
     Examples:
         >>> result = fit(model, train_loader, TrainConfig(epochs=2), eval_loader=test_loader)  # doctest: +SKIP
@@ -195,8 +209,15 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
     resumed_at = None
     saved_callbacks = None
     checkpoint = Path(checkpoint) if checkpoint is not None else None
+    settings = {"config": _result_settings(config), "identity": identity}
     if checkpoint is not None and resume and checkpoint.is_file():
         state = load_checkpoint(checkpoint, map_location=ctx.device)
+        changes = _changes(state.get("settings", {}), settings)
+        if changes:
+            raise CheckpointError(
+                f"checkpoint {checkpoint} belongs to a training run with other settings "
+                f"({'; '.join(changes[:6])}); resuming it would ignore them. To train anew, "
+                "delete it (sparsewino train: --fresh); to resume it, repeat its settings")
         load_model_state(model, state["model"], f"checkpoint {checkpoint}")
         if state.get("complete"):
             result = state["result"]
@@ -232,11 +253,13 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
             "progress": {"epoch": epoch, "batch": batch, "step": step, "total_steps": total_steps,
                          "steps_per_epoch": steps_per_epoch, "loss_sum": loss_sum,
                          "loss_count": loss_count},
-            "history": history, "config": to_dict(config), "complete": complete,
+            "history": history, "config": to_dict(config), "settings": settings, "complete": complete,
             "result": result, **(extra_state or {})})
 
     bar = progress_bar(show_progress(progress, ctx), total=total_steps, initial=step, desc=stage,
                        leave=False, dynamic_ncols=True)
+    lines = ProgressLines(stage, total_steps, step, steps_per_epoch) \
+        if show_progress_lines(progress, ctx) else None
     try:
         while step < total_steps:
             network.train()
@@ -261,6 +284,8 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
                 loss_sum, loss_count = loss_sum + last_loss, loss_count + 1
                 bar.update()
                 bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.2g}", refresh=False)
+                if lines is not None:
+                    lines.update(step, loss=last_loss, lr=lr)
                 if step % config.log_every == 0:
                     metrics.write(stage=stage, event="step", step=step, epoch=epoch, loss=last_loss, lr=lr)
                 if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total_steps:

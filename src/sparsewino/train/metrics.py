@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 __all__ = ["MetricsLog", "read_metrics"]
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def _plain(value: Any) -> Any:
@@ -45,8 +48,16 @@ class MetricsLog:
             return record
         self.records.append(record)
         if self.path is not None:
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
+            line = (json.dumps(record) + "\n").encode("utf-8")
+            try:   # O_NOFOLLOW: a symbolic link planted at the path is refused, never followed
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o644)
+            except OSError as exc:
+                if self.path.is_symlink():
+                    raise OSError(f"{self.path} is a symbolic link; refusing to write metrics through "
+                                  "it (remove the link)") from None
+                raise exc
+            with os.fdopen(fd, "ab") as handle:
+                handle.write(line)
         return record
 
 

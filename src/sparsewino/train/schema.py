@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from typing import Any, Literal, Mapping, TypeVar, Union
@@ -95,6 +96,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -160,9 +163,14 @@ def to_dict(obj: Any) -> Any:
 
 def check_range(name: str, value: float | None, low: float | None = None, high: float | None = None,
                 low_open: bool = False, high_open: bool = False) -> None:
-    """Raise ``ValueError`` when ``value`` is outside ``[low, high]`` (open ends on request)."""
+    """Raise ``ValueError`` when ``value`` is outside ``[low, high]`` (open ends on request).
+
+    NaN and infinities are always refused (``--lr nan`` compares false with every bound).
+    """
     if value is None:
         return
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
     if low is not None and (value < low or (low_open and value == low)):
         raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
     if high is not None and (value > high or (high_open and value == high)):

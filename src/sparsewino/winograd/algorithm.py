@@ -194,21 +194,37 @@ class WinogradAlgorithm:
             ArithmeticError: if the algorithm is wrong (a bug, never expected).
         """
         at, g, bt = self.AT_exact, self.G_exact, self.BT_exact
-        for i in range(self.m):
-            for j in range(self.r):
-                for l in range(self.n):
-                    total = sum((at[i][k] * g[k][j] * bt[k][l] for k in range(self.n)),
-                                Fraction(0))
-                    if total != (1 if l == i + j else 0):
+        m, r, n = self.m, self.r, self.n
+        # Exact integer arithmetic (much faster than Fractions): scale column k of AT, row k of
+        # G and row k of BT to integers, then bring every term to one common denominator.
+        scales = [(math.lcm(*(Fraction(at[i][k]).denominator for i in range(m))),
+                   math.lcm(*(Fraction(g[k][j]).denominator for j in range(r))),
+                   math.lcm(*(Fraction(bt[k][l]).denominator for l in range(n)))) for k in range(n)]
+        common = math.lcm(*(sa * sg * sb for sa, sg, sb in scales))
+        a_int = [[int(Fraction(at[i][k]) * scales[k][0]) for k in range(n)] for i in range(m)]
+        g_int = [[int(Fraction(g[k][j]) * scales[k][1]) * (common // math.prod(scales[k]))
+                  for j in range(r)] for k in range(n)]
+        b_int = [[int(Fraction(bt[k][l]) * scales[k][2]) for l in range(n)] for k in range(n)]
+        for i in range(m):
+            for j in range(r):
+                ag = [a_int[i][k] * g_int[k][j] for k in range(n)]
+                for l in range(n):
+                    total = sum(ag[k] * b_int[k][l] for k in range(n))
+                    if total != (common if l == i + j else 0):
                         raise ArithmeticError(
                             f"F({self.m},{self.r}) with points {self.points} fails the exact "
-                            f"check at (i={i}, j={j}, l={l}): {total}")
+                            f"check at (i={i}, j={j}, l={l}): {Fraction(total, common)}")
 
     # ----------------------------------------------------------------- derived data
+    @torch.inference_mode(False)
     def matrices(self, dtype: torch.dtype = torch.float64,
                  device: torch.device | str | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(AT, G, BT) cast once from float64 to ``dtype`` on ``device``, cached."""
+        """(AT, G, BT) cast once from float64 to ``dtype`` on ``device``, cached.
+
+        Cached tensors are shared by every later call, so they are always created outside
+        ``torch.inference_mode`` (an inference tensor in the cache would break all training).
+        """
         key = (dtype, torch.device(device) if device is not None else torch.device("cpu"))
         cached = self._cast_cache.get(key)
         if cached is None:
@@ -221,7 +237,7 @@ class WinogradAlgorithm:
         return self.AT.norm(dim=0) * self.BT.norm(dim=1)
 
     def importance_factor_matrix(self, dims: int = 2, normalize: bool = True) -> torch.Tensor:
-        """Importance factor matrix of Yu et al. (methods.md section 2) for a ``dims``-D tile.
+        """Importance factor matrix of Yu, Park & Naumov (docs/pruning.md) for a ``dims``-D tile.
 
         M = a ⊗ a (⊗ a), and M̂ = M / min(M) when ``normalize``.
         """
@@ -238,6 +254,7 @@ class WinogradAlgorithm:
         return (algorithm, (self.m, self.r, self.points))
 
 
+@torch.inference_mode(False)        # cached for the process: never an inference tensor
 def _as_tensor(matrix: RationalMatrix) -> torch.Tensor:
     return torch.tensor([[float(v) for v in row] for row in matrix], dtype=torch.float64)
 

@@ -15,11 +15,24 @@ import torch
 from .algorithm import PointLike, WinogradAlgorithm, algorithm
 from .transform import filter_transform, input_transform, output_transform
 
-__all__ = ["measure_error", "direct_correlation_tiles", "choose_tile", "DEFAULT_ERROR_BUDGET"]
+__all__ = ["measure_error", "direct_correlation_tiles", "choose_tile", "tile_error", "DEFAULT_ERROR_BUDGET",
+           "ERROR_LIMIT", "WinogradAccuracyWarning"]
 
 #: Default budget of :func:`choose_tile` (mean absolute error per output, 2-D, one channel).
 #: F(4,3) and F(6,3) with accurate points fit; F(8,3) does not.
 DEFAULT_ERROR_BUDGET = 1e-6
+
+#: Budget of an explicitly requested tile (same measure): every curated algorithm fits it with
+#: room to spare (at most 2e-5 in 2-D, 5e-4 in 3-D), while the algorithms past it give mean
+#: errors from 1e-2 up to 1e10 (relative errors of whole percent and more).
+ERROR_LIMIT = 1e-3
+
+#: Products of samples and tile positions measured per decision (keeps 3-D cheap).
+_DECISION_POINTS = 2 ** 18
+
+
+class WinogradAccuracyWarning(UserWarning):
+    """A requested Winograd tile was replaced by a smaller one whose float32 error fits the budget."""
 
 
 def direct_correlation_tiles(tiles: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
@@ -72,17 +85,62 @@ def _measure(algs: tuple[WinogradAlgorithm, ...], samples: int, seed: int,
     return (y.double() - reference).abs().mean().item()
 
 
-def choose_tile(kernel_size: int, budget: float = DEFAULT_ERROR_BUDGET, dims: int = 2,
-                max_tile: int = 8) -> int:
-    """Largest output tile m (<= ``max_tile``) whose default F(m, r) error fits ``budget``.
+def tile_error(m: int, r: int, dims: int = 2, points: Iterable[PointLike] | None = None) -> float:
+    """The error of F(m, r) (``dims``-D) that :func:`choose_tile` compares with its budget.
 
-    This is the one place where ``tile="auto"`` is decided. A kernel size of 1 gets the
-    trivial algorithm, for which the tile size does not change the arithmetic: 1.
+    :func:`measure_error` with at most 20000 samples and fewer for large tiles, so that a
+    decision costs at most ~2M measured positions (16-point 3-D tiles stay cheap).
+    """
+    samples = max(64, min(20000, _DECISION_POINTS // (m + r - 1) ** dims))
+    return measure_error(m, r, points, dims=dims, samples=samples)
+
+
+def choose_tile(kernel_size: int, budget: float | None = None, dims: int = 2, max_tile: int = 8,
+                *, requested: int | None = None, points: Iterable[PointLike] | None = None) -> int:
+    """The output tile m of F(m, r) for one kernel dimension ``r``: the one place tiles are decided.
+
+    Args:
+        kernel_size: ``r``.
+        budget: largest acceptable :func:`tile_error` (mean absolute error per output in
+            float32, uniform(-1, 1) data, one channel). Default: :data:`DEFAULT_ERROR_BUDGET`
+            for ``tile="auto"``, :data:`ERROR_LIMIT` for a requested tile.
+        dims: spatial dimensions the algorithm is applied in (errors grow with them).
+        max_tile: largest m ``"auto"`` considers.
+        requested: ``None`` (``tile="auto"``): the largest m <= ``max_tile`` whose default
+            algorithm fits. An int m: m itself when F(m, r) (with ``points``) fits, otherwise
+            the largest smaller m whose default algorithm fits; callers say so with a
+            :class:`WinogradAccuracyWarning`.
+        points: interpolation points of the requested algorithm (``None``: the defaults).
+
+    Returns:
+        The tile m; 1 (the trivial algorithm, i.e. exact direct computation, which saves
+        nothing) when nothing larger fits. A kernel size of 1 always gets 1.
+
+    Raises:
+        ValueError: custom ``points`` whose algorithm exceeds the budget (the points fix the
+            tile size, so no smaller tile can stand in for them).
+
+    Examples:
+        >>> choose_tile(3)                    # tile="auto" for 3x3 kernels
+        6
+        >>> choose_tile(3, requested=10)      # F(10, 3) is off by ~7 per output: use F(8, 3)
+        8
     """
     if kernel_size == 1:
         return 1
-    best = 1
-    for m in range(2, max_tile + 1):
-        if measure_error(m, kernel_size, dims=dims) <= budget:
-            best = m
-    return best
+    if requested is None:
+        budget = DEFAULT_ERROR_BUDGET if budget is None else budget
+        candidates = range(max_tile, 1, -1)
+    else:
+        budget = ERROR_LIMIT if budget is None else budget
+        if points is not None:
+            points = tuple(points)
+            error = tile_error(requested, kernel_size, dims, points)
+            if error > budget:
+                raise ValueError(
+                    f"F({requested},{kernel_size}) with points {[str(p) for p in points]} has "
+                    f"float32 error {error:.3g} per output in {dims}-D, over the budget {budget:g}; "
+                    "choose other points, or drop points= to use the accurate defaults")
+            return requested
+        candidates = range(requested, 1, -1)
+    return next((m for m in candidates if tile_error(m, kernel_size, dims) <= budget), 1)

@@ -58,6 +58,7 @@ def kron_matrix(algorithms: Sequence[WinogradAlgorithm], which: str,
 
 
 @lru_cache(maxsize=256)
+@torch.inference_mode(False)        # cached for the process: never an inference tensor
 def _kron(algorithms: tuple[WinogradAlgorithm, ...], which: str, dtype: torch.dtype,
           device: torch.device) -> torch.Tensor:
     mats = transform_matrices(algorithms, which, torch.float64)

@@ -1,0 +1,68 @@
+"""Progress of a recipe run: stage labels and the estimated time left in the whole run.
+
+The time left is the number of training steps the remaining stages will run (train and
+fine-tune stages, one fine-tune per pruning target) times the seconds per step measured so
+far in this run (evaluations included). Stages without training (convert, evaluate,
+compile, benchmark, report) take seconds and are not counted.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+from ..train.progress import format_duration
+from .schema import PruneStage, TrainStage
+
+__all__ = ["stage_label", "training_steps", "RunClock"]
+
+
+def stage_label(stage: Any) -> str:
+    """``"prune step1"``; just ``"compile"`` when the stage is named after its kind."""
+    return stage.kind if stage.name == stage.kind else f"{stage.kind} {stage.name}"
+
+
+def training_steps(stage: Any, steps_per_epoch: Callable[[int], int], first_unit: int = 0) -> int:
+    """Optimizer steps ``stage`` runs from its unit ``first_unit`` on.
+
+    Args:
+        steps_per_epoch: batches per epoch of the training data for a batch size.
+    """
+    def steps(config: Any) -> int:
+        return max(1, round(config.epochs * steps_per_epoch(config.batch_size)))
+
+    if isinstance(stage, TrainStage):
+        return steps(stage.config) if first_unit == 0 else 0
+    if isinstance(stage, PruneStage) and stage.finetune is not None:
+        if stage.method == "native" or stage.gradual is not None:
+            return steps(stage.finetune) if first_unit == 0 else 0
+        return max(0, len(stage.target_list()) - first_unit) * steps(stage.finetune)
+    return 0
+
+
+class RunClock:
+    """Seconds per training step measured during a run, and the time left from there."""
+
+    def __init__(self) -> None:
+        self.seconds, self.steps = 0.0, 0
+
+    def record(self, seconds: float, steps: int) -> None:
+        """A training run of ``steps`` new steps took ``seconds``."""
+        if steps > 0:
+            self.seconds, self.steps = self.seconds + seconds, self.steps + steps
+
+    def seconds_left(self, stages: Sequence[Any], steps_per_epoch: Callable[[int], int],
+                     first_unit: int = 0) -> float | None:
+        """Estimated seconds for ``stages`` (the first from unit ``first_unit``), or ``None``
+        before any step was timed."""
+        if self.steps == 0:
+            return None
+        total = sum(training_steps(stage, steps_per_epoch, first_unit if i == 0 else 0)
+                    for i, stage in enumerate(stages))
+        return total * self.seconds / self.steps
+
+    def describe_left(self, *args: Any, **kwargs: Any) -> str:
+        """``", about 3.5 min left in the run"`` (empty when unknown or nothing is left)."""
+        left = self.seconds_left(*args, **kwargs)
+        if left is None or not math.isfinite(left) or left < 1:
+            return ""
+        return f", about {format_duration(left)} left in the run"
