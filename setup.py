@@ -2,9 +2,9 @@
 
 All metadata lives in pyproject.toml; this file only declares the kernel library. It is
 built with the system C++ compiler (C++17, OpenMP when available) by the normal
-``pip install .`` / ``pip install -e .``. No ``-march=native``: the AVX2+FMA code path is
-selected per function (``#pragma GCC target``) and chosen at run time, next to a portable
-build. If the compiler is missing or the build fails, installation still succeeds and the
+``pip install .`` / ``pip install -e .``. No ``-march=native``: the AVX-512 and AVX2+FMA
+builds are compiled per translation unit (``#pragma GCC target``) and chosen at run time,
+next to a portable build. If the compiler is missing or the build fails, installation still succeeds and the
 engine falls back to a pure-PyTorch path with a warning.
 """
 from __future__ import annotations
@@ -15,8 +15,9 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 KERNEL_DIR = os.path.join("src", "sparsewino", "engine", "kernels")
-SOURCES = ["sw_api.cpp", "sw_conv2d_avx2.cpp", "sw_conv2d_portable.cpp"]
-HEADERS = ["sw_kernels.h", "sw_plan.h", "sw_conv2d_impl.h", "sw_patterns.h"]
+SOURCES = ["sw_api.cpp", "sw_isa_avx512.cpp", "sw_isa_avx2.cpp", "sw_isa_portable.cpp"]
+HEADERS = ["sw_kernels.h", "sw_plan.h", "sw_simd_avx2.h", "sw_product_impl.h",
+           "sw_conv2d_impl.h", "sw_ops_impl.h", "sw_patterns.h"]
 OPENMP_COMPILE, OPENMP_LINK = ["-fopenmp"], ["-fopenmp"]
 
 

@@ -2,6 +2,7 @@
 marked ``# doctest: +SKIP``). The engine's modules are checked with the engine's own tests."""
 import doctest
 import importlib
+import logging
 import pkgutil
 
 import pytest
@@ -24,6 +25,11 @@ def test_every_part_of_the_package_is_covered():
 def test_docstring_examples(name):
     torch.manual_seed(0)
     module = importlib.import_module(name)
-    result = doctest.testmod(module, extraglobs={"nn": nn, "torch": torch, "sparsewino": sparsewino},
-                             optionflags=doctest.ELLIPSIS)
+    logging.disable(logging.CRITICAL)           # log lines are not part of what examples show
+    try:
+        result = doctest.testmod(module, extraglobs={"nn": nn, "torch": torch,
+                                                     "sparsewino": sparsewino},
+                                 optionflags=doctest.ELLIPSIS)
+    finally:
+        logging.disable(logging.NOTSET)
     assert result.failed == 0

@@ -18,8 +18,8 @@ __all__ = ["cpu_model", "cpu_flags", "median_time", "interleaved_times", "quarti
 BUSY_SPREAD = 0.2
 
 #: The instruction-set flags that decide the speed of the kernels.
-_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "amx_tile",
-          "asimd", "sve")
+_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq",
+          "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile", "asimd", "sve")
 
 
 def cpu_model() -> str:

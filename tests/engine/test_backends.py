@@ -1,6 +1,7 @@
 """Backend choice, the warning fallback when the library is missing/broken, and the pattern table."""
 from __future__ import annotations
 
+import ctypes
 import warnings
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 from sparsewino import engine
 from sparsewino.engine import kernels
 from sparsewino.engine.kernels import patterns
+from sparsewino.engine.kernels.backends import Backend, get_backend, register_backend, registered_backends
 
 from .conftest import COMPILED, assert_matches, needs_kernel, reference, sparse_layer
 
@@ -39,13 +41,59 @@ def test_backend_names_and_override(monkeypatch):
         engine.backend()
 
 
+def _cpu_flags() -> set[str]:
+    path = Path("/proc/cpuinfo")
+    if not path.exists():
+        pytest.skip("no /proc/cpuinfo")
+    for line in path.read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    pytest.skip("no flags line")
+
+
 @needs_kernel
 def test_cpu_detection_matches_the_library():
     lib = kernels.library()
-    assert lib.sw_isa_supported(kernels.ISA_CODES["portable"]) == 1
-    has_avx2 = "avx2" in open("/proc/cpuinfo").read() if Path("/proc/cpuinfo").exists() else None
-    if has_avx2 is not None:
-        assert ("avx2" in COMPILED) == has_avx2
+    flags = _cpu_flags()
+    for entry in registered_backends():
+        if entry.isa is None:
+            continue
+        assert lib.sw_isa_compiled(entry.isa) == 1, f"{entry.name} not compiled in"
+        expected = all(flag in flags for flag in entry.cpu_flags)
+        assert (entry.name in COMPILED) == expected, entry.name
+        assert lib.sw_isa_lanes(entry.isa) in (8, 16)
+
+
+def test_registry_and_automatic_choice():
+    names = [b.name for b in registered_backends()]
+    assert names == ["avx512", "avx2", "portable", "torch"]
+    with pytest.raises(ValueError, match="already registered"):
+        register_backend(Backend("avx2", 2, 1, True, "duplicate"))
+    with pytest.raises(ValueError, match="not a backend"):
+        get_backend("fastest")
+    chosen = engine.backend()
+    assert kernels.backend_info(chosen).verified               # never an unverified one
+    available = engine.available_backends()
+    assert chosen == next(n for n in available if get_backend(n).verified)
+
+
+def test_forcing_a_backend_the_cpu_lacks_is_a_clear_error(monkeypatch, fresh_loader):
+    """Never an illegal instruction: a build the CPU cannot run is refused by name."""
+    missing = [b for b in registered_backends()
+               if b.isa is not None and b.name not in kernels.available_backends()]
+    if not missing:
+        pytest.skip("this CPU runs every build")
+    monkeypatch.setenv(kernels.ENV_VAR, missing[0].name)
+    with pytest.raises(RuntimeError, match="lacks|not available"):
+        engine.backend()
+    lib = kernels.library()                    # the library itself refuses too
+    layer = engine.SparseWinogradConv2d.from_layer(sparse_layer(3, 4))
+    args = layer.fill_args(1, 8, 8, 1, "portable")
+    args.isa = missing[0].isa
+    x, y, ws = torch.randn(1, 3, 8, 8), torch.empty(1, 4, 8, 8), torch.empty(1 << 16)
+    args.x, args.y, args.workspace, args.workspace_floats = (x.data_ptr(), y.data_ptr(),
+                                                             ws.data_ptr(), ws.numel())
+    assert lib.sw_conv2d_forward(ctypes.byref(args)) == -4
 
 
 def test_missing_library_falls_back_to_torch_with_warning(fresh_loader, monkeypatch):

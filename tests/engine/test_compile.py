@@ -1,8 +1,9 @@
-"""compile(model): whole models equal the original, reports, fallbacks, errors, change detection."""
+"""compile(model): whole models equal the original, fusions, reports, fallbacks, errors, safety."""
 from __future__ import annotations
 
 import copy
 import io
+import threading
 
 import pytest
 import torch
@@ -56,13 +57,20 @@ def test_whole_model_matches_original(backend):
             got = fast(x)
     assert_matches(got, expected.double(), tol=1e-4)
     report = fast.compile_report
-    assert report.compiled == ["0", "3", "7", "11"]
-    assert {d.name: d.fused for d in report} == {"0": ("1", "2"), "3": ("4", "5", "6"),
-                                                  "7": ("8",), "11": ()}
+    assert report.compiled == ["0", "3", "7", "11", "12", "15"]
+    fused = {d.name: d.fused for d in report if d.compiled}
+    assert fused == {"0": ("1", "2"), "3": ("4", "5", "6"), "7": ("8",), "11": (), "12": (),
+                     "15": ()}
     assert isinstance(fast[1], nn.Identity) and isinstance(fast[8], nn.Identity)
     assert isinstance(fast[6], nn.Identity) and fast[3].spec.pool_output == 2
-    assert isinstance(fast[9], nn.Conv2d) and isinstance(fast[12], nn.Conv2d)
-    assert "4 of 4 Winograd layers compiled" in str(report)
+    assert isinstance(fast[9], nn.Conv2d)                      # strided 3x3: PyTorch
+    assert isinstance(fast[12], engine.SparsePointwiseConv2d)
+    assert isinstance(fast[15], engine.SparseLinear)
+    assert set(report.fallbacks) == {"9"} and "1x1" in report.fallbacks["9"]
+    assert "4 of 4 Winograd layers compiled, 2 GEMM layers" in str(report)
+    if backend != "torch":
+        program = fast.program(x)
+        assert program.torch_nodes == ["_9"] and len(program.steps) == 3
 
 
 @pytest.mark.parametrize("pool,fused", [
@@ -89,6 +97,7 @@ def test_unfused_model_and_densities():
     net = small_vgg()
     fast = engine.compile(net, fuse=False)
     assert isinstance(fast[1], nn.BatchNorm2d) and isinstance(fast[2], nn.ReLU)
+    assert {d.name: d.kernel for d in fast.compile_report}["1"] == "engine"   # BN as affine op
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
         assert_matches(fast(x), net(x).double(), tol=1e-4)
@@ -185,23 +194,61 @@ def test_inference_only():
         fast.spec.tile = 2                                       # configuration is frozen
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_edited_buffers_are_revalidated(backend):
+def test_packed_weights_are_immutable_and_reloads_are_validated():
     layer = sparse_layer(5, 6, sparsity=0.5)
     fast = SparseWinogradConv2d.from_layer(layer, formats="sparse")
     x = torch.randn(1, 5, 10, 10)
-    with torch.no_grad(), engine.use_backend(backend):
+    with torch.no_grad():
         base = fast(x)
-        fast.val.mul_(2)                                         # in place: detected, used
-        doubled = fast(x)
+        assert not list(fast.buffers()) and not list(fast.parameters())
+        state = fast.state_dict()
+        state["_extra_state"]["packed"]["val"].mul_(2)    # a copy: the layer is unaffected
+        state["_extra_state"]["bias"].fill_(7)
+        fast.bias.fill_(3)
+        assert torch.equal(fast(x), base)
+        fast.load_state_dict(state)                        # a valid reload takes effect
         bias = layer.bias.reshape(1, -1, 1, 1)
-        torch.testing.assert_close(doubled - bias, 2 * (base - bias), rtol=1e-4, atol=1e-4)
-        fast.col.fill_(99)                                       # corrupt: refused
+        torch.testing.assert_close(fast(x) - 7, 2 * (base - bias), rtol=1e-4, atol=1e-4)
+        state["_extra_state"]["packed"]["col"].fill_(99)   # corrupt: refused, layer unchanged
         with pytest.raises(ValueError, match="column index"):
-            fast(x)
-    other = SparseWinogradConv2d.from_layer(layer).double()
-    with pytest.raises(ValueError, match="float32"):
-        other(x)
+            fast.load_state_dict(state)
+        torch.testing.assert_close(fast(x) - 7, 2 * (base - bias), rtol=1e-4, atol=1e-4)
+    other = SparseWinogradConv2d.from_layer(sparse_layer(5, 6, tile=2))
+    with pytest.raises(ValueError, match="configuration"):
+        other.load_state_dict(fast.state_dict())
+
+
+@needs_kernel
+def test_reloading_weights_while_another_thread_runs_is_safe():
+    net = nn.Sequential(sparse_layer(32, 32, sparsity=0.8), nn.ReLU(),
+                        sparse_layer(32, 32, sparsity=0.8)).eval()
+    fast = engine.compile(net)
+    states = [engine.compile(nn.Sequential(sparse_layer(32, 32, sparsity=0.8, seed=s), nn.ReLU(),
+                                           sparse_layer(32, 32, sparsity=0.8, seed=s + 1)).eval()
+                             ).state_dict() for s in (1, 2)]
+    x = torch.randn(2, 32, 24, 24)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with torch.no_grad():
+                for _ in range(40):
+                    assert torch.isfinite(fast(x)).all()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    for i in range(40):
+        fast.load_state_dict(states[i % 2])
+    worker.join()
+    assert not errors
+    with torch.no_grad():
+        fast.load_state_dict(states[0])
+        expected = engine.compile(nn.Sequential(sparse_layer(32, 32, sparsity=0.8, seed=1),
+                                                nn.ReLU(), sparse_layer(32, 32, sparsity=0.8,
+                                                                        seed=2)).eval())(x)
+        assert torch.equal(fast(x), expected)
 
 
 def test_state_dict_deepcopy_and_pickle():
@@ -230,3 +277,152 @@ def test_compiled_layer_matches_reference_after_compile():
     with torch.no_grad():
         assert_matches(fast(x), torch.relu(reference(layer, x)))
     assert fast[0].spec.relu_output and fast[0].spec.winograd_relu
+
+
+def test_whole_model_state_dict_pickle_and_shapes():
+    net = small_vgg()
+    fast = engine.compile(net)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = fast(x)
+        assert fast(torch.randn(1, 3, 21, 18)).shape == (1, 5)      # a second program
+        buffer = io.BytesIO()
+        torch.save(fast, buffer)
+        buffer.seek(0)
+        loaded = torch.load(buffer, weights_only=False)
+        assert torch.equal(loaded(x), expected)
+        clone = copy.deepcopy(fast)
+        assert torch.equal(clone(x), expected)
+        other = engine.compile(small_vgg(seed=3))
+        other.load_state_dict(fast.state_dict())
+        assert torch.equal(other(x), expected)
+
+
+def _resnet(width: int = 8) -> nn.Module:
+    from sparsewino.models import resnet18_cifar_max
+    from sparsewino.nn import convert
+    torch.manual_seed(0)
+    model = resnet18_cifar_max(num_classes=7, width=width).eval()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            with torch.no_grad():
+                module.running_mean.uniform_(-0.3, 0.3)
+                module.running_var.uniform_(0.5, 1.5)
+    model, _ = convert(model, tile=4, domain="winograd")
+    for layer in model.modules():
+        if isinstance(layer, WinogradConv2d):
+            with torch.no_grad():
+                layer.weight.mul_((torch.rand_like(layer.weight) > 0.7).float())
+    return model.eval()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_resnet_fuses_residual_additions_and_runs_as_one_program(backend):
+    model = _resnet()
+    fast = engine.compile(model)
+    report = fast.compile_report
+    fused_adds = [d for d in report if any(f.startswith("add") for f in d.fused)]
+    assert len(fused_adds) == 8                                   # every block's addition
+    assert all(d.kernel != "pytorch" for d in report)
+    x = torch.randn(2, 3, 19, 17)
+    with torch.no_grad():
+        expected = model(x)
+        with engine.use_backend(backend):
+            got = fast(x)
+            if backend != "torch":
+                program = fast.program(x)
+                assert program.torch_nodes == [] and len(program.steps) == 1
+    assert_matches(got, expected.double(), tol=1e-4)
+
+
+class _Odd(nn.Module):
+    """Nodes without kernels (sigmoid, a functional conv) between compiled layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = sparse_layer(3, 6, sparsity=0.5)
+        self.b = sparse_layer(6, 6, sparsity=0.5)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        y = torch.sigmoid(self.a(x)) * 2
+        y = torch.relu(self.b(y) + y)
+        return self.fc(y.mean((2, 3)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pytorch_nodes_between_engine_segments(backend):
+    model = _Odd().eval()
+    fast = engine.compile(model)
+    x = torch.randn(3, 3, 10, 10)
+    with torch.no_grad(), engine.use_backend(backend):
+        assert_matches(fast(x), model(x).double(), tol=1e-4)
+        if backend != "torch":
+            assert {"sigmoid", "mul", "mean"} <= set(fast.program(x).torch_nodes)
+    assert "b" in fast.compile_report.compiled and "fc" in fast.compile_report.compiled
+
+
+@pytest.mark.parametrize("pool", [
+    nn.MaxPool2d(3, 2, 1), nn.MaxPool2d(2, ceil_mode=True), nn.MaxPool2d((3, 2), (1, 2)),
+    nn.AvgPool2d(2), nn.AvgPool2d(3, 2, 1), nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+    nn.AvgPool2d(3, 2, 1, ceil_mode=True), nn.AdaptiveAvgPool2d(1), nn.AdaptiveAvgPool2d((2, 3))])
+@pytest.mark.parametrize("backend", COMPILED)
+def test_pooling_in_the_engine(pool, backend):
+    net = nn.Sequential(sparse_layer(3, 5, sparsity=0.3, tile=3), pool, nn.ReLU()).eval()
+    fast = engine.compile(net)
+    x = torch.randn(2, 3, 12, 18)
+    with torch.no_grad(), engine.use_backend(backend):
+        program = fast.program(x)
+        assert program.torch_nodes == [] and program.kernel_ops == 2     # ReLU fused in the pool
+        assert_matches(fast(x), net(x).double(), tol=1e-5)
+    alone = nn.Sequential(pool, nn.ReLU())                    # NaN propagates like torch
+    x[0, 0, 3, 3] = float("nan")
+    with torch.no_grad(), engine.use_backend(backend):
+        y, expected = engine.compile(alone)(x), alone(x)
+    torch.testing.assert_close(y, expected, atol=1e-6, rtol=1e-6, equal_nan=True)
+
+
+def test_user_hooks_run_in_pytorch_and_are_reported():
+    calls = []
+    net = nn.Sequential(sparse_layer(3, 4), nn.ReLU(), sparse_layer(4, 4)).eval()
+    net[0].register_forward_pre_hook(lambda m, args: (args[0] * 2,))
+    net[2].register_forward_hook(lambda m, args, out: calls.append(out.shape))
+    fast = engine.compile(net)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        assert_matches(fast(x), net(x).double(), tol=1e-4)
+    assert calls and "forward hooks" in fast.compile_report.fallbacks["2"]
+    assert "0" in fast.compile_report.fallbacks
+    # hooks added to a compiled model after compile run too (count() relies on it)
+    seen = []
+    fast[1].register_forward_hook(lambda m, a, o: seen.append(1))
+    with torch.no_grad():
+        fast(x)
+    assert seen
+
+
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
+def test_weight_norm_and_prune_masks_are_applied_when_packing():
+    linear = torch.nn.utils.weight_norm(nn.Linear(6, 5))
+    with torch.no_grad():
+        linear.weight_g.mul_(3)
+    net = nn.Sequential(nn.Flatten(), linear).eval()
+    fast = engine.compile(net)
+    x = torch.randn(2, 6)
+    with torch.no_grad():
+        assert_matches(fast(x), net(x).double(), tol=1e-5)
+    assert fast.compile_report.compiled == ["1"]
+
+
+def test_compile_under_inference_mode_then_training_still_works():
+    net = nn.Sequential(sparse_layer(3, 4), nn.ReLU()).train()
+    x = torch.randn(1, 3, 8, 8)
+    with torch.inference_mode():
+        fast = engine.compile(net)
+        y = fast(x)
+    with torch.no_grad():
+        assert_matches(y, net.eval()(x).double(), tol=1e-4)
+    net.train()
+    loss = net(x).sum()
+    loss.backward()
+    assert net[0].weight.grad is not None

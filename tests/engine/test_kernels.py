@@ -1,49 +1,57 @@
-"""Numerics of the compiled kernels (AVX2 and portable) and the torch fallback vs float64 conv2d."""
+"""Numerics of the compiled kernels on every backend (and the 16-lane path) vs float64 references."""
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 from sparsewino import engine
-from sparsewino.engine import SparseWinogradConv2d
+from sparsewino.engine import SparseLinear, SparsePointwiseConv2d, SparseWinogradConv2d
 
-from .conftest import COMPILED, assert_matches, needs_kernel, reference, sparse_layer
+from .conftest import COMPILED, LANE_CASES, assert_matches, needs_kernel, reference, sparse_layer
 
 
-def run_poisoned(fast: SparseWinogradConv2d, x: torch.Tensor, backend: str) -> torch.Tensor:
+def run_poisoned(fast: SparseWinogradConv2d, x: torch.Tensor, backend: str,
+                 residual: torch.Tensor | None = None) -> torch.Tensor:
     """Run with NaN in the output and in the (reused) workspace: unwritten data shows up."""
     ho, wo = fast.output_size(x.shape[2], x.shape[3])
     out = torch.full((x.shape[0], fast.out_channels, ho, wo), float("nan"))
     with torch.no_grad(), engine.use_backend(backend):
-        fast(x)                                      # sizes the workspace
+        fast._forward_kernel(x, backend, residual)              # sizes the workspace
         fast._workspace.fill_(float("nan"))
-        return fast._forward_kernel(x, backend, out=out)
+        return fast._forward_kernel(x, backend, residual, out=out)
 
 
 @needs_kernel
-@settings(max_examples=25)
-@given(batch=st.integers(1, 3), c=st.integers(1, 19), k=st.integers(1, 19),
+@settings(max_examples=40)
+@given(batch=st.integers(1, 3), c=st.integers(1, 30), k=st.integers(1, 50),
        h=st.integers(1, 19), w=st.integers(1, 19), tile=st.sampled_from([2, 4, 6]),
        padding=st.sampled_from([0, 1, "same"]), sparsity=st.sampled_from([0.0, 0.5, 0.9, 1.0]),
        formats=st.sampled_from(["auto", "sparse", "dense"]), threads=st.integers(1, 2),
-       mode=st.sampled_from([0, 1, 2]), tile_block=st.sampled_from([0, 8, 24]),
-       pool=st.sampled_from([0, 0, 2]), backend=st.sampled_from(COMPILED or ["avx2"]),
-       seed=st.integers(0, 2**16))
+       mode=st.sampled_from([0, 1, 2]), tile_block=st.sampled_from([0, 8, 24, 64]),
+       pool=st.sampled_from([0, 0, 2]), residual=st.booleans(),
+       case=st.sampled_from(LANE_CASES or [("avx2", 0)]), seed=st.integers(0, 2**16))
 def test_random_shapes_match_float64(batch, c, k, h, w, tile, padding, sparsity, formats,
-                                     threads, mode, tile_block, pool, backend, seed):
+                                     threads, mode, tile_block, pool, residual, case, seed):
+    backend, lanes = case
+    residual = residual and not pool
     minimum = (3 if padding == 0 else 1) + (1 if pool else 0)
     h, w = max(h, minimum), max(w, minimum)
     layer = sparse_layer(c, k, tile=tile, padding=padding, sparsity=sparsity, seed=seed)
     fast = SparseWinogradConv2d.from_layer(layer, threads=threads, formats=formats,
-                                           pool_output=pool)
-    fast.kernel_mode, fast.tile_block = mode, tile_block
+                                           pool_output=pool, residual=residual)
+    fast.kernel_mode, fast.tile_block, fast.lanes = mode, tile_block, lanes
     x = torch.randn(batch, c, h, w)
     ref = reference(layer, x)
+    extra = torch.randn(ref.shape) if residual else None
+    if residual:
+        ref = ref + extra.double()
     if pool:
-        ref = torch.nn.functional.max_pool2d(ref, 2)
-    assert_matches(run_poisoned(fast, x, backend), ref)
+        ref = F.max_pool2d(ref, 2)
+    assert_matches(run_poisoned(fast, x, backend, extra), ref)
 
 
 @needs_kernel
@@ -63,14 +71,16 @@ def test_algorithms_and_kernel_sizes(backend, kernel, tile, points):
 
 
 @needs_kernel
-@pytest.mark.parametrize("backend", COMPILED)
-def test_edge_shapes(backend):
+@pytest.mark.parametrize("backend,lanes", LANE_CASES)
+def test_edge_shapes(backend, lanes):
     cases = [(1, 1, 1, 1, 1, 1), (1, 3, 2, 1, 1, 1), (1, 9, 17, 1, 30, 1), (2, 16, 8, 35, 2, 1),
-             (1, 8, 8, 3, 3, 0), (1, 33, 40, 9, 9, 1), (1, 4, 5, 3, 6, 5), (1, 4, 5, 1, 1, 9)]
+             (1, 8, 8, 3, 3, 0), (1, 33, 40, 9, 9, 1), (1, 4, 5, 3, 6, 5), (1, 4, 5, 1, 1, 9),
+             (1, 70, 49, 7, 7, 1), (3, 7, 26, 40, 33, 1)]
     for batch, c, k, h, w, pad in cases:
         layer = sparse_layer(c, k, padding=pad, domain="spatial")
         x = torch.randn(batch, c, h, w)
         fast = SparseWinogradConv2d.from_layer(layer)
+        fast.lanes = lanes
         assert_matches(run_poisoned(fast, x, backend), reference(layer, x))
 
 
@@ -88,6 +98,19 @@ def test_many_tiles_uses_blocks_and_threads(backend):
 
 @needs_kernel
 @pytest.mark.parametrize("backend", COMPILED)
+def test_plan_regression_guards(backend):
+    """The plans the performance numbers rely on: few tiles and large weights share a block
+    between threads; many tiles run independent blocks of at least 16 tiles."""
+    small_map = SparseWinogradConv2d.from_layer(sparse_layer(256, 256, sparsity=0.5))
+    plan = small_map.plan((1, 256, 8, 8), threads=2)
+    assert plan["mode"] == "cooperative" and plan["tile_block"] == 8 and plan["blocks"] == 1
+    big_map = SparseWinogradConv2d.from_layer(sparse_layer(64, 64, sparsity=0.9))
+    plan = big_map.plan((8, 64, 56, 56), threads=2)
+    assert plan["mode"] == "blocks" and plan["tile_block"] >= 16
+
+
+@needs_kernel
+@pytest.mark.parametrize("backend", COMPILED)
 def test_groups_winograd_relu_and_fused_relu(backend):
     layer = sparse_layer(6, 9, groups=3, sparsity=0.5, winograd_relu=True)
     fast = SparseWinogradConv2d.from_layer(layer)
@@ -95,6 +118,27 @@ def test_groups_winograd_relu_and_fused_relu(backend):
     assert_matches(run_poisoned(fast, x, backend), reference(layer, x))
     fused = SparseWinogradConv2d.from_layer(layer, relu_output=True)
     assert_matches(run_poisoned(fused, x, backend), torch.relu(reference(layer, x)))
+
+
+@needs_kernel
+@pytest.mark.parametrize("backend", COMPILED + ["torch"])
+def test_nan_propagates_through_fused_relu_and_pool(backend):
+    """NaN stays NaN through the fused ReLU, Winograd-ReLU and max-pool, as in PyTorch: every
+    output whose receptive field holds a NaN is NaN (a Winograd tile may spread it to its
+    whole tile, never lose it), and outputs far from it stay finite."""
+    x = torch.randn(1, 3, 16, 16)
+    x[0, 1, 2, 3] = float("nan")
+    for winograd_relu in (False, True):
+        layer = sparse_layer(3, 4, sparsity=0.0, domain="spatial", winograd_relu=winograd_relu)
+        for pool in (0, 2):
+            fast = SparseWinogradConv2d.from_layer(layer, relu_output=True, pool_output=pool)
+            with torch.no_grad(), engine.use_backend(backend):
+                y = fast(x)
+                direct = F.conv2d(x, layer.weight, layer.bias, padding=1).relu()
+                if pool:
+                    direct = F.max_pool2d(direct, 2)
+            assert y.isnan()[direct.isnan()].all()
+            assert direct.isnan().any() and torch.isfinite(y[..., -4:, -4:]).all()
 
 
 def test_torch_fallback_matches():
@@ -106,15 +150,77 @@ def test_torch_fallback_matches():
     assert_matches(y, torch.relu(reference(layer, x)))
 
 
+def _gemm_reference(weight, bias, x, relu, residual, scale=None, shift=None):
+    y = torch.einsum("kc,nc...->nk...", weight.double(), x.double())
+    if bias is not None:
+        y = y + bias.double().reshape(1, -1, *([1] * (x.dim() - 2)))
+    if scale is not None:
+        shape = (1, -1, *([1] * (x.dim() - 2)))
+        y = y * scale.double().reshape(shape) + shift.double().reshape(shape)
+    if residual is not None:
+        y = y + residual.double()
+    return torch.relu(y) if relu else y
+
+
 @needs_kernel
-def test_backends_agree_and_unbatched_input():
-    layer = sparse_layer(4, 6, sparsity=0.3)
-    fast = SparseWinogradConv2d.from_layer(layer)
-    x = torch.randn(4, 10, 10)
-    results = []
-    for name in COMPILED + ["torch"]:
-        with torch.no_grad(), engine.use_backend(name):
-            results.append(fast(x))
-    assert results[0].shape == (6, 10, 10)
-    for y in results[1:]:
-        torch.testing.assert_close(y, results[0], rtol=1e-5, atol=1e-5)
+@settings(max_examples=40)
+@given(batch=st.integers(1, 70), c=st.integers(1, 90), k=st.integers(1, 60),
+       density=st.sampled_from([0.0, 0.1, 0.5, 1.0]), relu=st.booleans(),
+       residual=st.booleans(), bias=st.booleans(), batchnorm=st.booleans(),
+       formats=st.sampled_from(["auto", "sparse", "dense"]), threads=st.integers(1, 2),
+       mode=st.sampled_from([0, 1, 2]), case=st.sampled_from(LANE_CASES or [("avx2", 0)]),
+       seed=st.integers(0, 2**16))
+def test_linear_random_shapes_match_float64(batch, c, k, density, relu, residual, bias,
+                                            batchnorm, formats, threads, mode, case, seed):
+    backend, lanes = case
+    torch.manual_seed(seed)
+    linear = nn.Linear(c, k, bias=bias)
+    with torch.no_grad():
+        linear.weight.mul_((torch.rand(k, c) < density).float())
+    scale, shift = (torch.rand(k) + 0.5, torch.randn(k)) if batchnorm else (None, None)
+    fast = SparseLinear.from_linear(linear, threads, formats, relu, scale, shift, residual)
+    fast.kernel_mode, fast.lanes = mode, lanes
+    x = torch.randn(batch, c)
+    extra = torch.randn(batch, k) if residual else None
+    with torch.no_grad(), engine.use_backend(backend):
+        y = fast(x, extra)
+    ref = _gemm_reference(linear.weight, linear.bias, x, relu, extra, scale, shift)
+    assert_matches(y, ref, tol=1e-5)
+
+
+@needs_kernel
+@settings(max_examples=30)
+@given(batch=st.integers(1, 3), c=st.integers(1, 40), k=st.integers(1, 40),
+       h=st.integers(1, 17), w=st.integers(1, 17), stride=st.integers(1, 3),
+       density=st.sampled_from([0.0, 0.2, 1.0]), relu=st.booleans(), residual=st.booleans(),
+       case=st.sampled_from(LANE_CASES or [("avx2", 0)]), seed=st.integers(0, 2**16))
+def test_pointwise_conv_random_shapes_match_float64(batch, c, k, h, w, stride, density, relu,
+                                                    residual, case, seed):
+    backend, lanes = case
+    torch.manual_seed(seed)
+    conv = nn.Conv2d(c, k, 1, stride=stride)
+    with torch.no_grad():
+        conv.weight.mul_((torch.rand(k, c, 1, 1) < density).float())
+    fast = SparsePointwiseConv2d.from_conv(conv, relu=relu, residual=residual)
+    fast.lanes = lanes
+    x = torch.randn(batch, c, h, w)
+    expected = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), stride=stride)
+    extra = torch.randn(expected.shape) if residual else None
+    if residual:
+        expected = expected + extra.double()
+    if relu:
+        expected = expected.relu()
+    with torch.no_grad(), engine.use_backend(backend):
+        assert_matches(fast(x, extra), expected, tol=1e-5)
+
+
+def test_gemm_layers_reject_bad_input():
+    fast = SparseLinear.from_linear(nn.Linear(4, 3))
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        fast(torch.randn(2, 5))
+    with pytest.raises(TypeError, match="residual"):
+        fast(torch.randn(2, 4), torch.randn(2, 3))
+    with pytest.raises(ValueError, match="1x1"):
+        SparsePointwiseConv2d.from_conv(nn.Conv2d(4, 3, 3))
+    with pytest.raises(TypeError, match="nn.Linear"):
+        SparseLinear.from_linear(nn.Conv2d(4, 3, 1))

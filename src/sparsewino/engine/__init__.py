@@ -1,9 +1,11 @@
-"""Inference engine: compile Winograd models to a fused sparse CPU kernel; count multiplications."""
-from .compile import CompileReport, LayerKernel, compile, compile_report
+"""Inference engine: compile models to sparse CPU kernel programs; count multiplications."""
+from .compile import CompiledModel, CompileReport, LayerKernel, compile, compile_report
 from .count import LayerCount, MultiplicationCount, count
 from .kernels import available_backends, backend, use_backend
-from .modules import SparseWinogradConv2d
-from .packing import choose_format
+from .modules import SparseLinear, SparsePointwiseConv2d, SparseWinogradConv2d
+from .packing import PackedMatrices, choose_format
 
-__all__ = ["compile", "count", "LayerCount", "MultiplicationCount", "CompileReport", "LayerKernel", "compile_report", "SparseWinogradConv2d",
-           "choose_format", "backend", "available_backends", "use_backend"]
+__all__ = ["compile", "count", "LayerCount", "MultiplicationCount", "CompileReport", "LayerKernel",
+           "compile_report", "CompiledModel", "SparseWinogradConv2d", "SparseLinear",
+           "SparsePointwiseConv2d", "PackedMatrices", "choose_format", "backend",
+           "available_backends", "use_backend"]

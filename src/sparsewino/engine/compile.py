@@ -1,34 +1,67 @@
-"""compile(model): an inference copy whose Winograd layers run the fused sparse CPU kernel."""
+"""compile(model): an inference copy that runs as whole-model kernel programs.
+
+1. **Trace** a copy of the model with ``torch.fx`` (Winograd layers, compiled layers and
+   modules with user hooks are leaves, so hooks keep running).
+2. **Fuse** in the graph: after each Winograd layer, ``nn.Linear`` or 1x1 ``nn.Conv2d``, an
+   eval-mode BatchNorm (folded into the weights), a residual addition (``a + b``, the other
+   operand becomes a second input), a ReLU and, for Winograd layers with an even tile, a
+   2x2/stride-2 max-pool. Fused modules become ``nn.Identity``.
+3. **Compile** those layers to :class:`~sparsewino.engine.SparseWinogradConv2d`,
+   :class:`~sparsewino.engine.SparseLinear`, :class:`~sparsewino.engine.SparsePointwiseConv2d`
+   (packed sparse/dense weights).
+4. **Run** as a :class:`CompiledModel`: per input shape a
+   :class:`~sparsewino.engine.program.Program` lowers the graph to kernel calls (pooling,
+   additions, BatchNorm, ReLU and flatten included) over one arena, so that a model is one C
+   call per run of supported layers; other nodes run in PyTorch between them.
+
+A model that ``torch.fx`` cannot trace is compiled child by child (each traceable child
+becomes a :class:`CompiledModel`, the rest keeps its own forward).
+"""
 from __future__ import annotations
 
 import copy
-from collections import Counter
+import operator
+import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import fx, nn
 from torch.nn.utils import prune as torch_prune
 
 from ..nn.conv import WinogradConv2d, _WinogradConvNd
 from . import kernels
-from .modules import SparseWinogradConv2d, check_threads, unsupported_reason
+from .modules import (
+    InferenceModule,
+    SparseLinear,
+    SparsePointwiseConv2d,
+    SparseWinogradConv2d,
+    check_threads,
+    unsupported_reason,
+)
+from .program import Program, build_program, node_op
 
-__all__ = ["compile", "CompileReport", "LayerKernel", "compile_report"]
+__all__ = ["compile", "CompileReport", "LayerKernel", "compile_report", "CompiledModel"]
+
+_COMPILED_KINDS = ("sparse-winograd", "sparse-gemm")
+_RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_)
+_ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 
 
 @dataclass(frozen=True)
 class LayerKernel:
-    """What compile() did with one Winograd layer."""
+    """What compile() did with one layer (or one graph node)."""
 
     name: str
-    kernel: str            # "sparse-winograd" or "layer-forward" (fallback)
-    detail: str            # algorithm, formats and density, or the fallback reason
+    kernel: str            # "sparse-winograd", "sparse-gemm", "engine" (pool, add, ...),
+                           # "layer-forward" (Winograd layer kept) or "pytorch"
+    detail: str            # algorithm, formats and density, or why it runs in PyTorch
     fused: tuple[str, ...] = ()
 
     @property
     def compiled(self) -> bool:
-        return self.kernel == "sparse-winograd"
+        return self.kernel in _COMPILED_KINDS
 
 
 class CompileReport(list):
@@ -38,22 +71,32 @@ class CompileReport(list):
 
     @property
     def compiled(self) -> list[str]:
+        """Names of the layers compiled to packed weights (Winograd and GEMM layers)."""
         return [d.name for d in self if d.compiled]
 
     @property
+    def winograd(self) -> list[LayerKernel]:
+        """Entries of Winograd layers (compiled or kept)."""
+        return [d for d in self if d.kernel in ("sparse-winograd", "layer-forward")]
+
+    @property
     def fallbacks(self) -> dict[str, str]:
-        return {d.name: d.detail for d in self if not d.compiled}
+        """Layers and nodes that run in PyTorch, with the reason."""
+        return {d.name: d.detail for d in self if d.kernel in ("layer-forward", "pytorch")}
 
     def __str__(self) -> str:
         if not self:
-            return "no Winograd layers found"
+            return "no layers found"
         width = max(5, max(len(d.name) for d in self))
         lines = [f"{'layer':<{width}}  {'kernel':<15}  details"]
         for d in self:
             fused = f" (+ fused {', '.join(d.fused)})" if d.fused else ""
             lines.append(f"{d.name:<{width}}  {d.kernel:<15}  {d.detail}{fused}")
-        lines.append(f"{len(self.compiled)} of {len(self)} Winograd layers compiled; "
-                     f"backend: {self.backend}")
+        winograd = self.winograd
+        done = sum(d.compiled for d in winograd)
+        others = [d for d in self if d.kernel == "sparse-gemm"]
+        lines.append(f"{done} of {len(winograd)} Winograd layers compiled, {len(others)} "
+                     f"GEMM layers; {len(self.fallbacks)} in PyTorch; backend: {self.backend}")
         return "\n".join(lines)
 
 
@@ -65,11 +108,27 @@ def compile_report(model: nn.Module) -> CompileReport:
     return report
 
 
-def _refresh_masks(layer: nn.Module) -> None:
-    """Recompute ``weight = weight_orig * weight_mask`` for prune-style masks."""
-    for hook in list(layer._forward_pre_hooks.values()):
-        if isinstance(hook, torch_prune.BasePruningMethod):
-            hook(layer, None)
+# ---------------------------------------------------------------------- hooks and copies
+def _weight_hooks(module: nn.Module) -> list[Any]:
+    """Pre-hooks that only recompute a weight (prune masks, weight_norm)."""
+    from torch.nn.utils.weight_norm import WeightNorm
+    return [h for h in module._forward_pre_hooks.values()
+            if isinstance(h, (torch_prune.BasePruningMethod, WeightNorm))]
+
+
+def user_hooks(module: nn.Module) -> list[str]:
+    """Forward hooks and pre-hooks other than weight recomputation, described."""
+    weight = {id(h) for h in _weight_hooks(module)}
+    found = [getattr(h, "__name__", type(h).__name__) for h in module._forward_pre_hooks.values()
+             if id(h) not in weight]
+    found += [getattr(h, "__name__", type(h).__name__) for h in module._forward_hooks.values()]
+    return found
+
+
+def _refresh_weights(layer: nn.Module) -> None:
+    """Recompute ``weight`` from prune masks / weight_norm so that packing reads its value."""
+    for hook in _weight_hooks(layer):
+        hook(layer, None)
 
 
 def _copy_model(model: nn.Module) -> nn.Module:
@@ -78,29 +137,16 @@ def _copy_model(model: nn.Module) -> nn.Module:
     memo: dict[int, object] = {}
     for module in model.modules():
         for value in vars(module).values():
-            if isinstance(value, torch.Tensor) and not value.is_leaf:
+            if isinstance(value, torch.Tensor) and (not value.is_leaf or value.is_inference()):
                 memo[id(value)] = value.detach().clone()
     return copy.deepcopy(model, memo)
 
 
-def _reference_counts(model: nn.Module) -> Counter:
-    counts: Counter = Counter()
-
-    def visit(module: nn.Module) -> None:
-        counts[id(module)] += 1
-        if counts[id(module)] == 1:
-            for child in module._modules.values():
-                if child is not None:
-                    visit(child)
-    visit(model)
-    return counts
-
-
-def _batchnorm_affine(bn: nn.Module, channels: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(scale, shift) of an eval-mode BatchNorm2d that can be folded, else None."""
-    if type(bn) is not nn.BatchNorm2d or bn.num_features != channels or bn.running_mean is None:
-        return None
-    if bn.running_mean.device.type != "cpu":
+# ---------------------------------------------------------------------- layer compilation
+def _batchnorm_affine(bn: nn.Module, channels: int, kind: type) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(scale, shift) of an eval-mode BatchNorm of type ``kind`` that can be folded, else None."""
+    if type(bn) is not kind or bn.num_features != channels or bn.running_mean is None or \
+            bn.training or bn.running_mean.device.type != "cpu":
         return None
     inv = torch.rsqrt(bn.running_var.double() + bn.eps)
     weight = bn.weight.double() if bn.weight is not None else torch.ones_like(inv)
@@ -120,57 +166,400 @@ def _is_fusable_pool(module: nn.Module, tile: int) -> bool:
             not module.ceil_mode and not module.return_indices)
 
 
-def _fallback_reason(layer: WinogradConv2d) -> str | None:
-    """Why compile() keeps ``layer`` as it is, or ``None`` when it compiles it."""
-    if type(layer).forward is not _WinogradConvNd.forward:
-        return f"{type(layer).__name__} overrides forward(); kept as is"
-    return unsupported_reason(layer)
+def _layer_kind(module: nn.Module) -> tuple[str | None, str]:
+    """("winograd" | "linear" | "pointwise" | None, reason when None)."""
+    if user_hooks(module):
+        return None, f"has forward hooks {user_hooks(module)}: runs in PyTorch with them"
+    if isinstance(module, WinogradConv2d):
+        if type(module).forward is not _WinogradConvNd.forward:
+            return None, f"{type(module).__name__} overrides forward(); kept as is"
+        reason = unsupported_reason(module)
+        return ("winograd", "") if reason is None else (None, reason)
+    if isinstance(module, _WinogradConvNd):
+        return None, (f"{type(module).__name__}: only 2-D layers are compiled; it runs its own "
+                      "(PyTorch) Winograd forward")
+    if type(module) is nn.Linear:
+        if module.weight.dtype != torch.float32 or module.weight.device.type != "cpu":
+            return None, "Linear: float32 CPU weights only"
+        if module.in_features > kernels.MAX_COLUMNS:
+            return None, f"Linear with more than {kernels.MAX_COLUMNS} inputs"
+        return "linear", ""
+    if type(module) is nn.Conv2d:
+        reason = SparsePointwiseConv2d.supported(module)
+        return ("pointwise", "") if reason is None else (None, f"nn.Conv2d: {reason}")
+    return None, ""
 
 
-def _describe(layer: SparseWinogradConv2d) -> str:
-    spec = layer.spec
+def _describe(layer: nn.Module) -> str:
     counts = layer.format_counts()
-    return (f"F({spec.tile},{spec.kernel_size}), {layer.positions} positions: "
-            f"{counts['sparse']} sparse, {counts['dense']} dense, {counts['zero']} zero; "
-            f"weight density {layer.density():.3f}")
+    if isinstance(layer, SparseWinogradConv2d):
+        spec = layer.spec
+        return (f"F({spec.tile},{spec.kernel_size}), {layer.positions} positions: "
+                f"{counts['sparse']} sparse, {counts['dense']} dense, {counts['zero']} zero; "
+                f"weight density {layer.density():.3f}")
+    what = "Linear" if isinstance(layer, SparseLinear) else f"1x1 conv stride {layer.stride}"
+    fmt = next((k for k in ("sparse", "dense", "zero") if counts[k]), "zero")
+    return (f"{what} {layer.in_features} -> {layer.out_features}, {fmt}, weight density "
+            f"{layer.density():.3f}")
+
+
+def _build(module: nn.Module, kind: str, threads: int | None, formats: Any, relu: bool = False,
+           affine: tuple | None = None, pool: int = 0, residual: bool = False) -> InferenceModule:
+    _refresh_weights(module)
+    scale, shift = affine if affine is not None else (None, None)
+    if kind == "winograd":
+        return SparseWinogradConv2d.from_layer(module, threads, formats, relu, scale, shift,
+                                               pool, residual)
+    if kind == "linear":
+        return SparseLinear.from_linear(module, threads, formats, relu, scale, shift, residual)
+    return SparsePointwiseConv2d.from_conv(module, threads, formats, relu, scale, shift,
+                                           residual)
+
+
+# ---------------------------------------------------------------------- tracing and fusion
+class _Tracer(fx.Tracer):
+    """Leaves: torch.nn modules, Winograd and compiled layers, modules with user hooks."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if isinstance(m, (_WinogradConvNd, InferenceModule, CompiledModel)) or user_hooks(m):
+            return True
+        return super().is_leaf_module(m, qualname)
+
+
+def _single_user(node: fx.Node) -> fx.Node | None:
+    return next(iter(node.users)) if len(node.users) == 1 else None
+
+
+def _is_relu(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return type(modules.get(node.target)) is nn.ReLU
+    if node.op == "call_function":
+        return node.target in _RELU_FUNCTIONS
+    return node.op == "call_method" and node.target in ("relu", "relu_")
+
+
+def _only_input(node: fx.Node, source: fx.Node) -> bool:
+    """``node`` reads ``source`` as its first argument and nothing else that is a tensor."""
+    found: list[fx.Node] = []
+    fx.node.map_arg((node.args, node.kwargs), lambda n: found.append(n) or n)
+    return found == [source] and node.args[:1] == (source,)
+
+
+def _set_module(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent_name, _, name = path.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, name, module)
+
+
+@dataclass
+class _Fusion:
+    node: fx.Node
+    kind: str
+    affine: tuple | None = None
+    residual: fx.Node | None = None
+    relu: bool = False
+    pool: int = 0
+    absorbed: tuple[fx.Node, ...] = ()
+
+
+def _plan_fusion(node: fx.Node, kind: str, module: nn.Module,
+                 modules: dict[str, nn.Module]) -> _Fusion:
+    fusion = _Fusion(node, kind)
+    absorbed: list[fx.Node] = []
+    current = node
+    channels = module.out_features if kind == "linear" else module.out_channels
+    nxt = _single_user(current)
+    bn_type = nn.BatchNorm1d if kind == "linear" else nn.BatchNorm2d
+    if nxt is not None and nxt.op == "call_module" and _only_input(nxt, current):
+        affine = _batchnorm_affine(modules[nxt.target], channels, bn_type)
+        if affine is not None:
+            fusion.affine, current = affine, nxt
+            absorbed.append(nxt)
+    nxt = _single_user(current)
+    if nxt is not None and nxt.op == "call_function" and nxt.target in _ADD_FUNCTIONS and \
+            len(nxt.args) == 2 and not nxt.kwargs and \
+            all(isinstance(a, fx.Node) for a in nxt.args) and nxt.args[0] is not nxt.args[1]:
+        other = nxt.args[1] if nxt.args[0] is current else nxt.args[0]
+        fusion.residual, current = other, nxt
+        absorbed.append(nxt)
+    nxt = _single_user(current)
+    if nxt is not None and _is_relu(nxt, modules) and nxt.args[:1] == (current,):
+        fusion.relu, current = True, nxt
+        absorbed.append(nxt)
+    nxt = _single_user(current)
+    if kind == "winograd" and fusion.residual is None and nxt is not None and \
+            nxt.op == "call_module" and _only_input(nxt, current) and \
+            _is_fusable_pool(modules[nxt.target], module.tile[0]):
+        fusion.pool, current = 2, nxt
+        absorbed.append(nxt)
+    fusion.absorbed = tuple(absorbed)
+    return fusion
+
+
+def _apply_fusion(graph: fx.Graph, fusion: _Fusion) -> None:
+    node = fusion.node
+    if not fusion.absorbed:
+        return
+    last = fusion.absorbed[-1]
+    if fusion.residual is not None:
+        add = next(n for n in fusion.absorbed if n.op == "call_function")
+        add.prepend(node)                       # after the residual operand, before the add
+        node.args = (node.args[0], fusion.residual)
+    last.replace_all_uses_with(node)
+    for absorbed in reversed(fusion.absorbed):
+        graph.erase_node(absorbed)
+
+
+def _report_node(node: fx.Node, modules: dict[str, nn.Module]) -> LayerKernel | None:
+    kind = node_op(node, modules)
+    if node.op in ("placeholder", "output") or kind in ("alias", "size"):
+        return None
+    label = node.target if node.op == "call_module" else node.name
+    if kind is not None:
+        what = type(modules[node.target]).__name__ if node.op == "call_module" else kind
+        return LayerKernel(str(label), "engine", what)
+    target = node.target if node.op != "call_function" else getattr(node.target, "__name__",
+                                                                    str(node.target))
+    return LayerKernel(str(label), "pytorch", f"{node.op} {target}: no engine kernel")
+
+
+def _compile_traced(tree: nn.Module, threads: int | None, fuse: bool, formats: Any,
+                    prefix: str, report: CompileReport) -> "CompiledModel":
+    graph = _Tracer().trace(tree)
+    modules = dict(tree.named_modules())
+    aliases: dict[int, list[str]] = {}           # a module reachable under several names
+    for path, module in tree.named_modules(remove_duplicate=False):
+        aliases.setdefault(id(module), []).append(path)
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    entries: dict[str, LayerKernel] = {}
+    for node in list(graph.nodes):
+        if node.op != "call_module" or node.target not in modules:
+            continue
+        module = modules[node.target]
+        kind, reason = _layer_kind(module)
+        name = prefix + node.target
+        if kind is None:
+            if reason and isinstance(module, _WinogradConvNd):
+                entries[name] = LayerKernel(name, "layer-forward", reason)
+            elif reason:
+                entries[name] = LayerKernel(name, "pytorch", reason)
+            continue
+        if calls[node.target] > 1 or not fuse:
+            fusion = _Fusion(node, kind)            # shared module: nothing fused
+        else:
+            fusion = _plan_fusion(node, kind, module, modules)
+        fused_names = tuple(prefix + (str(n.target) if n.op == "call_module" else n.name)
+                            for n in fusion.absorbed)
+        for absorbed in fusion.absorbed:
+            if absorbed.op == "call_module" and calls.get(absorbed.target) == 1:
+                _set_module(tree, absorbed.target, nn.Identity())
+        _apply_fusion(graph, fusion)
+        if name in entries and entries[name].kernel in _COMPILED_KINDS:
+            continue                                 # a shared module, compiled once
+        compiled = _build(module, kind, threads, formats, fusion.relu, fusion.affine,
+                          fusion.pool, fusion.residual is not None)
+        for path in aliases[id(module)]:
+            _set_module(tree, path, compiled)
+        entries[name] = LayerKernel(
+            name, "sparse-winograd" if kind == "winograd" else "sparse-gemm",
+            _describe(compiled), fused_names)
+    graph.lint()
+    gm = fx.GraphModule(tree, graph)
+    modules = dict(gm.named_modules())
+    for node in gm.graph.nodes:
+        name = prefix + str(node.target) if node.op == "call_module" else prefix + node.name
+        if name in entries or node.op not in ("call_module", "call_function", "call_method"):
+            continue
+        entry = _report_node(node, modules)
+        if entry is not None:
+            entries[name] = LayerKernel(prefix + entry.name, entry.kernel, entry.detail)
+    report.extend(entries.values())
+    return CompiledModel(tree, gm, threads, report)
+
+
+def _compile_module(module: nn.Module, name: str, threads: int | None, fuse: bool,
+                    formats: Any, report: CompileReport) -> nn.Module:
+    """Compile ``module`` (already a private copy): as a graph, as a layer, or child by child."""
+    kind, reason = _layer_kind(module)
+    if kind is not None:
+        compiled = _build(module, kind, threads, formats)
+        report.append(LayerKernel(name, "sparse-winograd" if kind == "winograd" else
+                                  "sparse-gemm", _describe(compiled)))
+        return compiled
+    if isinstance(module, _WinogradConvNd):
+        report.append(LayerKernel(name, "layer-forward", reason))
+        return module
+    if not module._modules:
+        if reason:
+            report.append(LayerKernel(name, "pytorch", reason))
+        return module
+    if reason:                                   # a container with hooks: keep it, and them
+        report.append(LayerKernel(name or "(model)", "pytorch", reason))
+    else:
+        try:
+            return _compile_traced(module, threads, fuse, formats, name + "." if name else "",
+                                   report)
+        except Exception:  # noqa: BLE001 - any tracing failure: compile child by child
+            pass
+    for child_name, child in list(module._modules.items()):
+        if child is not None:
+            full = f"{name}.{child_name}" if name else child_name
+            module._modules[child_name] = _compile_module(child, full, threads, fuse, formats,
+                                                          report)
+    return module
+
+
+# ---------------------------------------------------------------------- the compiled model
+class CompiledModel(nn.Module):
+    """A traced model running as kernel programs (see the module docstring).
+
+    It holds the same top-level children as the model it was compiled from (compiled layers
+    in place of the originals, fused modules as ``nn.Identity``), so names, ``state_dict``
+    keys, ``get_submodule`` and indexing of an ``nn.Sequential`` work as on the original.
+    The program for an input shape is built on first use and cached; the ``torch`` backend
+    and inputs the program cannot take run the rewritten graph in PyTorch instead.
+    """
+
+    def __init__(self, tree: nn.Module, gm: fx.GraphModule, threads: int | None,
+                 report: CompileReport) -> None:
+        super().__init__()
+        for name, child in tree.named_children():
+            self.add_module(name, child)
+        for name, value in tree._parameters.items():
+            self.register_parameter(name, value)
+        for name, value in tree._buffers.items():
+            self.register_buffer(name, value)
+        object.__setattr__(self, "_tree", tree)
+        object.__setattr__(self, "_graph_module", gm)
+        self.threads = threads
+        self.compile_report = report
+        self._setup()
+        self.eval()
+
+    def _setup(self) -> None:
+        self._lock = threading.RLock()
+        self._programs: dict[tuple, Program | None] = {}
+        self._layers = [m for m in self._graph_module.modules() if isinstance(m, InferenceModule)]
+        self._submodules = list(self._graph_module.modules())
+        for layer in self._layers:
+            layer.share_lock(self._lock)
+
+    @property
+    def graph_module(self) -> fx.GraphModule:
+        """The rewritten graph (what runs on the ``torch`` backend)."""
+        return self._graph_module
+
+    def program(self, x: torch.Tensor) -> Program | None:
+        """The program for inputs shaped like ``x`` on the current backend (``None``: the
+        graph runs in PyTorch)."""
+        name = kernels.backend()
+        if name == "torch":
+            return None
+        threads = self.threads or torch.get_num_threads()
+        key = (tuple(x.shape), threads, name, tuple(m.generation for m in self._layers))
+        with self._lock:
+            if key not in self._programs:
+                if len(self._programs) > 16:
+                    self._programs.clear()
+                self._programs[key] = build_program(self._graph_module, x.contiguous(), threads,
+                                                    name)
+            return self._programs[key]
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.training:
+            raise RuntimeError("a compiled model is inference-only: call .eval() (compile "
+                               "returns it in eval mode); train the uncompiled model instead")
+        if len(args) != 1 or kwargs or type(args[0]) is not torch.Tensor or \
+                args[0].dtype != torch.float32 or not args[0].is_cpu or \
+                (args[0].requires_grad and torch.is_grad_enabled()) or args[0].numel() == 0:
+            return self._graph_module(*args, **kwargs)
+        x = args[0]
+        if any((m._forward_hooks or m._forward_pre_hooks) and user_hooks(m)
+               for m in self._submodules):
+            return self._graph_module(x)           # hooks added after compile (e.g. count())
+        program = self.program(x)
+        if program is None:
+            return self._graph_module(x)
+        with self._lock:
+            return program.run(x.contiguous())
+
+    # Sequential-style access and attributes of the original model.
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(self._tree, (nn.Sequential, nn.ModuleList)):
+            return self._tree[index]
+        raise TypeError(f"the compiled {type(self._tree).__name__} is not indexable")
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[nn.Module]:
+        return iter(self._modules.values())
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            tree = self.__dict__.get("_tree")
+            if tree is None or name.startswith("__"):
+                raise
+            return getattr(tree, name)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for transient in ("_lock", "_programs", "_layers", "_submodules"):
+            state.pop(transient, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._setup()
+
+    def extra_repr(self) -> str:
+        return f"compiled {type(self._tree).__name__}, backend {kernels.backend()}"
 
 
 def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
             formats: str | Sequence[str] = "auto") -> nn.Module:
-    """An inference copy of ``model`` whose Winograd layers run the sparse CPU kernel.
+    """An inference copy of ``model`` whose layers run the sparse CPU kernels.
 
-    Every :class:`~sparsewino.nn.WinogradConv2d` (spatial or Winograd domain, with or
-    without prune masks, Winograd-ReLU included) becomes a
+    Every :class:`~sparsewino.nn.WinogradConv2d` (spatial or Winograd domain, with or without
+    prune masks, Winograd-ReLU included) becomes a
     :class:`~sparsewino.engine.SparseWinogradConv2d` holding its pre-transformed Winograd
-    weights, packed per position as sparse (CSR) or dense panels by
-    :func:`~sparsewino.engine.choose_format`. Other modules (``nn.Conv2d`` with stride 2 or
-    1x1 kernels, pooling, linear layers, ...) are kept as they are.
+    weights, packed per position as sparse or dense panels by
+    :func:`~sparsewino.engine.choose_format`; ``nn.Linear`` layers (pruned ones stored
+    sparse) and 1x1 ``nn.Conv2d`` layers become GEMM layers. The model is traced with
+    ``torch.fx`` and runs as a program of kernel calls (module docstring); pooling,
+    BatchNorm, additions, ReLU and flatten run in the engine too.
 
-    Fallbacks (listed in the report, computed exactly as before): ``WinogradConv3d``
-    layers, float64 or GPU layers, non-square tiles/kernels and input tiles n > 8, and
-    subclasses that override ``forward`` keep their own forward pass.
+    Kept as they are (listed in the report, computed exactly as before): ``WinogradConv3d``,
+    float64 or GPU layers, non-square tiles/kernels and input tiles n > 8, subclasses that
+    override ``forward``, other convolutions (strided 3x3, 7x7), modules the engine has no
+    kernel for, and modules with forward hooks or pre-hooks (they run in PyTorch, hooks
+    included; prune masks and ``weight_norm`` are applied when packing instead).
 
-    With ``fuse=True``, inside ``nn.Sequential`` containers the modules that directly follow
-    a compiled layer are fused into it, in this order when present: an eval-mode
-    ``BatchNorm2d`` (folded into weights and bias), an ``nn.ReLU`` and a 2x2 / stride-2
-    ``nn.MaxPool2d`` (floor mode; needs an even tile m), both applied in the kernel's output
-    stage. Fused modules become ``nn.Identity``.
+    With ``fuse=True`` the modules that directly follow a compiled layer are fused into it,
+    in this order when present: an eval-mode BatchNorm (folded into weights and bias), a
+    residual addition, a ReLU and (Winograd layers with an even tile, no residual) a
+    2x2 / stride-2 max-pool (floor mode). Fused modules become ``nn.Identity``.
 
     The copy is in eval mode with ``requires_grad=False`` parameters; compiled layers are
-    inference-only (see :class:`~sparsewino.engine.SparseWinogradConv2d`). The original
-    model is not modified, and later changes to it do not affect the copy.
+    inference-only. The original model is not modified, and later changes to it do not
+    affect the copy.
 
     Args:
-        model: a model containing Winograd layers (or one Winograd layer).
-        threads: OpenMP threads per layer call; ``None`` follows ``torch.get_num_threads()``.
-        fuse: fuse BatchNorm2d / ReLU / MaxPool2d(2) that follow a compiled layer in an
-            ``nn.Sequential``.
+        model: a model (or one layer).
+        threads: OpenMP threads per kernel call; ``None`` follows ``torch.get_num_threads()``.
+        fuse: fuse BatchNorm / residual additions / ReLU / MaxPool2d(2) into compiled layers.
         formats: ``"auto"``, ``"sparse"`` or ``"dense"`` (force one format everywhere; for
             benchmarks), or one name per position.
 
     Returns:
-        The compiled copy; its ``compile_report`` attribute (a :class:`CompileReport`) says
-        which kernel each Winograd layer got.
+        The compiled copy (a :class:`CompiledModel` for traceable models, a compiled layer for
+        a single layer); its ``compile_report`` attribute (a :class:`CompileReport`) says what
+        each layer became.
 
     Examples:
         >>> from sparsewino.nn import WinogradConv2d
@@ -186,82 +575,13 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
     check_threads(threads)
     if not isinstance(model, nn.Module):
         raise TypeError(f"compile() expects an nn.Module, got {type(model).__name__}")
-    result = _copy_model(model)
-    result.eval()
-    for parameter in result.parameters():
-        parameter.requires_grad_(False)
     report = CompileReport()
     report.backend = kernels.backend()
-    counts = _reference_counts(result)
-    compiled: dict[int, nn.Module] = {}
-
-    def build(layer: nn.Module, name: str, scale=None, shift=None, relu=False, pool=0,
-              fused: tuple[str, ...] = ()) -> nn.Module:
-        if id(layer) in compiled:
-            return compiled[id(layer)]
-        reason = _fallback_reason(layer)
-        if reason is None:
-            _refresh_masks(layer)
-            new = SparseWinogradConv2d.from_layer(layer, threads, formats, relu, scale, shift,
-                                                  pool)
-            report.append(LayerKernel(name, "sparse-winograd", _describe(new), fused))
-            compiled[id(layer)] = new
-            return new
-        report.append(LayerKernel(name, "layer-forward", reason))
-        compiled[id(layer)] = layer
-        return layer
-
-    def visit(parent: nn.Module, prefix: str) -> None:
-        names = [n for n, m in parent._modules.items() if m is not None]
-        skip: set[str] = set()
-        for index, name in enumerate(names):
-            if name in skip:
-                continue
-            child = parent._modules[name]
-            full = prefix + name
-            if isinstance(child, WinogradConv2d):
-                scale = shift = None
-                relu, pool, fused = False, 0, []
-                single = counts[id(child)] == 1 and id(child) not in compiled
-                if fuse and single and isinstance(parent, nn.Sequential) and \
-                        _fallback_reason(child) is None:
-                    rest = names[index + 1:]
-                    if rest and counts[id(parent._modules[rest[0]])] == 1:
-                        affine = _batchnorm_affine(parent._modules[rest[0]], child.out_channels)
-                        if affine is not None:
-                            scale, shift = affine
-                            fused.append(rest.pop(0))
-                    if rest and type(parent._modules[rest[0]]) is nn.ReLU and \
-                            counts[id(parent._modules[rest[0]])] == 1:
-                        relu = True
-                        fused.append(rest.pop(0))
-                    if rest and _is_fusable_pool(parent._modules[rest[0]], child.tile[0]) and \
-                            counts[id(parent._modules[rest[0]])] == 1:
-                        pool = 2
-                        fused.append(rest.pop(0))
-                new = build(child, full, scale, shift, relu, pool,
-                            tuple(prefix + f for f in fused))
-                parent._modules[name] = new
-                if new is not child:
-                    for f in fused:
-                        parent._modules[f] = nn.Identity()
-                        skip.add(f)
-            elif isinstance(child, _WinogradConvNd):
-                if id(child) not in compiled:
-                    reason = (f"{type(child).__name__}: only 2-D layers are compiled; "
-                              "it runs its own (PyTorch) Winograd forward")
-                    report.append(LayerKernel(full, "layer-forward", reason))
-                    compiled[id(child)] = child
-            else:
-                visit(child, full + ".")
-
-    if isinstance(result, _WinogradConvNd):
-        if isinstance(result, WinogradConv2d):
-            result = build(result, "")
-        else:
-            report.append(LayerKernel("", "layer-forward", f"{type(result).__name__}: only "
-                                      "2-D layers are compiled"))
-    else:
-        visit(result, "")
+    with torch.inference_mode(False), torch.no_grad():      # works under inference_mode too
+        result = _copy_model(model)
+        result.eval()
+        for parameter in result.parameters():
+            parameter.requires_grad_(False)
+        result = _compile_module(result, "", threads, fuse, formats, report)
     result.compile_report = report
     return result

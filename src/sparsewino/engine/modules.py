@@ -1,11 +1,24 @@
-"""SparseWinogradConv2d: an inference-only Winograd layer holding pre-transformed, packed weights."""
+"""Inference-only compiled layers holding packed weights: Winograd convolutions and GEMM layers.
+
+* :class:`SparseWinogradConv2d` — a stride-1 Winograd convolution (from a
+  :class:`~sparsewino.nn.WinogradConv2d`), with BatchNorm folded in and ReLU, a 2x2 max-pool
+  or a residual addition fused into its output stage;
+* :class:`SparseLinear` — a fully connected layer (from ``nn.Linear``, BatchNorm1d/ReLU fused);
+* :class:`SparsePointwiseConv2d` — a 1x1 convolution of any stride (from ``nn.Conv2d``).
+
+Their weights are a :class:`~sparsewino.engine.packing.PackedMatrices`: validated once and
+never exposed, so no write through ``.numpy()``, ``.data`` or a storage alias can reach what
+the kernel reads; ``load_state_dict`` repacks (validated) under the module's lock, so it
+cannot race with a running forward pass. Each module runs alone (``forward``) or as one step
+of a compiled model's program (:mod:`sparsewino.engine.program`), through the same
+``fill_args`` description.
+"""
 from __future__ import annotations
 
 import ctypes
 import functools
-import operator
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import torch
@@ -17,41 +30,10 @@ from ..nn.functional import positions_first, winograd_conv
 from ..winograd.algorithm import WinogradAlgorithm, algorithm
 from ..winograd.tiles import output_size
 from . import kernels
-from .packing import FORMATS, PACKED_NAMES, pack_weights, unpack_weights, validate_packed
+from .packing import PackedMatrices
 
-__all__ = ["SparseWinogradConv2d", "LayerSpec", "unsupported_reason", "check_threads"]
-
-_WATCHED = PACKED_NAMES + ("bias", "bt", "at")      # buffers whose change needs re-validation
-_VERSION = operator.attrgetter("_version")
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """The fixed configuration of a compiled layer (immutable after compile)."""
-
-    in_channels: int
-    out_channels: int
-    kernel_size: int
-    tile: int
-    padding: tuple[tuple[int, int], tuple[int, int]]
-    points: tuple | None
-    winograd_relu: bool
-    relu_output: bool
-    groups: int = 1            # of the source layer; weights are packed block-diagonal
-    pool_output: int = 0       # 2: a fused 2x2 / stride-2 max-pool (floor mode) on the output
-
-    @property
-    def n(self) -> int:
-        return self.tile + self.kernel_size - 1
-
-    @functools.cached_property
-    def growth(self) -> tuple[int, int]:
-        """Output size minus input size along H and W (the output size of an empty input)."""
-        return output_size((0, 0), (self.kernel_size,) * 2, self.padding)
-
-    @functools.cached_property
-    def algorithm(self) -> WinogradAlgorithm:
-        return algorithm(self.tile, self.kernel_size, self.points)
+__all__ = ["SparseWinogradConv2d", "SparseLinear", "SparsePointwiseConv2d", "LayerSpec",
+           "unsupported_reason", "check_threads", "InferenceModule"]
 
 
 def check_threads(threads: object) -> None:
@@ -77,36 +59,202 @@ def unsupported_reason(layer: nn.Module) -> str | None:
     n = mh + kh - 1
     if not 2 <= n <= 8 or mh >= n:
         return f"input tile n = {n}: the kernel supports 2 <= n <= 8 (F(2,3), F(4,3), F(6,3), ...)"
+    if layer.in_channels > kernels.MAX_COLUMNS:
+        return f"{layer.in_channels} input channels: the kernel supports at most {kernels.MAX_COLUMNS}"
     return None
 
 
-class SparseWinogradConv2d(nn.Module):
+def _affine(weight_rows: torch.Tensor, bias: torch.Tensor | None, scale: torch.Tensor | None,
+            shift: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Fold ``y * scale + shift`` into weights (rows = output channels, dim 1 after P for
+    positions-first) and bias."""
+    rows = weight_rows.shape[-2]
+    if scale is not None:
+        weight_rows = weight_rows * scale.to(weight_rows).reshape(-1, 1)
+        bias = (bias if bias is not None else torch.zeros(rows)) * scale.float()
+    if shift is not None:
+        bias = (bias if bias is not None else torch.zeros(rows)) + shift.float()
+    return weight_rows, bias
+
+
+class InferenceModule(nn.Module):
+    """Base of the compiled layers: inference only, packed weights, a lock, a threads setting.
+
+    Subclasses implement ``_forward_kernel`` (the C library), ``_torch_forward`` (the
+    ``torch`` backend) and ``fill_args`` (the argument struct for one input shape).
+    """
+
+    def __init__(self, packed: PackedMatrices, bias: torch.Tensor | None, out_features: int,
+                 threads: int | None) -> None:
+        super().__init__()
+        check_threads(threads)
+        self.threads = threads
+        self._lock = threading.RLock()
+        self._install(packed, bias if bias is not None else torch.zeros(out_features))
+        self.eval()
+
+    def _install(self, packed: PackedMatrices, bias: torch.Tensor) -> None:
+        bias = bias.detach().to(device="cpu", dtype=torch.float32).reshape(-1).clone()
+        if bias.shape != (packed.rows,):
+            raise ValueError(f"bias must have {packed.rows} entries, got {tuple(bias.shape)}")
+        self._packed, self._bias = packed, bias.contiguous()
+        self._dense_cache: torch.Tensor | None = None
+        self._workspace = torch.empty(0)
+        self._last_key: tuple | None = None
+        self._args: Any = None
+        self.generation = getattr(self, "generation", 0) + 1     # programs re-plan on change
+
+    # ------------------------------------------------------------------ weights, read-only
+    @property
+    def packed(self) -> PackedMatrices:
+        """The packed weights (immutable)."""
+        return self._packed
+
+    @property
+    def bias(self) -> torch.Tensor:
+        """A copy of the bias (folded BatchNorm included)."""
+        return self._bias.clone()
+
+    def format_counts(self) -> dict[str, int]:
+        """How many weight matrices (Winograd positions) are stored in each format."""
+        return self._packed.format_counts()
+
+    def dense_weights(self) -> torch.Tensor:
+        """The packed weights as a new dense ``(P, K, C)`` tensor."""
+        return self._packed.dense()
+
+    def density(self) -> float:
+        """Fraction of non-zero weights (over P x K x C; block-diagonal for groups)."""
+        p = self._packed
+        return float((p.dense() != 0).sum()) / (p.positions * p.rows * p.cols)
+
+    # ------------------------------------------------------------------ state
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"packed": self._packed.state(), "bias": self._bias.clone()}
+
+    def set_extra_state(self, state: Any) -> None:
+        if not isinstance(state, dict) or "packed" not in state or "bias" not in state:
+            raise ValueError(f"{type(self).__name__}: not a compiled layer's state")
+        packed = PackedMatrices.from_state(state["packed"])          # validated
+        self._check_packed(packed)
+        with self._lock:                                              # never under a running call
+            self._install(packed, torch.as_tensor(state["bias"]))
+
+    def _check_packed(self, packed: PackedMatrices) -> None:
+        mine = self._packed
+        if (packed.positions, packed.rows, packed.cols) != (mine.positions, mine.rows, mine.cols):
+            raise ValueError(f"{type(self).__name__}: packed weights of shape "
+                             f"{(packed.positions, packed.rows, packed.cols)} do not fit this "
+                             f"layer {(mine.positions, mine.rows, mine.cols)}")
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for transient in ("_lock", "_args", "_last_key", "_dense_cache"):
+            state.pop(transient, None)
+        state["_workspace"] = torch.empty(0)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._lock = threading.RLock()
+        self._args, self._last_key, self._dense_cache = None, None, None
+
+    def share_lock(self, lock: threading.RLock) -> None:
+        """Use ``lock`` (a compiled model's) so that reloading weights waits for its calls."""
+        self._lock = lock
+
+    # ------------------------------------------------------------------ calling
+    def _check_common(self, x: torch.Tensor, dims: int) -> None:
+        name = type(self).__name__
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} expects a torch.Tensor, got {type(x).__name__}")
+        if self.training:
+            raise RuntimeError(f"{name} is inference-only: call .eval() (engine.compile returns "
+                               "the model in eval mode); train the uncompiled model instead")
+        if x.requires_grad and torch.is_grad_enabled():
+            raise RuntimeError(f"{name} is inference-only and computes no gradients; run it "
+                               "under torch.no_grad() or on an input that does not require grad")
+        if x.device.type != "cpu":
+            raise ValueError(f"{name} runs on CPU; got an input on {x.device}. Move it with "
+                             "x.cpu() (or keep the uncompiled model on the GPU)")
+        if x.dtype != torch.float32:
+            raise TypeError(f"{name} computes in float32; got {x.dtype}. Cast with x.float()")
+
+    def _run(self, call: str, key: tuple, fill: Any, x: torch.Tensor, y: torch.Tensor,
+             residual: torch.Tensor | None) -> None:
+        """Run the C function ``call`` on pointers of x/y/residual with this module's
+        workspace; ``fill(args)`` sets the geometry when the call key changes."""
+        lib = kernels.library()
+        with self._lock:
+            if key != self._last_key:
+                args = fill()
+                floats = ctypes.c_int64()
+                kernels.check_status(getattr(lib, call.replace("forward", "workspace"))(
+                    ctypes.byref(args), ctypes.byref(floats)))
+                if self._workspace.numel() < floats.value:
+                    self._workspace = torch.empty(max(floats.value, 16))
+                args.workspace = self._workspace.data_ptr()
+                args.workspace_floats = self._workspace.numel()
+                self._args, self._last_key = args, key
+            args = self._args
+            args.x, args.y = x.data_ptr(), y.data_ptr()
+            args.residual = residual.data_ptr() if residual is not None else None
+            kernels.check_status(getattr(lib, call)(ctypes.byref(args)))
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """The fixed configuration of a compiled Winograd layer (immutable after compile)."""
+
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    tile: int
+    padding: tuple[tuple[int, int], tuple[int, int]]
+    points: tuple | None
+    winograd_relu: bool
+    relu_output: bool
+    groups: int = 1            # of the source layer; weights are packed block-diagonal
+    pool_output: int = 0       # 2: a fused 2x2 / stride-2 max-pool (floor mode) on the output
+    residual: bool = False     # forward(x, residual) adds a tensor before the output ReLU
+
+    @property
+    def n(self) -> int:
+        return self.tile + self.kernel_size - 1
+
+    @functools.cached_property
+    def growth(self) -> tuple[int, int]:
+        """Output size minus input size along H and W (the output size of an empty input)."""
+        return output_size((0, 0), (self.kernel_size,) * 2, self.padding)
+
+    @functools.cached_property
+    def algorithm(self) -> WinogradAlgorithm:
+        return algorithm(self.tile, self.kernel_size, self.points)
+
+
+class SparseWinogradConv2d(InferenceModule):
     """Inference-only stride-1 Winograd convolution running the fused sparse CPU kernel.
 
     Built by :func:`sparsewino.engine.compile` (or :meth:`from_layer`) from a
     :class:`~sparsewino.nn.WinogradConv2d`: its effective Winograd weights (prune masks
-    applied) are transformed once and packed per position (zero / CSR / dense, see
+    applied) are transformed once and packed per position (zero / sparse / dense, see
     :mod:`~sparsewino.engine.packing`). Grouped layers are packed as block-diagonal weights.
 
-    The packed tensors are buffers (in ``state_dict``). Editing them in place is detected:
-    the next call re-validates the packing (so the kernel never reads out of bounds) and uses
-    the new values; a packing that no longer fits raises ``ValueError``. The configuration
-    (``spec``) is immutable.
-
-    Inference only: ``forward`` raises in training mode or when the input requires grad;
-    the output never requires grad.
+    ``forward(x)`` or, for a layer compiled with a fused residual addition,
+    ``forward(x, residual)``. Inference only: it raises in training mode or when the input
+    requires grad; the output never requires grad.
 
     Args:
         spec: layer configuration.
-        packed: tensors from :func:`~sparsewino.engine.packing.pack_weights`.
-        bias: ``(K,)`` or ``None`` (stored as zeros then).
+        packed: the packed ``(P, K, C)`` Winograd weights.
+        bias: ``(K,)`` or ``None`` (zeros then).
         threads: OpenMP threads; ``None`` uses ``torch.get_num_threads()`` at each call.
 
     Attributes:
         threads: as the argument (may be changed).
-        tile_block, kernel_mode: tuning knobs for benchmarks (0 = automatic): tiles per block
-            (rounded up to a power of two, 8 to 64) and 1 = independent blocks per thread,
-            2 = all threads cooperate on each block.
+        tile_block, kernel_mode, lanes: tuning knobs for benchmarks and tests (0 = automatic):
+            tiles per block (rounded up to a power of two, 8 to 64); 1 = independent blocks
+            per thread, 2 = all threads cooperate on each block; element-wise lanes 8 or 16.
 
     Examples:
         >>> from sparsewino.nn import WinogradConv2d
@@ -118,34 +266,27 @@ class SparseWinogradConv2d(nn.Module):
         True
     """
 
-    def __init__(self, spec: LayerSpec, packed: dict[str, torch.Tensor],
-                 bias: torch.Tensor | None, threads: int | None = None) -> None:
-        super().__init__()
-        check_threads(threads)
+    def __init__(self, spec: LayerSpec, packed: PackedMatrices, bias: torch.Tensor | None,
+                 threads: int | None = None) -> None:
+        if (packed.positions, packed.rows, packed.cols) != (spec.n ** 2, spec.out_channels,
+                                                            spec.in_channels):
+            raise ValueError(f"packed weights {(packed.positions, packed.rows, packed.cols)} do "
+                             f"not fit F({spec.tile},{spec.kernel_size}) with "
+                             f"{spec.in_channels} -> {spec.out_channels} channels")
         object.__setattr__(self, "_spec", spec)
-        self.threads = threads
+        super().__init__(packed, bias, spec.out_channels, threads)
         self.tile_block = 0
         self.kernel_mode = 0
-        for name in PACKED_NAMES:
-            self.register_buffer(name, packed[name].contiguous())
-        self.register_buffer("bias", torch.zeros(spec.out_channels) if bias is None else
-                             bias.detach().to(torch.float32).clone().contiguous())
-        alg = spec.algorithm
-        at, _, bt = alg.matrices(torch.float32)
-        self.register_buffer("bt", bt.contiguous().clone(), persistent=False)
-        self.register_buffer("at", at.contiguous().clone(), persistent=False)
-        self._dense_cache: torch.Tensor | None = None
-        self._workspace = torch.empty(0)
-        self._new_args()
-        self.eval()
-        self._refresh()
+        self.lanes = 0
+        at, _, bt = spec.algorithm.matrices(torch.float32)
+        self._bt, self._at = bt.contiguous().clone(), at.contiguous().clone()
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_layer(cls, layer: WinogradConv2d, threads: int | None = None,
                    formats: str | Sequence[str] = "auto", relu_output: bool = False,
                    scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
-                   pool_output: int = 0) -> "SparseWinogradConv2d":
+                   pool_output: int = 0, residual: bool = False) -> "SparseWinogradConv2d":
         """Compile one :class:`~sparsewino.nn.WinogradConv2d`.
 
         Args:
@@ -157,6 +298,7 @@ class SparseWinogradConv2d(nn.Module):
                 (a fused following eval-mode BatchNorm): ``y * scale + shift``.
             pool_output: 2 to fuse a following ``nn.MaxPool2d(2)`` (floor mode) into the
                 output stage (needs an even tile m), else 0.
+            residual: take a second input added to the output (before the ReLU).
 
         Raises:
             ValueError: the layer cannot be compiled (see :func:`unsupported_reason`).
@@ -164,32 +306,29 @@ class SparseWinogradConv2d(nn.Module):
         reason = unsupported_reason(layer)
         if reason is not None:
             raise ValueError(f"cannot compile {type(layer).__name__}: {reason}")
-        if pool_output not in (0, 2) or (pool_output and layer.tile[0] % 2):
-            raise ValueError(f"pool_output must be 0 or 2 (with an even tile), got "
-                             f"{pool_output} for tile {layer.tile}")
+        if pool_output not in (0, 2) or (pool_output and layer.tile[0] % 2) or \
+                (pool_output and residual):
+            raise ValueError(f"pool_output must be 0 or 2 (with an even tile and no residual), "
+                             f"got {pool_output} for tile {layer.tile}")
         with torch.no_grad():
             q = layer.winograd_weight().detach().to(torch.float32)       # (K, C/g, n, n)
             k, cg = q.shape[:2]
             groups = layer.groups
-            bias = layer.bias.detach().float() if layer.bias is not None else None
-            if scale is not None:
-                q = q * scale.to(q).reshape(-1, 1, 1, 1)
-                bias = (bias if bias is not None else torch.zeros(k)) * scale.to(q)
-            if shift is not None:
-                bias = (bias if bias is not None else torch.zeros(k)) + shift.to(q)
             u = positions_first(q)                                        # (P, K, C/g)
+            bias = layer.bias.detach().float() if layer.bias is not None else None
+            u, bias = _affine(u, bias, scale, shift)
             if groups > 1:                                                # block-diagonal
                 full = torch.zeros(u.shape[0], k, cg * groups)
                 kg = k // groups
                 for g in range(groups):
                     full[:, g * kg:(g + 1) * kg, g * cg:(g + 1) * cg] = u[:, g * kg:(g + 1) * kg]
                 u = full
-            packed = pack_weights(u, formats)
+            packed = PackedMatrices.pack(u, formats)
         spec = LayerSpec(in_channels=layer.in_channels, out_channels=layer.out_channels,
                          kernel_size=layer.kernel_size[0], tile=layer.tile[0],
                          padding=tuple(layer._padding_pairs), points=layer.points[0],
                          winograd_relu=layer.winograd_relu, relu_output=relu_output,
-                         groups=groups, pool_output=pool_output)
+                         groups=groups, pool_output=pool_output, residual=residual)
         return cls(spec, packed, bias, threads)
 
     # ------------------------------------------------------------------ read-only config
@@ -210,102 +349,17 @@ class SparseWinogradConv2d(nn.Module):
     def positions(self) -> int:
         return self._spec.n ** 2
 
-    def format_counts(self) -> dict[str, int]:
-        """How many Winograd positions are stored in each format."""
-        codes = self.formats.tolist()
-        return {name: codes.count(i) for i, name in enumerate(FORMATS)}
-
-    def density(self) -> float:
-        """Fraction of non-zero Winograd weights (over K x C x P, block-diagonal for groups)."""
-        return float((self.dense_weights() != 0).sum()) / (
-            self.positions * self.out_channels * self.in_channels)
-
-    def dense_weights(self) -> torch.Tensor:
-        """The packed weights as a dense ``(P, K, C)`` tensor.
-
-        Only the ``"torch"`` backend keeps this dense copy (it multiplies with it at every
-        call); reports and counts unpack it afresh, so a compiled model holds just the packing.
-        """
-        self._refresh()
-        if self._dense_cache is not None:
-            return self._dense_cache
-        return unpack_weights(self._packed(), self.out_channels, self.in_channels)
-
-    def _packed(self) -> dict[str, torch.Tensor]:
-        return {name: getattr(self, name) for name in PACKED_NAMES}
-
-    # ------------------------------------------------------------------ change detection
-    def _fingerprint(self) -> tuple:
-        # Identity, version counter (bumped by every in-place change) and data pointer of
-        # each buffer the kernel reads; builtin maps keep this cheap (called every forward).
-        tensors = tuple(map(self._buffers.get, _WATCHED))
-        try:
-            return (tuple(map(id, tensors)), tuple(map(_VERSION, tensors)),
-                    tuple(map(torch.Tensor.data_ptr, tensors)))
-        except (AttributeError, TypeError):          # a buffer was deleted or set to None
-            return ()
-
-    def _refresh(self) -> None:
-        """Re-validate the packed buffers if they changed since the last call."""
-        fingerprint = self._fingerprint()
-        if fingerprint == self._seen:
-            return
-        spec = self._spec
-        validate_packed(self._packed(), self.positions, spec.out_channels, spec.in_channels)
-        bias = self._buffers.get("bias")
-        if not isinstance(bias, torch.Tensor) or bias.shape != (spec.out_channels,) or \
-                bias.dtype != torch.float32 or bias.device.type != "cpu" or \
-                not bias.is_contiguous():
-            raise ValueError(f"bias must be a contiguous float32 CPU tensor of shape "
-                             f"({spec.out_channels},); recompile instead of editing it")
-        args = self._args
-        args.K, args.C = spec.out_channels, spec.in_channels
-        args.n, args.m = spec.n, spec.tile
-        args.pad_top, args.pad_left = spec.padding[0][0], spec.padding[1][0]
-        args.bt, args.at = self.bt.data_ptr(), self.at.data_ptr()
-        for name in PACKED_NAMES:
-            setattr(args, name, getattr(self, name).data_ptr())
-        args.bias = self.bias.data_ptr()
-        args.relu_input, args.relu_output = int(spec.winograd_relu), int(spec.relu_output)
-        args.pool = spec.pool_output
-        self._dense_cache = None
-        self._seen = fingerprint
-
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any,
-                              **kwargs: Any) -> None:
-        # The packed tensors' sizes depend on the sparsity pattern: take the incoming sizes
-        # (the next call re-validates the whole packing).
-        for name in PACKED_NAMES:
-            incoming = state_dict.get(prefix + name)
-            if isinstance(incoming, torch.Tensor) and incoming.shape != self._buffers[name].shape:
-                self._buffers[name] = torch.empty(incoming.shape, dtype=self._buffers[name].dtype)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> "SparseWinogradConv2d":
-        result = super()._apply(fn, *args, **kwargs)
-        self._seen = None                    # buffers may have been replaced: re-validate
-        self._last_key = None
-        return result
-
-    def _new_args(self) -> None:
-        self._lock = threading.Lock()
-        self._args = kernels.SwConv2dArgs()
-        self._args_ptr = ctypes.pointer(self._args)
-        self._last_key: tuple | None = None
-        self._run = None
-        self._seen = None
-
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        self._new_args()
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        for transient in ("_lock", "_args", "_args_ptr", "_last_key", "_seen", "_run"):
-            state.pop(transient, None)
-        state["_workspace"] = torch.empty(0)
-        state["_dense_cache"] = None         # derived from the packing; rebuilt when needed
+    def get_extra_state(self) -> dict[str, Any]:
+        state = super().get_extra_state()
+        state["spec"] = asdict(self._spec)
         return state
+
+    def set_extra_state(self, state: Any) -> None:
+        if isinstance(state, dict) and "spec" in state and state["spec"] != asdict(self._spec):
+            raise ValueError("SparseWinogradConv2d: the state was saved from a layer with a "
+                             f"different configuration {state['spec']}; compile the matching "
+                             "model instead")
+        super().set_extra_state(state)
 
     # ------------------------------------------------------------------ forward
     def output_size(self, height: int, width: int) -> tuple[int, int]:
@@ -316,19 +370,7 @@ class SparseWinogradConv2d(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         name = type(self).__name__
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} expects a torch.Tensor, got {type(x).__name__}")
-        if self.training:
-            raise RuntimeError(f"{name} is inference-only: call .eval() (engine.compile returns "
-                               "the model in eval mode); train the uncompiled model instead")
-        if x.requires_grad and torch.is_grad_enabled():
-            raise RuntimeError(f"{name} is inference-only and computes no gradients; run it "
-                               "under torch.no_grad() or on an input that does not require grad")
-        if x.device.type != "cpu":
-            raise ValueError(f"{name} runs on CPU; got an input on {x.device}. Move it with "
-                             "x.cpu() (or keep the uncompiled model on the GPU)")
-        if x.dtype != torch.float32:
-            raise TypeError(f"{name} computes in float32; got {x.dtype}. Cast with x.float()")
+        self._check_common(x, 4)
         if x.dim() != 4:
             raise ValueError(f"{name} expects a 4-D input (N, C, H, W) or 3-D (C, H, W), got "
                              f"shape {tuple(x.shape)}")
@@ -339,88 +381,79 @@ class SparseWinogradConv2d(nn.Module):
             raise ValueError(f"{name}: input spatial size {tuple(x.shape[2:])} is too small for "
                              f"kernel {self._spec.kernel_size} with padding {self._spec.padding}")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         spec = self._spec
-        # One combined test for the usual case; _check_input explains anything unusual.
-        if not (type(x) is torch.Tensor and x.dim() == 4 and x.dtype is torch.float32 and
-                x.is_cpu and not self.training and x.shape[1] == spec.in_channels and
-                x.shape[2] + spec.growth[0] >= (spec.pool_output or 1) and
-                x.shape[3] + spec.growth[1] >= (spec.pool_output or 1) and x.numel() and
-                not (x.requires_grad and torch.is_grad_enabled())):
-            if isinstance(x, torch.Tensor) and x.dim() == 3:
-                return self.forward(x.unsqueeze(0)).squeeze(0)
-            self._check_input(x)
-        if self._fingerprint() != self._seen:
-            self._refresh()
+        if (residual is not None) != spec.residual:
+            raise TypeError(f"{type(self).__name__} was compiled "
+                            f"{'with' if spec.residual else 'without'} a fused residual input")
+        if isinstance(x, torch.Tensor) and x.dim() == 3:
+            residual = residual.unsqueeze(0) if residual is not None else None
+            return self.forward(x.unsqueeze(0), residual).squeeze(0)
+        self._check_input(x)
         name = kernels.backend()
+        ho, wo = self.output_size(x.shape[2], x.shape[3])
+        shape = (x.shape[0], spec.out_channels, ho, wo)
+        if residual is not None and (residual.shape != shape or residual.dtype != torch.float32
+                                     or residual.device.type != "cpu"):
+            name = "torch"                               # broadcasting residuals: the torch path
         if name == "torch" or x.shape[0] == 0:                      # no kernel for N = 0
-            return self._forward_torch(x)
-        return self._forward_kernel(x, name)
+            return self._torch_forward(x, residual)
+        return self._forward_kernel(x, name, residual)
 
-    def _forward_torch(self, x: torch.Tensor) -> torch.Tensor:
+    def _torch_forward(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
         spec = self._spec
         if self._dense_cache is None:
-            self._dense_cache = self.dense_weights()
+            self._dense_cache = self._packed.dense()
         with torch.no_grad():
-            y = winograd_conv(x, self._dense_cache, self.bias, (spec.algorithm,) * 2,
+            y = winograd_conv(x, self._dense_cache, self._bias, (spec.algorithm,) * 2,
                               spec.padding, 1, spec.winograd_relu)
+            if residual is not None:
+                y = y + residual
             if spec.relu_output:
-                y = torch.relu_(y)
+                y = torch.relu(y)
             return F.max_pool2d(y, spec.pool_output) if spec.pool_output else y
 
+    def fill_args(self, batch: int, height: int, width: int, threads: int,
+                  backend_name: str) -> kernels.SwConv2dArgs:
+        """The kernel's argument struct for an input of (batch, C, height, width) (data and
+        workspace pointers left unset)."""
+        spec = self._spec
+        grow_h, grow_w = spec.growth
+        args = kernels.SwConv2dArgs()
+        args.N, args.C, args.H, args.W = batch, spec.in_channels, height, width
+        args.K, args.Ho, args.Wo = spec.out_channels, height + grow_h, width + grow_w
+        args.n, args.m = spec.n, spec.tile
+        args.pad_top, args.pad_left = spec.padding[0][0], spec.padding[1][0]
+        args.bt, args.at = self._bt.data_ptr(), self._at.data_ptr()
+        args.w = self._packed.struct()
+        args.bias = self._bias.data_ptr()
+        args.relu_input, args.relu_output = int(spec.winograd_relu), int(spec.relu_output)
+        args.pool = spec.pool_output
+        args.threads, args.isa = threads, kernels.isa_code(backend_name)
+        args.tile_block, args.mode, args.lanes = self.tile_block, self.kernel_mode, self.lanes
+        return args
+
     def _forward_kernel(self, x: torch.Tensor, backend_name: str,
+                        residual: torch.Tensor | None = None,
                         out: torch.Tensor | None = None) -> torch.Tensor:
         """Run the compiled kernel; ``out`` (tests poison it) receives the result if given."""
-        if not x.is_contiguous():
-            x = x.contiguous()
+        x = x.contiguous()
+        residual = residual.contiguous() if residual is not None else None
         batch, _, height, width = x.shape
-        spec = self._spec
-        ho, wo = self.output_size(height, width)
-        threads = self.threads or torch.get_num_threads()
+        shape = (batch, self.out_channels, *self.output_size(height, width))
         if out is None:
-            y = torch.empty((batch, spec.out_channels, ho, wo))
-        elif out.shape != (batch, spec.out_channels, ho, wo) or out.dtype != torch.float32 or \
-                not out.is_contiguous():
-            raise ValueError(f"out must be a contiguous float32 tensor of shape "
-                             f"{(batch, spec.out_channels, ho, wo)}")
+            y = torch.empty(shape)
+        elif out.shape != shape or out.dtype != torch.float32 or not out.is_contiguous():
+            raise ValueError(f"out must be a contiguous float32 tensor of shape {shape}")
         else:
             y = out
-        key = (batch, height, width, threads, backend_name, self.tile_block, self.kernel_mode)
-        with self._lock:
-            if key != self._last_key:
-                self._prepare(key)
-            args = self._args
-            args.x = x.data_ptr()
-            args.y = y.data_ptr()
-            status = self._run(self._args_ptr)
-        if status:
-            _check(status)
+        threads = self.threads or torch.get_num_threads()
+        key = (batch, height, width, threads, backend_name, self.tile_block, self.kernel_mode,
+               self.lanes)
+        self._run("sw_conv2d_forward", key,
+                  lambda: self.fill_args(batch, height, width, threads, backend_name),
+                  x, y, residual)
         return y
-
-    def _prepare(self, key: tuple) -> None:
-        """Set the call geometry and make sure the (reused) workspace is large enough."""
-        args = self._args
-        batch, height, width, threads, backend_name, tile_block, mode = key
-        self._set_geometry(args, batch, height, width, threads, tile_block, mode)
-        args.isa = kernels.ISA_CODES[backend_name]
-        lib = kernels.library()
-        floats = ctypes.c_int64()
-        _check(lib.sw_conv2d_workspace(self._args_ptr, ctypes.byref(floats)))
-        if self._workspace.numel() < floats.value:
-            # Kept across calls: no fresh large allocation (and page faults) per call.
-            self._workspace = torch.empty(max(floats.value, 16))
-        self._run = lib.sw_conv2d_forward
-        args.workspace = self._workspace.data_ptr()
-        args.workspace_floats = self._workspace.numel()
-        self._last_key = key
-
-    def _set_geometry(self, args: kernels.SwConv2dArgs, batch: int, height: int, width: int,
-                      threads: int, tile_block: int, mode: int) -> None:
-        """The per-call fields of ``args`` (all but the ISA, the data and the workspace)."""
-        grow_h, grow_w = self._spec.growth
-        args.N, args.H, args.W = batch, height, width
-        args.Ho, args.Wo = height + grow_h, width + grow_w            # before the fused pool
-        args.threads, args.tile_block, args.mode = threads, tile_block, mode
 
     def plan(self, input_shape: Sequence[int], threads: int | None = None) -> dict[str, Any]:
         """How the kernel would run an input of ``input_shape``: tiles per block, blocks, mode."""
@@ -428,17 +461,16 @@ class SparseWinogradConv2d(nn.Module):
         if lib is None:
             raise RuntimeError(f"no compiled kernel: {kernels.load_error()}")
         batch, _, height, width = input_shape
-        args = kernels.SwConv2dArgs.from_buffer_copy(self._args)
-        self._set_geometry(args, batch, height, width,
-                           threads or self.threads or torch.get_num_threads(), self.tile_block,
-                           self.kernel_mode)
-        args.isa = 0
+        name = kernels.backend()
+        args = self.fill_args(batch, height, width,
+                              threads or self.threads or torch.get_num_threads(),
+                              name if name != "torch" else "portable")
         out = [ctypes.c_int32() for _ in range(4)]
-        _check(lib.sw_conv2d_plan(ctypes.byref(args), *map(ctypes.byref, out)))
+        kernels.check_status(lib.sw_conv2d_plan(ctypes.byref(args), *map(ctypes.byref, out)))
         tb, blocks, mode, isa = (v.value for v in out)
+        names = {b.isa: b.name for b in kernels.backends.registered_backends() if b.isa}
         return {"tile_block": tb, "blocks": blocks,
-                "mode": {1: "blocks", 2: "cooperative"}[mode],
-                "isa": {1: "portable", 2: "avx2"}[isa]}
+                "mode": {1: "blocks", 2: "cooperative"}[mode], "isa": names[isa]}
 
     def extra_repr(self) -> str:
         spec = self._spec
@@ -446,18 +478,202 @@ class SparseWinogradConv2d(nn.Module):
         text = (f"{spec.in_channels}, {spec.out_channels}, kernel_size={spec.kernel_size}, "
                 f"F({spec.tile},{spec.kernel_size}), padding={spec.padding}, positions: "
                 f"{counts['sparse']} sparse / {counts['dense']} dense / {counts['zero']} zero")
-        if spec.groups != 1:
-            text += f", groups={spec.groups}"
-        if spec.winograd_relu:
-            text += ", winograd_relu=True"
-        if spec.relu_output:
-            text += ", relu_output=True"
-        if spec.pool_output:
-            text += f", max_pool={spec.pool_output}"
+        for flag, label in ((spec.groups != 1, f"groups={spec.groups}"),
+                            (spec.winograd_relu, "winograd_relu=True"),
+                            (spec.residual, "residual=True"),
+                            (spec.relu_output, "relu_output=True"),
+                            (spec.pool_output, f"max_pool={spec.pool_output}")):
+            if flag:
+                text += ", " + label
         return text
 
 
-def _check(status: int) -> None:
-    if status != 0:
-        raise RuntimeError(f"sparsewino kernel failed: "
-                           f"{kernels.STATUS_MESSAGES.get(status, f'status {status}')}")
+class _GemmModule(InferenceModule):
+    """y = W x (+ bias, residual, ReLU) over packed (1, K, C) weights: Linear and 1x1 conv."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, *, relu: bool,
+                 residual: bool, threads: int | None, formats: str | Sequence[str],
+                 scale: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> None:
+        with torch.no_grad():
+            w = weight.detach().to(device="cpu", dtype=torch.float32).reshape(weight.shape[0], -1)
+            bias = bias.detach().float() if bias is not None else None
+            w, bias = _affine(w, bias, scale, shift)
+            packed = PackedMatrices.pack(w.unsqueeze(0), formats)
+        self.relu, self.residual = bool(relu), bool(residual)
+        super().__init__(packed, bias, w.shape[0], threads)
+        self.tile_block = self.kernel_mode = self.lanes = 0
+
+    @property
+    def in_features(self) -> int:
+        return self._packed.cols
+
+    @property
+    def out_features(self) -> int:
+        return self._packed.rows
+
+    def fill_args(self, batch: int, spatial: int, threads: int,
+                  backend_name: str) -> kernels.SwGemmArgs:
+        """The kernel's argument struct for ``batch`` images of ``spatial`` positions."""
+        args = kernels.SwGemmArgs()
+        args.N, args.C, args.K, args.S = batch, self.in_features, self.out_features, spatial
+        args.w = self._packed.struct()
+        args.bias = self._bias.data_ptr()
+        args.relu = int(self.relu)
+        args.threads, args.isa = threads, kernels.isa_code(backend_name)
+        args.tile_block, args.mode, args.lanes = self.tile_block, self.kernel_mode, self.lanes
+        return args
+
+    def _gemm(self, x: torch.Tensor, shape: tuple[int, ...], batch: int, spatial: int,
+              residual: torch.Tensor | None) -> torch.Tensor:
+        """Run the kernel on contiguous x (batch x C x spatial) into a new tensor of ``shape``."""
+        name = kernels.backend()
+        if name == "torch" or batch == 0 or (residual is not None and (
+                residual.shape != shape or residual.dtype != torch.float32)):
+            return self._torch_forward(x, residual)
+        x = x.contiguous()
+        residual = residual.contiguous() if residual is not None else None
+        y = torch.empty(shape)
+        threads = self.threads or torch.get_num_threads()
+        key = (batch, spatial, threads, name, self.tile_block, self.kernel_mode, self.lanes)
+        self._run("sw_gemm_forward", key, lambda: self.fill_args(batch, spatial, threads, name),
+                  x, y, residual)
+        return y
+
+    def _weight_matrix(self) -> torch.Tensor:
+        if self._dense_cache is None:
+            self._dense_cache = self._packed.dense()[0]
+        return self._dense_cache
+
+    def _finish(self, y: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        if residual is not None:
+            y = y + residual
+        return torch.relu(y) if self.relu else y
+
+    def _check_residual(self, residual: torch.Tensor | None) -> None:
+        if (residual is not None) != self.residual:
+            raise TypeError(f"{type(self).__name__} was compiled "
+                            f"{'with' if self.residual else 'without'} a fused residual input")
+
+
+class SparseLinear(_GemmModule):
+    """Inference-only fully connected layer on packed (sparse or dense) weights.
+
+    Built by :func:`sparsewino.engine.compile` from ``nn.Linear`` (and a following eval-mode
+    ``BatchNorm1d`` / ``ReLU``) or with :meth:`from_linear`. Magnitude-pruned weights are
+    stored sparse, so a pruned classifier streams only its non-zeros: what makes whole
+    models fast at batch 1. Input ``(N, in_features)``.
+
+    Examples:
+        >>> fc = nn.Linear(16, 4).eval()
+        >>> fast = SparseLinear.from_linear(fc)
+        >>> x = torch.randn(3, 16)
+        >>> with torch.no_grad():
+        ...     torch.allclose(fast(x), fc(x), atol=1e-5)
+        True
+    """
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, threads: int | None = None,
+                    formats: str | Sequence[str] = "auto", relu: bool = False,
+                    scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
+                    residual: bool = False) -> "SparseLinear":
+        """Compile ``linear`` (its effective weight: prune masks applied); ``scale``/``shift``
+        fold a following BatchNorm1d, ``relu`` a following ReLU."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"from_linear expects nn.Linear, got {type(linear).__name__}")
+        return cls(linear.weight, linear.bias, relu=relu, residual=residual, threads=threads,
+                   formats=formats, scale=scale, shift=shift)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        self._check_residual(residual)
+        self._check_common(x, 2)
+        if x.dim() != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"SparseLinear expects input (N, {self.in_features}), got "
+                             f"{tuple(x.shape)}")
+        return self._gemm(x, (x.shape[0], self.out_features), x.shape[0], 1, residual)
+
+    def _torch_forward(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        with torch.no_grad():
+            return self._finish(F.linear(x, self._weight_matrix(), self._bias), residual)
+
+    def extra_repr(self) -> str:
+        counts = self.format_counts()
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"{'sparse' if counts['sparse'] else 'dense' if counts['dense'] else 'zero'}, "
+                f"density={self.density():.3f}" + (", relu=True" if self.relu else "")
+                + (", residual=True" if self.residual else ""))
+
+
+class SparsePointwiseConv2d(_GemmModule):
+    """Inference-only 1x1 convolution (any stride, no padding, groups 1) on packed weights.
+
+    Built by :func:`sparsewino.engine.compile` from such an ``nn.Conv2d`` (BatchNorm2d /
+    residual / ReLU fused), or with :meth:`from_conv`.
+
+    Examples:
+        >>> conv = nn.Conv2d(8, 6, 1, stride=2).eval()
+        >>> fast = SparsePointwiseConv2d.from_conv(conv)
+        >>> x = torch.randn(2, 8, 7, 7)
+        >>> with torch.no_grad():
+        ...     torch.allclose(fast(x), conv(x), atol=1e-5)
+        True
+    """
+
+    def __init__(self, *args: Any, stride: tuple[int, int] = (1, 1), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stride = tuple(stride)
+
+    @staticmethod
+    def supported(conv: nn.Module) -> str | None:
+        """Why ``conv`` is not a 1x1 convolution this module runs, or ``None``."""
+        if type(conv) is not nn.Conv2d:
+            return f"{type(conv).__name__} is not an nn.Conv2d"
+        if conv.kernel_size != (1, 1) or conv.padding not in ((0, 0), "valid") or \
+                conv.dilation != (1, 1) or conv.groups != 1 or conv.padding_mode != "zeros":
+            return "only 1x1 convolutions with padding 0 and groups 1 run as a GEMM"
+        if conv.weight.dtype != torch.float32 or conv.weight.device.type != "cpu":
+            return "float32 CPU weights only"
+        if conv.in_channels > kernels.MAX_COLUMNS:
+            return f"more than {kernels.MAX_COLUMNS} input channels"
+        return None
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, threads: int | None = None,
+                  formats: str | Sequence[str] = "auto", relu: bool = False,
+                  scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
+                  residual: bool = False) -> "SparsePointwiseConv2d":
+        """Compile a 1x1 ``nn.Conv2d`` (see :meth:`supported`)."""
+        reason = cls.supported(conv)
+        if reason is not None:
+            raise ValueError(f"cannot compile {type(conv).__name__}: {reason}")
+        return cls(conv.weight, conv.bias, relu=relu, residual=residual, threads=threads,
+                   formats=formats, scale=scale, shift=shift, stride=conv.stride)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {**super().get_extra_state(), "stride": self.stride}
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        sh, sw = self.stride
+        return (height - 1) // sh + 1, (width - 1) // sw + 1
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        self._check_residual(residual)
+        self._check_common(x, 4)
+        if x.dim() != 4 or x.shape[1] != self.in_features:
+            raise ValueError(f"SparsePointwiseConv2d expects input (N, {self.in_features}, H, W)"
+                             f", got {tuple(x.shape)}")
+        if self.stride != (1, 1):
+            x = x[:, :, ::self.stride[0], ::self.stride[1]]
+        batch, _, height, width = x.shape
+        return self._gemm(x, (batch, self.out_features, height, width), batch, height * width,
+                          residual)
+
+    def _torch_forward(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        with torch.no_grad():
+            w = self._weight_matrix()
+            return self._finish(F.conv2d(x, w.reshape(*w.shape, 1, 1), self._bias), residual)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_features}, {self.out_features}, kernel_size=1, stride={self.stride}, "
+                f"density={self.density():.3f}" + (", relu=True" if self.relu else "")
+                + (", residual=True" if self.residual else ""))

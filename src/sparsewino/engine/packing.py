@@ -1,51 +1,62 @@
-"""Packed Winograd weights for the kernels: per position all-zero, CSR (sparse) or dense panels.
+"""Packed weight matrices for the kernels: per matrix all-zero, sparse (SELL-4) or dense panels.
 
-The element-wise stage of a Winograd layer is, for each of the P = n*n positions, a product
-``M[p] (K x T) = U[p] (K x C) @ V[p] (C x T)``. Each position is stored in the format that
-runs fastest for its density (:func:`choose_format`):
+A Winograd layer's element-wise stage is, for each of its P = n*n positions, a product
+``M[p] (K x T) = U[p] (K x C) @ V[p] (C x T)``; a fully connected layer or a 1x1 convolution is
+the same with P = 1. Each matrix is stored in the format that runs fastest for its density
+(:func:`choose_format`):
 
 * ``"zero"``: nothing stored, the product is zero;
-* ``"sparse"``: CSR over (K rows, C columns): ``rowptr[p]`` (K + 1 offsets into the shared
-  ``col``/``val`` arrays);
-* ``"dense"``: panels of ``DENSE_ROWS`` output channels, ``[ceil(K/6)][C][6]``, so that the
-  kernel broadcasts six weights per input channel.
+* ``"sparse"``: SELL-4 — the rows of every chunk of 24 output channels sorted by their number
+  of non-zeros and cut into slices of 4 rows; a slice's entries are interleaved (entry ``e``
+  belongs to row ``e % 4`` of the slice) and each row is padded to the slice's longest with
+  (column 0, value 0). Columns are 16-bit. The kernel then runs 4 independent multiply-add
+  chains per slice with no per-row loop, remainder or reduction: about one non-zero per cycle;
+* ``"dense"``: panels of ``DENSE_ROWS`` output channels, ``[ceil(K/6)][C][6]``.
+
+:class:`PackedMatrices` holds the packing as private tensors that are validated once (so the
+kernel can never read out of bounds) and never handed out: a compiled layer's weights cannot
+be edited in place, only replaced by packing again (recompile, or ``load_state_dict``).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
-from .kernels import DENSE_ROWS
+from .kernels import CHUNK_ROWS, DENSE_ROWS, MAX_COLUMNS, SLICE_ROWS, SwMatrices
 
-__all__ = ["FORMATS", "SPARSE_MAX_DENSITY", "SMALL_LAYER_MAX_DENSITY", "choose_format", "pack_weights", "unpack_weights",
-           "validate_packed", "PACKED_NAMES"]
+__all__ = ["FORMATS", "SPARSE_MAX_DENSITY", "SMALL_LAYER_MAX_DENSITY", "choose_format",
+           "PackedMatrices"]
 
 FORMATS = ("zero", "sparse", "dense")
 FORMAT_CODES = {name: code for code, name in enumerate(FORMATS)}
-#: Densities above which the dense panel kernel beats CSR (measured, docs/performance.md):
-#: about 0.5 from 128 x 128 channels up, while for small channel counts (K*C <= 64*64) the
-#: sparse kernel's long rows win up to about 0.8.
+#: Densities above which the dense panel kernel beats the sparse one (measured,
+#: docs/performance.md): about 0.5 from 128 x 128 channels up, while for small channel counts
+#: (K*C <= 64*64) the sparse kernel wins up to about 0.8.
 SPARSE_MAX_DENSITY = 0.5
 SMALL_LAYER_MAX_DENSITY = 0.8
 SMALL_LAYER_PAIRS = 64 * 64
-PACKED_NAMES = ("formats", "rowptr", "col", "val", "dense_index", "dense")
+_NAMES = ("formats", "slice_ptr", "slice_rows", "col", "val", "dense_index", "dense")
+_DTYPES = {"formats": torch.int8, "slice_ptr": torch.int32, "slice_rows": torch.int32,
+           "col": torch.int16, "val": torch.float32, "dense_index": torch.int32,
+           "dense": torch.float32}
 _INT32_MAX = 2**31 - 1
 
 
 def choose_format(nonzeros: int, rows: int, cols: int,
                   max_sparse_density: float | None = None) -> str:
-    """Storage format of one Winograd position with ``nonzeros`` of ``rows x cols`` weights.
+    """Storage format of one matrix with ``nonzeros`` of ``rows x cols`` weights.
 
     The rule (crossovers measured on an AVX2 CPU, see docs/performance.md): no non-zero
-    weight -> ``"zero"`` (the position is skipped); density ``nonzeros / (rows * cols)`` at
-    most ``max_sparse_density`` -> ``"sparse"`` (CSR, work proportional to the non-zeros);
+    weight -> ``"zero"`` (the matrix is skipped); density ``nonzeros / (rows * cols)`` at
+    most ``max_sparse_density`` -> ``"sparse"`` (work proportional to the non-zeros);
     otherwise ``"dense"`` (register-blocked panels, about twice the multiply-adds per
     cycle). The default threshold is :data:`SPARSE_MAX_DENSITY` (0.5), or
-    :data:`SMALL_LAYER_MAX_DENSITY` (0.8) when ``rows * cols <= 64 * 64``.
+    :data:`SMALL_LAYER_MAX_DENSITY` (0.8) when ``rows * cols <= 64 * 64``. Matrices with
+    more than 65536 columns are always dense (sparse column indices are 16-bit).
 
     Args:
-        nonzeros: non-zero weights of the position.
+        nonzeros: non-zero weights of the matrix.
         rows, cols: output and input channels (K, C).
         max_sparse_density: the crossover density (``None``: the default rule).
 
@@ -64,137 +75,272 @@ def choose_format(nonzeros: int, rows: int, cols: int,
         raise ValueError(f"nonzeros must be in [0, {rows * cols}], got {nonzeros}")
     if nonzeros == 0:
         return "zero"
+    if cols > MAX_COLUMNS:
+        return "dense"
     if max_sparse_density is None:
         max_sparse_density = (SMALL_LAYER_MAX_DENSITY if rows * cols <= SMALL_LAYER_PAIRS
                               else SPARSE_MAX_DENSITY)
     return "sparse" if nonzeros <= max_sparse_density * rows * cols else "dense"
 
 
-def pack_weights(weight_pkc: torch.Tensor,
-                 formats: str | Sequence[str] = "auto") -> dict[str, torch.Tensor]:
-    """Pack positions-first Winograd weights ``(P, K, C)`` for the kernels.
+def _slices(rows: int) -> int:
+    return -(-rows // SLICE_ROWS)
 
-    Args:
-        weight_pkc: Winograd-domain weights, positions first (float; copied to float32 CPU).
-        formats: ``"auto"`` (:func:`choose_format` per position), ``"sparse"`` or ``"dense"``
-            for every position (all-zero positions always become ``"zero"``), or one name per
-            position.
 
-    Returns:
-        Tensors ``formats`` (int8, P), ``rowptr`` (int32, P x K+1), ``col`` (int32),
-        ``val`` (float32), ``dense_index`` (int32, P; -1 unless dense) and ``dense``
-        (float32, D x ceil(K/6) x C x 6).
-    """
-    if weight_pkc.dim() != 3:
-        raise ValueError(f"weights must be (P, K, C), got shape {tuple(weight_pkc.shape)}")
-    w = weight_pkc.detach().to(device="cpu", dtype=torch.float32).contiguous()
-    positions, rows, cols = w.shape
+def _pack_sparse(w: torch.Tensor, offset: int) -> tuple[torch.Tensor, ...]:
+    """SELL-4 packing of one (K, C) matrix: slice pointers (from ``offset``), slice rows,
+    columns and values."""
+    rows, cols = w.shape
     nonzero = w != 0
-    counts = nonzero.sum(dim=(1, 2)).tolist()
-    if isinstance(formats, str):
-        if formats not in ("auto", "sparse", "dense"):
-            raise ValueError(f"formats must be 'auto', 'sparse', 'dense' or one name per "
-                             f"position, got {formats!r}")
-        chosen = [choose_format(c, rows, cols) if formats == "auto" else formats
-                  for c in counts]
-    else:
-        chosen = list(formats)
-        if len(chosen) != positions or any(f not in FORMATS for f in chosen):
-            raise ValueError(f"need {positions} formats from {FORMATS}, got {formats!r}")
-    chosen = ["zero" if c == 0 else f for f, c in zip(chosen, counts)]
-    if sum(c for f, c in zip(chosen, counts) if f == "sparse") > _INT32_MAX:
-        raise ValueError("too many non-zero weights for 32-bit CSR indices")
-
-    rowptr = torch.zeros(positions, rows + 1, dtype=torch.int64)
-    cols_list, vals_list, dense_list = [], [], []
-    dense_index = torch.full((positions,), -1, dtype=torch.int32)
-    offset = 0
-    panels = -(-rows // DENSE_ROWS)
-    for p, fmt in enumerate(chosen):
-        if fmt == "sparse":
-            mask = nonzero[p]
-            rowptr[p, 0] = offset
-            rowptr[p, 1:] = offset + mask.sum(dim=1).cumsum(0)
-            cols_list.append(mask.nonzero()[:, 1].to(torch.int32))
-            vals_list.append(w[p][mask])
-            offset += int(counts[p])
-        else:
-            rowptr[p, :] = offset            # empty rows: harmless for non-sparse positions
-            if fmt == "dense":
-                padded = torch.zeros(panels * DENSE_ROWS, cols)
-                padded[:rows] = w[p]
-                dense_index[p] = len(dense_list)
-                dense_list.append(padded.reshape(panels, DENSE_ROWS, cols).transpose(1, 2))
-    return {
-        "formats": torch.tensor([FORMAT_CODES[f] for f in chosen], dtype=torch.int8),
-        "rowptr": rowptr.to(torch.int32),
-        "col": torch.cat(cols_list) if cols_list else torch.zeros(0, dtype=torch.int32),
-        "val": torch.cat(vals_list) if vals_list else torch.zeros(0),
-        "dense_index": dense_index,
-        "dense": (torch.stack(dense_list).contiguous() if dense_list
-                  else torch.zeros(0, panels, cols, DENSE_ROWS)),
-    }
+    counts = nonzero.sum(dim=1)
+    # Slots: chunk by chunk, rows by decreasing count (stable: ties keep row order).
+    key = (torch.arange(rows) // CHUNK_ROWS) * (cols + 1) + (cols - counts)
+    order = torch.sort(key, stable=True).indices
+    slices = _slices(rows)
+    slot_rows = torch.full((slices * SLICE_ROWS,), -1, dtype=torch.int64)
+    slot_rows[:rows] = order
+    slot_counts = torch.zeros(slices * SLICE_ROWS, dtype=torch.int64)
+    slot_counts[:rows] = counts[order]
+    lengths = slot_counts.reshape(slices, SLICE_ROWS).max(dim=1).values
+    ptr = torch.zeros(slices + 1, dtype=torch.int64)
+    ptr[1:] = torch.cumsum(lengths * SLICE_ROWS, 0)
+    total = int(ptr[-1])
+    col = torch.zeros(total, dtype=torch.int64)
+    val = torch.zeros(total, dtype=torch.float32)
+    if total:
+        where = nonzero.nonzero()                                   # (row, col), row-major
+        row_of, col_of = where[:, 0], where[:, 1]
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(len(row_of)) - starts[row_of]          # j: position in its row
+        slot = torch.empty(rows, dtype=torch.int64)
+        slot[order] = torch.arange(rows)
+        s = slot[row_of]
+        entry = ptr[s // SLICE_ROWS] + rank * SLICE_ROWS + s % SLICE_ROWS
+        col[entry] = col_of
+        val[entry] = w[row_of, col_of]
+    return ptr + offset, slot_rows, col, val
 
 
-def unpack_weights(packed: dict[str, torch.Tensor], rows: int, cols: int) -> torch.Tensor:
-    """The dense ``(P, K, C)`` float32 weights a packing represents (inverse of pack_weights)."""
-    formats = packed["formats"].tolist()
-    out = torch.zeros(len(formats), rows, cols)
-    rowptr, col, val = packed["rowptr"].long(), packed["col"].long(), packed["val"]
-    for p, code in enumerate(formats):
-        if FORMATS[code] == "sparse":
-            start, stop = int(rowptr[p, 0]), int(rowptr[p, -1])
-            counts = rowptr[p, 1:] - rowptr[p, :-1]
-            row_ids = torch.repeat_interleave(torch.arange(rows), counts)
-            out[p, row_ids, col[start:stop]] = val[start:stop]
-        elif FORMATS[code] == "dense":
-            panel = packed["dense"][int(packed["dense_index"][p])]       # (panels, C, 6)
-            out[p] = panel.transpose(1, 2).reshape(-1, cols)[:rows]
-    return out
+class PackedMatrices:
+    """P packed matrices of ``K x C`` weights: immutable, validated once, owned privately.
 
+    Build with :meth:`pack` (from dense weights) or :meth:`from_state` (from :meth:`state`,
+    e.g. a ``state_dict``). The tensors are never exposed: :meth:`dense` and :meth:`state`
+    return copies, so nothing can change what the kernel reads after validation.
 
-def validate_packed(packed: dict[str, torch.Tensor], positions: int, rows: int,
-                    cols: int) -> None:
-    """Check that a packing is consistent, so the kernel can never read out of bounds.
-
-    Raises:
-        ValueError: a tensor has the wrong dtype/shape/device or an index is out of range.
+    Examples:
+        >>> w = torch.zeros(2, 8, 5)
+        >>> w[0, 3, 1] = 2.0
+        >>> packed = PackedMatrices.pack(w)
+        >>> packed.formats(), torch.equal(packed.dense(), w)
+        (['sparse', 'zero'], True)
     """
-    expect = {"formats": torch.int8, "rowptr": torch.int32, "col": torch.int32,
-              "val": torch.float32, "dense_index": torch.int32, "dense": torch.float32}
-    for name, dtype in expect.items():
-        t = packed.get(name)
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"packed weights lack tensor {name!r}")
-        if t.dtype != dtype or t.device.type != "cpu" or not t.is_contiguous():
-            layout = "contiguous" if t.is_contiguous() else "non-contiguous"
-            raise ValueError(f"packed tensor {name!r} must be a contiguous {dtype} CPU tensor, "
-                             f"got a {layout} {t.dtype} tensor on {t.device}; recompile the "
-                             "model instead of converting a compiled layer (engine.compile)")
-    formats, rowptr = packed["formats"], packed["rowptr"]
-    col, val, dense_index, dense = (packed["col"], packed["val"], packed["dense_index"],
-                                    packed["dense"])
-    panels = -(-rows // DENSE_ROWS)
-    if formats.shape != (positions,) or rowptr.shape != (positions, rows + 1):
-        raise ValueError(f"formats/rowptr shapes {tuple(formats.shape)}/{tuple(rowptr.shape)} "
-                         f"do not match {positions} positions and {rows} output channels")
-    if col.shape != val.shape or col.dim() != 1:
-        raise ValueError("col and val must be 1-D tensors of equal length")
-    if dense_index.shape != (positions,) or dense.dim() != 4 or \
-            tuple(dense.shape[1:]) != (panels, cols, DENSE_ROWS):
-        raise ValueError(f"dense panels must have shape (D, {panels}, {cols}, {DENSE_ROWS}), "
-                         f"got {tuple(dense.shape)}")
-    if ((formats < 0) | (formats >= len(FORMATS))).any():
-        raise ValueError("formats holds an unknown format code")
-    sparse = formats == FORMAT_CODES["sparse"]
-    if sparse.any():
-        rp = rowptr[sparse].long()
-        if (rp[:, 1:] < rp[:, :-1]).any() or (rp[:, 0] < 0).any() or \
-                (rp[:, -1] > col.numel()).any():
-            raise ValueError("CSR row pointers are not monotone or exceed the column array")
-    if col.numel() and ((col < 0) | (col >= cols)).any():
-        raise ValueError(f"CSR column index out of range [0, {cols})")
-    is_dense = formats == FORMAT_CODES["dense"]
-    index = dense_index[is_dense]
-    if ((index < 0) | (index >= dense.shape[0])).any():
-        raise ValueError("dense_index points outside the dense panels")
+
+    def __init__(self, tensors: dict[str, torch.Tensor], positions: int, rows: int,
+                 cols: int) -> None:
+        self.positions, self.rows, self.cols = positions, rows, cols
+        self._t = {name: tensors[name].detach().clone().contiguous() for name in _NAMES}
+        self._validate()
+        self._struct: SwMatrices | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def pack(cls, weight_pkc: torch.Tensor,
+             formats: str | Sequence[str] = "auto") -> "PackedMatrices":
+        """Pack weights ``(P, K, C)`` (positions first; copied to float32 CPU).
+
+        Args:
+            weight_pkc: the matrices.
+            formats: ``"auto"`` (:func:`choose_format` per matrix), ``"sparse"`` or ``"dense"``
+                for every matrix (all-zero matrices always become ``"zero"``), or one name per
+                matrix.
+
+        Raises:
+            ValueError: wrong shape, unknown format, or more non-zeros than 32-bit offsets hold.
+        """
+        if weight_pkc.dim() != 3:
+            raise ValueError(f"weights must be (P, K, C), got shape {tuple(weight_pkc.shape)}")
+        w = weight_pkc.detach().to(device="cpu", dtype=torch.float32).contiguous()
+        positions, rows, cols = w.shape
+        if min(positions, rows, cols) < 1:
+            raise ValueError(f"weights must have P, K, C >= 1, got {tuple(w.shape)}")
+        counts = (w != 0).sum(dim=(1, 2)).tolist()
+        if isinstance(formats, str):
+            if formats not in ("auto", "sparse", "dense"):
+                raise ValueError(f"formats must be 'auto', 'sparse', 'dense' or one name per "
+                                 f"matrix, got {formats!r}")
+            chosen = [choose_format(c, rows, cols) if formats == "auto" else formats
+                      for c in counts]
+        else:
+            chosen = list(formats)
+            if len(chosen) != positions or any(f not in FORMATS for f in chosen):
+                raise ValueError(f"need {positions} formats from {FORMATS}, got {formats!r}")
+        chosen = ["zero" if c == 0 else f for f, c in zip(chosen, counts)]
+        if cols > MAX_COLUMNS and "sparse" in chosen:
+            raise ValueError(f"sparse matrices need at most {MAX_COLUMNS} columns, got {cols}")
+        slices = _slices(rows)
+        panels = -(-rows // DENSE_ROWS)
+        slice_ptr = torch.zeros(positions, slices + 1, dtype=torch.int64)
+        slice_rows = torch.full((positions, slices * SLICE_ROWS), -1, dtype=torch.int64)
+        cols_list, vals_list, dense_list = [], [], []
+        dense_index = torch.full((positions,), -1, dtype=torch.int32)
+        offset = 0
+        for p, fmt in enumerate(chosen):
+            if fmt == "sparse":
+                ptr, slot_rows, col, val = _pack_sparse(w[p], offset)
+                slice_ptr[p], slice_rows[p] = ptr, slot_rows
+                cols_list.append(col)
+                vals_list.append(val)
+                offset = int(ptr[-1])
+                if offset > _INT32_MAX:
+                    raise ValueError("too many non-zero weights for 32-bit slice offsets")
+            else:
+                slice_ptr[p] = offset
+                if fmt == "dense":
+                    padded = torch.zeros(panels * DENSE_ROWS, cols)
+                    padded[:rows] = w[p]
+                    dense_index[p] = len(dense_list)
+                    dense_list.append(padded.reshape(panels, DENSE_ROWS, cols).transpose(1, 2))
+        col = torch.cat(cols_list) if cols_list else torch.zeros(0, dtype=torch.int64)
+        tensors = {
+            "formats": torch.tensor([FORMAT_CODES[f] for f in chosen], dtype=torch.int8),
+            "slice_ptr": slice_ptr.to(torch.int32),
+            "slice_rows": slice_rows.to(torch.int32),
+            # 16-bit columns stored in int16 (the kernel reads them as uint16).
+            "col": col.to(torch.int32).to(torch.int16),
+            "val": torch.cat(vals_list) if vals_list else torch.zeros(0),
+            "dense_index": dense_index,
+            "dense": (torch.stack(dense_list).contiguous() if dense_list
+                      else torch.zeros(0, panels, cols, DENSE_ROWS)),
+        }
+        return cls(tensors, positions, rows, cols)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "PackedMatrices":
+        """Rebuild from :meth:`state` (validated; a bad state raises ``ValueError``)."""
+        if not isinstance(state, dict) or "shape" not in state:
+            raise ValueError("not a packed-weights state (no 'shape')")
+        try:
+            positions, rows, cols = (int(v) for v in state["shape"])
+        except (TypeError, ValueError):
+            raise ValueError(f"packed-weights state has a bad shape {state['shape']!r}") from None
+        missing = [name for name in _NAMES if not isinstance(state.get(name), torch.Tensor)]
+        if missing:
+            raise ValueError(f"packed-weights state lacks tensors {missing}")
+        return cls({name: state[name] for name in _NAMES}, positions, rows, cols)
+
+    def state(self) -> dict[str, Any]:
+        """Copies of the packed tensors and the shape (for ``state_dict``)."""
+        out: dict[str, Any] = {name: t.clone() for name, t in self._t.items()}
+        out["shape"] = (self.positions, self.rows, self.cols)
+        return out
+
+    # ------------------------------------------------------------------ checks
+    def _validate(self) -> None:
+        """Check that the kernel can never read or write out of bounds with this packing."""
+        t, positions, rows, cols = self._t, self.positions, self.rows, self.cols
+        if min(positions, rows, cols) < 1:
+            raise ValueError(f"packed weights need P, K, C >= 1, got {(positions, rows, cols)}")
+        for name, dtype in _DTYPES.items():
+            if t[name].dtype != dtype or t[name].device.type != "cpu":
+                raise ValueError(f"packed tensor {name!r} must be {dtype} on the CPU, got "
+                                 f"{t[name].dtype} on {t[name].device}; recompile the model "
+                                 "(engine.compile) instead of converting a compiled layer")
+        slices, panels = _slices(rows), -(-rows // DENSE_ROWS)
+        formats, ptr, slot_rows = t["formats"], t["slice_ptr"].long(), t["slice_rows"].long()
+        col, val, dense_index, dense = t["col"], t["val"], t["dense_index"], t["dense"]
+        if formats.shape != (positions,) or ptr.shape != (positions, slices + 1) or \
+                slot_rows.shape != (positions, slices * SLICE_ROWS):
+            raise ValueError(f"formats/slice_ptr/slice_rows shapes {tuple(formats.shape)}/"
+                             f"{tuple(ptr.shape)}/{tuple(slot_rows.shape)} do not match "
+                             f"{positions} matrices of {rows} rows")
+        if col.dim() != 1 or col.shape != val.shape:
+            raise ValueError("col and val must be 1-D tensors of equal length")
+        if dense_index.shape != (positions,) or dense.dim() != 4 or \
+                tuple(dense.shape[1:]) != (panels, cols, DENSE_ROWS):
+            raise ValueError(f"dense panels must have shape (D, {panels}, {cols}, {DENSE_ROWS}), "
+                             f"got {tuple(dense.shape)}")
+        if ((formats < 0) | (formats >= len(FORMATS))).any():
+            raise ValueError("formats holds an unknown format code")
+        sparse = formats == FORMAT_CODES["sparse"]
+        if sparse.any():
+            if cols > MAX_COLUMNS:
+                raise ValueError(f"sparse matrices need at most {MAX_COLUMNS} columns")
+            p = ptr[sparse]
+            steps = p[:, 1:] - p[:, :-1]
+            if (steps < 0).any() or (steps % SLICE_ROWS).any() or (p[:, 0] < 0).any() or \
+                    (p[:, -1] > col.numel()).any():
+                raise ValueError("slice pointers are not monotone multiples of 4 inside the "
+                                 "entry arrays")
+            expected = torch.arange(rows)
+            chunk_of_slot = torch.arange(slices * SLICE_ROWS) // CHUNK_ROWS
+            for r in slot_rows[sparse]:
+                real = r[r >= 0]
+                if (r < -1).any() or not torch.equal(real.sort().values, expected) or \
+                        not torch.equal(real // CHUNK_ROWS, chunk_of_slot[r >= 0]):
+                    raise ValueError("slice rows must list every output row once, each in its "
+                                     "own chunk of 24")
+        if col.numel() and (col.long() & 0xFFFF).ge(cols).any():
+            raise ValueError(f"sparse column index out of range [0, {cols})")
+        is_dense = formats == FORMAT_CODES["dense"]
+        index = dense_index[is_dense]
+        if ((index < 0) | (index >= dense.shape[0])).any():
+            raise ValueError("dense_index points outside the dense panels")
+
+    # ------------------------------------------------------------------ views
+    def formats(self) -> list[str]:
+        """The format of each matrix."""
+        return [FORMATS[c] for c in self._t["formats"].tolist()]
+
+    def format_counts(self) -> dict[str, int]:
+        """How many matrices are stored in each format."""
+        names = self.formats()
+        return {name: names.count(name) for name in FORMATS}
+
+    def nbytes(self) -> int:
+        """Bytes of the packing (what the kernel streams per pass over the weights)."""
+        return sum(t.numel() * t.element_size() for t in self._t.values())
+
+    def dense(self) -> torch.Tensor:
+        """The matrices as a new dense ``(P, K, C)`` float32 tensor (inverse of :meth:`pack`)."""
+        t = self._t
+        out = torch.zeros(self.positions, self.rows, self.cols)
+        col, val = t["col"].long() & 0xFFFF, t["val"]
+        slices = _slices(self.rows)
+        for p, name in enumerate(self.formats()):
+            if name == "sparse":
+                ptr = t["slice_ptr"][p].long()
+                start, stop = int(ptr[0]), int(ptr[-1])
+                lengths = (ptr[1:] - ptr[:-1]) // SLICE_ROWS
+                slot_rows = t["slice_rows"][p].long().reshape(slices, SLICE_ROWS)
+                # Entry e of slice s belongs to lane e % 4.
+                lane_rows = torch.repeat_interleave(slot_rows, lengths, dim=0).reshape(-1)
+                entries_val = val[start:stop]
+                keep = (lane_rows >= 0) & (entries_val != 0)
+                out[p].index_put_((lane_rows[keep], col[start:stop][keep]), entries_val[keep],
+                                  accumulate=True)
+            elif name == "dense":
+                panel = t["dense"][int(t["dense_index"][p])]                # (panels, C, 6)
+                out[p] = panel.transpose(1, 2).reshape(-1, self.cols)[:self.rows]
+        return out
+
+    def struct(self) -> SwMatrices:
+        """The ``sw_matrices`` the kernel reads (pointers into this object's tensors, which
+        live as long as it does)."""
+        if self._struct is None:
+            t = self._t
+            self._struct = SwMatrices(
+                self.positions, self.rows, self.cols, t["formats"].data_ptr(),
+                t["slice_ptr"].data_ptr(), t["slice_rows"].data_ptr(), t["col"].data_ptr(),
+                t["val"].data_ptr(), t["dense_index"].data_ptr(), t["dense"].data_ptr())
+        return self._struct
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"state": self.state()}
+
+    def __setstate__(self, data: dict[str, Any]) -> None:
+        other = PackedMatrices.from_state(data["state"])
+        self.__dict__.update(other.__dict__)
+
+    def __deepcopy__(self, memo: dict) -> "PackedMatrices":
+        return PackedMatrices.from_state(self.state())

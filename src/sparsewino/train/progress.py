@@ -77,8 +77,9 @@ class ProgressLines:
         clock: time source (tests).
 
     Examples:
-        >>> lines = ProgressLines("baseline", total_steps=300, steps_per_epoch=100)
-        >>> _ = lines.update(30, loss=0.52, lr=0.05)   # logs "baseline: 10% (step 30/300, ...)"
+        >>> lines = ProgressLines("baseline", total_steps=300, steps_per_epoch=100, clock=lambda: 0)
+        >>> lines.update(30, loss=0.52, lr=0.05).startswith("baseline: 10% (step 30/300")  # and logs it
+        True
     """
 
     def __init__(self, stage: str, total_steps: int, start_step: int = 0, steps_per_epoch: int = 0,

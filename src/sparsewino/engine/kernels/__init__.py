@@ -1,14 +1,12 @@
-"""Loader of the compiled sparse Winograd kernels (ctypes) and the choice of backend.
+"""Loader of the compiled kernels (ctypes), their argument structs, and the choice of backend.
 
-Backends, fastest first:
-
-* ``"avx2"``: the C++/OpenMP kernel built for AVX2+FMA (chosen when the CPU has both);
-* ``"portable"``: the same kernel built for any x86-64/other CPU;
-* ``"torch"``: a pure-PyTorch path (no sparsity speed-up), used when the compiled library is
-  missing or broken (a warning says so) or when asked for.
-
-The environment variable ``SPARSEWINO_ENGINE_BACKEND`` (``auto``, ``avx2``, ``portable``,
-``torch``) or :func:`use_backend` overrides the automatic choice.
+The backends are objects in :mod:`~sparsewino.engine.kernels.backends` (``avx512``, ``avx2``,
+``portable``, ``torch``). The automatic choice takes the most preferred *verified* backend
+this CPU runs; the environment variable ``SPARSEWINO_ENGINE_BACKEND`` (``auto`` or a name) or
+:func:`use_backend` forces one. Forcing a backend the CPU or the build lacks is a clear
+``RuntimeError``, never an illegal instruction: the library checks the CPU before it runs
+any instruction-set build. Without the compiled library the engine warns once and runs the
+``torch`` backend.
 """
 from __future__ import annotations
 
@@ -21,46 +19,93 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["BACKENDS", "backend", "available_backends", "use_backend", "library",
-           "library_path", "load_error", "ISA_CODES", "SwConv2dArgs", "STATUS_MESSAGES",
-           "ABI_VERSION", "DENSE_ROWS"]
+from .backends import Backend, get_backend, registered_backends
 
-BACKENDS = ("avx2", "portable", "torch")
-ISA_CODES = {"avx2": 2, "portable": 1}
-ABI_VERSION = 2
-DENSE_ROWS = 6                       # must equal SW_DENSE_ROWS in sw_kernels.h
+__all__ = ["backend", "backend_info", "available_backends", "use_backend", "library",
+           "library_path", "load_error", "isa_code", "SwMatrices", "SwConv2dArgs",
+           "SwGemmArgs", "SwPool2dArgs", "SwEltwiseArgs", "SwOp", "STATUS_MESSAGES",
+           "ABI_VERSION", "DENSE_ROWS", "SLICE_ROWS", "CHUNK_ROWS", "MAX_COLUMNS", "OP_KINDS",
+           "ENV_VAR", "check_status"]
+
+ABI_VERSION = 3
+DENSE_ROWS = 6                       # SW_DENSE_ROWS in sw_kernels.h
+SLICE_ROWS = 4                       # SW_SLICE_ROWS
+CHUNK_ROWS = 24                      # SW_CHUNK_ROWS
+MAX_COLUMNS = 65536                  # SW_MAX_COLUMNS: 16-bit sparse column indices
+OP_KINDS = {"conv2d": 1, "gemm": 2, "pool2d": 3, "eltwise": 4}
 ENV_VAR = "SPARSEWINO_ENGINE_BACKEND"
 _LIBRARY_NAME = "_sw_kernels"
 STATUS_MESSAGES = {
     -1: "invalid arguments (null pointer or inconsistent sizes)",
     -2: "workspace too small",
     -3: "tile sizes not supported by the kernel (need 2 <= n <= 8, m < n)",
-    -4: "instruction set not supported by this CPU",
+    -4: "instruction set not supported by this CPU or not in this build",
     -5: "workspace not 64-byte aligned",
+    -6: "unknown operation in a program",
 }
 
-_i32, _i64 = ctypes.c_int32, ctypes.c_int64
-_pf, _pi32, _pi8 = (ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int32),
-                    ctypes.POINTER(ctypes.c_int8))
+_i32, _i64, _ptr = ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p
+
+
+class SwMatrices(ctypes.Structure):
+    """Mirror of ``struct sw_matrices`` (pointers as addresses)."""
+
+    _fields_ = [("P", _i32), ("K", _i32), ("C", _i32), ("formats", _ptr), ("slice_ptr", _ptr),
+                ("slice_rows", _ptr), ("col", _ptr), ("val", _ptr), ("dense_index", _ptr),
+                ("dense", _ptr)]
 
 
 class SwConv2dArgs(ctypes.Structure):
-    """Mirror of ``struct sw_conv2d_args`` in ``sw_kernels.h`` (pointers as addresses)."""
+    """Mirror of ``struct sw_conv2d_args``."""
 
     _fields_ = [
         ("N", _i32), ("C", _i32), ("H", _i32), ("W", _i32),
         ("K", _i32), ("Ho", _i32), ("Wo", _i32),
         ("n", _i32), ("m", _i32), ("pad_top", _i32), ("pad_left", _i32),
-        ("bt", ctypes.c_void_p), ("at", ctypes.c_void_p),
-        ("formats", ctypes.c_void_p), ("rowptr", ctypes.c_void_p),
-        ("col", ctypes.c_void_p), ("val", ctypes.c_void_p),
-        ("dense_index", ctypes.c_void_p), ("dense", ctypes.c_void_p),
-        ("bias", ctypes.c_void_p),
+        ("bt", _ptr), ("at", _ptr), ("w", SwMatrices), ("bias", _ptr),
         ("relu_input", _i32), ("relu_output", _i32), ("pool", _i32),
-        ("x", ctypes.c_void_p), ("y", ctypes.c_void_p),
-        ("workspace", ctypes.c_void_p), ("workspace_floats", _i64),
-        ("threads", _i32), ("isa", _i32), ("tile_block", _i32), ("mode", _i32),
+        ("residual", _ptr), ("x", _ptr), ("y", _ptr),
+        ("workspace", _ptr), ("workspace_floats", _i64),
+        ("threads", _i32), ("isa", _i32), ("tile_block", _i32), ("mode", _i32), ("lanes", _i32),
     ]
+
+
+class SwGemmArgs(ctypes.Structure):
+    """Mirror of ``struct sw_gemm_args``."""
+
+    _fields_ = [
+        ("N", _i32), ("C", _i32), ("K", _i32), ("S", _i32), ("w", SwMatrices),
+        ("bias", _ptr), ("residual", _ptr), ("relu", _i32), ("x", _ptr), ("y", _ptr),
+        ("workspace", _ptr), ("workspace_floats", _i64),
+        ("threads", _i32), ("isa", _i32), ("tile_block", _i32), ("mode", _i32), ("lanes", _i32),
+    ]
+
+
+class SwPool2dArgs(ctypes.Structure):
+    """Mirror of ``struct sw_pool2d_args``."""
+
+    _fields_ = [
+        ("N", _i32), ("C", _i32), ("H", _i32), ("W", _i32), ("Ho", _i32), ("Wo", _i32),
+        ("kh", _i32), ("kw", _i32), ("sh", _i32), ("sw", _i32), ("ph", _i32), ("pw", _i32),
+        ("kind", _i32), ("count_include_pad", _i32), ("relu", _i32),
+        ("x", _ptr), ("y", _ptr), ("threads", _i32), ("isa", _i32),
+    ]
+
+
+class SwEltwiseArgs(ctypes.Structure):
+    """Mirror of ``struct sw_eltwise_args``."""
+
+    _fields_ = [
+        ("kind", _i32), ("relu", _i32), ("outer", _i64), ("channels", _i64), ("inner", _i64),
+        ("a", _ptr), ("b", _ptr), ("scale", _ptr), ("shift", _ptr), ("y", _ptr),
+        ("threads", _i32), ("isa", _i32),
+    ]
+
+
+class SwOp(ctypes.Structure):
+    """Mirror of ``struct sw_op``: one step of a program."""
+
+    _fields_ = [("kind", _i32), ("args", _ptr)]
 
 
 _lock = threading.Lock()
@@ -79,6 +124,30 @@ def library_path() -> Path | None:
     return None
 
 
+def _declare(lib: ctypes.CDLL) -> None:
+    """Argument and result types of every exported function."""
+    for name in ("sw_abi_version", "sw_dense_rows", "sw_slice_rows", "sw_chunk_rows",
+                 "sw_max_n"):
+        getattr(lib, name).restype = _i32
+    for name in ("sw_isa_supported", "sw_isa_compiled", "sw_isa_lanes"):
+        getattr(lib, name).restype = _i32
+        getattr(lib, name).argtypes = [_i32]
+    for name, struct in (("sw_conv2d", SwConv2dArgs), ("sw_gemm", SwGemmArgs)):
+        getattr(lib, f"{name}_forward").restype = _i32
+        getattr(lib, f"{name}_forward").argtypes = [ctypes.POINTER(struct)]
+        getattr(lib, f"{name}_workspace").restype = _i32
+        getattr(lib, f"{name}_workspace").argtypes = [ctypes.POINTER(struct),
+                                                      ctypes.POINTER(_i64)]
+    for name, struct in (("sw_pool2d_forward", SwPool2dArgs),
+                         ("sw_eltwise_forward", SwEltwiseArgs)):
+        getattr(lib, name).restype = _i32
+        getattr(lib, name).argtypes = [ctypes.POINTER(struct)]
+    lib.sw_run_program.restype = _i32
+    lib.sw_run_program.argtypes = [ctypes.POINTER(SwOp), _i32, ctypes.POINTER(_i32)]
+    lib.sw_conv2d_plan.restype = _i32
+    lib.sw_conv2d_plan.argtypes = [ctypes.POINTER(SwConv2dArgs)] + [ctypes.POINTER(_i32)] * 4
+
+
 def _load() -> None:
     path = library_path()
     if path is None:
@@ -93,17 +162,10 @@ def _load() -> None:
         if version != ABI_VERSION:
             raise OSError(f"ABI version {version}, expected {ABI_VERSION} (stale build; "
                           "reinstall with pip install -e .)")
-        lib.sw_dense_rows.restype = _i32
-        if lib.sw_dense_rows() != DENSE_ROWS:
-            raise OSError("dense panel size mismatch between library and Python (stale build)")
-        lib.sw_conv2d_forward.restype = _i32
-        lib.sw_conv2d_forward.argtypes = [ctypes.POINTER(SwConv2dArgs)]
-        lib.sw_conv2d_workspace.restype = _i32
-        lib.sw_conv2d_workspace.argtypes = [ctypes.POINTER(SwConv2dArgs), ctypes.POINTER(_i64)]
-        lib.sw_conv2d_plan.restype = _i32
-        lib.sw_conv2d_plan.argtypes = [ctypes.POINTER(SwConv2dArgs)] + [ctypes.POINTER(_i32)] * 4
-        lib.sw_isa_supported.restype = _i32
-        lib.sw_isa_supported.argtypes = [_i32]
+        _declare(lib)
+        constants = (lib.sw_dense_rows(), lib.sw_slice_rows(), lib.sw_chunk_rows())
+        if constants != (DENSE_ROWS, SLICE_ROWS, CHUNK_ROWS):
+            raise OSError("packing constants differ between library and Python (stale build)")
     except (OSError, AttributeError) as exc:
         _state["error"] = f"could not load {path.name}: {exc}"
         return
@@ -126,26 +188,45 @@ def load_error() -> str | None:
     return _state["error"]  # type: ignore[return-value]
 
 
+def _unavailable_reason(entry: Backend) -> str | None:
+    """Why ``entry`` cannot run here, or ``None`` when it can."""
+    if not entry.compiled:
+        return None
+    lib = library()
+    if lib is None:
+        return load_error()
+    if not lib.sw_isa_compiled(entry.isa):
+        return f"the {entry.name} build is not part of this library (compiler or platform)"
+    if not lib.sw_isa_supported(entry.isa):
+        needs = " ".join(entry.cpu_flags) or entry.name
+        return f"this CPU lacks {needs}"
+    return None
+
+
 def available_backends() -> list[str]:
-    """Backends that can run on this machine, fastest first (``"torch"`` always)."""
+    """Backends that can run on this machine, most preferred first (``"torch"`` always).
+
+    Includes backends not yet verified on hardware (they run only when forced by name).
+    """
     cached = _state.get("available")
     if cached is None:
-        lib = library()
-        names = []
-        if lib is not None:
-            names += [name for name, code in ISA_CODES.items() if lib.sw_isa_supported(code)]
-        cached = _state["available"] = tuple(names) + ("torch",)
+        cached = _state["available"] = tuple(
+            b.name for b in registered_backends() if _unavailable_reason(b) is None)
     return list(cached)  # type: ignore[arg-type]
 
 
 def backend() -> str:
-    """Name of the backend compiled layers run on now: ``"avx2"``, ``"portable"`` or ``"torch"``.
+    """Name of the backend compiled layers run on now.
+
+    ``auto`` (the default) is the most preferred verified backend this machine runs.
 
     Raises:
-        RuntimeError: a compiled backend was requested explicitly but cannot run here.
+        ValueError: the requested name is not a backend.
+        RuntimeError: a backend was requested by name but cannot run here (the message says
+            why: missing CPU flags, missing build, library not loaded).
 
     Examples:
-        >>> backend() in ("avx2", "portable", "torch")
+        >>> backend() in available_backends()
         True
     """
     raw = getattr(_override, "name", None) or os.environ.get(ENV_VAR) or "auto"
@@ -153,25 +234,39 @@ def backend() -> str:
     if chosen is not None:
         return chosen
     requested = raw.strip().lower()
-    if requested not in BACKENDS + ("auto",):
-        raise ValueError(f"{ENV_VAR}={requested!r} is not a backend; use one of "
-                         f"{('auto',) + BACKENDS}")
     available = available_backends()
     if requested == "auto":
-        chosen = available[0]
+        chosen = next(name for name in available if get_backend(name).verified)
         if chosen == "torch" and not _state["warned"]:
             _state["warned"] = True
             warnings.warn(f"sparsewino.engine: {load_error()}. Compiled layers fall back to a "
                           "pure-PyTorch path without the sparse speed-up.",
                           RuntimeWarning, stacklevel=2)
-    elif requested not in available:
-        reason = load_error() or f"this CPU does not support {requested}"
-        raise RuntimeError(f"sparsewino.engine backend {requested!r} is not available: {reason}. "
-                           f"Available: {available}")
     else:
+        try:
+            entry = get_backend(requested)
+        except ValueError as exc:
+            raise ValueError(f"{ENV_VAR}={raw!r}: {exc}") from None
+        if requested not in available:
+            raise RuntimeError(f"sparsewino.engine backend {requested!r} is not available: "
+                               f"{_unavailable_reason(entry)}. Available here: {available}")
         chosen = requested
     _state["choices"][raw] = chosen  # type: ignore[index]
     return chosen
+
+
+def backend_info(name: str | None = None) -> Backend:
+    """The :class:`~sparsewino.engine.kernels.backends.Backend` object of ``name`` (default:
+    the one in use)."""
+    return get_backend(name or backend())
+
+
+def isa_code(name: str) -> int:
+    """The C library's instruction-set code of a compiled backend."""
+    entry = get_backend(name)
+    if entry.isa is None:
+        raise ValueError(f"backend {name!r} has no compiled kernels")
+    return entry.isa
 
 
 @contextlib.contextmanager
@@ -189,3 +284,10 @@ def use_backend(name: str) -> Iterator[str]:
         yield backend()
     finally:
         _override.name = previous
+
+
+def check_status(status: int, what: str = "kernel") -> None:
+    """Raise ``RuntimeError`` for a non-zero status of the C library."""
+    if status != 0:
+        raise RuntimeError(f"sparsewino {what} failed: "
+                           f"{STATUS_MESSAGES.get(status, f'status {status}')}")

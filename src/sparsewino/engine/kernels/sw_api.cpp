@@ -1,5 +1,5 @@
-// C entry points: argument checks, execution plan (blocking/threads/workspace) and the
-// run-time choice between the AVX2+FMA and the portable build of the kernel.
+// C entry points: argument checks, execution plans (blocking/threads/workspace), the run-time
+// choice of instruction set (portable, AVX2+FMA, AVX-512) and the program runner.
 #include <cstdint>
 
 #include "sw_kernels.h"
@@ -7,11 +7,13 @@
 
 namespace {
 
-// Tiles per block for sparse layers: kTileBudget / (C + K) (see sw_make_plan).
-constexpr int64_t kTileBudget = 8192;
 constexpr int32_t kMaxTileBlock = 64;           // 8 vectors of 8 tiles
-constexpr int32_t kRowsPerItem = 4 * SW_DENSE_ROWS;
 constexpr int64_t kLargeWeights = 1 << 20;      // bytes: streaming them per block is costly
+// Bytes of transformed input (V, all positions) one block may hold: it is written once and
+// read once per block; measured on Zen 3 (512 KiB L2), blocks up to ~1 MiB of V still win
+// (fewer passes over the weights).
+constexpr int64_t kVBudget = 1024 * 1024;
+constexpr int64_t kGemmVBudget = 128 * 1024;    // a gemm block of x columns
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t align16(int64_t floats) { return (floats + 15) / 16 * 16; }
@@ -25,6 +27,12 @@ int64_t pow2_ceil(int64_t v) {
     while (r < v) r *= 2;
     return r;
 }
+int32_t log2_exact(int64_t v) {
+    int32_t s = 0;
+    while ((int64_t{1} << s) < v) ++s;
+    return s;
+}
+int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 // A stride of an odd number of 64-byte lines spreads consecutive rows over all L1 sets.
 int64_t odd_lines(int64_t floats) {
     const int64_t lines = (floats + 15) / 16;
@@ -40,8 +48,6 @@ int64_t balanced_block(int64_t tiles, int threads, int64_t cap) {
     for (int64_t tb = 8; tb <= cap; tb *= 2) {
         const int64_t blocks = ceil_div(tiles, tb);
         if (blocks == best_blocks) break;                // larger blocks only add padding
-        // Blocks are handed out in order; thread 0 gets blocks 0, T, 2T, ...; the last block
-        // is the partial one.
         int64_t worst = 0;
         for (int t = 0; t < threads && t < blocks; ++t) {
             int64_t mine = 0, count = 0;
@@ -59,59 +65,98 @@ int64_t balanced_block(int64_t tiles, int threads, int64_t cap) {
     return best;
 }
 
-bool cpu_has_avx2() {
+bool cpu_has(int32_t isa) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return false;
+    if (isa == SW_ISA_AVX2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (isa == SW_ISA_AVX512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
+    return isa == SW_ISA_PORTABLE;
+}
+
+const sw_isa_table* table_of(int32_t isa) {
+    switch (isa) {
+        case SW_ISA_PORTABLE: return sw_portable::table;
+        case SW_ISA_AVX2: return sw_avx2::table;
+        case SW_ISA_AVX512: return sw_avx512::table;
+        default: return nullptr;
+    }
+}
+
+// The table to run `isa` (SW_ISA_AUTO: the best compiled-in set this CPU runs), or null.
+const sw_isa_table* runnable(int32_t isa, int32_t* chosen) {
+    if (isa == SW_ISA_AUTO) {
+        constexpr int32_t order[] = {SW_ISA_AVX512, SW_ISA_AVX2, SW_ISA_PORTABLE};
+        for (int32_t candidate : order)
+            if (table_of(candidate) && cpu_has(candidate)) {
+                if (chosen) *chosen = candidate;
+                return table_of(candidate);
+            }
+        return nullptr;
+    }
+    if (!table_of(isa) || !cpu_has(isa)) return nullptr;
+    if (chosen) *chosen = isa;
+    return table_of(isa);
+}
+
+// Element-wise lanes for a block of Tb tiles: 16 where the build has them and Tb allows.
+int32_t plan_lanes(int32_t requested, const sw_isa_table* table, int64_t tb) {
+    if (requested == 16) return tb % 16 == 0 ? 16 : 8;
+    if (requested == 8) return 8;
+    return table && table->lanes == 16 && tb % 16 == 0 ? 16 : 8;
+}
+
+bool matrices_ok(const sw_matrices& w, int32_t P, int32_t K, int32_t C) {
+    return w.P == P && w.K == K && w.C == C && w.formats && w.slice_ptr && w.slice_rows &&
+           w.dense_index && C <= SW_MAX_COLUMNS;
+}
+
+int64_t weight_bytes(const sw_matrices& w) {
+    const int64_t S = ceil_div(w.K, SW_SLICE_ROWS);
+    int64_t bytes = 0;
+    for (int i = 0; i < w.P; ++i) {
+        if (w.formats[i] == SW_SPARSE)
+            bytes += 6 * static_cast<int64_t>(w.slice_ptr[i * (S + 1) + S] - w.slice_ptr[i * (S + 1)]);
+        if (w.formats[i] == SW_DENSE) bytes += 4 * static_cast<int64_t>(w.K) * w.C;
+    }
+    return bytes;
 }
 
 }  // namespace
 
-int32_t sw_make_plan(const sw_conv2d_args* a, sw_plan* p) {
+static int32_t sw_make_plan(const sw_conv2d_args* a, sw_plan* p) {
     if (!a || !p) return SW_ERR_ARGS;
     if (a->N < 1 || a->C < 1 || a->H < 1 || a->W < 1 || a->K < 1 || a->Ho < 1 || a->Wo < 1)
         return SW_ERR_ARGS;
     if (a->n < 2 || a->n > SW_MAX_N || a->m < 1 || a->m >= a->n) return SW_ERR_TILE;
     if (a->pad_top < 0 || a->pad_left < 0 || a->threads < 1 || a->tile_block < 0)
         return SW_ERR_ARGS;
-    if (a->pool != 0 && (a->pool != 2 || a->m % 2 != 0 || a->Ho < 2 || a->Wo < 2))
+    if (a->pool != 0 && (a->pool != 2 || a->m % 2 != 0 || a->Ho < 2 || a->Wo < 2 || a->residual))
         return SW_ERR_ARGS;
-    if (!a->bt || !a->at || !a->formats || !a->rowptr || !a->dense_index) return SW_ERR_ARGS;
+    if (a->lanes != 0 && a->lanes != 8 && a->lanes != 16) return SW_ERR_ARGS;
+    if (!a->bt || !a->at || !matrices_ok(a->w, a->n * a->n, a->K, a->C)) return SW_ERR_ARGS;
     // Any Ho/Wo is safe: image reads are masked to [0,H)x[0,W), writes stay in Ho x Wo.
     p->P = a->n * a->n;
     p->th = static_cast<int32_t>(ceil_div(a->Ho, a->m));
     p->tw = static_cast<int32_t>(ceil_div(a->Wo, a->m));
     p->T = static_cast<int64_t>(a->N) * p->th * p->tw;
     p->threads = a->threads;
-    // Tiles per block: a power of two (8..64) so that CSR columns become V rows by a shift.
-    // Dense panels run best on 16 tiles (two vectors per panel row); sparse rows gain from
-    // longer rows (fewer loads per multiply-add) as long as one position's V and M rows
-    // (C*Tb and K*Tb floats) stay within the L1/L2 caches: 8192 / (C + K) tiles.
-    int dense = 0;
-    for (int i = 0; i < p->P; ++i) dense += a->formats[i] == SW_DENSE;
-    int64_t cache_tb = 2 * dense >= p->P ? 16 : kTileBudget / (a->C + a->K);
-    cache_tb = pow2_floor(cache_tb);
-    if (cache_tb < 16) cache_tb = 16;
-    if (cache_tb > kMaxTileBlock) cache_tb = kMaxTileBlock;
+    // Tiles per block: a power of two (8..64) so that sparse column indices become V rows by a
+    // shift; as many as keep the block's V (P x C x Tb floats) within kVBudget.
+    const int64_t cache_tb = clamp64(pow2_floor(kVBudget / (4 * int64_t{p->P} * a->C)), 8,
+                                     kMaxTileBlock);
     const int64_t groups = ceil_div(p->T, 8);
     int32_t mode = a->mode;
     // Independent blocks (no barriers; robust when a core is busy) unless there are fewer
     // 8-tile groups than threads, or fewer than two per thread while the weights are large:
-    // then the threads share one block and each streams only part of the weights (measured
-    // on 2 quiet cores at 16 tiles: sharing 0.29 vs 0.39 ms with 1.8 MiB of weights, a tie
-    // with 0.45 MiB; blocks win from ~49 tiles).
-    int64_t weight_bytes = 0;
-    for (int i = 0; i < p->P; ++i) {
-        const int32_t* rp = a->rowptr + static_cast<int64_t>(i) * (a->K + 1);
-        if (a->formats[i] == SW_SPARSE) weight_bytes += 8 * static_cast<int64_t>(rp[a->K] - rp[0]);
-        if (a->formats[i] == SW_DENSE) weight_bytes += 4 * static_cast<int64_t>(a->K) * a->C;
-    }
+    // then the threads share one block and each streams only part of the weights.
     if (mode == SW_MODE_AUTO) {
         const bool share = groups < a->threads ||
-                           (groups < 2 * a->threads && weight_bytes > kLargeWeights);
+                           (groups < 2 * a->threads && weight_bytes(a->w) > kLargeWeights);
         mode = a->threads > 1 && share ? SW_MODE_COOPERATIVE : SW_MODE_BLOCKS;
     }
     if (mode != SW_MODE_BLOCKS && mode != SW_MODE_COOPERATIVE) return SW_ERR_ARGS;
@@ -123,32 +168,70 @@ int32_t sw_make_plan(const sw_conv2d_args* a, sw_plan* p) {
     } else {
         tb = p->T < cache_tb ? p->T : cache_tb;
     }
-    tb = pow2_ceil(tb < 8 ? 8 : tb);
-    if (tb > kMaxTileBlock) tb = kMaxTileBlock;
+    tb = clamp64(pow2_ceil(tb < 8 ? 8 : tb), 8, kMaxTileBlock);
     p->Tb = static_cast<int32_t>(tb);
+    p->shift = log2_exact(tb);
     p->blocks = ceil_div(p->T, tb);
     p->mode = mode;
     p->slots = mode == SW_MODE_BLOCKS ? a->threads : 1;
-    p->rows_per_item = kRowsPerItem;
+    p->chunks = static_cast<int32_t>(ceil_div(a->K, SW_CHUNK_ROWS));
+    p->lanes = plan_lanes(a->lanes, runnable(a->isa, nullptr), tb);
     p->v_pstride = odd_lines(static_cast<int64_t>(a->C) * tb);
-    p->m_pstride = odd_lines(static_cast<int64_t>(a->K) * tb);
+    // M rows of whole chunks (the last chunk's padding rows are written, never read).
+    p->m_pstride = odd_lines(static_cast<int64_t>(p->chunks) * SW_CHUNK_ROWS * tb);
     int64_t off = 0;
     p->off_v = off;
     off += p->P * p->v_pstride;
     p->off_m = off;
     off += p->P * p->m_pstride;
     p->off_band_base = off;
-    off += align16(static_cast<int64_t>(tb) * 2);             // int64 per band
+    off += align16(tb * 2);                                   // int64 per band
     p->off_ints = off;
-    off += align16(static_cast<int64_t>(tb) * 9);             // 9 int32 arrays of Tb
+    off += align16(tb * 9);                                   // 9 int32 arrays of Tb
     p->off_out_off = off;
-    off += align16(static_cast<int64_t>(tb) * 2);
+    off += align16(tb * 2);
+    p->slot_floats = off;
     // Band buffers: n rows per band; a band of k tiles needs (k-1)*m + 8 columns rounded up
     // to 8, so all bands together need at most n * Tb * (m + 15) floats.
-    p->band_floats = align16(static_cast<int64_t>(a->n) * tb * (a->m + 15));
-    p->off_band_buf = off;
-    off += p->band_floats * (mode == SW_MODE_COOPERATIVE ? a->threads : 1);
-    p->slot_floats = off;
+    p->thread_floats = align16(static_cast<int64_t>(a->n) * tb * (a->m + 15));
+    p->total_floats = p->slots * p->slot_floats + p->threads * p->thread_floats;
+    return SW_OK;
+}
+
+static int32_t sw_make_gemm_plan(const sw_gemm_args* a, sw_gemm_plan* p) {
+    if (!a || !p) return SW_ERR_ARGS;
+    if (a->N < 1 || a->C < 1 || a->K < 1 || a->S < 1 || a->threads < 1 || a->tile_block < 0)
+        return SW_ERR_ARGS;
+    if (a->lanes != 0 && a->lanes != 8 && a->lanes != 16) return SW_ERR_ARGS;
+    if (!matrices_ok(a->w, 1, a->K, a->C)) return SW_ERR_ARGS;
+    p->T = static_cast<int64_t>(a->N) * a->S;
+    p->threads = a->threads;
+    const int64_t cache_tb = clamp64(pow2_floor(kGemmVBudget / (4 * int64_t{a->C})), 8,
+                                     kMaxTileBlock);
+    int64_t tb;
+    int32_t mode = a->mode;
+    if (mode == SW_MODE_AUTO)
+        mode = a->threads > 1 && ceil_div(p->T, 8) < 2 * a->threads ? SW_MODE_COOPERATIVE
+                                                                     : SW_MODE_BLOCKS;
+    if (mode != SW_MODE_BLOCKS && mode != SW_MODE_COOPERATIVE) return SW_ERR_ARGS;
+    if (a->tile_block > 0)
+        tb = a->tile_block;
+    else if (mode == SW_MODE_BLOCKS)
+        tb = balanced_block(p->T, a->threads, cache_tb);
+    else
+        tb = p->T < cache_tb ? p->T : cache_tb;
+    tb = clamp64(pow2_ceil(tb < 8 ? 8 : tb), 8, kMaxTileBlock);
+    p->Tb = static_cast<int32_t>(tb);
+    p->shift = log2_exact(tb);
+    p->blocks = ceil_div(p->T, tb);
+    p->mode = mode;
+    p->chunks = static_cast<int32_t>(ceil_div(a->K, SW_CHUNK_ROWS));
+    p->lanes = plan_lanes(a->lanes, runnable(a->isa, nullptr), tb);
+    p->off_v = 0;
+    p->off_m = align16(static_cast<int64_t>(a->C) * tb);
+    p->thread_floats = p->off_m + align16(static_cast<int64_t>(SW_CHUNK_ROWS) * tb);
+    // Then the column runs: Tb per thread, 6 floats (24 bytes) each.
+    p->total_floats = p->threads * p->thread_floats + align16(int64_t{a->threads} * tb * 6);
     return SW_OK;
 }
 
@@ -156,32 +239,44 @@ extern "C" {
 
 SW_EXPORT int32_t sw_abi_version(void) { return SW_ABI_VERSION; }
 SW_EXPORT int32_t sw_dense_rows(void) { return SW_DENSE_ROWS; }
+SW_EXPORT int32_t sw_slice_rows(void) { return SW_SLICE_ROWS; }
+SW_EXPORT int32_t sw_chunk_rows(void) { return SW_CHUNK_ROWS; }
 SW_EXPORT int32_t sw_max_n(void) { return SW_MAX_N; }
 
-SW_EXPORT int32_t sw_isa_supported(int32_t isa) {
-    if (isa == SW_ISA_PORTABLE) return 1;
-    if (isa == SW_ISA_AVX2) return cpu_has_avx2() ? 1 : 0;
-    return 0;
+SW_EXPORT int32_t sw_isa_compiled(int32_t isa) { return table_of(isa) ? 1 : 0; }
+SW_EXPORT int32_t sw_isa_supported(int32_t isa) { return runnable(isa, nullptr) ? 1 : 0; }
+SW_EXPORT int32_t sw_isa_lanes(int32_t isa) {
+    const sw_isa_table* t = table_of(isa);
+    return t ? t->lanes : 0;
 }
 
 SW_EXPORT int32_t sw_conv2d_workspace(const sw_conv2d_args* args, int64_t* floats) {
     sw_plan plan;
     const int32_t status = sw_make_plan(args, &plan);
     if (status != SW_OK) return status;
-    if (floats) *floats = plan.slot_floats * plan.slots;
+    if (floats) *floats = plan.total_floats;
+    return SW_OK;
+}
+
+SW_EXPORT int32_t sw_gemm_workspace(const sw_gemm_args* args, int64_t* floats) {
+    sw_gemm_plan plan;
+    const int32_t status = sw_make_gemm_plan(args, &plan);
+    if (status != SW_OK) return status;
+    if (floats) *floats = plan.total_floats;
     return SW_OK;
 }
 
 SW_EXPORT int32_t sw_conv2d_plan(const sw_conv2d_args* args, int32_t* tile_block, int32_t* blocks,
-                       int32_t* mode, int32_t* isa) {
+                                 int32_t* mode, int32_t* isa) {
     sw_plan plan;
     const int32_t status = sw_make_plan(args, &plan);
     if (status != SW_OK) return status;
+    int32_t chosen = 0;
+    if (!runnable(args->isa, &chosen)) return SW_ERR_ISA;
     if (tile_block) *tile_block = plan.Tb;
     if (blocks) *blocks = static_cast<int32_t>(plan.blocks);
     if (mode) *mode = plan.mode;
-    if (isa) *isa = args->isa == SW_ISA_AUTO ? (cpu_has_avx2() ? SW_ISA_AVX2 : SW_ISA_PORTABLE)
-                                             : args->isa;
+    if (isa) *isa = chosen;
     return SW_OK;
 }
 
@@ -190,16 +285,76 @@ SW_EXPORT int32_t sw_conv2d_forward(const sw_conv2d_args* args) {
     const int32_t status = sw_make_plan(args, &plan);
     if (status != SW_OK) return status;
     if (!args->x || !args->y || !args->workspace) return SW_ERR_ARGS;
-    if (args->workspace_floats < plan.slot_floats * plan.slots) return SW_ERR_WORKSPACE;
+    if (args->workspace_floats < plan.total_floats) return SW_ERR_WORKSPACE;
     if (reinterpret_cast<uintptr_t>(args->workspace) % 64 != 0) return SW_ERR_ALIGN;
-    int32_t isa = args->isa;
-    if (isa == SW_ISA_AUTO) isa = cpu_has_avx2() ? SW_ISA_AVX2 : SW_ISA_PORTABLE;
-    if (isa == SW_ISA_AVX2) {
-        if (!cpu_has_avx2()) return SW_ERR_ISA;
-        return sw_avx2::conv2d_forward(args, &plan);
+    const sw_isa_table* table = runnable(args->isa, nullptr);
+    if (!table) return SW_ERR_ISA;
+    return table->conv2d(args, &plan);
+}
+
+SW_EXPORT int32_t sw_gemm_forward(const sw_gemm_args* args) {
+    sw_gemm_plan plan;
+    const int32_t status = sw_make_gemm_plan(args, &plan);
+    if (status != SW_OK) return status;
+    if (!args->x || !args->y || !args->workspace) return SW_ERR_ARGS;
+    if (args->workspace_floats < plan.total_floats) return SW_ERR_WORKSPACE;
+    if (reinterpret_cast<uintptr_t>(args->workspace) % 64 != 0) return SW_ERR_ALIGN;
+    const sw_isa_table* table = runnable(args->isa, nullptr);
+    if (!table) return SW_ERR_ISA;
+    return table->gemm(args, &plan);
+}
+
+SW_EXPORT int32_t sw_pool2d_forward(const sw_pool2d_args* a) {
+    if (!a || !a->x || !a->y || a->N < 1 || a->C < 1 || a->H < 1 || a->W < 1 || a->Ho < 1 ||
+        a->Wo < 1 || a->kh < 1 || a->kw < 1 || a->sh < 1 || a->sw < 1 || a->ph < 0 ||
+        a->pw < 0 || a->threads < 1 || (a->kind != SW_POOL_MAX && a->kind != SW_POOL_AVG))
+        return SW_ERR_ARGS;
+    // Every window must start inside the padded input (what torch guarantees for ceil_mode).
+    if (static_cast<int64_t>(a->Ho - 1) * a->sh >= a->H + a->ph ||
+        static_cast<int64_t>(a->Wo - 1) * a->sw >= a->W + a->pw)
+        return SW_ERR_ARGS;
+    const sw_isa_table* table = runnable(a->isa, nullptr);
+    return table ? table->pool2d(a) : SW_ERR_ISA;
+}
+
+SW_EXPORT int32_t sw_eltwise_forward(const sw_eltwise_args* a) {
+    if (!a || !a->a || !a->y || a->outer < 0 || a->channels < 1 || a->inner < 0 ||
+        a->threads < 1)
+        return SW_ERR_ARGS;
+    if ((a->kind == SW_ELT_ADD && !a->b) ||
+        (a->kind == SW_ELT_AFFINE && (!a->scale || !a->shift)) ||
+        (a->kind != SW_ELT_ADD && a->kind != SW_ELT_AFFINE && a->kind != SW_ELT_COPY))
+        return SW_ERR_ARGS;
+    const sw_isa_table* table = runnable(a->isa, nullptr);
+    return table ? table->eltwise(a) : SW_ERR_ISA;
+}
+
+SW_EXPORT int32_t sw_run_program(const sw_op* ops, int32_t count, int32_t* failed) {
+    if (!ops || count < 0) return SW_ERR_ARGS;
+    for (int32_t i = 0; i < count; ++i) {
+        int32_t status;
+        switch (ops[i].kind) {
+            case SW_OP_CONV2D:
+                status = sw_conv2d_forward(static_cast<const sw_conv2d_args*>(ops[i].args));
+                break;
+            case SW_OP_GEMM:
+                status = sw_gemm_forward(static_cast<const sw_gemm_args*>(ops[i].args));
+                break;
+            case SW_OP_POOL2D:
+                status = sw_pool2d_forward(static_cast<const sw_pool2d_args*>(ops[i].args));
+                break;
+            case SW_OP_ELTWISE:
+                status = sw_eltwise_forward(static_cast<const sw_eltwise_args*>(ops[i].args));
+                break;
+            default:
+                status = SW_ERR_OP;
+        }
+        if (status != SW_OK) {
+            if (failed) *failed = i;
+            return status;
+        }
     }
-    if (isa == SW_ISA_PORTABLE) return sw_portable::conv2d_forward(args, &plan);
-    return SW_ERR_ISA;
+    return SW_OK;
 }
 
 }  // extern "C"

@@ -3,7 +3,7 @@
 // Included by sw_conv2d_avx2.cpp (AVX2+FMA intrinsics) and sw_conv2d_portable.cpp (plain C++),
 // each inside its own namespace, so the two builds never share a symbol.
 //
-// Data layout of one block of Tb tiles (the vector dimension is always 8 tiles):
+// Data layout of one block of Tb tiles (the transforms' vectors always hold 8 tiles):
 //   V[p][c][Tb]  transformed input   (p = Winograd position, c = input channel)
 //   M[p][k][Tb]  element-wise stage  (k = output channel)
 // Stages per block:
@@ -11,18 +11,21 @@
 //     under one tile row, 8 contiguous columns per vector, masked loads at the image edges,
 //     rows outside the image are zero padding), then per 8 tiles: each tile's n-column window,
 //     8x8 transpose, B^T along W, optional ReLU;
-//   element-wise stage, per position: CSR rows x V, dense 6-row panels x V, or nothing for an
-//     all-zero position;
-//   output transform, per 8 tiles and output channel: A^T along H then W, bias, optional ReLU
-//     and 2x2 max-pool, transpose back, store the m x m (or pooled) tile clipped at the border.
+//   element-wise stage, per position (V[p] stays in L1/L2 while all its output channels are
+//     computed): sparse slices x V, dense 6-row panels x V, or zeros (sw_product_impl.h);
+//   output transform, per 8 tiles and output channel: A^T along H then W, bias, residual,
+//     optional ReLU and 2x2 max-pool, transpose back, store the m x m (or pooled) tile
+//     clipped at the border.
 // Every output element belongs to exactly one tile and every tile to exactly one block, so
 // the output is fully written.
 //
 // SW_SPECIALISE_PATTERNS (0/1) says whether to compile the pattern-specialised transforms.
-// Requires before inclusion: <cstdint>, "sw_plan.h" (OpenMP or its stub), and in the enclosing
-// namespace a struct Simd with: vec, mask, zero, set1, load, store, fmadd, mul, add, sub, max,
-// max0, make_mask(bits), maskload(ptr, mask), transpose8(vec[8]), transpose4x8(vec[4], vec[4]),
-// store_first(ptr, vec, count), store_half(ptr, vec, half, count).
+// ReLU and max-pool propagate NaN like PyTorch (max0 / maxnan).
+// Requires before inclusion: <cstdint>, "sw_plan.h" (OpenMP or its stub),
+// "sw_product_impl.h", and in the enclosing namespace a struct Simd with: vec, mask, zero,
+// set1, load, store, fmadd, add, sub, maxnan, max0, make_mask(bits), maskload(ptr, mask),
+// transpose8(vec[8]), transpose4x8(vec[4], vec[4]), store_first(ptr, vec, count),
+// store_half(ptr, vec, half, count), load_first(ptr, count).
 
 namespace {
 
@@ -62,7 +65,6 @@ struct Block {
     int32_t* group_full;           // [Tb/8] 1: the 8 tiles' outputs are whole m x m tiles
     float* V;
     float* M;
-    float* band_buf;               // per-thread band buffers (cooperative mode: one per thread)
 };
 
 Block slot_block(const Ctx& cx, float* slot) {
@@ -84,8 +86,13 @@ Block slot_block(const Ctx& cx, float* slot) {
     b.out_cols = ints + 7 * p.Tb;
     b.group_full = ints + 8 * p.Tb;
     b.out_off = reinterpret_cast<int64_t*>(slot + p.off_out_off);
-    b.band_buf = slot + p.off_band_buf;
     return b;
+}
+
+// A thread's own band buffer for the input transform.
+float* thread_band(const Ctx& cx, int thread) {
+    const sw_plan& p = *cx.p;
+    return cx.a->workspace + p.slots * p.slot_floats + thread * p.thread_floats;
 }
 
 void setup_block(const Ctx& cx, int64_t block, Block& b) {
@@ -335,14 +342,40 @@ void output_group(const Ctx& cx, const Block& b, const Coeffs& k, int grp, int k
 #pragma GCC unroll 8
             for (int j = 0; j < 8; ++j) {
                 if (2 * j + 1 < R && j < pm) {
-                    const vec v = Simd::max(Simd::max(r0[2 * j], r0[2 * j + 1]),
-                                            Simd::max(r1[2 * j], r1[2 * j + 1]));
+                    const vec v = Simd::maxnan(Simd::maxnan(r0[2 * j], r0[2 * j + 1]),
+                                               Simd::maxnan(r1[2 * j], r1[2 * j + 1]));
                     r[j] = relu ? Simd::max0(Simd::add(v, bias)) : Simd::add(v, bias);
                 } else {
                     r[j] = Simd::zero();
                 }
             }
             store_rows(r, dst, rows, cols, q * wo, q, pm <= 4);
+        }
+        return;
+    }
+    if (a.residual) {
+        // y = [relu](conv + bias + residual): after the transpose each vector is one tile row.
+        const float* rk = a.residual + static_cast<int64_t>(kk) * cx.plane_out;
+        const float* res[8];
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; ++t) res[t] = rk + b.out_off[grp * 8 + t];
+#pragma GCC unroll 8
+        for (int i = 0; i < R; ++i) {
+            if (i >= m) break;
+            vec zi[N], r[8];
+#pragma GCC unroll 8
+            for (int bb = 0; bb < N; ++bb) zi[bb] = z[bb][i];
+            apply_matrix<R, N, NZ, ONE, NEG>(k.at, zi, r);
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; ++j) r[j] = j < R && j < m ? Simd::add(r[j], bias) : Simd::zero();
+            Simd::transpose8(r);
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; ++t) {
+                if (i >= rows[t]) continue;
+                vec v = Simd::add(r[t], Simd::load_first(res[t] + i * wo, cols[t]));
+                if (relu) v = Simd::max0(v);
+                Simd::store_first(dst[t] + i * wo, v, cols[t]);
+            }
         }
         return;
     }
@@ -375,145 +408,6 @@ void output_group(const Ctx& cx, const Block& b, const Coeffs& k, int grp, int k
         } else {
             store_rows(r, dst, rows, cols, i * wo, i, m <= 4);
         }
-    }
-}
-
-// Sparse rows k0..k1 of one position: M[k][:] = sum over CSR entries val * V[col][:].
-// U independent accumulator sets keep enough FMA chains in flight (FMA latency 4) for the
-// loads (column, value, V row: about one entry per cycle) to be the limit, also for rows of
-// only one or two vectors of tiles.
-// TB: the row length of V and M (tiles per block), a power of two known at compile time so
-// the column index becomes a row address with a shift.
-template <int NV, int TB>
-void sparse_rows(const int32_t* rp, const int32_t* col, const float* val, const float* Vp,
-                 float* Mp, int k0, int k1) {
-    constexpr uint64_t stride = TB;
-    constexpr int U = NV == 1 ? 4 : NV == 2 ? 3 : NV <= 4 ? 2 : 1;
-    for (int kk = k0; kk < k1; ++kk) {
-        // Pointer walks and unsigned column indices: no sign extension per entry.
-        const uint32_t* c = reinterpret_cast<const uint32_t*>(col) + rp[kk];
-        const float* w = val + rp[kk];
-        const float* const end = val + rp[kk + 1];
-        vec acc[U][NV];
-#pragma GCC unroll 8
-        for (int u = 0; u < U; ++u)
-#pragma GCC unroll 8
-            for (int q = 0; q < NV; ++q) acc[u][q] = Simd::zero();
-        for (; w + U <= end; w += U, c += U) {
-#pragma GCC unroll 8
-            for (int u = 0; u < U; ++u) {
-                const float* v = Vp + c[u] * stride;
-                const vec wu = Simd::set1(w[u]);
-#pragma GCC unroll 8
-                for (int q = 0; q < NV; ++q)
-                    acc[u][q] = Simd::fmadd(wu, Simd::load(v + 8 * q), acc[u][q]);
-            }
-        }
-        // The 0..U-1 leftover entries, each into its own accumulator set (no serial chain).
-#pragma GCC unroll 8
-        for (int u = 0; u < U - 1; ++u) {
-            if (w + u >= end) break;
-            const float* v = Vp + c[u] * stride;
-            const vec wu = Simd::set1(w[u]);
-#pragma GCC unroll 8
-            for (int q = 0; q < NV; ++q)
-                acc[u][q] = Simd::fmadd(wu, Simd::load(v + 8 * q), acc[u][q]);
-        }
-        if (U == 1)
-            for (; w < end; ++w, ++c) {
-                const float* v = Vp + *c * stride;
-                const vec wu = Simd::set1(*w);
-#pragma GCC unroll 8
-                for (int q = 0; q < NV; ++q)
-                    acc[0][q] = Simd::fmadd(wu, Simd::load(v + 8 * q), acc[0][q]);
-            }
-#pragma GCC unroll 8
-        for (int u = 1; u < U; ++u)
-#pragma GCC unroll 8
-            for (int q = 0; q < NV; ++q) acc[0][q] = Simd::add(acc[0][q], acc[u][q]);
-        float* out = Mp + kk * stride;
-#pragma GCC unroll 8
-        for (int q = 0; q < NV; ++q) Simd::store(out + 8 * q, acc[0][q]);
-    }
-}
-
-// One dense panel (6 output channels from k0) times NQ vectors of tiles starting at q0.
-template <int NQ>
-inline void dense_panel(const float* U, const float* Vp, float* Mp, int C, int64_t stride,
-                        int q0, int k0, int rows) {
-    vec acc[SW_DENSE_ROWS][NQ];
-#pragma GCC unroll 8
-    for (int r = 0; r < SW_DENSE_ROWS; ++r)
-#pragma GCC unroll 8
-        for (int q = 0; q < NQ; ++q) acc[r][q] = Simd::zero();
-    const float* v = Vp + 8 * q0;
-    for (int c = 0; c < C; ++c, v += stride, U += SW_DENSE_ROWS) {
-        vec in[NQ];
-#pragma GCC unroll 8
-        for (int q = 0; q < NQ; ++q) in[q] = Simd::load(v + 8 * q);
-#pragma GCC unroll 8
-        for (int r = 0; r < SW_DENSE_ROWS; ++r) {
-            const vec w = Simd::set1(U[r]);
-#pragma GCC unroll 8
-            for (int q = 0; q < NQ; ++q) acc[r][q] = Simd::fmadd(w, in[q], acc[r][q]);
-        }
-    }
-    for (int r = 0; r < rows; ++r)
-#pragma GCC unroll 8
-        for (int q = 0; q < NQ; ++q)
-            Simd::store(Mp + (k0 + r) * stride + 8 * (q0 + q), acc[r][q]);
-}
-
-// Dense rows of panels kb0..kb1 of one position.
-void dense_rows(const float* panels, const float* Vp, float* Mp, int K, int C, int64_t stride,
-                int nv, int kb0, int kb1) {
-    for (int kb = kb0; kb < kb1; ++kb) {
-        const float* U = panels + static_cast<int64_t>(kb) * C * SW_DENSE_ROWS;
-        const int k0 = kb * SW_DENSE_ROWS;
-        const int rows = imin(SW_DENSE_ROWS, K - k0);
-        int q0 = 0;
-        for (; q0 + 2 <= nv; q0 += 2) dense_panel<2>(U, Vp, Mp, C, stride, q0, k0, rows);
-        if (q0 < nv) dense_panel<1>(U, Vp, Mp, C, stride, q0, k0, rows);
-    }
-}
-
-void sparse_dispatch(int tb, int nv, const int32_t* rp, const int32_t* col, const float* val,
-                     const float* Vp, float* Mp, int k0, int k1) {
-#define SW_SPARSE_CASE(TB, NV) \
-    if (tb == TB && nv == NV) return sparse_rows<NV, TB>(rp, col, val, Vp, Mp, k0, k1);
-    SW_SPARSE_CASE(8, 1)
-    SW_SPARSE_CASE(16, 1) SW_SPARSE_CASE(16, 2)
-    SW_SPARSE_CASE(32, 1) SW_SPARSE_CASE(32, 2) SW_SPARSE_CASE(32, 3) SW_SPARSE_CASE(32, 4)
-    SW_SPARSE_CASE(64, 1) SW_SPARSE_CASE(64, 2) SW_SPARSE_CASE(64, 3) SW_SPARSE_CASE(64, 4)
-    SW_SPARSE_CASE(64, 5) SW_SPARSE_CASE(64, 6) SW_SPARSE_CASE(64, 7) SW_SPARSE_CASE(64, 8)
-#undef SW_SPARSE_CASE
-}
-
-// Element-wise stage of position p for output channels k0..k1 (k0 a multiple of 6 unless
-// the position is sparse or zero).
-void position_rows(const Ctx& cx, const Block& b, int pos, int k0, int k1) {
-    const sw_conv2d_args& a = *cx.a;
-    const int64_t stride = cx.p->Tb;
-    const float* Vp = b.V + pos * cx.p->v_pstride;
-    float* Mp = b.M + pos * cx.p->m_pstride;
-    const int nv = b.groups;
-    switch (a.formats[pos]) {
-        case SW_SPARSE:
-            sparse_dispatch(cx.p->Tb, nv, a.rowptr + static_cast<int64_t>(pos) * (a.K + 1),
-                            a.col, a.val, Vp, Mp, k0, k1);
-            break;
-        case SW_DENSE: {
-            const int64_t panels = (a.K + SW_DENSE_ROWS - 1) / SW_DENSE_ROWS;
-            const float* U = a.dense + static_cast<int64_t>(a.dense_index[pos]) * panels * a.C *
-                                           SW_DENSE_ROWS;
-            dense_rows(U, Vp, Mp, a.K, a.C, stride, nv, k0 / SW_DENSE_ROWS,
-                       (k1 + SW_DENSE_ROWS - 1) / SW_DENSE_ROWS);
-            break;
-        }
-        default:
-            for (int kk = k0; kk < k1; ++kk)
-                for (int q = 0; q < nv; ++q) Simd::store(Mp + kk * stride + 8 * q, Simd::zero());
-            break;
     }
 }
 
@@ -570,34 +464,47 @@ Transforms choose_transforms(const sw_conv2d_args& a) {
     }
 }
 
+// Element-wise stage of position pos for the output channels of chunks [j0, j1).
+inline void position_chunks(const Ctx& cx, const Block& b, int pos, int j0, int j1) {
+    const sw_plan& p = *cx.p;
+    const float* V = b.V + pos * p.v_pstride;
+    float* M = b.M + pos * p.m_pstride;
+    for (int j = j0; j < j1; ++j)
+        chunk_rows_lanes(p.lanes, cx.a->w, pos, j, V, p.shift, b.groups,
+                         M + static_cast<int64_t>(j) * SW_CHUNK_ROWS * p.Tb);
+}
+
 // Block mode: each thread runs whole blocks in its own workspace slot.
 void run_blocks(const Ctx& cx, Transforms tf) {
     const sw_conv2d_args& a = *cx.a;
     const sw_plan& p = *cx.p;
 #pragma omp parallel num_threads(p.threads)
     {
-        Block b = slot_block(cx, a.workspace + omp_get_thread_num() * p.slot_floats);
+        const int thread = omp_get_thread_num();
+        Block b = slot_block(cx, a.workspace + thread * p.slot_floats);
+        float* band = thread_band(cx, thread);
         const Coeffs k(a);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t blk = 0; blk < p.blocks; ++blk) {
             setup_block(cx, blk, b);
-            for (int c = 0; c < a.C; ++c) tf.input(cx, b, k, b.band_buf, c);
-            for (int pos = 0; pos < p.P; ++pos) position_rows(cx, b, pos, 0, a.K);
+            for (int c = 0; c < a.C; ++c) tf.input(cx, b, k, band, c);
+            for (int pos = 0; pos < p.P; ++pos) position_chunks(cx, b, pos, 0, p.chunks);
             for (int kk = 0; kk < a.K; ++kk)
                 for (int grp = 0; grp < b.groups; ++grp) tf.output(cx, b, k, grp, kk);
         }
     }
 }
 
-// Cooperative mode: all threads share each block (few tiles, many channels).
+// Cooperative mode: all threads share each block (few tiles, many channels): the input
+// transform is split over input channels, the element-wise stage over (position, chunk)
+// items, the output transform over (output channel, 8 tiles).
 void run_cooperative(const Ctx& cx, Transforms tf) {
     const sw_conv2d_args& a = *cx.a;
     const sw_plan& p = *cx.p;
     Block shared = slot_block(cx, a.workspace);
-    const int rows = p.rows_per_item;
-    const int chunks = (a.K + rows - 1) / rows;
 #pragma omp parallel num_threads(p.threads)
     {
+        float* band = thread_band(cx, omp_get_thread_num());
         const Coeffs k(a);
         for (int64_t blk = 0; blk < p.blocks; ++blk) {
 #pragma omp single
@@ -605,15 +512,14 @@ void run_cooperative(const Ctx& cx, Transforms tf) {
             const Block b = shared;
             // Dynamic schedules everywhere: if one thread is descheduled (a busy machine),
             // the others take over its work instead of waiting at the barrier.
-            float* buf = b.band_buf + omp_get_thread_num() * p.band_floats;
 #pragma omp for schedule(dynamic, 4)
-            for (int c = 0; c < a.C; ++c) tf.input(cx, b, k, buf, c);
-            const int64_t mid_items = static_cast<int64_t>(p.P) * chunks;
+            for (int c = 0; c < a.C; ++c) tf.input(cx, b, k, band, c);
+            const int64_t items = static_cast<int64_t>(p.P) * p.chunks;
 #pragma omp for schedule(dynamic, 1)
-            for (int64_t item = 0; item < mid_items; ++item) {
-                const int pos = static_cast<int>(item / chunks);
-                const int k0 = static_cast<int>(item % chunks) * rows;
-                position_rows(cx, b, pos, k0, imin(a.K, k0 + rows));
+            for (int64_t item = 0; item < items; ++item) {
+                const int pos = static_cast<int>(item / p.chunks);
+                const int j = static_cast<int>(item % p.chunks);
+                position_chunks(cx, b, pos, j, j + 1);
             }
             const int64_t out_items = static_cast<int64_t>(a.K) * b.groups;
 #pragma omp for schedule(dynamic, 8)

@@ -1,54 +1,85 @@
 // C interface of the sparse Winograd CPU kernels (loaded from Python with ctypes).
 //
-// One call computes a whole stride-1 2-D Winograd convolution layer,
-//   y = A^T [ U (.) (B^T d B) ] A  (+ bias, optional ReLUs),
-// fused per block of tiles: input transform -> per-position sparse/dense product ->
-// output transform. Weights come pre-packed (see packing.py): per Winograd position
-// either "zero", CSR over (K rows, C columns) or dense 6-row panels.
+// Four operations, each one call over a whole layer (OpenMP inside), and a runner that
+// executes a list of them in one call (a compiled model's plan):
+//   conv2d  stride-1 2-D Winograd convolution y = A^T [ U (.) (B^T d B) ] A (+ bias, fused
+//           BatchNorm, ReLUs, 2x2 max-pool, residual add), fused per block of tiles:
+//           input transform -> per-position sparse/dense product -> output transform;
+//   gemm    y = W x (+ bias, residual, ReLU) for fully connected layers and 1x1 convolutions;
+//   pool2d  max / average pooling, global average pooling;
+//   eltwise element-wise add (+ ReLU), ReLU, per-channel affine map (+ ReLU), copy.
+// Weights come pre-packed (see packing.py): per matrix (Winograd position) either "zero",
+// sparse (SELL-4: slices of 4 rows sorted by length, 16-bit column indices) or dense
+// 6-row panels.
 #ifndef SPARSEWINO_SW_KERNELS_H
 #define SPARSEWINO_SW_KERNELS_H
 
 #include <cstdint>
 
-#define SW_ABI_VERSION 2
+#define SW_ABI_VERSION 3
 #define SW_DENSE_ROWS 6          // rows (output channels) per dense weight panel
+#define SW_SLICE_ROWS 4          // rows per sparse (SELL) slice
+#define SW_CHUNK_ROWS 24         // output channels per work chunk (multiple of 4 and 6)
 #define SW_MAX_N 8               // largest Winograd input tile n supported (n <= 8)
+#define SW_MAX_COLUMNS 65536     // sparse column indices are 16-bit
 
 enum sw_format : int8_t { SW_ZERO = 0, SW_SPARSE = 1, SW_DENSE = 2 };
-enum sw_isa : int32_t { SW_ISA_AUTO = 0, SW_ISA_PORTABLE = 1, SW_ISA_AVX2 = 2 };
+enum sw_isa : int32_t {
+    SW_ISA_AUTO = 0, SW_ISA_PORTABLE = 1, SW_ISA_AVX2 = 2, SW_ISA_AVX512 = 3,
+};
 enum sw_mode : int32_t { SW_MODE_AUTO = 0, SW_MODE_BLOCKS = 1, SW_MODE_COOPERATIVE = 2 };
 enum sw_status : int32_t {
     SW_OK = 0,
     SW_ERR_ARGS = -1,          // null pointer or inconsistent sizes
-    SW_ERR_WORKSPACE = -2,     // workspace smaller than sw_conv2d_workspace() asked for
+    SW_ERR_WORKSPACE = -2,     // workspace smaller than the *_workspace() call asked for
     SW_ERR_TILE = -3,          // tile sizes outside what the kernel supports
-    SW_ERR_ISA = -4,           // requested instruction set not supported by this CPU
+    SW_ERR_ISA = -4,           // requested instruction set not supported by this CPU / build
     SW_ERR_ALIGN = -5,         // workspace not 64-byte aligned
+    SW_ERR_OP = -6,            // unknown operation kind in a program
+};
+enum sw_op_kind : int32_t { SW_OP_CONV2D = 1, SW_OP_GEMM = 2, SW_OP_POOL2D = 3, SW_OP_ELTWISE = 4 };
+enum sw_pool_kind : int32_t { SW_POOL_MAX = 0, SW_POOL_AVG = 1 };
+enum sw_eltwise_kind : int32_t {
+    SW_ELT_ADD = 0,            // y = a + b
+    SW_ELT_AFFINE = 1,         // y = a * scale[c] + shift[c]
+    SW_ELT_COPY = 2,           // y = a
 };
 
 #define SW_EXPORT __attribute__((visibility("default")))
 
 extern "C" {
 
-// Everything one layer call needs. Pointers are borrowed, never freed by the kernel.
+// P packed matrices of K x C (the Winograd positions of a layer; P = 1 for a gemm).
+// Sparse matrix p: slices s of SW_SLICE_ROWS rows, entries [slice_ptr[p*(S+1)+s],
+// slice_ptr[p*(S+1)+s+1]) stored lane-interleaved (entry e belongs to lane e % 4 of the
+// slice), each lane padded to the slice's longest row with (column 0, value 0) entries.
+// The rows of chunk j (rows 24j .. 24j+23) are sorted by length into slices 6j .. 6j+5.
+struct sw_matrices {
+    int32_t P, K, C;
+    const int8_t* formats;      // P entries of sw_format
+    const int32_t* slice_ptr;   // P * (S + 1), S = ceil(K / 4): entry offsets into col/val
+    const int32_t* slice_rows;  // P * S * 4: the row (output channel) of each slice lane, -1: none
+    const uint16_t* col;        // column (input channel) of each entry
+    const float* val;           // value of each entry
+    const int32_t* dense_index; // P entries: panel set of SW_DENSE matrices, else -1
+    const float* dense;         // [sets][ceil(K/6)][C][6] dense panels
+};
+
+// Everything one conv2d call needs. Pointers are borrowed, never freed by the kernel.
 struct sw_conv2d_args {
     int32_t N, C, H, W;        // input (N, C, H, W), contiguous float32
-    int32_t K, Ho, Wo;         // output (N, K, Ho, Wo), contiguous float32
+    int32_t K, Ho, Wo;         // output before pooling (N, K, Ho, Wo), contiguous float32
     int32_t n, m;              // Winograd input tile n and output tile m (same in H and W)
     int32_t pad_top, pad_left; // zero padding before the first row / column
     const float* bt;           // B^T, n x n, row-major
     const float* at;           // A^T, m x n, row-major
-    const int8_t* formats;     // P = n*n entries of sw_format
-    const int32_t* rowptr;     // P * (K + 1) CSR row pointers (into col/val)
-    const int32_t* col;        // CSR column (input channel) indices
-    const float* val;          // CSR values
-    const int32_t* dense_index;// P entries: panel set index for SW_DENSE positions, else -1
-    const float* dense;        // [sets][ceil(K/6)][C][6] dense panels
+    sw_matrices w;             // P = n*n Winograd-domain weights, positions first
     const float* bias;         // K entries or null
     int32_t relu_input;        // ReLU after the input transform (Winograd-ReLU layers)
-    int32_t relu_output;       // ReLU on the output (fused activation)
+    int32_t relu_output;       // ReLU on the output (fused activation), after the residual
     int32_t pool;              // 2: fused 2x2/stride-2 max-pool (floor), y is (N,K,Ho/2,Wo/2);
-                               // needs an even m. 0: none
+                               // needs an even m and no residual. 0: none
+    const float* residual;     // null or (N, K, Ho, Wo): added to the output before the ReLU
     const float* x;
     float* y;
     float* workspace;          // 64-byte aligned, >= sw_conv2d_workspace() floats
@@ -57,19 +88,82 @@ struct sw_conv2d_args {
     int32_t isa;               // sw_isa
     int32_t tile_block;        // tiles per block (rounded up to a power of two, 8..64), 0 = auto
     int32_t mode;              // sw_mode
+    int32_t lanes;             // vector lanes of the element-wise stage: 0 = the ISA's, 8 or 16
+};
+
+// y[n][k][s] = sum_c W[k][c] x[n][c][s] + bias[k] (+ residual) (ReLU): fully connected layers
+// (S = 1, x is (N, C)) and 1x1 convolutions (S = H*W, x is (N, C, H, W)).
+struct sw_gemm_args {
+    int32_t N, C, K, S;
+    sw_matrices w;             // P = 1
+    const float* bias;         // K entries or null
+    const float* residual;     // null or like y
+    int32_t relu;
+    const float* x;
+    float* y;
+    float* workspace;
+    int64_t workspace_floats;
+    int32_t threads, isa, tile_block, mode, lanes;   // as in sw_conv2d_args
+};
+
+// Pooling of (N, C, H, W) into (N, C, Ho, Wo): window kh x kw, stride sh x sw, zero-based
+// padding ph x pw (padded cells are ignored by max, counted by average only with
+// count_include_pad); the caller computes Ho/Wo (ceil_mode is a matter of Ho/Wo: windows
+// starting inside the padded input are kept, cells past it ignored).
+struct sw_pool2d_args {
+    int32_t N, C, H, W, Ho, Wo;
+    int32_t kh, kw, sh, sw, ph, pw;
+    int32_t kind;               // sw_pool_kind
+    int32_t count_include_pad;  // average only
+    int32_t relu;               // ReLU on the result
+    const float* x;
+    float* y;
+    int32_t threads, isa;
+};
+
+// Element-wise over `outer` x `channels` x `inner` floats (NCHW: outer = N, inner = H*W).
+struct sw_eltwise_args {
+    int32_t kind;               // sw_eltwise_kind
+    int32_t relu;               // ReLU on the result
+    int64_t outer, channels, inner;
+    const float* a;
+    const float* b;             // SW_ELT_ADD
+    const float* scale;         // SW_ELT_AFFINE: per channel
+    const float* shift;
+    float* y;                   // may equal a (in place)
+    int32_t threads, isa;
+};
+
+// One step of a program: kind (sw_op_kind) and a pointer to its argument struct.
+struct sw_op {
+    int32_t kind;
+    void* args;
 };
 
 // Floats of workspace the call described by args needs (x, y, workspace may be null).
 SW_EXPORT int32_t sw_conv2d_workspace(const sw_conv2d_args* args, int64_t* floats);
-// Run the layer. Returns SW_OK or a negative sw_status; y is fully written on success.
+SW_EXPORT int32_t sw_gemm_workspace(const sw_gemm_args* args, int64_t* floats);
+// Run one operation. Returns SW_OK or a negative sw_status; y is fully written on success.
 SW_EXPORT int32_t sw_conv2d_forward(const sw_conv2d_args* args);
+SW_EXPORT int32_t sw_gemm_forward(const sw_gemm_args* args);
+SW_EXPORT int32_t sw_pool2d_forward(const sw_pool2d_args* args);
+SW_EXPORT int32_t sw_eltwise_forward(const sw_eltwise_args* args);
+// Run `count` operations in order; stops at the first error and returns it. `failed`
+// (may be null) receives the index of the failing operation.
+SW_EXPORT int32_t sw_run_program(const sw_op* ops, int32_t count, int32_t* failed);
 // Describe the plan sw_conv2d_forward would use: tiles per block, blocks, mode, isa.
 SW_EXPORT int32_t sw_conv2d_plan(const sw_conv2d_args* args, int32_t* tile_block, int32_t* blocks,
-                       int32_t* mode, int32_t* isa);
-// 1 if the instruction set can run on this CPU (and was compiled in), else 0.
+                                 int32_t* mode, int32_t* isa);
+// 1 if the instruction set was compiled in and can run on this CPU, else 0.
 SW_EXPORT int32_t sw_isa_supported(int32_t isa);
+// 1 if the instruction set was compiled into this library (whatever the CPU), else 0.
+SW_EXPORT int32_t sw_isa_compiled(int32_t isa);
+// Vector lanes of the instruction set's element-wise stage (8 or 16).
+SW_EXPORT int32_t sw_isa_lanes(int32_t isa);
 SW_EXPORT int32_t sw_abi_version(void);
 SW_EXPORT int32_t sw_dense_rows(void);
+SW_EXPORT int32_t sw_slice_rows(void);
+SW_EXPORT int32_t sw_chunk_rows(void);
 SW_EXPORT int32_t sw_max_n(void);
 }
 

@@ -1,5 +1,5 @@
-// Internal: the execution plan of one layer call (blocking, threads, workspace layout).
-// Plain data shared by the dispatcher and the per-instruction-set translation units.
+// Internal: execution plans (blocking, threads, workspace layout) and the per-instruction-set
+// function tables. Plain data shared by the dispatcher (sw_api.cpp) and the per-ISA builds.
 #ifndef SPARSEWINO_SW_PLAN_H
 #define SPARSEWINO_SW_PLAN_H
 
@@ -14,33 +14,51 @@
 inline int omp_get_thread_num() { return 0; }
 #endif
 
+// Workspace of one conv2d call: `slots` slots (block mode: one per thread; cooperative: one
+// shared) holding a block's V, M and tile tables, then one band buffer per thread.
 struct sw_plan {
     int32_t P;              // Winograd positions n*n
     int32_t th, tw;         // tiles per image along H and W
     int64_t T;              // tiles in the batch (N * th * tw)
-    int32_t Tb;             // tiles per block (multiple of 8): the buffer row length
+    int32_t Tb;             // tiles per block (power of two, 8..64): the V/M row length
+    int32_t shift;          // log2(Tb)
     int64_t blocks;         // ceil(T / Tb)
     int32_t mode;           // SW_MODE_BLOCKS or SW_MODE_COOPERATIVE
     int32_t threads;        // OpenMP threads
-    int32_t slots;          // workspace slots (one per thread in block mode, else one)
-    int32_t rows_per_item;  // output channels per work item in cooperative mode
-    // Floats between Winograd positions in V and M: C*Tb (K*Tb) padded to an odd number of
-    // cache lines, so the n*n rows of one tile group never share an L1 set (4 KiB aliasing).
+    int32_t slots;          // block mode: threads; cooperative: 1
+    int32_t chunks;         // ceil(K / SW_CHUNK_ROWS)
+    int32_t lanes;          // vector lanes of the element-wise stage (8 or 16)
+    // Floats between Winograd positions in V (C*Tb) and M (K*Tb, whole chunks), padded to an
+    // odd number of cache lines so that the n*n rows of one tile never share an L1 set.
     int64_t v_pstride, m_pstride;
-    // Offsets (in floats) of the regions of one slot, and the slot size.
-    int64_t off_v, off_m, off_band_base, off_ints, off_out_off, off_band_buf;
-    int64_t band_floats;    // one band buffer (a slot holds one per thread in cooperative mode)
-    int64_t slot_floats;
+    // Offsets (floats) inside a slot; a thread's band buffer has thread_floats.
+    int64_t off_v, off_m, off_band_base, off_ints, off_out_off, slot_floats;
+    int64_t thread_floats;
+    int64_t total_floats;
 };
 
-// Filled by sw_make_plan (sw_api.cpp); returns SW_OK or an error status.
-int32_t sw_make_plan(const sw_conv2d_args* args, sw_plan* plan);
+// Workspace of one gemm call: per thread, a block of Tb columns of x (C x Tb, "V") and an
+// M chunk (24 x Tb).
+struct sw_gemm_plan {
+    int64_t T;              // columns: N * S
+    int32_t Tb, shift;
+    int64_t blocks;
+    int32_t mode, threads, chunks, lanes;
+    int64_t off_v, off_m, thread_floats, total_floats;
+};
 
-namespace sw_avx2 {
-int32_t conv2d_forward(const sw_conv2d_args* args, const sw_plan* plan);
-}
-namespace sw_portable {
-int32_t conv2d_forward(const sw_conv2d_args* args, const sw_plan* plan);
-}
+// The operations one instruction-set build provides.
+struct sw_isa_table {
+    int32_t (*conv2d)(const sw_conv2d_args*, const sw_plan*);
+    int32_t (*gemm)(const sw_gemm_args*, const sw_gemm_plan*);
+    int32_t (*pool2d)(const sw_pool2d_args*);
+    int32_t (*eltwise)(const sw_eltwise_args*);
+    int32_t lanes;          // native lanes of the element-wise stage
+};
+
+// Each build defines its table (a null table where the build is not compiled in).
+namespace sw_portable { extern const sw_isa_table* const table; }
+namespace sw_avx2 { extern const sw_isa_table* const table; }
+namespace sw_avx512 { extern const sw_isa_table* const table; }
 
 #endif

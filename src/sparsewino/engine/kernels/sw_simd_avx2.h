@@ -1,23 +1,13 @@
-// AVX2 + FMA build of the fused sparse Winograd kernel (chosen at run time on CPUs that have it).
-//
-// Standard headers come first, before the target pragma, so that no inline library function
-// is compiled for AVX2 and later shared with the portable build; everything compiled for
-// AVX2 lives in namespace sw_avx2 with internal linkage.
-#include <cstdint>
+// The AVX2 + FMA vector policy (8 float lanes in a __m256), shared by the AVX2 build and, with
+// its masks replaced by AVX-512 mask registers, the AVX-512 build. Included inside each
+// build's namespace, after its `#pragma GCC target`, so each build compiles its own copy.
+// Requires <immintrin.h>.
 
-#include "sw_plan.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-
-namespace sw_avx2 {
-
-struct Simd {
+struct SimdAvx2 {
     using vec = __m256;
     using mask = __m256i;
+    static constexpr int lanes = 8;
+    static constexpr int registers = 16;
     static inline vec zero() { return _mm256_setzero_ps(); }
     static inline vec set1(float v) { return _mm256_set1_ps(v); }
     static inline vec load(const float* p) { return _mm256_loadu_ps(p); }
@@ -26,14 +16,22 @@ struct Simd {
     static inline vec mul(vec a, vec b) { return _mm256_mul_ps(a, b); }
     static inline vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
     static inline vec sub(vec a, vec b) { return _mm256_sub_ps(a, b); }
-    static inline vec max0(vec a) { return _mm256_max_ps(a, _mm256_setzero_ps()); }
-    static inline vec max(vec a, vec b) { return _mm256_max_ps(a, b); }
+    // max(0, a) that keeps NaN (maxps returns its second operand when either is NaN).
+    static inline vec max0(vec a) { return _mm256_max_ps(_mm256_setzero_ps(), a); }
+    // max(a, b), NaN if either is NaN (like torch's max pooling).
+    static inline vec maxnan(vec a, vec b) {
+        return _mm256_blendv_ps(_mm256_max_ps(a, b), a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+    }
     static inline mask make_mask(int bits) {
         const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
         return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(bits), sel), sel);
     }
     // Masked-off lanes read as zero and are never accessed (no fault past the image edge).
     static inline vec maskload(const float* p, mask m) { return _mm256_maskload_ps(p, m); }
+    // Lanes [0, count) from p (count <= 8), the others zero; nothing past them is read.
+    static inline vec load_first(const float* p, int count) {
+        return count >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, make_mask((1 << count) - 1));
+    }
     static inline void transpose8(vec* r) {
         const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
         const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
@@ -93,18 +91,3 @@ struct Simd {
         }
     }
 };
-
-#define SW_SPECIALISE_PATTERNS 1
-#include "sw_conv2d_impl.h"
-
-}  // namespace sw_avx2
-
-#pragma GCC pop_options
-
-#else  // not x86: no AVX2 build; the dispatcher never selects it (sw_isa_supported says 0)
-
-namespace sw_avx2 {
-int32_t conv2d_forward(const sw_conv2d_args*, const sw_plan*) { return SW_ERR_ISA; }
-}  // namespace sw_avx2
-
-#endif

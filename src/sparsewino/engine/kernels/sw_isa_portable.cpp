@@ -1,5 +1,7 @@
-// Portable build of the fused sparse Winograd kernel: the same algorithm as the AVX2 build,
-// with an 8-lane "vector" made of plain floats (the compiler may still use SSE2).
+// Portable build of the kernels: the same algorithms as the AVX2/AVX-512 builds, with 8- and
+// 16-lane "vectors" made of plain floats (the compiler may still use SSE2). Its 16-lane
+// element-wise stage runs the same code as the AVX-512 build's, so tests check that logic
+// on any CPU.
 #include <cstdint>
 
 #include "sw_plan.h"
@@ -13,6 +15,8 @@ struct Simd {
         float v[8];
     };
     using mask = int32_t;   // bit i set: lane i is loaded
+    static constexpr int lanes = 8;
+    static constexpr int registers = 16;
     static inline vec zero() {
         vec r;
         for (int i = 0; i < 8; ++i) r.v[i] = 0.0f;
@@ -51,20 +55,26 @@ struct Simd {
         for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] - b.v[i];
         return r;
     }
-    static inline vec max0(const vec& a) {
+    static inline vec max0(const vec& a) {          // NaN stays NaN
         vec r;
-        for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] > 0.0f ? a.v[i] : 0.0f;
+        for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] < 0.0f ? 0.0f : a.v[i];
         return r;
     }
-    static inline vec max(const vec& a, const vec& b) {
+    static inline vec maxnan(const vec& a, const vec& b) {
         vec r;
-        for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i];
+        for (int i = 0; i < 8; ++i)
+            r.v[i] = a.v[i] != a.v[i] ? a.v[i] : (b.v[i] > a.v[i] || b.v[i] != b.v[i] ? b.v[i] : a.v[i]);
         return r;
     }
     static inline mask make_mask(int bits) { return bits; }
     static inline vec maskload(const float* p, mask m) {
         vec r;
         for (int i = 0; i < 8; ++i) r.v[i] = (m >> i) & 1 ? p[i] : 0.0f;
+        return r;
+    }
+    static inline vec load_first(const float* p, int count) {
+        vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = i < count ? p[i] : 0.0f;
         return r;
     }
     static inline void transpose8(vec* r) {
@@ -90,9 +100,50 @@ struct Simd {
     }
 };
 
+// 16 plain floats: the element-wise stage with the AVX-512 build's lane count.
+struct Wide {
+    struct vec {
+        float v[16];
+    };
+    static constexpr int lanes = 16;
+    static constexpr int registers = 32;
+    static inline vec zero() {
+        vec r;
+        for (int i = 0; i < 16; ++i) r.v[i] = 0.0f;
+        return r;
+    }
+    static inline vec set1(float s) {
+        vec r;
+        for (int i = 0; i < 16; ++i) r.v[i] = s;
+        return r;
+    }
+    static inline vec load(const float* p) {
+        vec r;
+        for (int i = 0; i < 16; ++i) r.v[i] = p[i];
+        return r;
+    }
+    static inline void store(float* p, const vec& v) {
+        for (int i = 0; i < 16; ++i) p[i] = v.v[i];
+    }
+    static inline vec fmadd(const vec& a, const vec& b, const vec& c) {
+        vec r;
+        for (int i = 0; i < 16; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
+        return r;
+    }
+};
+
 // The portable build is the fallback: general transforms only (any matrix), which keeps
-// its compile time short; the pattern-specialised ones are in the AVX2 build.
+// its compile time short; the pattern-specialised ones are in the SIMD builds.
 #define SW_SPECIALISE_PATTERNS 0
+#define SW_HAS_WIDE 1
+#include "sw_product_impl.h"
 #include "sw_conv2d_impl.h"
+#include "sw_ops_impl.h"
+#undef SW_HAS_WIDE
+#undef SW_SPECIALISE_PATTERNS
+
+const sw_isa_table kTable = {&conv2d_forward, &gemm_forward, &pool2d_forward, &eltwise_forward,
+                             Simd::lanes};
+const sw_isa_table* const table = &kTable;
 
 }  // namespace sw_portable

@@ -1,0 +1,44 @@
+// AVX2 + FMA build of the kernels (chosen at run time on CPUs that have both).
+//
+// Standard headers come first, before the target pragma, so that no inline library function
+// is compiled for AVX2 and later shared with the portable build; everything compiled for
+// AVX2 lives in namespace sw_avx2 with internal linkage.
+#include <cstdint>
+
+#include "sw_plan.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+namespace sw_avx2 {
+
+#include "sw_simd_avx2.h"
+
+struct Simd : SimdAvx2 {};
+
+#define SW_SPECIALISE_PATTERNS 1
+#define SW_HAS_WIDE 0
+#include "sw_product_impl.h"
+#include "sw_conv2d_impl.h"
+#include "sw_ops_impl.h"
+#undef SW_HAS_WIDE
+#undef SW_SPECIALISE_PATTERNS
+
+const sw_isa_table kTable = {&conv2d_forward, &gemm_forward, &pool2d_forward, &eltwise_forward,
+                             Simd::lanes};
+const sw_isa_table* const table = &kTable;
+
+}  // namespace sw_avx2
+
+#pragma GCC pop_options
+
+#else  // not x86: no AVX2 build; the dispatcher never selects it (sw_isa_compiled says 0)
+
+namespace sw_avx2 {
+const sw_isa_table* const table = nullptr;
+}  // namespace sw_avx2
+
+#endif

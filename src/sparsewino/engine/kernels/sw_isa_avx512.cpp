@@ -1,0 +1,76 @@
+// AVX-512 (F/BW/VL/DQ + FMA) build of the kernels, chosen at run time only on CPUs that have
+// all of them (and, by default, only after a test has run it on such a CPU: see
+// sparsewino/engine/kernels/backends.py).
+//
+// The transforms keep 8 tiles per vector (__m256 with AVX-512VL mask registers for the image
+// borders and 32 vector registers); the element-wise stage runs 16 tiles per __m512 when a
+// block has 16 or more tiles. Standard headers come first, before the target pragma (see
+// sw_isa_avx2.cpp).
+#include <cstdint>
+
+#include "sw_plan.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) && (__GNUC__ >= 9 || defined(__clang__)))
+#include <immintrin.h>
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")
+
+namespace sw_avx512 {
+
+#include "sw_simd_avx2.h"
+
+// The AVX2 policy with AVX-512VL masks: masked loads and stores that never touch the
+// masked-off lanes, and the 32-register file for larger register blocks.
+struct Simd : SimdAvx2 {
+    using mask = __mmask8;
+    static constexpr int registers = 32;
+    static inline mask make_mask(int bits) { return static_cast<__mmask8>(bits); }
+    static inline vec maskload(const float* p, mask m) { return _mm256_maskz_loadu_ps(m, p); }
+    static inline vec load_first(const float* p, int count) {
+        return _mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << (count > 8 ? 8 : count)) - 1), p);
+    }
+    static inline void store_first(float* p, vec v, int count) {
+        _mm256_mask_storeu_ps(p, static_cast<__mmask8>((1u << (count > 8 ? 8 : count)) - 1), v);
+    }
+    static inline void store_half(float* p, vec v, int half, int count) {
+        const __m128 h = half ? _mm256_extractf128_ps(v, 1) : _mm256_castps256_ps128(v);
+        _mm_mask_storeu_ps(p, static_cast<__mmask8>((1u << count) - 1), h);
+    }
+};
+
+// 16 lanes for the element-wise stage.
+struct Wide {
+    using vec = __m512;
+    static constexpr int lanes = 16;
+    static constexpr int registers = 32;
+    static inline vec zero() { return _mm512_setzero_ps(); }
+    static inline vec set1(float v) { return _mm512_set1_ps(v); }
+    static inline vec load(const float* p) { return _mm512_loadu_ps(p); }
+    static inline void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
+    static inline vec fmadd(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+};
+
+#define SW_SPECIALISE_PATTERNS 1
+#define SW_HAS_WIDE 1
+#include "sw_product_impl.h"
+#include "sw_conv2d_impl.h"
+#include "sw_ops_impl.h"
+#undef SW_HAS_WIDE
+#undef SW_SPECIALISE_PATTERNS
+
+const sw_isa_table kTable = {&conv2d_forward, &gemm_forward, &pool2d_forward, &eltwise_forward,
+                             Wide::lanes};
+const sw_isa_table* const table = &kTable;
+
+}  // namespace sw_avx512
+
+#pragma GCC pop_options
+
+#else  // no AVX-512 build (not x86-64, or a compiler without the target)
+
+namespace sw_avx512 {
+const sw_isa_table* const table = nullptr;
+}  // namespace sw_avx512
+
+#endif
