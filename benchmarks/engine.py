@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import os
 import statistics
 import sys
@@ -77,10 +78,10 @@ def layer_table(args: argparse.Namespace) -> list[dict]:
         times: dict[float, list[float]] = {s: [] for s in args.sparsity}
         with torch.no_grad():
             for _ in range(args.rounds):               # alternate: drift hits both sides
-                conv_times.append(median_time(lambda: F.conv2d(x, w, padding=1), args.warmup,
+                conv_times.append(median_time(lambda x=x, w=w: F.conv2d(x, w, padding=1), args.warmup,
                                               args.runs))
                 for s, fast in compiled.items():
-                    times[s].append(median_time(lambda: fast(x), args.warmup, args.runs))
+                    times[s].append(median_time(lambda f=fast, x=x: f(x), args.warmup, args.runs))
         conv = statistics.median(conv_times)
         row = {"name": name, "shape": (n, c, k, h), "conv_ms": conv * 1e3,
                "ms": {s: statistics.median(t) * 1e3 for s, t in times.items()}}
@@ -137,8 +138,8 @@ def model_rows(args: argparse.Namespace) -> None:
         base, ours = [], []
         with torch.no_grad():
             for _ in range(args.rounds):
-                base.append(median_time(lambda: dense(x), args.warmup, args.runs))
-                ours.append(median_time(lambda: fast(x), args.warmup, args.runs))
+                base.append(median_time(lambda x=x: dense(x), args.warmup, args.runs))
+                ours.append(median_time(lambda x=x: fast(x), args.warmup, args.runs))
             err = (fast(x) - sparse(x)).abs().max().item()
         b, o = statistics.median(base) * 1e3, statistics.median(ours) * 1e3
         print(f"| VGG-nagadomi, {args.model_sparsity:.0%} Winograd sparsity | {batch} | "
@@ -164,14 +165,14 @@ def profile(args: argparse.Namespace) -> None:
                                            zero.spec.padding)["winograd"]
         with torch.no_grad():
             keep = zero(x)               # the direct calls below write into this output
-            t_zero_c = median_time(lambda: lib.sw_conv2d_forward(zero._args_ptr), args.warmup,
+            t_zero_c = median_time(lambda z=zero: lib.sw_conv2d_forward(ctypes.byref(z._args)), args.warmup,
                                    args.runs)
         for s in args.sparsity:
             fast = engine.compile(winograd_layer(w, s))
             with torch.no_grad():
-                t_total = median_time(lambda: fast(x), args.warmup, args.runs)
+                t_total = median_time(lambda f=fast, x=x: f(x), args.warmup, args.runs)
                 keep = fast(x)                                             # noqa: F841
-                t_c = median_time(lambda: lib.sw_conv2d_forward(fast._args_ptr), args.warmup,
+                t_c = median_time(lambda f=fast: lib.sw_conv2d_forward(ctypes.byref(f._args)), args.warmup,
                                   args.runs)
             flops = 2 * dense_mults * (1 - s)
             elementwise = max(t_c - t_zero_c, 1e-9)

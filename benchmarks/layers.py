@@ -48,11 +48,11 @@ def main() -> None:
                 x = torch.randn(batch, c, h, h)
                 layers = [WinogradConv2d(c, k, 3, padding=1, tile=t) for t in args.tiles]
                 weight, bias = layers[0].weight, layers[0].bias
-                base = median_time(lambda: F.conv2d(x, weight, bias, padding=1),
+                base = median_time(lambda x=x, w=weight, b=bias: F.conv2d(x, w, b, padding=1),
                                    args.warmup, args.runs)
                 cells = []
                 for layer in layers:
-                    t = median_time(lambda: layer(x), args.warmup, args.runs)
+                    t = median_time(lambda m=layer, x=x: m(x), args.warmup, args.runs)
                     cells.append(f"{t * 1e3:.2f} | {base / t:.2f}")
                 print(f"| {name} | {batch} | {c} | {k} | {h}×{h} | {base * 1e3:.2f} | "
                       + " | ".join(cells) + " |", flush=True)

@@ -2,9 +2,9 @@
 
 Each configuration runs in a fresh subprocess with glibc's mmap threshold fixed at 64 KiB
 (large tensors are mapped and unmapped one by one, so RSS follows live memory); the peak
-resident set size (ru_maxrss) after the pass minus the RSS just before it (after allocating input and weights, and a warm-up pass
-on a tiny input) is the extra memory the training pass needed. Also printed: the input's
-Winograd-domain size P·C·N·T·4 bytes, the unit the layer's design bounds memory by.
+resident set size (ru_maxrss) after the pass minus the RSS just before it (after allocating
+input and weights, and a warm-up pass on a tiny input) is the extra memory the training pass
+needed. Also printed: the input's Winograd-domain size P·C·N·T·4 bytes, the unit the layer's design bounds memory by.
 
     python benchmarks/memory.py [--batch 1] [--channels 64] [--size 56]
 """

@@ -18,7 +18,6 @@ import copy
 import os
 import sys
 import time
-from typing import Callable
 
 import torch
 from torch import nn
