@@ -100,6 +100,7 @@ class _Op:
     inputs: list[tuple[str, int]]  # (field, value id) of pointer fields
     output: tuple[str, int]
     relu_field: str | None = None  # field to set for a fused following ReLU
+    name: str = ""                 # the graph node it computes (for profiles)
 
 
 @dataclass
@@ -153,7 +154,7 @@ class Program:
               relu_field: str | None = None) -> int:
         out = self._new_value(out_shape)
         self._segment().ops.append(_Op(kernels.OP_KINDS[kind], args, inputs, ("y", out),
-                                       relu_field))
+                                       relu_field, self._current))
         return out
 
     @staticmethod
@@ -183,6 +184,7 @@ class Program:
             if kind == "size":                          # static for a fixed input shape
                 self.node_value[node] = self._constant(node)
                 continue
+            self._current = str(node.target) if node.op == "call_module" else node.name
             try:
                 vid = self._lower_node(node, kind, users) if kind is not None else None
             except UnsupportedGraph:
@@ -501,6 +503,32 @@ class Program:
             cached = [p for p in self.patches if id(p[0]) in structs]
             segment._patches = cached  # type: ignore[attr-defined]
         return cached
+
+
+def profile(program: "Program", x: torch.Tensor, repeats: int = 20) -> list[tuple[str, str, float]]:
+    """Median milliseconds of each step of ``program`` on ``x``: kernel operations one by one
+    (as one-operation programs), PyTorch steps as a whole. Returns (name, kind, ms) rows."""
+    import statistics
+    import time
+    lib = kernels.library()
+    kinds = {code: name for name, code in kernels.OP_KINDS.items()}
+    keep = program.run(x)            # fills the dynamic pointers; keeps the output they point to
+    rows = []
+    with torch.no_grad():
+        for step in program.steps:
+            if isinstance(step, _Segment):
+                for index, op in enumerate(step.ops):
+                    one = ctypes.byref(step.array[index])
+                    times = []
+                    for _ in range(repeats):
+                        start = time.perf_counter()
+                        lib.sw_run_program(one, 1, None)
+                        times.append(time.perf_counter() - start)
+                    rows.append((op.name, kinds[op.kind], statistics.median(times) * 1e3))
+            else:
+                rows.append((step.node.name, "pytorch", float("nan")))
+    del keep
+    return rows
 
 
 def _numel(shape) -> int:
