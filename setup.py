@@ -1,11 +1,12 @@
-"""Build script for the optional C++/OpenMP kernel of ``sparsewino.engine`` (loaded with ctypes).
+"""Build script for the optional C++/OpenMP kernels (loaded with ctypes): the engine's and the adder layers'.
 
-All metadata lives in pyproject.toml; this file only declares the kernel library. It is
+All metadata lives in pyproject.toml; this file only declares the two kernel libraries
+(``sparsewino.engine.kernels._sw_kernels`` and ``sparsewino.nn.adder_kernels._adder_kernels``). Each is
 built with the system C++ compiler (C++17, OpenMP when available) by the normal
 ``pip install .`` / ``pip install -e .``. No ``-march=native``: the AVX-512 and AVX2+FMA
 builds are compiled per translation unit (``#pragma GCC target``) and chosen at run time,
 next to a portable build. If the compiler is missing or the build fails, installation still succeeds and the
-engine falls back to a pure-PyTorch path with a warning.
+engine (or the adder layers) fall back to a pure-PyTorch path with a warning.
 """
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ class OptionalBuildExt(build_ext):
             self.warn("sparsewino: built the kernel without OpenMP (single-threaded); "
                       f"the OpenMP build failed: {first_error}")
         except Exception as exc:  # noqa: BLE001
-            self.warn("sparsewino: the C++ kernel could not be built; sparsewino.engine will "
-                      f"use its pure-PyTorch fallback. Reason: {exc}")
+            self.warn(f"sparsewino: the C++ kernel {ext.name} could not be built; its users "
+                      f"(sparsewino.engine / the adder layers) will use their pure-PyTorch "
+                      f"fallback. Reason: {exc}")
 
 
 kernel = Extension(
@@ -51,4 +53,16 @@ kernel = Extension(
     optional=True,
 )
 
-setup(ext_modules=[kernel], cmdclass={"build_ext": OptionalBuildExt})
+ADDER_DIR = os.path.join("src", "sparsewino", "nn", "adder_kernels")
+adder_kernel = Extension(
+    "sparsewino.nn.adder_kernels._adder_kernels",
+    sources=[os.path.join(ADDER_DIR, name)
+             for name in ("sa_api.cpp", "sa_isa_avx2.cpp", "sa_isa_portable.cpp")],
+    depends=[os.path.join(ADDER_DIR, name) for name in ("sa_kernels.h", "sa_impl.h")],
+    language="c++",
+    extra_compile_args=["-std=c++17", "-O3", "-g0", "-fvisibility=hidden", *OPENMP_COMPILE],
+    extra_link_args=OPENMP_LINK,
+    optional=True,
+)
+
+setup(ext_modules=[kernel, adder_kernel], cmdclass={"build_ext": OptionalBuildExt})

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils import prune as torch_prune
 
+from ..nn.adder import adder_layer_types
 from ..nn.conv import WinogradConv2d, _WinogradConvNd
 from . import kernels
 from .modules import (
@@ -170,6 +171,10 @@ def _layer_kind(module: nn.Module) -> tuple[str | None, str]:
     """("winograd" | "linear" | "pointwise" | None, reason when None)."""
     if user_hooks(module):
         return None, f"has forward hooks {user_hooks(module)}: runs in PyTorch with them"
+    if isinstance(module, adder_layer_types()):
+        return None, (f"{type(module).__name__}: the engine has no adder kernel; runs its own "
+                      "forward (the adder product kernel of sparsewino.nn, p = "
+                      f"{module.p:g}), nothing fused into it")
     if isinstance(module, WinogradConv2d):
         if type(module).forward is not _WinogradConvNd.forward:
             return None, f"{type(module).__name__} overrides forward(); kept as is"
@@ -221,7 +226,8 @@ class _Tracer(fx.Tracer):
     """Leaves: torch.nn modules, Winograd and compiled layers, modules with user hooks."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, (_WinogradConvNd, InferenceModule, CompiledModel)) or user_hooks(m):
+        if isinstance(m, (_WinogradConvNd, InferenceModule, CompiledModel, *adder_layer_types())) \
+                or user_hooks(m):
             return True
         return super().is_leaf_module(m, qualname)
 

@@ -15,6 +15,27 @@ Per convolution layer (Winograd layers, compiled layers and plain ``nn.Conv2d``/
 Plain convolutions (stride 2, 1x1, ...) run directly: all columns hold their direct count,
 and ``sparse``/``dynamic`` count only non-zero weights (``nonzero(w) * outputs``).
 Linear layers are not counted.
+
+**Operations and energy.** Every layer also gets ``additions`` and ``multiplications``: the
+operations of the layer *as it runs* (its algorithm and its weight zeros), transforms
+included, and an energy estimate from per-operation costs (:data:`ENERGY_MODELS`; default
+the common 45 nm fp32 figures, add 0.9 pJ, multiply 3.7 pJ):
+
+* direct convolution: one multiplication and one accumulation per non-zero weight and output
+  position (the multiply-accumulate convention of the AdderNet papers);
+* Winograd: the same per non-zero Winograd-domain weight and tile, plus the input transform
+  per tile and input channel and the output transform per tile and output channel, counted
+  from the exact matrices (:func:`~sparsewino.winograd.operations.tile_transform_operations`;
+  multiplications by constants other than ±1 count as multiplications);
+* adder (:class:`~sparsewino.nn.AdderConv2d`): per weight and output position a subtraction
+  and an accumulation, no multiplication (|.| clears a sign bit and is not counted); a zero
+  (pruned) weight saves the subtraction, the term |x| is still added;
+* Winograd adder (:class:`~sparsewino.nn.WinogradAdderConv2d`): the same per Winograd-domain
+  weight and tile, plus both transforms.
+
+Layers with ``p != 1`` add one multiplication per term (exact for p = 2). The
+multiplication-count columns (``direct``, ``winograd``, ``sparse``) of an adder layer hold
+its multiplications (0 at p = 1).
 """
 from __future__ import annotations
 
@@ -25,14 +46,45 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
+from ..nn.adder import AdderConv2d
 from ..nn.conv import WinogradConv3d, _WinogradConvNd
 from ..nn.convert import describe
+from ..nn.winograd_adder import WinogradAdderConv2d
 from ..winograd.algorithm import conv_multiplications
+from ..winograd.operations import tile_transform_operations
 from ..winograd.tiles import extract_tiles, pad_for_tiles
 from ..winograd.transform import input_transform
 from .modules import SparseWinogradConv2d
 
-__all__ = ["count", "LayerCount", "MultiplicationCount"]
+__all__ = ["count", "LayerCount", "MultiplicationCount", "EnergyModel", "ENERGY_MODELS"]
+
+
+@dataclass(frozen=True)
+class EnergyModel:
+    """Energy per operation, in picojoules.
+
+    Attributes:
+        name: what the figures are for.
+        add_pj, mult_pj: one addition / one multiplication.
+    """
+
+    name: str
+    add_pj: float
+    mult_pj: float
+
+    def energy_pj(self, additions: int, multiplications: int) -> float:
+        """Energy of ``additions`` additions and ``multiplications`` multiplications (pJ)."""
+        return additions * self.add_pj + multiplications * self.mult_pj
+
+
+#: Per-operation energies at 45 nm commonly quoted in the AdderNet literature (Horowitz,
+#: ISSCC 2014): fp32 add 0.9 pJ / multiply 3.7 pJ; fp16 0.4 / 1.1; int32 0.1 / 3.1; int8 0.03 / 0.2.
+ENERGY_MODELS: dict[str, EnergyModel] = {
+    "fp32-45nm": EnergyModel("fp32, 45 nm", 0.9, 3.7),
+    "fp16-45nm": EnergyModel("fp16, 45 nm", 0.4, 1.1),
+    "int32-45nm": EnergyModel("int32, 45 nm", 0.1, 3.1),
+    "int8-45nm": EnergyModel("int8, 45 nm", 0.03, 0.2),
+}
 
 
 @dataclass
@@ -40,7 +92,7 @@ class LayerCount:
     """Multiplication counts of one convolution for one forward pass."""
 
     name: str
-    kind: str                      # "winograd", "winograd-relu" or "direct"
+    kind: str                      # "winograd", "winograd-relu", "direct", "adder", "winograd-adder"
     input_shape: tuple[int, ...]
     algorithm: str                 # e.g. "F(4x4,3x3)" or "direct"
     direct: int
@@ -49,6 +101,9 @@ class LayerCount:
     weight_density: float          # non-zero fraction of the weights that are multiplied
     dynamic: int | None = None
     activation_density: float | None = None   # non-zero fraction of V (Winograd layers)
+    additions: int = 0             # operations as the layer runs (transforms included)
+    multiplications: int = 0
+    energy_pj: float = 0.0         # from the count's energy model
 
     @property
     def reduction(self) -> float:
@@ -61,6 +116,7 @@ class MultiplicationCount:
     """Per-layer counts, totals and reduction factors; ``str()`` prints a table."""
 
     layers: list[LayerCount] = field(default_factory=list)
+    energy_model: EnergyModel = field(default_factory=lambda: ENERGY_MODELS["fp32-45nm"])
 
     def __iter__(self) -> Iterator[LayerCount]:
         return iter(self.layers)
@@ -94,9 +150,34 @@ class MultiplicationCount:
         return {"winograd": ratio(total["winograd"]), "sparse": ratio(total["sparse"]),
                 "dynamic": ratio(total["dynamic"])}
 
+    @property
+    def operations(self) -> dict[str, float]:
+        """Total ``additions``, ``multiplications`` and ``energy_pj`` of the layers as they run."""
+        return {"additions": sum(l.additions for l in self.layers),
+                "multiplications": sum(l.multiplications for l in self.layers),
+                "energy_pj": sum(l.energy_pj for l in self.layers)}
+
     def to_dict(self) -> dict[str, Any]:
         return {"layers": [vars(l).copy() for l in self.layers], "total": self.total,
-                "reduction": self.reduction}
+                "reduction": self.reduction, "operations": self.operations,
+                "energy_model": vars(self.energy_model).copy()}
+
+    def operations_table(self) -> str:
+        """Additions, multiplications and energy per layer, as run."""
+        model = self.energy_model
+        head = ["layer", "kind", "additions", "multiplications", "energy (nJ)"]
+        rows = [[l.name or "(model)", l.kind, f"{l.additions:,}", f"{l.multiplications:,}",
+                 f"{l.energy_pj / 1000:,.1f}"] for l in self.layers]
+        ops = self.operations
+        rows.append(["total", "", f"{ops['additions']:,}", f"{ops['multiplications']:,}",
+                     f"{ops['energy_pj'] / 1000:,.1f}"])
+        widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+        lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
+        lines += ["  ".join(c.rjust(w) if i >= 2 else c.ljust(w)
+                            for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+        lines.append(f"energy per operation ({model.name}): add {model.add_pj:g} pJ, "
+                     f"multiply {model.mult_pj:g} pJ")
+        return "\n".join(lines)
 
     def __str__(self) -> str:
         dynamic = self.total["dynamic"] is not None
@@ -111,8 +192,9 @@ class MultiplicationCount:
             if dynamic:
                 row.append(f"{l.dynamic:,}")
             last = l.dynamic if dynamic else l.sparse
+            adder = l.kind in ("adder", "winograd-adder")
             row += [f"{l.weight_density:.3f}",
-                    f"{l.direct / last:.2f}x" if last else "inf"]
+                    "-" if adder else (f"{l.direct / last:.2f}x" if last else "inf")]
             rows.append(row)
         total, red = self.total, self.reduction
         row = ["total", "", "", f"{total['direct']:,}", f"{total['winograd']:,}",
@@ -129,7 +211,7 @@ class MultiplicationCount:
         lines.append(f"reduction vs direct: dense Winograd {red['winograd']:.2f}x, sparse "
                      f"Winograd {red['sparse']:.2f}x"
                      + (f", dynamic {red['dynamic']:.2f}x" if dynamic else ""))
-        return "\n".join(lines)
+        return "\n".join(lines) + "\n\n" + self.operations_table()
 
 
 def _winograd_weights(module: nn.Module) -> tuple[torch.Tensor, tuple, tuple, bool]:
@@ -155,10 +237,15 @@ def _winograd_layer(name: str, module: nn.Module, x: torch.Tensor, dynamic: bool
     tiles = mults["tiles"]
     nonzero = q != 0
     nnz = int(nonzero.sum())
+    in_adds, in_mults = tile_transform_operations(algs, "BT")
+    out_adds, out_mults = tile_transform_operations(algs, "AT")
+    transforms = (tiles * (x.shape[1] * in_adds + k * out_adds),
+                  tiles * (x.shape[1] * in_mults + k * out_mults))
     count = LayerCount(
         name=name, kind="winograd-relu" if relu else "winograd",
         input_shape=tuple(x.shape), algorithm=describe(algs), direct=mults["direct"],
-        winograd=mults["winograd"], sparse=nnz * tiles, weight_density=nnz / nonzero.numel())
+        winograd=mults["winograd"], sparse=nnz * tiles, weight_density=nnz / nonzero.numel(),
+        additions=nnz * tiles + transforms[0], multiplications=nnz * tiles + transforms[1])
     if dynamic:
         kernel, tile, ns = [a.r for a in algs], [a.m for a in algs], [a.n for a in algs]
         # Non-zero weights per (input channel within its group, group, position).
@@ -186,11 +273,24 @@ def _direct_layer(name: str, module: nn.Module, x: torch.Tensor, output: torch.T
     direct = weight.numel() * outputs
     sparse = nnz * outputs
     return LayerCount(name, "direct", tuple(x.shape), "direct", direct, direct, sparse,
-                      nnz / weight.numel(), sparse if dynamic else None)
+                      nnz / weight.numel(), sparse if dynamic else None,
+                      additions=sparse, multiplications=sparse)
+
+
+def _adder_layer(name: str, module: nn.Module, x: torch.Tensor) -> LayerCount:
+    ops = module.operations(tuple(x.shape))
+    winograd = isinstance(module, WinogradAdderConv2d)
+    algorithm = f"{describe(module.algorithms)} {module.transforms}" if winograd else "adder"
+    mults = ops["multiplications"]
+    return LayerCount(name, "winograd-adder" if winograd else "adder", tuple(x.shape),
+                      algorithm, mults, mults, mults,
+                      ops["nonzero"] / module.weight.numel(), additions=ops["additions"],
+                      multiplications=mults)
 
 
 def count(model: nn.Module, input_shape: Sequence[int],
-          inputs: torch.Tensor | None = None) -> MultiplicationCount:
+          inputs: torch.Tensor | None = None,
+          energy: EnergyModel | str = "fp32-45nm") -> MultiplicationCount:
     """Exact multiplication counts of every convolution of ``model`` for one forward pass.
 
     Args:
@@ -200,6 +300,8 @@ def count(model: nn.Module, input_shape: Sequence[int],
             is run once (in eval mode, without gradients) to find each layer's input shape.
         inputs: optional real inputs; when given, they are run instead and the ``dynamic``
             count (both operands non-zero) is measured on them.
+        energy: per-operation energies, an :class:`EnergyModel` or a name of
+            :data:`ENERGY_MODELS` (default ``"fp32-45nm"``: add 0.9 pJ, multiply 3.7 pJ).
 
     Returns:
         A :class:`MultiplicationCount` (``str()`` gives the table; ``.total`` and
@@ -211,7 +313,14 @@ def count(model: nn.Module, input_shape: Sequence[int],
         >>> counts = count(net, (1, 3, 8, 8))
         >>> counts.total["direct"], counts.total["winograd"], round(counts.reduction["winograd"], 2)
         (13824, 3456, 4.0)
+        >>> counts.operations["multiplications"]       # element-wise 3456 + input transforms
+        3456
     """
+    if isinstance(energy, str):
+        if energy not in ENERGY_MODELS:
+            raise ValueError(f"energy must be an EnergyModel or one of {sorted(ENERGY_MODELS)}, "
+                             f"got {energy!r}")
+        energy = ENERGY_MODELS[energy]
     if inputs is not None:
         if not isinstance(inputs, torch.Tensor):
             raise TypeError(f"inputs must be a tensor, got {type(inputs).__name__}")
@@ -226,7 +335,8 @@ def count(model: nn.Module, input_shape: Sequence[int],
         dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
         device = param.device if param is not None else torch.device("cpu")
         x = torch.zeros(tuple(input_shape), dtype=dtype, device=device)
-    convs = (_WinogradConvNd, SparseWinogradConv2d, nn.Conv2d, nn.Conv3d)
+    convs = (_WinogradConvNd, SparseWinogradConv2d, nn.Conv2d, nn.Conv3d, AdderConv2d,
+             WinogradAdderConv2d)
     layers: list[LayerCount] = []
     handles = []
 
@@ -236,7 +346,9 @@ def count(model: nn.Module, input_shape: Sequence[int],
             batched = 5 if isinstance(module, (nn.Conv3d, WinogradConv3d)) else 4
             if inp.dim() == batched - 1:
                 inp, output = inp.unsqueeze(0), output.unsqueeze(0)       # unbatched call
-            if isinstance(module, (nn.Conv2d, nn.Conv3d)):
+            if isinstance(module, (AdderConv2d, WinogradAdderConv2d)):
+                layers.append(_adder_layer(name, module, inp))
+            elif isinstance(module, (nn.Conv2d, nn.Conv3d)):
                 layers.append(_direct_layer(name, module, inp, output, inputs is not None))
             else:
                 layers.append(_winograd_layer(name, module, inp, inputs is not None))
@@ -256,4 +368,6 @@ def count(model: nn.Module, input_shape: Sequence[int],
         model.train(was_training)
     if not layers:
         raise ValueError("model has no convolution layers to count")
-    return MultiplicationCount(layers)
+    for layer in layers:
+        layer.energy_pj = energy.energy_pj(layer.additions, layer.multiplications)
+    return MultiplicationCount(layers, energy)

@@ -13,7 +13,7 @@ times the input's Winograd-domain size P·C·N·T (the tiled input, V) plus the 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -44,7 +44,8 @@ def positions_first(winograd_weight: torch.Tensor) -> torch.Tensor:
 def winograd_conv(x: torch.Tensor, weight_pkc: torch.Tensor, bias: torch.Tensor | None,
                   algorithms: Sequence[WinogradAlgorithm],
                   padding: Sequence[tuple[int, int]], groups: int = 1,
-                  relu_after_input_transform: bool = False) -> torch.Tensor:
+                  relu_after_input_transform: bool = False,
+                  product: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Stride-1 N-d correlation computed with Winograd algorithms (one per spatial dim).
 
     Args:
@@ -55,6 +56,9 @@ def winograd_conv(x: torch.Tensor, weight_pkc: torch.Tensor, bias: torch.Tensor 
         padding: ``(before, after)`` zeros per spatial dimension.
         groups: channel groups as in ``torch.nn.Conv2d``.
         relu_after_input_transform: apply ReLU to V = Bᵀ d B (Winograd-ReLU, Liu et al.).
+        product: replaces the per-position product (``weight_pkc`` is then ignored): called
+            with V ``(P, C, N·T)``, returns M ``(P, K, N·T)`` (e.g. the adder product of
+            :class:`~sparsewino.nn.WinogradAdderConv2d`); ``groups`` must be 1.
 
     Returns:
         ``(N, K, *O)`` with ``O_i = S_i + before_i + after_i - r_i + 1``.
@@ -65,6 +69,8 @@ def winograd_conv(x: torch.Tensor, weight_pkc: torch.Tensor, bias: torch.Tensor 
     ns = [a.n for a in algorithms]
     batch, channels = x.shape[:2]
     positions, out_channels, group_channels = weight_pkc.shape
+    if product is not None and groups != 1:
+        raise ValueError("winograd_conv: a custom product needs groups=1")
     out = output_size(x.shape[2:], kernel, padding)
 
     padded = pad_for_tiles(x, kernel, tile, padding)
@@ -78,7 +84,9 @@ def winograd_conv(x: torch.Tensor, weight_pkc: torch.Tensor, bias: torch.Tensor 
         v = torch.relu(v)
     v = v.reshape(positions, groups, group_channels, num_tiles)
     u = weight_pkc.reshape(positions, groups, out_channels // groups, group_channels)
-    if group_channels == 1:
+    if product is not None:
+        prod = product(v.reshape(positions, channels, num_tiles))
+    elif group_channels == 1:
         prod = u * v                                              # depthwise: outer products
     else:
         prod = torch.matmul(u, v)                                 # (P, g, K/g, N·T)

@@ -1,4 +1,5 @@
 """Mask-aware training: loops, optimizers/schedules, DDP, atomic checkpoints, metrics."""
+from .adder import L2ToL1Schedule
 from .callbacks import call_callbacks, regularization_of
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import OptimizerConfig, ScheduleConfig, TrainConfig, build_optimizer, lr_factor
@@ -22,4 +23,4 @@ __all__ = ["fit", "evaluate", "TrainResult", "TrainConfig", "OptimizerConfig", "
            "CheckpointError", "save_checkpoint", "load_checkpoint", "load_model_state",
            "DistContext", "init_distributed", "shutdown_distributed", "wrap_model", "unwrap_model",
            "all_reduce_sum", "sync_buffers", "barrier", "resolve_device", "MetricsLog",
-           "read_metrics", "ConfigError", "from_dict", "to_dict"]
+           "read_metrics", "ConfigError", "from_dict", "to_dict", "L2ToL1Schedule"]

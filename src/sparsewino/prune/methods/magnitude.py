@@ -6,6 +6,8 @@ from typing import Literal
 
 from torch import nn
 
+from ...nn.adder import adder_layer_types
+from ...nn.winograd_adder import WinogradAdderConv2d
 from ..criteria import Importance, Magnitude
 from ..layers import conv_layer_types, is_winograd_layer
 from ..selection import ScoreProblem
@@ -13,9 +15,11 @@ from .base import MethodSpec, element_problem, option, prune_layer, register_met
 
 __all__ = ["magnitude", "MAGNITUDE", "MagnitudeOptions", "LAYER_TYPES"]
 
-#: Which layers ``prune_model(model, "magnitude", ..., layers=...)`` prunes.
-LAYER_TYPES = {"conv": conv_layer_types, "linear": lambda: (nn.Linear,),
-               "all": lambda: (*conv_layer_types(), nn.Linear)}
+#: Which layers ``prune_model(model, "magnitude", ..., layers=...)`` prunes ("conv" includes
+#: the adder layers, AdderConv2d and WinogradAdderConv2d).
+LAYER_TYPES = {"conv": lambda: (*conv_layer_types(), *adder_layer_types()),
+               "linear": lambda: (nn.Linear,),
+               "all": lambda: (*conv_layer_types(), *adder_layer_types(), nn.Linear)}
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,8 @@ def _accept(module: nn.Module, layers: str = "conv", **_: object) -> str | None:
 def _build(module: nn.Module, name: str = "weight", importance: Importance | None = None,
            **_: object) -> ScoreProblem:
     scores = (importance or Magnitude())(module, name)
-    domain = "winograd" if is_winograd_layer(module, "winograd") and name == "weight" else "spatial"
+    winograd = is_winograd_layer(module, "winograd") or isinstance(module, WinogradAdderConv2d)
+    domain = "winograd" if winograd and name == "weight" else "spatial"
     return element_problem(module, name, scores, domain)
 
 
@@ -46,7 +51,11 @@ def magnitude(module: nn.Module, amount: float | int, name: str = "weight", *,
 
     On a spatial layer this is the classic baseline; its Winograd-domain sparsity is whatever
     the transform leaves (see :func:`sparsewino.prune.stats`). On a Winograd-domain layer it
-    prunes Q directly (plain Winograd-domain magnitude pruning).
+    prunes Q directly (plain Winograd-domain magnitude pruning). On an adder layer
+    (``AdderConv2d``, or U of a ``WinogradAdderConv2d``) a pruned weight is an exact zero: its
+    term becomes ``-|x - 0| = -|x|``, which is still added (the input still counts), so pruning
+    saves the subtraction and the weight's storage, not the term; ``engine.count`` counts one
+    addition instead of two for it.
 
     Args:
         module: any module with the parameter (``nn.Conv2d``, ``WinogradConv2d``, ``nn.Linear``...).
@@ -71,6 +80,6 @@ MAGNITUDE = register_method(MethodSpec(
     description="magnitude pruning (baseline): the smallest |w| of each layer",
     layer_function=magnitude,
     usage="sp.magnitude(layer, amount)",
-    prunes="any conv's weight (spatial, or Q of a Winograd-domain layer); nn.Linear with "
-           "layers: linear/all",
+    prunes="any conv's weight (spatial, or Q of a Winograd-domain layer), adder layers' weights "
+           "(a pruned adder weight still adds |x|); nn.Linear with layers: linear/all",
     unit="entries"))
