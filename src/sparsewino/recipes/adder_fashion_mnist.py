@@ -78,8 +78,12 @@ def _train_config(epochs: float, batch_size: int, seed: int) -> TrainConfig:
 
 def run(out: Path, epochs: float = 2.0, batch_size: int = 128, seed: int = 0,
         train_limit: int | None = None, test_limit: int | None = None,
-        models: Sequence[str] | None = None, fresh: bool = False) -> list[dict[str, Any]]:
+        models: Sequence[str] | None = None, fresh: bool = False,
+        dataset: str = "fashion-mnist", data_options: dict[str, Any] | None = None
+        ) -> list[dict[str, Any]]:
     """Train and measure the models of :data:`COMPARISON`; write ``results.csv``/``.md`` to ``out``.
+
+    ``dataset`` (and its ``data_options``) replaces Fashion-MNIST, e.g. ``"fake"`` in tests.
 
     Returns:
         One row per model (the keys of :data:`FIELDS`).
@@ -90,8 +94,9 @@ def run(out: Path, epochs: float = 2.0, batch_size: int = 128, seed: int = 0,
         raise ValueError(f"unknown models {sorted(unknown)}; choose from {[s.name for s in COMPARISON]}")
     out.mkdir(parents=True, exist_ok=True)
     ctx = DistContext(device=torch.device("cpu"))
-    data = prepare_data(DataConfig("fashion-mnist", batch_size=batch_size, train_limit=train_limit,
-                                   test_limit=test_limit, augment=False), ctx, seed)
+    data = prepare_data(DataConfig(dataset, batch_size=batch_size, train_limit=train_limit,
+                                   test_limit=test_limit, augment=False,
+                                   options=dict(data_options or {})), ctx, seed)
     config = _train_config(epochs, batch_size, seed)
     rows = []
     for setting in settings:
