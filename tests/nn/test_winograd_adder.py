@@ -61,7 +61,10 @@ def test_forward_and_exact_backward_match_reference(backend, case, seed):
     bias = layer.bias.detach().double() if case["bias"] else None
     ref = reference(x64, u64, layer.algorithms[0], case["padding"], case["p"], bias)
     ref.backward(g.double())
-    for out, want, tol in ((y, ref, 2e-5), (x.grad, x64.grad, 1e-4), (layer.weight.grad, u64.grad, 1e-4)):
+    # F(4,3)'s larger transform entries (balanced: up to 40/3) amplify float32 rounding
+    loose = 1 if case["tile"] == 2 else 10
+    for out, want, tol in ((y, ref, 2e-5 * loose), (x.grad, x64.grad, 1e-4 * loose),
+                           (layer.weight.grad, u64.grad, 1e-4 * loose)):
         assert out.shape == want.shape and torch.isfinite(out).all()
         scale = max(1.0, want.abs().max().item())
         assert (out.double() - want).abs().max().item() <= tol * scale

@@ -100,6 +100,30 @@ def scale_gradient(weight: torch.Tensor, eta: float | None) -> torch.Tensor:
     return _ScaleGradient.apply(weight, eta)
 
 
+def _check_channels(cls: str, in_channels: Any, out_channels: Any, dtype: Any) -> None:
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{cls}: {name} must be a positive int, got {value!r}")
+    if dtype is not None and dtype not in _DTYPES:
+        raise TypeError(f"{cls} supports float32 and float64, got {dtype}")
+
+
+def _check_input(layer: nn.Module, x: Any, out_size: Sequence[int]) -> None:
+    """The input checks both adder layers share (tensor, shape, dtype, large enough)."""
+    cls = type(layer).__name__
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{cls} expects a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4 or x.shape[1] != layer.in_channels:
+        raise ValueError(f"{cls} expects input (N, {layer.in_channels}, H, W), got shape "
+                         f"{tuple(x.shape)}")
+    if x.dtype != layer.weight.dtype:
+        raise TypeError(f"{cls}: input dtype {x.dtype} does not match weight dtype "
+                        f"{layer.weight.dtype}")
+    if min(out_size) < 1:
+        raise ValueError(f"{cls}: input {tuple(x.shape[2:])} is too small for kernel "
+                         f"{layer.kernel_size} with padding {layer.padding}")
+
+
 def _pair(value: Any, name: str, cls: str) -> tuple[int, int]:
     if isinstance(value, int) and not isinstance(value, bool):
         return (value, value)
@@ -137,9 +161,7 @@ class AdderConv2d(nn.Module):
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         cls = type(self).__name__
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{cls}: {name} must be a positive int, got {value!r}")
+        _check_channels(cls, in_channels, out_channels, dtype)
         if groups != 1:
             raise ValueError(f"{cls} supports only groups=1, got groups={groups!r}: grouped adder "
                              "layers are not implemented; use one AdderConv2d per group.")
@@ -161,8 +183,6 @@ class AdderConv2d(nn.Module):
         if min(self.padding) < 0:
             raise ValueError(f"{cls}: padding must be >= 0, got {padding!r}")
         _check_rule(grad, eta, cls)
-        if dtype is not None and dtype not in _DTYPES:
-            raise TypeError(f"{cls} supports float32 and float64, got {dtype}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.p = check_exponent(p, cls)
         self.grad, self.eta = grad, eta
@@ -186,25 +206,12 @@ class AdderConv2d(nn.Module):
         return tuple((s + 2 * p - k) // st + 1 for s, p, k, st in
                      zip((height, width), self.padding, self.kernel_size, self.stride))  # type: ignore[return-value]
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        cls = type(self).__name__
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{cls} expects a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"{cls} expects input (N, {self.in_channels}, H, W), got shape "
-                             f"{tuple(x.shape)}")
-        if x.dtype != self.weight.dtype:
-            raise TypeError(f"{cls}: input dtype {x.dtype} does not match weight dtype "
-                            f"{self.weight.dtype}")
-        if min(self.output_size(*x.shape[2:])) < 1:
-            raise ValueError(f"{cls}: input {tuple(x.shape[2:])} is too small for kernel "
-                             f"{self.kernel_size} with padding {self.padding}")
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         unbatched = isinstance(x, torch.Tensor) and x.dim() == 3
         if unbatched:
             x = x.unsqueeze(0)
-        self._check_input(x)
+        _check_input(self, x, self.output_size(*x.shape[2:]) if isinstance(x, torch.Tensor)
+                     and x.dim() == 4 else (1, 1))
         n = x.shape[0]
         ho, wo = self.output_size(*x.shape[2:])
         cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)  # (N, J, L)

@@ -22,7 +22,16 @@ from ..winograd.balanced import balanced_algorithm
 from ..winograd.operations import tile_transform_operations
 from ..winograd.tiles import output_size
 from ..winograd.transform import filter_transform
-from .adder import AdderConv2d, AdderProduct, _check_rule, _pair, check_exponent, scale_gradient
+from .adder import (
+    AdderConv2d,
+    AdderProduct,
+    _check_channels,
+    _check_input,
+    _check_rule,
+    _pair,
+    check_exponent,
+    scale_gradient,
+)
 from .conv import WinogradConv2d
 from .functional import positions_first, winograd_conv
 
@@ -30,7 +39,6 @@ __all__ = ["WinogradAdderConv2d", "TRANSFORMS", "SUPPORTED_TILES", "set_exponent
 
 TRANSFORMS = ("balanced", "standard")
 SUPPORTED_TILES = (2, 4)
-_DTYPES = (torch.float32, torch.float64)
 
 
 def adder_algorithm(tile: int, transforms: str, points: Sequence[PointLike] | None = None
@@ -71,9 +79,7 @@ class WinogradAdderConv2d(nn.Module):
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         cls = type(self).__name__
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{cls}: {name} must be a positive int, got {value!r}")
+        _check_channels(cls, in_channels, out_channels, dtype)
         if _pair(kernel_size, "kernel_size", cls) != (3, 3):
             raise ValueError(f"{cls} supports only 3x3 kernels (F(2,3), F(4,3)), got "
                              f"kernel_size={kernel_size!r}; use AdderConv2d for other kernels.")
@@ -98,8 +104,6 @@ class WinogradAdderConv2d(nn.Module):
         if min(self.padding) < 0:
             raise ValueError(f"{cls}: padding must be >= 0, got {padding!r}")
         _check_rule(grad, eta, cls)
-        if dtype is not None and dtype not in _DTYPES:
-            raise TypeError(f"{cls} supports float32 and float64, got {dtype}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.tile = (3, 3), (1, 1), tile
         self.p = check_exponent(p, cls)
@@ -135,25 +139,12 @@ class WinogradAdderConv2d(nn.Module):
                 bound = 1 / math.sqrt(self.in_channels * 9)
                 nn.init.uniform_(self.bias, -bound, bound)
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        cls = type(self).__name__
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{cls} expects a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"{cls} expects input (N, {self.in_channels}, H, W), got shape "
-                             f"{tuple(x.shape)}")
-        if x.dtype != self.weight.dtype:
-            raise TypeError(f"{cls}: input dtype {x.dtype} does not match weight dtype "
-                            f"{self.weight.dtype}")
-        if min(output_size(x.shape[2:], self.kernel_size, self._padding_pairs)) < 1:
-            raise ValueError(f"{cls}: input {tuple(x.shape[2:])} is too small for a 3x3 kernel "
-                             f"with padding {self.padding}")
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         unbatched = isinstance(x, torch.Tensor) and x.dim() == 3
         if unbatched:
             x = x.unsqueeze(0)
-        self._check_input(x)
+        _check_input(self, x, output_size(x.shape[2:], self.kernel_size, self._padding_pairs)
+                     if isinstance(x, torch.Tensor) and x.dim() == 4 else (1, 1))
         u = positions_first(scale_gradient(self.weight, self.eta))        # (P, K, C)
 
         def adder(v: torch.Tensor) -> torch.Tensor:                       # V (P, C, N·T)
