@@ -9,7 +9,7 @@ FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 TORCH ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint setup dataset docs clean
+.PHONY: demo test lint setup dataset docs clean adder
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ dataset:
 
 demo: setup dataset
 	$(PY) -m sparsewino.demo $(DEMO_ARGS)
+
+# CNN vs AdderNet vs Winograd AdderNet on Fashion-MNIST (docs/adder.md), a few minutes per model
+adder: setup dataset
+	$(PY) -m sparsewino.recipes.adder_fashion_mnist $(ADDER_ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

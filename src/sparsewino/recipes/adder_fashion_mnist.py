@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
-import platform
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -37,11 +36,12 @@ import torch
 from ..engine import count
 from ..models import create_model
 from ..nn.winograd_adder import set_exponent
+from ..timing import cpu_flags, cpu_model
 from ..train import DistContext, L2ToL1Schedule, OptimizerConfig, ScheduleConfig, TrainConfig, fit
 from .data_setup import prepare_data
 from .schema import DataConfig
 
-__all__ = ["COMPARISON", "ModelSetting", "run", "main"]
+__all__ = ["COMPARISON", "ABLATIONS", "ModelSetting", "run", "main"]
 
 _log = logging.getLogger(__name__)
 
@@ -65,6 +65,15 @@ COMPARISON: tuple[ModelSetting, ...] = (
                  "Winograd AdderNet, F(2x2,3x3), balanced transforms + l2-to-l1",
                  {"layer": "winograd_adder", "tile": 2, "transforms": "balanced"}, l2_to_l1=True),
 )
+#: Optional runs (``--models``) that separate the two ideas: balanced transforms alone, and
+#: l2-to-l1 training with the standard transforms.
+ABLATIONS: tuple[ModelSetting, ...] = (
+    ModelSetting("winograd_adder_balanced", "Winograd AdderNet, F(2x2,3x3), balanced transforms",
+                 {"layer": "winograd_adder", "tile": 2, "transforms": "balanced"}),
+    ModelSetting("winograd_adder_standard_l2l1",
+                 "Winograd AdderNet, F(2x2,3x3), standard transforms + l2-to-l1",
+                 {"layer": "winograd_adder", "tile": 2, "transforms": "standard"}, l2_to_l1=True),
+)
 FIELDS = ("model", "description", "accuracy", "body_additions", "body_multiplications",
           "additions", "multiplications", "energy_nj", "body_energy_nj", "train_seconds",
           "epochs")
@@ -81,17 +90,19 @@ def run(out: Path, epochs: float = 2.0, batch_size: int = 128, seed: int = 0,
         models: Sequence[str] | None = None, fresh: bool = False,
         dataset: str = "fashion-mnist", data_options: dict[str, Any] | None = None
         ) -> list[dict[str, Any]]:
-    """Train and measure the models of :data:`COMPARISON`; write ``results.csv``/``.md`` to ``out``.
+    """Train and measure the models of :data:`COMPARISON` (or ``models``, which may name
+    :data:`ABLATIONS`); write ``results.csv``/``.md`` to ``out``.
 
     ``dataset`` (and its ``data_options``) replaces Fashion-MNIST, e.g. ``"fake"`` in tests.
 
     Returns:
         One row per model (the keys of :data:`FIELDS`).
     """
-    settings = [s for s in COMPARISON if models is None or s.name in models]
-    unknown = set(models or ()) - {s.name for s in COMPARISON}
+    known = COMPARISON + ABLATIONS
+    settings = list(COMPARISON) if models is None else [s for s in known if s.name in models]
+    unknown = set(models or ()) - {s.name for s in known}
     if unknown:
-        raise ValueError(f"unknown models {sorted(unknown)}; choose from {[s.name for s in COMPARISON]}")
+        raise ValueError(f"unknown models {sorted(unknown)}; choose from {[s.name for s in known]}")
     out.mkdir(parents=True, exist_ok=True)
     ctx = DistContext(device=torch.device("cpu"))
     data = prepare_data(DataConfig(dataset, batch_size=batch_size, train_limit=train_limit,
@@ -146,11 +157,11 @@ def _write(out: Path, rows: list[dict[str, Any]], epochs: float, batch_size: int
         lines.append(f"| {r['description']} | {100 * r['accuracy']:.2f} % | {r['body_additions']:,} | "
                      f"{r['body_multiplications']:,} | {r['body_energy_nj']:,.1f} | "
                      f"{r['energy_nj']:,.1f} | {r['train_seconds']:.0f} |")
-    cpu = platform.processor() or platform.machine()
     lines += ["", f"Fashion-MNIST, {epochs:g} epochs, batch {batch_size}, seed {seed}"
               + (f", first {train_limit} training images" if train_limit else "")
               + f"; operations of one 28x28 image; energy at 45 nm fp32 (add 0.9 pJ, multiply "
-              f"3.7 pJ); {torch.get_num_threads()} threads, {cpu}, torch {torch.__version__}."]
+              f"3.7 pJ); {torch.get_num_threads()} threads, {cpu_model()} ({cpu_flags()}), "
+              f"torch {torch.__version__}. Training times are wall time on this machine."]
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
 
@@ -161,7 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--models", nargs="+", choices=[s.name for s in COMPARISON])
+    parser.add_argument("--models", nargs="+", choices=[s.name for s in COMPARISON + ABLATIONS],
+                        help="a subset of the comparison, or the ablations (default: the four models)")
     parser.add_argument("--train-limit", type=int, default=20000,
                         help="train on the first N training images (20000; 0: all 60000)")
     parser.add_argument("--smoke", action="store_true", help="512 training / 500 test images")
