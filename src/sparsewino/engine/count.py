@@ -313,8 +313,8 @@ def count(model: nn.Module, input_shape: Sequence[int],
         >>> counts = count(net, (1, 3, 8, 8))
         >>> counts.total["direct"], counts.total["winograd"], round(counts.reduction["winograd"], 2)
         (13824, 3456, 4.0)
-        >>> counts.operations["multiplications"]       # element-wise 3456 + input transforms
-        3456
+        >>> counts.operations["multiplications"]   # element-wise 3456 + the transforms' constants
+        10032
     """
     if isinstance(energy, str):
         if energy not in ENERGY_MODELS:
