@@ -224,3 +224,31 @@ def test_gemm_layers_reject_bad_input():
         SparsePointwiseConv2d.from_conv(nn.Conv2d(4, 3, 3))
     with pytest.raises(TypeError, match="nn.Linear"):
         SparseLinear.from_linear(nn.Conv2d(4, 3, 1))
+
+
+@needs_kernel
+@settings(max_examples=60)
+@given(batch=st.integers(1, 2), c=st.integers(1, 5), h=st.integers(1, 40), w=st.integers(1, 70),
+       kernel=st.integers(1, 4), stride=st.integers(1, 3), padding=st.integers(0, 2),
+       ceil=st.booleans(), kind=st.sampled_from(["max", "avg", "avg-no-pad"]), relu=st.booleans(),
+       nan=st.booleans(), backend=st.sampled_from(COMPILED or ["avx2"]), seed=st.integers(0, 999))
+def test_pooling_kernel_random_shapes(batch, c, h, w, kernel, stride, padding, ceil, kind, relu,
+                                      nan, backend, seed):
+    """pool2d (vectorised interior, scalar borders) equals torch for any window and stride."""
+    padding = min(padding, kernel // 2)
+    if h + 2 * padding < kernel or w + 2 * padding < kernel:
+        return
+    if kind == "max":
+        pool = nn.MaxPool2d(kernel, stride, padding, ceil_mode=ceil)
+    else:
+        pool = nn.AvgPool2d(kernel, stride, padding, ceil_mode=ceil,
+                            count_include_pad=kind == "avg")
+    net = nn.Sequential(pool, nn.ReLU()) if relu else nn.Sequential(pool)
+    torch.manual_seed(seed)
+    x = torch.randn(batch, c, h, w)
+    if nan and kind == "max":
+        x[0, 0, h // 2, w // 2] = float("nan")
+    with torch.no_grad(), engine.use_backend(backend):
+        fast = engine.compile(net)
+        assert fast.program(x).torch_nodes == []
+        torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=1e-5, equal_nan=True)

@@ -72,6 +72,11 @@ struct Simd {
         for (int i = 0; i < 8; ++i) r.v[i] = (m >> i) & 1 ? p[i] : 0.0f;
         return r;
     }
+    static inline vec load_stride2(const float* p) {
+        vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = p[2 * i];
+        return r;
+    }
     static inline vec load_first(const float* p, int count) {
         vec r;
         for (int i = 0; i < 8; ++i) r.v[i] = i < count ? p[i] : 0.0f;
