@@ -20,6 +20,7 @@ becomes a :class:`CompiledModel`, the rest keeps its own forward).
 from __future__ import annotations
 
 import copy
+import logging
 import operator
 import threading
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ from .modules import (
 from .program import Program, build_program, node_op
 
 __all__ = ["compile", "CompileReport", "LayerKernel", "compile_report", "CompiledModel"]
+
+logger = logging.getLogger(__name__)
 
 _COMPILED_KINDS = ("sparse-winograd", "sparse-gemm")
 _RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_)
@@ -191,6 +194,10 @@ def _layer_kind(module: nn.Module) -> tuple[str | None, str]:
 
 
 def _describe(layer: nn.Module) -> str:
+    return _describe_formats(layer) + ("; fp16 weights" if layer.packed.precision == "fp16" else "")
+
+
+def _describe_formats(layer: nn.Module) -> str:
     counts = layer.format_counts()
     if isinstance(layer, SparseWinogradConv2d):
         spec = layer.spec
@@ -204,16 +211,24 @@ def _describe(layer: nn.Module) -> str:
 
 
 def _build(module: nn.Module, kind: str, threads: int | None, formats: Any, relu: bool = False,
-           affine: tuple | None = None, pool: int = 0, residual: bool = False) -> InferenceModule:
+           affine: tuple | None = None, pool: int = 0, residual: bool = False,
+           precision: str = "fp32") -> InferenceModule:
     _refresh_weights(module)
     scale, shift = affine if affine is not None else (None, None)
-    if kind == "winograd":
-        return SparseWinogradConv2d.from_layer(module, threads, formats, relu, scale, shift,
-                                               pool, residual)
-    if kind == "linear":
-        return SparseLinear.from_linear(module, threads, formats, relu, scale, shift, residual)
-    return SparsePointwiseConv2d.from_conv(module, threads, formats, relu, scale, shift,
-                                           residual)
+    try:
+        if kind == "winograd":
+            return SparseWinogradConv2d.from_layer(module, threads, formats, relu, scale, shift,
+                                                   pool, residual, precision)
+        if kind == "linear":
+            return SparseLinear.from_linear(module, threads, formats, relu, scale, shift,
+                                            residual, precision)
+        return SparsePointwiseConv2d.from_conv(module, threads, formats, relu, scale, shift,
+                                               residual, precision)
+    except ValueError as exc:
+        if precision == "fp32" or "fp16" not in str(exc):
+            raise
+        logger.warning("engine.compile: %s; this layer keeps fp32 weights", exc)
+        return _build(module, kind, threads, formats, relu, affine, pool, residual, "fp32")
 
 
 # ---------------------------------------------------------------------- tracing and fusion
@@ -324,7 +339,7 @@ def _report_node(node: fx.Node, modules: dict[str, nn.Module]) -> LayerKernel | 
 
 
 def _compile_traced(tree: nn.Module, threads: int | None, fuse: bool, formats: Any,
-                    prefix: str, report: CompileReport) -> "CompiledModel":
+                    prefix: str, report: CompileReport, precision: str) -> "CompiledModel":
     graph = _Tracer().trace(tree)
     modules = dict(tree.named_modules())
     aliases: dict[int, list[str]] = {}           # a module reachable under several names
@@ -360,7 +375,7 @@ def _compile_traced(tree: nn.Module, threads: int | None, fuse: bool, formats: A
         if name in entries and entries[name].kernel in _COMPILED_KINDS:
             continue                                 # a shared module, compiled once
         compiled = _build(module, kind, threads, formats, fusion.relu, fusion.affine,
-                          fusion.pool, fusion.residual is not None)
+                          fusion.pool, fusion.residual is not None, precision)
         for path in aliases[id(module)]:
             _set_module(tree, path, compiled)
         entries[name] = LayerKernel(
@@ -381,11 +396,11 @@ def _compile_traced(tree: nn.Module, threads: int | None, fuse: bool, formats: A
 
 
 def _compile_module(module: nn.Module, name: str, threads: int | None, fuse: bool,
-                    formats: Any, report: CompileReport) -> nn.Module:
+                    formats: Any, report: CompileReport, precision: str) -> nn.Module:
     """Compile ``module`` (already a private copy): as a graph, as a layer, or child by child."""
     kind, reason = _layer_kind(module)
     if kind is not None:
-        compiled = _build(module, kind, threads, formats)
+        compiled = _build(module, kind, threads, formats, precision=precision)
         report.append(LayerKernel(name, "sparse-winograd" if kind == "winograd" else
                                   "sparse-gemm", _describe(compiled)))
         return compiled
@@ -401,14 +416,14 @@ def _compile_module(module: nn.Module, name: str, threads: int | None, fuse: boo
     else:
         try:
             return _compile_traced(module, threads, fuse, formats, name + "." if name else "",
-                                   report)
+                                   report, precision)
         except Exception:  # noqa: BLE001 - any tracing failure: compile child by child
             pass
     for child_name, child in list(module._modules.items()):
         if child is not None:
             full = f"{name}.{child_name}" if name else child_name
             module._modules[child_name] = _compile_module(child, full, threads, fuse, formats,
-                                                          report)
+                                                          report, precision)
     return module
 
 
@@ -522,7 +537,7 @@ class CompiledModel(nn.Module):
 
 
 def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
-            formats: str | Sequence[str] = "auto") -> nn.Module:
+            formats: str | Sequence[str] = "auto", weights: str = "fp32") -> nn.Module:
     """An inference copy of ``model`` whose layers run the sparse CPU kernels.
 
     Every :class:`~sparsewino.nn.WinogradConv2d` (spatial or Winograd domain, with or without
@@ -555,6 +570,9 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
         fuse: fuse BatchNorm / residual additions / ReLU / MaxPool2d(2) into compiled layers.
         formats: ``"auto"``, ``"sparse"`` or ``"dense"`` (force one format everywhere; for
             benchmarks), or one name per position.
+        weights: ``"fp32"`` or ``"fp16"``: store the packed weights in half precision (half
+            the bytes streamed per call; fp32 arithmetic; a layer whose weights exceed fp16's
+            range keeps fp32 with a warning). See docs/performance.md for its accuracy.
 
     Returns:
         The compiled copy (a :class:`CompiledModel` for traceable models, a compiled layer for
@@ -575,6 +593,8 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
     check_threads(threads)
     if not isinstance(model, nn.Module):
         raise TypeError(f"compile() expects an nn.Module, got {type(model).__name__}")
+    if weights not in ("fp32", "fp16"):
+        raise ValueError(f"weights must be 'fp32' or 'fp16', got {weights!r}")
     report = CompileReport()
     report.backend = kernels.backend()
     with torch.inference_mode(False), torch.no_grad():      # works under inference_mode too
@@ -582,6 +602,6 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
         result.eval()
         for parameter in result.parameters():
             parameter.requires_grad_(False)
-        result = _compile_module(result, "", threads, fuse, formats, report)
+        result = _compile_module(result, "", threads, fuse, formats, report, weights)
     result.compile_report = report
     return result

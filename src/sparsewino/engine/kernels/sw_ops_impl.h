@@ -94,7 +94,8 @@ int32_t gemm_forward(const sw_gemm_args* args, const sw_gemm_plan* plan) {
                 const int groups8 = static_cast<int>((lmin_o(p.Tb, p.T - blk * p.Tb) + 7) / 8);
 #pragma omp for schedule(dynamic, 1)
                 for (int j = 0; j < p.chunks; ++j) {
-                    chunk_rows_lanes(p.lanes, a.w, 0, j, shared_v, p.shift, groups8, Mc);
+                    chunk_rows_lanes(p.lanes, a.w, 0, j, shared_v, p.shift, groups8, Mc,
+                                     Mc - p.off_m + p.off_scratch);
                     gemm_scatter(a, p, runs, nruns, Mc, j);
                 }
             }
@@ -114,7 +115,8 @@ int32_t gemm_forward(const sw_gemm_args* args, const sw_gemm_plan* plan) {
             gemm_gather(a, p, runs, nruns, V);
             const int groups8 = static_cast<int>((lmin_o(p.Tb, p.T - blk * p.Tb) + 7) / 8);
             for (int j = 0; j < p.chunks; ++j) {
-                chunk_rows_lanes(p.lanes, a.w, 0, j, V, p.shift, groups8, Mc);
+                chunk_rows_lanes(p.lanes, a.w, 0, j, V, p.shift, groups8, Mc,
+                                 region + p.off_scratch);
                 gemm_scatter(a, p, runs, nruns, Mc, j);
             }
         }
