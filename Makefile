@@ -29,7 +29,7 @@ dataset:
 demo: setup dataset
 	$(PY) -m sparsewino.demo $(DEMO_ARGS)
 
-# CNN vs AdderNet vs Winograd AdderNet on Fashion-MNIST (docs/adder.md), a few minutes per model
+# CNN vs AdderNet vs Winograd AdderNet on Fashion-MNIST (docs/adder.md), about 30 min on 2 cores
 adder: setup dataset
 	$(PY) -m sparsewino.recipes.adder_fashion_mnist $(ADDER_ARGS)
 
