@@ -54,7 +54,7 @@ def adder_cases(draw):
                 p=draw(st.sampled_from([1.0, 2.0, 1.5, 1.25])))
 
 
-def _close(a, ref, tol=2e-5):
+def assert_close_scaled(a, ref, tol=2e-5):
     assert a.shape == ref.shape
     assert torch.isfinite(a).all()
     scale = max(1.0, ref.abs().max().item())
@@ -76,9 +76,9 @@ def test_forward_and_backward_match_unfold_reference(backend, case, seed):
     w64 = layer.weight.detach().double().requires_grad_()
     ref = reference_adder(x64, w64, case["stride"], case["padding"], case["p"])
     ref.backward(grad_out.double())
-    _close(y, ref)
-    _close(x.grad, x64.grad, 5e-5)
-    _close(layer.weight.grad, w64.grad, 5e-5)
+    assert_close_scaled(y, ref)
+    assert_close_scaled(x.grad, x64.grad, 5e-5)
+    assert_close_scaled(layer.weight.grad, w64.grad, 5e-5)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -94,8 +94,8 @@ def test_addernet_rule_gradients(backend, case, seed):
         y.backward(grad_out)
     d_x, d_w = addernet_gradients(x.detach().double(), layer.weight.detach().double(),
                                   grad_out.double(), case["stride"], case["padding"])
-    _close(x.grad, d_x, 5e-5)
-    _close(layer.weight.grad, d_w, 5e-5)
+    assert_close_scaled(x.grad, d_x, 5e-5)
+    assert_close_scaled(layer.weight.grad, d_w, 5e-5)
 
 
 @pytest.mark.parametrize("backend", COMPILED)
@@ -116,7 +116,7 @@ def test_kernels_multithreaded_and_large_shapes(backend):
                 adder_kernels.adder_gradient(G.double(), R.double(), S.double(), 1.5, "exact"),
                 adder_kernels.adder_gradient(G.double(), R.double(), S.double(), 1.0, "hardtanh")]
     for out, ref in zip(outputs, refs):
-        _close(out, ref)
+        assert_close_scaled(out, ref)
 
 
 def test_product_addernet_rule_at_the_function_level():
@@ -151,7 +151,7 @@ def test_from_conv_copies_weights_and_is_no_convolution():
     x = torch.randn(1, 3, 7, 7)
     ref = reference_adder(x.double(), conv.weight.double(), (2, 2), (1, 1), 1.0) + \
         conv.bias.double().reshape(1, -1, 1, 1)
-    _close(layer(x), ref)
+    assert_close_scaled(layer(x), ref)
     again = AdderConv2d.from_conv(layer)
     assert again.eta is None and torch.equal(again.weight, layer.weight)
 
