@@ -1,4 +1,4 @@
-"""convert(model): replace every eligible nn.Conv1d/2d/3d by its Winograd layer (DWM for large kernels and strides); revert()."""
+"""convert(model): replace every eligible nn.Conv1d/2d/3d by its Winograd layer (DWM where needed); revert()."""
 from __future__ import annotations
 
 import fnmatch
