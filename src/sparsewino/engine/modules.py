@@ -47,6 +47,8 @@ def unsupported_reason(layer: nn.Module) -> str | None:
     """Why the engine cannot compile ``layer`` (a WinogradConv2d), or ``None`` when it can."""
     if not isinstance(layer, WinogradConv2d):
         return f"{type(layer).__name__} is not a WinogradConv2d"
+    if getattr(layer, "decomposition", None) is not None:
+        return "a decomposed (DWM) layer: compile it as a SparseDecomposedConv2d"
     weight = layer.weight
     if weight.device.type != "cpu":
         return f"weights on {weight.device}: the engine runs on CPU"

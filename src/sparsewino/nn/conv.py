@@ -31,8 +31,7 @@ from ..winograd.error import (
     choose_decomposition,
 )
 from ..winograd.tiles import output_size
-from ..winograd.transform import filter_transform
-from .functional import positions_first, winograd_conv, winograd_weight_from_spatial
+from .functional import positions_first, winograd_conv, winograd_weight, winograd_weight_from_spatial
 from .kinds import LayerKind, register_layer_kind
 from .masks import exact_spatial_weight
 
@@ -299,9 +298,7 @@ class _WinogradConvNd(nn.Module):
     # ------------------------------------------------------------------ weights in both domains
     def _transform(self, spatial: torch.Tensor) -> torch.Tensor:
         """Q of spatial weights: G g Gᵀ, per piece when decomposed."""
-        if self.decomposition is None:
-            return filter_transform(spatial, self.algorithms)
-        return filter_transform(self.decomposition.split(spatial), self.algorithms)
+        return winograd_weight(spatial, self.algorithms, self.decomposition)
 
     def winograd_weight(self) -> torch.Tensor:
         """Winograd-domain weights Q = G g Gᵀ, shape ``(K, C/groups, *n)``, or one Q per DWM
