@@ -168,7 +168,8 @@ class SparseDecomposedConv2d(InferenceModule):
     def from_layer(cls, layer: WinogradConv2d, threads: int | None = None,
                    formats: str | Sequence[str] = "auto", relu_output: bool = False,
                    scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
-                   residual: bool = False, layout: str = "auto") -> "SparseDecomposedConv2d":
+                   residual: bool = False, layout: str = "auto",
+                   precision: str = "fp32") -> "SparseDecomposedConv2d":
         """Compile one decomposed :class:`~sparsewino.nn.WinogradConv2d`.
 
         Args:
@@ -176,10 +177,11 @@ class SparseDecomposedConv2d(InferenceModule):
             threads, formats, relu_output, scale, shift, residual: as
                 :meth:`SparseWinogradConv2d.from_layer <sparsewino.engine.SparseWinogradConv2d.from_layer>`.
             layout: ``"stacked"``, ``"pieces"`` or ``"auto"`` (:meth:`choose_layout`).
+            precision: ``"fp32"`` or ``"fp16"`` weights (see :mod:`~sparsewino.engine.packing`).
 
         Raises:
             ValueError: the layer cannot be compiled (:func:`decomposed_unsupported_reason`),
-                or a layout it cannot use.
+                a layout it cannot use, or weights that do not fit fp16.
         """
         reason = decomposed_unsupported_reason(layer)
         if reason is not None:
@@ -203,7 +205,7 @@ class SparseDecomposedConv2d(InferenceModule):
                 u = torch.cat(per_piece)                                          # (S*P, K, C/g)
                 u, bias = _affine(u, bias, scale, shift)
                 u = _block_diagonal(u, groups)
-            packed = PackedMatrices.pack(u, formats)
+            packed = PackedMatrices.pack(u, formats, precision)
         spec = DecomposedSpec(
             in_channels=layer.in_channels, out_channels=layer.out_channels,
             kernel_size=tuple(layer.kernel_size), stride=tuple(layer.stride),
@@ -276,11 +278,13 @@ class SparseDecomposedConv2d(InferenceModule):
         positions = self._spec.n ** 2
         first = piece * positions
         slices = -(-self._packed.rows // kernels.SLICE_ROWS)
-        return kernels.SwMatrices(
-            positions, whole.K, whole.C, whole.formats + first * _INT8,
-            whole.slice_ptr + first * (slices + 1) * _INT32,
-            whole.slice_rows + first * slices * kernels.SLICE_ROWS * _INT32,
-            whole.col, whole.val, whole.dense_index + first * _INT32, whole.dense)
+        part = kernels.SwMatrices.from_buffer_copy(whole)   # every field, then the offsets
+        part.P = positions
+        part.formats = whole.formats + first * _INT8
+        part.slice_ptr = whole.slice_ptr + first * (slices + 1) * _INT32
+        part.slice_rows = whole.slice_rows + first * slices * kernels.SLICE_ROWS * _INT32
+        part.dense_index = whole.dense_index + first * _INT32
+        return part
 
     def _conv_args(self, matrices: kernels.SwMatrices, batch: int, channels: int, height: int,
                    width: int, out: tuple[int, int], pads: tuple[int, int], bias: torch.Tensor,

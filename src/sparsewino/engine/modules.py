@@ -288,7 +288,8 @@ class SparseWinogradConv2d(InferenceModule):
     def from_layer(cls, layer: WinogradConv2d, threads: int | None = None,
                    formats: str | Sequence[str] = "auto", relu_output: bool = False,
                    scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
-                   pool_output: int = 0, residual: bool = False) -> "SparseWinogradConv2d":
+                   pool_output: int = 0, residual: bool = False,
+                   precision: str = "fp32") -> "SparseWinogradConv2d":
         """Compile one :class:`~sparsewino.nn.WinogradConv2d`.
 
         Args:
@@ -301,9 +302,11 @@ class SparseWinogradConv2d(InferenceModule):
             pool_output: 2 to fuse a following ``nn.MaxPool2d(2)`` (floor mode) into the
                 output stage (needs an even tile m), else 0.
             residual: take a second input added to the output (before the ReLU).
+            precision: ``"fp32"`` or ``"fp16"`` weights (see :mod:`~sparsewino.engine.packing`).
 
         Raises:
-            ValueError: the layer cannot be compiled (see :func:`unsupported_reason`).
+            ValueError: the layer cannot be compiled (see :func:`unsupported_reason`), or its
+                weights do not fit fp16.
         """
         reason = unsupported_reason(layer)
         if reason is not None:
@@ -325,7 +328,7 @@ class SparseWinogradConv2d(InferenceModule):
                 for g in range(groups):
                     full[:, g * kg:(g + 1) * kg, g * cg:(g + 1) * cg] = u[:, g * kg:(g + 1) * kg]
                 u = full
-            packed = PackedMatrices.pack(u, formats)
+            packed = PackedMatrices.pack(u, formats, precision)
         spec = LayerSpec(in_channels=layer.in_channels, out_channels=layer.out_channels,
                          kernel_size=layer.kernel_size[0], tile=layer.tile[0],
                          padding=tuple(layer._padding_pairs), points=layer.points[0],
@@ -495,12 +498,13 @@ class _GemmModule(InferenceModule):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, *, relu: bool,
                  residual: bool, threads: int | None, formats: str | Sequence[str],
-                 scale: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> None:
+                 scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
+                 precision: str = "fp32") -> None:
         with torch.no_grad():
             w = weight.detach().to(device="cpu", dtype=torch.float32).reshape(weight.shape[0], -1)
             bias = bias.detach().float() if bias is not None else None
             w, bias = _affine(w, bias, scale, shift)
-            packed = PackedMatrices.pack(w.unsqueeze(0), formats)
+            packed = PackedMatrices.pack(w.unsqueeze(0), formats, precision)
         self.relu, self.residual = bool(relu), bool(residual)
         super().__init__(packed, bias, w.shape[0], threads)
         self.tile_block = self.kernel_mode = self.lanes = 0
@@ -578,13 +582,14 @@ class SparseLinear(_GemmModule):
     def from_linear(cls, linear: nn.Linear, threads: int | None = None,
                     formats: str | Sequence[str] = "auto", relu: bool = False,
                     scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
-                    residual: bool = False) -> "SparseLinear":
+                    residual: bool = False, precision: str = "fp32") -> "SparseLinear":
         """Compile ``linear`` (its effective weight: prune masks applied); ``scale``/``shift``
-        fold a following BatchNorm1d, ``relu`` a following ReLU."""
+        fold a following BatchNorm1d, ``relu`` a following ReLU; ``precision`` as for
+        :meth:`SparseWinogradConv2d.from_layer`."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"from_linear expects nn.Linear, got {type(linear).__name__}")
         return cls(linear.weight, linear.bias, relu=relu, residual=residual, threads=threads,
-                   formats=formats, scale=scale, shift=shift)
+                   formats=formats, scale=scale, shift=shift, precision=precision)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         self._check_residual(residual)
@@ -643,13 +648,14 @@ class SparsePointwiseConv2d(_GemmModule):
     def from_conv(cls, conv: nn.Conv2d, threads: int | None = None,
                   formats: str | Sequence[str] = "auto", relu: bool = False,
                   scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
-                  residual: bool = False) -> "SparsePointwiseConv2d":
+                  residual: bool = False, precision: str = "fp32") -> "SparsePointwiseConv2d":
         """Compile a 1x1 ``nn.Conv2d`` (see :meth:`supported`)."""
         reason = cls.supported(conv)
         if reason is not None:
             raise ValueError(f"cannot compile {type(conv).__name__}: {reason}")
         return cls(conv.weight, conv.bias, relu=relu, residual=residual, threads=threads,
-                   formats=formats, scale=scale, shift=shift, stride=conv.stride)
+                   formats=formats, scale=scale, shift=shift, stride=conv.stride,
+                   precision=precision)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {**super().get_extra_state(), "stride": self.stride}
