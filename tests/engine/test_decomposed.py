@@ -258,3 +258,20 @@ def test_count_of_compiled_decomposed_layers():
     plain, compiled = engine.count(net, shape), engine.count(fast, shape)
     assert plain.total == compiled.total
     assert plain.layers[0].algorithm == "DWM stride 2x2: 9 pieces 3x3 of F(4x4,3x3)"
+
+
+@needs_kernel
+@pytest.mark.parametrize("kernel,stride,padding", [(5, 1, 2), (3, 2, 1)])
+def test_fp16_weights_in_both_layouts(kernel, stride, padding):
+    """Half-precision packing: the pieces layout's per-piece views of the packing keep the
+    fp16 flag; results within fp16 weight rounding of the float64 reference."""
+    torch.manual_seed(0)
+    layer = WinogradConv2d(6, 10, kernel, stride=stride, padding=padding).eval()
+    x = torch.randn(2, 6, 15, 13)
+    ref = reference(layer, x)
+    layouts = {SparseDecomposedConv2d.choose_layout(layer.decomposition), "stacked"}
+    for layout in layouts:
+        fast = SparseDecomposedConv2d.from_layer(layer, layout=layout, precision="fp16")
+        assert fast.packed.precision == "fp16"
+        with torch.no_grad():
+            assert_matches(fast(x), ref, tol=3e-3)
