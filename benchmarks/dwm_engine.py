@@ -33,6 +33,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cpu_model, median_time  # noqa: E402
+from engine import prune_random  # noqa: E402
 
 from sparsewino import engine  # noqa: E402
 from sparsewino import prune as sp  # noqa: E402
@@ -50,15 +51,6 @@ SHAPES = [
     ("5x5 64->64 32x32", 1, 64, 64, 32, 5, 1, 2), ("5x5 64->64 32x32 b8", 8, 64, 64, 32, 5, 1, 2),
 ]
 TARGETS = {0.0: 1.3, 0.7: 2.5}
-
-
-def prune_random(weight: torch.Tensor, sparsity: float, seed: int) -> torch.Tensor:
-    """Exactly ``round(sparsity * numel)`` zeros at random positions."""
-    zeros = round(sparsity * weight.numel())
-    order = torch.randperm(weight.numel(), generator=torch.Generator().manual_seed(seed))
-    mask = torch.ones(weight.numel())
-    mask[order[:zeros]] = 0
-    return weight * mask.reshape(weight.shape)
 
 
 def compiled_layer(w: torch.Tensor, stride: int, padding: int, sparsity: float,

@@ -18,7 +18,7 @@ from sparsewino.engine.program import profile
 from sparsewino.models import MODELS
 from sparsewino.nn import WinogradConv2d, convert
 
-from .conftest import COMPILED, assert_matches, needs_kernel
+from .conftest import COMPILED, assert_matches, needs_kernel, randomize_batchnorm
 
 
 def decomposed_layer(c, k, kernel, stride, padding, piece, tile, *, groups=1, sparsity=0.0,
@@ -159,13 +159,7 @@ def small_strided_net(seed=0):
                         nn.MaxPool2d(3, 2, 1), Block(), nn.Conv2d(12, 12, 5, padding=2), nn.ReLU(),
                         nn.Conv2d(12, 16, 3, stride=2, padding=1),
                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5))
-    for module in net.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            with torch.no_grad():
-                module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
+    randomize_batchnorm(net)
     net, _ = convert(net.eval(), tile=4)
     net[7] = net[7].to_winograd()
     with torch.no_grad():

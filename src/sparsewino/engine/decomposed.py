@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -35,7 +35,7 @@ from ..nn.functional import positions_first, winograd_conv
 from ..winograd.algorithm import WinogradAlgorithm, algorithm
 from ..winograd.decompose import Decomposition, decompose
 from . import kernels
-from .modules import InferenceModule, _affine
+from .modules import CompiledConv2d, _affine
 from .packing import PackedMatrices
 
 __all__ = ["SparseDecomposedConv2d", "DecomposedSpec", "decomposed_unsupported_reason", "LAYOUTS",
@@ -114,7 +114,7 @@ class OpPlan:
     shape: tuple[int, ...]
 
 
-class SparseDecomposedConv2d(InferenceModule):
+class SparseDecomposedConv2d(CompiledConv2d):
     """Inference-only DWM convolution (any kernel size, stride >= 1) on the sparse CPU kernels.
 
     Built by :func:`sparsewino.engine.compile` (or :meth:`from_layer`) from a decomposed
@@ -222,21 +222,8 @@ class SparseDecomposedConv2d(InferenceModule):
 
     # ------------------------------------------------------------------ read-only config
     @property
-    def spec(self) -> DecomposedSpec:
-        """The immutable layer configuration."""
-        return self._spec
-
-    @property
     def decomposition(self) -> Decomposition:
         return self._spec.decomposition
-
-    @property
-    def in_channels(self) -> int:
-        return self._spec.in_channels
-
-    @property
-    def out_channels(self) -> int:
-        return self._spec.out_channels
 
     @property
     def positions(self) -> int:
@@ -254,18 +241,6 @@ class SparseDecomposedConv2d(InferenceModule):
             q = u.reshape(pieces, n, n, k, spec.in_channels).permute(3, 4, 0, 1, 2)
         cg = spec.in_channels // g
         return torch.cat([q[i * k // g:(i + 1) * k // g, i * cg:(i + 1) * cg] for i in range(g)])
-
-    def get_extra_state(self) -> dict[str, Any]:
-        state = super().get_extra_state()
-        state["spec"] = asdict(self._spec)
-        return state
-
-    def set_extra_state(self, state: Any) -> None:
-        if isinstance(state, dict) and "spec" in state and state["spec"] != asdict(self._spec):
-            raise ValueError("SparseDecomposedConv2d: the state was saved from a layer with a "
-                             f"different configuration {state['spec']}; compile the matching "
-                             "model instead")
-        super().set_extra_state(state)
 
     # ------------------------------------------------------------------ planning
     def output_size(self, height: int, width: int) -> tuple[int, int]:
@@ -349,37 +324,6 @@ class SparseDecomposedConv2d(InferenceModule):
         return plans
 
     # ------------------------------------------------------------------ forward
-    def _check_input(self, x: torch.Tensor) -> None:
-        name = type(self).__name__
-        self._check_common(x, 4)
-        if x.dim() != 4:
-            raise ValueError(f"{name} expects a 4-D input (N, C, H, W) or 3-D (C, H, W), got "
-                             f"shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"{name} expects {self.in_channels} input channels, got input of "
-                             f"shape {tuple(x.shape)} (channels are dimension 1)")
-        if min(self.output_size(x.shape[2], x.shape[3])) < 1 or min(x.shape[2:]) < 1:
-            raise ValueError(f"{name}: input spatial size {tuple(x.shape[2:])} is too small for "
-                             f"kernel {self._spec.kernel_size} with padding {self._spec.padding}")
-
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        spec = self._spec
-        if (residual is not None) != spec.residual:
-            raise TypeError(f"{type(self).__name__} was compiled "
-                            f"{'with' if spec.residual else 'without'} a fused residual input")
-        if isinstance(x, torch.Tensor) and x.dim() == 3:
-            residual = residual.unsqueeze(0) if residual is not None else None
-            return self.forward(x.unsqueeze(0), residual).squeeze(0)
-        self._check_input(x)
-        name = kernels.backend()
-        shape = (x.shape[0], spec.out_channels, *self.output_size(x.shape[2], x.shape[3]))
-        if residual is not None and (residual.shape != shape or residual.dtype != torch.float32
-                                     or residual.device.type != "cpu"):
-            name = "torch"                                   # broadcasting residuals: torch path
-        if name == "torch" or x.shape[0] == 0:
-            return self._torch_forward(x, residual)
-        return self._forward_kernel(x, name, residual)
-
     def _forward_kernel(self, x: torch.Tensor, backend_name: str,
                         residual: torch.Tensor | None = None, poison: bool = False) -> torch.Tensor:
         """Run the operations of :meth:`lower` as one ``sw_run_program`` call (``poison``, for
