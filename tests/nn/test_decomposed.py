@@ -171,3 +171,12 @@ def test_convert_reports_every_convolution_of_a_resnet18():
                             if isinstance(m, nn.Conv2d)}                     # the 1x1 shortcuts
     assert all("1x1" in reason for reason in skipped.values()) and len(skipped) == 3
     assert model.conv1.decomposition is not None and model.layer2[0].branch.conv1.stride == (2, 2)
+
+
+def test_spatial_weights_come_back_exactly_from_a_degenerate_map():
+    """16 pieces of F(2,3) for a 10x11/4 kernel: a map whose singular values repeat; the SVD
+    behind pinv returned non-orthogonal factors for it on one thread (this torch build)."""
+    torch.set_num_threads(1)
+    layer = WinogradConv2d(1, 1, (10, 11), stride=4, tile=2, dtype=torch.float64)
+    back = layer.to_winograd().to_conv()
+    torch.testing.assert_close(back.weight, layer.weight.detach(), rtol=1e-10, atol=1e-12)

@@ -99,7 +99,9 @@ def exact_spatial_weight(q: torch.Tensor, algorithms: Sequence[WinogradAlgorithm
     s = filter_matrix(algorithms, decomposition, torch.float64, q.device)      # (P, R)
     k, c = q.shape[:2]
     flat = q.detach().double().reshape(k * c, -1)                              # (KC, P)
-    g = flat @ torch.linalg.pinv(s).T                                           # (KC, R)
+    # QR-based least squares, not pinv: the SVD behind pinv returned non-orthogonal factors
+    # (an error of 0.4 on a well-conditioned DWM map) on one thread with this torch build.
+    g = torch.linalg.lstsq(s, flat.T).solution.T                                 # (KC, R)
     error = (g @ s.T - flat).abs().amax(dim=1)
     eps = torch.finfo(q.dtype).eps
     scale = g.abs().amax(dim=1, keepdim=True)
