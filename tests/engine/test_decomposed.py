@@ -66,8 +66,7 @@ def test_random_decomposed_layers_match_float64(kernel, data, batch, c, k, group
     c, k = c * groups, k * groups
     layer = decomposed_layer(c, k, kernel, stride, padding, piece, tile, groups=groups,
                              sparsity=sparsity, domain=domain, winograd_relu=winograd_relu, seed=seed)
-    layouts = ["stacked"] + (["pieces"] if SparseDecomposedConv2d.choose_layout(
-        layer.decomposition, winograd_relu) == "pieces" else [])
+    layouts = ["stacked", "pieces"]
     x = torch.randn(batch, c, h, w)
     ref = reference(layer, x)
     extra = torch.randn(ref.shape) if residual else None
@@ -96,8 +95,7 @@ def test_resnet_and_other_shapes_in_both_layouts(backend, kernel, stride, paddin
     x = torch.randn(2, 5, 23, 18)
     scale, shift = torch.rand(9) + 0.5, torch.randn(9)
     ref = reference(layer, x) * scale.double().reshape(1, -1, 1, 1) + shift.double().reshape(1, -1, 1, 1)
-    layouts = {SparseDecomposedConv2d.choose_layout(layer.decomposition), "stacked"}
-    for layout in layouts:
+    for layout in ("stacked", "pieces"):
         fast = SparseDecomposedConv2d.from_layer(layer, scale=scale, shift=shift, layout=layout)
         with torch.no_grad(), engine.use_backend(backend):
             assert_matches(fast(x), ref, tol=5e-5)
@@ -108,23 +106,31 @@ def test_resnet_and_other_shapes_in_both_layouts(backend, kernel, stride, paddin
 
 def test_layouts_and_descriptions():
     stem = WinogradConv2d(3, 8, 7, stride=2, padding=3).eval()
-    assert SparseDecomposedConv2d.choose_layout(stem.decomposition) == "stacked"
-    same5 = WinogradConv2d(4, 4, 5, padding=2, tile=4).eval()
-    assert SparseDecomposedConv2d.choose_layout(same5.decomposition) == "pieces"
-    valid5 = WinogradConv2d(4, 4, 5, padding=0, tile=4).eval()        # a piece reads at +2
-    assert SparseDecomposedConv2d.choose_layout(valid5.decomposition) == "stacked"
-    assert SparseDecomposedConv2d.choose_layout(same5.decomposition, winograd_relu=True) == "stacked"
-    with pytest.raises(ValueError, match="'pieces' layout needs stride 1"):
-        SparseDecomposedConv2d.from_layer(stem, layout="pieces")
+    assert SparseDecomposedConv2d.choose_layout(stem.decomposition, 3, 6) == "stacked"
+    wide = WinogradConv2d(128, 8, 5, padding=2, tile=4).eval()      # 36 x 128 x 4 > 16384
+    assert SparseDecomposedConv2d.choose_layout(wide.decomposition, 128, 6) == "pieces"
+    assert SparseDecomposedConv2d.from_layer(wide).spec.layout == "pieces"
     with pytest.raises(ValueError, match="layout must be"):
         SparseDecomposedConv2d.from_layer(stem, layout="tiled")
-    fast = SparseDecomposedConv2d.from_layer(same5)
+    # pieces read the input in place where they can, else their own copy of their sub-image
+    same5 = WinogradConv2d(4, 4, 5, padding=2, tile=4).eval()
+    kinds = [p.kind for p in SparseDecomposedConv2d.from_layer(same5, layout="pieces").lower(1, 9, 9, 1, "portable")]
+    assert kinds == ["conv2d"] * 4
+    valid5 = WinogradConv2d(4, 4, 5, padding=0, tile=4).eval()        # a piece reads at +2
+    kinds = [p.kind for p in SparseDecomposedConv2d.from_layer(valid5, layout="pieces").lower(1, 9, 9, 1, "portable")]
+    assert kinds.count("extract") == 3 and kinds.count("conv2d") == 4
+    relu = WinogradConv2d(4, 4, 5, padding=2, tile=4, winograd_relu=True).eval()
+    kinds = [p.kind for p in SparseDecomposedConv2d.from_layer(relu, layout="pieces").lower(1, 9, 9, 1, "portable")]
+    assert kinds == ["conv2d"] * 4                                  # in place too
+    fast = SparseDecomposedConv2d.from_layer(same5, layout="pieces")
     assert "DWM 4 pieces 3x3 of F(4,3), pieces" in repr(fast)
     q = same5.to_winograd().weight.detach()
     torch.testing.assert_close(fast.winograd_weight(), q)
+    torch.testing.assert_close(SparseDecomposedConv2d.from_layer(same5).winograd_weight(), q)
     grouped = WinogradConv2d(4, 6, 3, stride=2, padding=1, groups=2).eval()
-    torch.testing.assert_close(SparseDecomposedConv2d.from_layer(grouped).winograd_weight(),
-                               grouped.winograd_weight().detach())
+    for layout in ("stacked", "pieces"):
+        torch.testing.assert_close(SparseDecomposedConv2d.from_layer(grouped, layout=layout).winograd_weight(),
+                                   grouped.winograd_weight().detach())
 
 
 def test_unsupported_pieces_fall_back_with_a_reason():
@@ -180,7 +186,7 @@ def test_model_with_decomposed_layers_runs_as_one_program(backend):
     report = fast.compile_report
     assert sorted(report.compiled) == ["0", "10", "4.branch.0", "4.branch.3", "4.down.0", "5", "7"]
     kinds = {d.name: d.detail for d in report}
-    assert "DWM stride 2x2" in kinds["0"] and "stacked" in kinds["0"] and "pieces" in kinds["5"]
+    assert "DWM stride 2x2" in kinds["0"] and "stacked" in kinds["0"] and "stacked" in kinds["5"]
     assert {d.name: d.fused for d in report}["0"] == ("1", "2")
     assert not report.fallbacks
     if backend != "torch":
@@ -188,7 +194,7 @@ def test_model_with_decomposed_layers_runs_as_one_program(backend):
         assert program.torch_nodes == [] and len(program.steps) == 1
         rows = profile(program, x, repeats=2)
         names = [name for name, _, _ in rows]
-        assert ("0", "extract") in [(n, k) for n, k, _ in rows] and names.count("5") == 4
+        assert ("0", "extract") in [(n, k) for n, k, _ in rows] and names.count("5") == 2
         assert all(ms >= 0 for _, _, ms in rows)
 
 
@@ -263,8 +269,7 @@ def test_fp16_weights_in_both_layouts(kernel, stride, padding):
     layer = WinogradConv2d(6, 10, kernel, stride=stride, padding=padding).eval()
     x = torch.randn(2, 6, 15, 13)
     ref = reference(layer, x)
-    layouts = {SparseDecomposedConv2d.choose_layout(layer.decomposition), "stacked"}
-    for layout in layouts:
+    for layout in ("stacked", "pieces"):
         fast = SparseDecomposedConv2d.from_layer(layer, layout=layout, precision="fp16")
         assert fast.packed.precision == "fp16"
         with torch.no_grad():

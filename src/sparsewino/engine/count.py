@@ -167,7 +167,7 @@ def _winograd_layer(name: str, module: nn.Module, x: torch.Tensor, dynamic: bool
         winograd=mults["winograd"], sparse=nnz * tiles, weight_density=nnz / nonzero.numel())
     if dynamic:
         if split is not None:             # pieces are input channels of the stacked sub-images
-            x, padding = split.stack(x), ((0, 0),) * len(algs)
+            x, padding = split.stack(x, [a.m for a in algs]), ((0, 0),) * len(algs)
             nonzero = nonzero.reshape(k, cg * split.pieces, *nonzero.shape[3:])
             cg *= split.pieces
         kernel, tile, ns = [a.r for a in algs], [a.m for a in algs], [a.n for a in algs]

@@ -8,16 +8,23 @@ every other Winograd layer, in one of two layouts:
   for strides, shifted views for kernel pieces) into one ``(N, C * S, Z, Z)`` buffer, trimmed
   of rows and columns that are zero for every piece, and one conv2d operation with ``C * S``
   input channels sums the pieces in its element-wise stage: one output transform, one pass
-  over the output. Used for strided layers (a copy is needed there anyway).
-* ``"pieces"``: for stride 1 when every piece reads the input at a non-positive offset (kernel
-  pieces of a "same"-padded convolution) and no ReLU acts on the transformed input (a
-  Winograd-ReLU piece's tiles must hold zeros past its sub-image, as the stacked copy does,
-  not the rest of the input): S conv2d operations read the input itself, each
-  with its own padding (no copy); piece i takes piece i-1's output as its residual input, so
-  the outputs accumulate; the last one adds the bias (folded BatchNorm) and applies the ReLU.
+  over the output.
+* ``"pieces"``: S conv2d operations, piece i taking piece i-1's output as its residual input
+  so that the outputs accumulate; the last one adds the bias (folded BatchNorm) and applies
+  the ReLU. A piece reads the input itself, at its own padding (no copy), when it can (stride
+  1 and a non-positive offset); otherwise an extract operation copies its sub-image first.
 
-A fused residual addition enters the first conv2d operation. Compiled layers run alone
-(``forward``, one ``sw_run_program`` call over their operations) or as steps of a compiled
+Both read every tile as the layer defines it (:meth:`~sparsewino.winograd.decompose.Decomposition.stack`
+with whole tiles): the sub-image's own values, zero only outside the input, so Winograd-domain
+weights outside the range of the filter transform and Winograd-ReLU give the same outputs as
+the PyTorch layer.
+
+:meth:`SparseDecomposedConv2d.choose_layout` picks ``"stacked"`` while the stacked weights of
+one tile block fit the kernel's cache budget (few channels, e.g. the 7x7/2 stem's 3 x 9) and
+``"pieces"`` for many channels, where one wide stacked matrix would shrink the kernel's tile
+blocks and stream the weights more often. A fused residual addition enters the first conv2d
+operation. Compiled layers run alone (``forward``, one ``sw_run_program`` call over their
+operations) or as steps of a compiled
 model's :class:`~sparsewino.engine.program.Program` (:meth:`SparseDecomposedConv2d.lower`).
 """
 from __future__ import annotations
@@ -42,6 +49,9 @@ __all__ = ["SparseDecomposedConv2d", "DecomposedSpec", "decomposed_unsupported_r
            "OpPlan"]
 
 LAYOUTS = ("stacked", "pieces")
+#: Stacked while positions x stacked channels stay within this (so that, with the kernel's
+#: 1 MiB budget for a block's transformed input, blocks keep at least 16 tiles).
+STACKED_MAX_COLUMNS = 16384
 _INT8, _INT32 = 1, 4                         # element sizes of the packed position arrays
 
 
@@ -145,9 +155,6 @@ class SparseDecomposedConv2d(CompiledConv2d):
             raise ValueError(f"packed weights {(packed.positions, packed.rows, packed.cols)} do "
                              f"not fit {pieces} pieces F({spec.tile},{spec.piece}) with "
                              f"{spec.in_channels} -> {spec.out_channels} channels ({spec.layout})")
-        if spec.layout == "pieces" and _layout_for(spec.decomposition, spec.winograd_relu) != "pieces":
-            raise ValueError("the 'pieces' layout needs stride 1, pieces that read the input at "
-                             "non-positive offsets and no Winograd-ReLU; use 'stacked'")
         object.__setattr__(self, "_spec", spec)
         super().__init__(packed, bias, spec.out_channels, threads)
         self.tile_block = self.kernel_mode = self.lanes = 0
@@ -157,11 +164,10 @@ class SparseDecomposedConv2d(CompiledConv2d):
         split = spec.decomposition
         offsets = torch.tensor(split.offsets(), dtype=torch.int32)                  # (S, 2)
         # Rows/columns before `lead` are zero in every piece's sub-image: left to the padding.
-        self._lead = tuple(int(min(max(0, -(-int(-c) // s)) for c in offsets[:, d].tolist()))
-                           for d, s in enumerate(spec.stride))
-        shifted = offsets + torch.tensor([s * p for s, p in zip(spec.stride, self._lead)],
-                                         dtype=torch.int32)
-        self._offsets = shifted.contiguous()
+        self._lead, self._offsets = _trim(offsets, spec.stride)
+        # "pieces": each piece's own extract (its sub-image alone), or None to read the input
+        self._piece_extracts = [None if self._in_place(c) else _trim(offsets[p:p + 1], spec.stride)
+                                for p, c in enumerate(split.offsets())]
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -188,7 +194,7 @@ class SparseDecomposedConv2d(CompiledConv2d):
             raise ValueError(f"cannot compile {type(layer).__name__}: {reason}")
         split = layer.decomposition
         if layout == "auto":
-            layout = cls.choose_layout(split, layer.winograd_relu)
+            layout = cls.choose_layout(split, layer.in_channels, layer.tile[0] + layer.piece_size[0] - 1)
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}")
         with torch.no_grad():
@@ -215,10 +221,15 @@ class SparseDecomposedConv2d(CompiledConv2d):
         return cls(spec, packed, bias, threads)
 
     @staticmethod
-    def choose_layout(split: Decomposition, winograd_relu: bool = False) -> str:
-        """``"pieces"`` when the pieces can read the input in place (stride 1, non-positive
-        offsets, no Winograd-ReLU), else ``"stacked"``."""
-        return _layout_for(split, winograd_relu)
+    def choose_layout(split: Decomposition, in_channels: int, n: int) -> str:
+        """``"stacked"`` while ``n² x C x S`` (positions x stacked channels) is at most
+        :data:`STACKED_MAX_COLUMNS`, else ``"pieces"`` (module docstring)."""
+        return "stacked" if n * n * in_channels * split.pieces <= STACKED_MAX_COLUMNS else "pieces"
+
+    def _in_place(self, offset: Sequence[int]) -> bool:
+        """Whether a piece at input ``offset`` reads the input itself in the "pieces" layout."""
+        spec = self._spec
+        return spec.stride == (1, 1) and max(offset) <= 0
 
     # ------------------------------------------------------------------ read-only config
     @property
@@ -279,6 +290,26 @@ class SparseDecomposedConv2d(CompiledConv2d):
         args.tile_block, args.mode, args.lanes = self.tile_block, self.kernel_mode, self.lanes
         return args
 
+    def _extract(self, batch: int, height: int, width: int, out: tuple[int, int],
+                 trimmed: tuple[tuple[int, int], torch.Tensor], threads: int
+                 ) -> tuple[kernels.SwExtractArgs, tuple[int, ...]]:
+        """The extract operation of the sub-images at ``trimmed`` (lead, offsets) and its
+        output shape: each as long as a piece reads, less what is zero in all of them."""
+        spec = self._spec
+        lead, offsets = trimmed
+        size = []
+        for d, (o, s, extent) in enumerate(zip(out, spec.stride, (height, width))):
+            full = -(-o // spec.tile) * spec.tile + spec.piece - 1 - lead[d]   # whole tiles
+            last = max((extent - 1 - int(off)) // s for off in offsets[:, d].tolist())
+            size.append(max(1, min(full, last + 1)))
+        ext = kernels.SwExtractArgs()
+        ext.N, ext.C, ext.H, ext.W = batch, spec.in_channels, height, width
+        ext.S, (ext.Ho, ext.Wo) = len(offsets), size
+        ext.sh, ext.sw = spec.stride
+        ext.offsets = offsets.data_ptr()
+        ext.threads = threads
+        return ext, (batch, spec.in_channels * len(offsets), *size)
+
     def lower(self, batch: int, height: int, width: int, threads: int,
               backend_name: str) -> list[OpPlan]:
         """The kernel operations for an input of (batch, C, height, width), in order (data and
@@ -286,23 +317,10 @@ class SparseDecomposedConv2d(CompiledConv2d):
         spec, split = self._spec, self.decomposition
         ho, wo = self.output_size(height, width)
         out_shape = (batch, spec.out_channels, ho, wo)
-        c = spec.in_channels
         if spec.layout == "stacked":
-            size = []
-            for d, (o, s, lead, extent) in enumerate(zip((ho, wo), spec.stride, self._lead,
-                                                         (height, width))):
-                full = o + spec.piece - 1 - lead
-                # the last sub-image element that can hold data, over all pieces
-                last = max((extent - 1 - int(off)) // s for off in self._offsets[:, d].tolist())
-                size.append(max(1, min(full, last + 1)))
-            ext = kernels.SwExtractArgs()
-            ext.N, ext.C, ext.H, ext.W = batch, c, height, width
-            ext.S, (ext.Ho, ext.Wo) = split.pieces, size
-            ext.sh, ext.sw = spec.stride
-            ext.offsets = self._offsets.data_ptr()
-            ext.threads = threads
-            stacked = (batch, c * split.pieces, *size)
-            conv = self._conv_args(self._packed.struct(), batch, c * split.pieces, *size,
+            ext, stacked = self._extract(batch, height, width, (ho, wo),
+                                         (self._lead, self._offsets), threads)
+            conv = self._conv_args(self._packed.struct(), batch, stacked[1], *stacked[2:],
                                    (ho, wo), self._lead, self._bias, spec.relu_output, threads,
                                    backend_name)
             inputs = [("x", "t0")] + ([("residual", "residual")] if spec.residual else [])
@@ -312,10 +330,16 @@ class SparseDecomposedConv2d(CompiledConv2d):
         last = split.pieces - 1
         for p, offset in enumerate(split.offsets()):
             final = p == last
-            args = self._conv_args(self._piece_matrices(p), batch, c, height, width, (ho, wo),
-                                   (-offset[0], -offset[1]), self._bias if final else self._zero_bias,
+            source, pads, size = "x", (-offset[0], -offset[1]), (height, width)
+            if self._piece_extracts[p] is not None:
+                ext, shape = self._extract(batch, height, width, (ho, wo),
+                                           self._piece_extracts[p], threads)
+                source, pads, size = f"e{p}", self._piece_extracts[p][0], shape[2:]
+                plans.append(OpPlan("extract", ext, [("x", "x")], source, shape))
+            args = self._conv_args(self._piece_matrices(p), batch, spec.in_channels, *size,
+                                   (ho, wo), pads, self._bias if final else self._zero_bias,
                                    spec.relu_output and final, threads, backend_name)
-            inputs = [("x", "x")]
+            inputs = [("x", source)]
             if p > 0:
                 inputs.append(("residual", f"t{p - 1}"))
             elif spec.residual:
@@ -374,6 +398,7 @@ class SparseDecomposedConv2d(CompiledConv2d):
 
     def _torch_forward(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
         spec, split = self._spec, self.decomposition
+        x_out = self.output_size(x.shape[2], x.shape[3])
         if self._dense_cache is None:
             u = self._packed.dense()
             if spec.layout == "pieces":                      # (S*P, K, C) -> (P, K, C*S), (c, p)
@@ -382,8 +407,9 @@ class SparseDecomposedConv2d(CompiledConv2d):
                 u = u.reshape(positions, spec.out_channels, -1)
             self._dense_cache = u.contiguous()
         with torch.no_grad():
-            y = winograd_conv(split.stack(x), self._dense_cache, self._bias,
+            y = winograd_conv(split.stack(x, (spec.tile, spec.tile)), self._dense_cache, self._bias,
                               (spec.algorithm,) * 2, ((0, 0), (0, 0)), 1, spec.winograd_relu)
+            y = y[..., :x_out[0], :x_out[1]].contiguous()
             if residual is not None:
                 y = y + residual
             return torch.relu(y) if spec.relu_output else y
@@ -405,12 +431,13 @@ class SparseDecomposedConv2d(CompiledConv2d):
         return text
 
 
-def _layout_for(split: Decomposition, winograd_relu: bool = False) -> str:
-    """The layout :meth:`SparseDecomposedConv2d.choose_layout` picks."""
-    if not winograd_relu and split.stride == (1,) * split.dims and \
-            max(max(c) for c in split.offsets()) <= 0:
-        return "pieces"
-    return "stacked"
+def _trim(offsets: torch.Tensor, stride: Sequence[int]) -> tuple[tuple[int, int], torch.Tensor]:
+    """(lead, shifted offsets) of sub-images starting at ``offsets`` ``(S, 2)``: ``lead`` rows
+    and columns, zero in every one of them, are left to the conv2d's padding instead of copied."""
+    lead = tuple(int(min(max(0, -(-int(-c) // s)) for c in offsets[:, d].tolist()))
+                 for d, s in enumerate(stride))
+    shift = torch.tensor([s * p for s, p in zip(stride, lead)], dtype=torch.int32)
+    return lead, (offsets + shift).contiguous()
 
 
 def _block_diagonal(u: torch.Tensor, groups: int) -> torch.Tensor:

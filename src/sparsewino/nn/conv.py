@@ -56,6 +56,13 @@ def _ntuple(value: Any, dims: int, name: str, cls: str) -> tuple[int, ...]:
     return items
 
 
+def _crop(y: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``y`` cut to ``size`` in its trailing dimensions (a contiguous copy only when cut)."""
+    if tuple(y.shape[-len(size):]) == tuple(size):
+        return y
+    return y[(Ellipsis, *(slice(0, s) for s in size))].contiguous()
+
+
 class _WinogradConvNd(nn.Module):
     _dims: int = 0
     _conv_type: type[nn.Module] = nn.Module
@@ -377,8 +384,9 @@ class _WinogradConvNd(nn.Module):
         else:
             weight = positions_first(self.weight.reshape(k, cg * split.pieces,
                                                          *self.winograd_size))
-        y = winograd_conv(split.stack(x), weight, self.bias, algorithms,
+        y = winograd_conv(split.stack(x, self.tile), weight, self.bias, algorithms,
                           ((0, 0),) * self._dims, self.groups, self.winograd_relu)
+        y = _crop(y, split.output_size(x.shape[2:]))                  # whole tiles -> outputs
         return y.squeeze(0) if unbatched else y
 
     # ------------------------------------------------------------------ conversions

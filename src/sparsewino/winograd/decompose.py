@@ -218,12 +218,17 @@ class Decomposition:
         """Output size of the strided convolution (entries may be <= 0 for too small inputs)."""
         return tuple(a.output_size(s) for a, s in zip(self.axes, input_size))
 
-    def stack(self, x: torch.Tensor) -> torch.Tensor:
+    def stack(self, x: torch.Tensor, tile: Sequence[int] | None = None) -> torch.Tensor:
         """The pieces' sub-images stacked as channels: ``(N, C, *S)`` -> ``(N, C * S, *Z)``.
 
-        Channel ``c * S + p`` holds ``x[c]`` read at ``s*u + c_p`` for ``u < Z = O + r - 1``
-        per dimension (zeros outside the input), so a stride-1 correlation with zero padding
-        over it gives the ``O`` outputs. One copy; differentiable.
+        Channel ``c * S + p`` holds ``x[c]`` read at ``s*u + c_p`` for ``u < Z`` per dimension
+        (zeros outside the input), so a stride-1 correlation with zero padding over it gives the
+        ``O`` outputs. ``Z = O + r - 1`` (what the outputs need), or with ``tile`` (m per
+        dimension) the extent of whole tiles, ``ceil(O / m) * m + r - 1``: then every input tile
+        holds what the sub-image has there — the definition of a decomposed Winograd layer,
+        whose tiles of Winograd-domain weights outside the range of the filter transform (or of
+        Winograd-ReLU) see their whole input tile, which the engine reads in place. One copy;
+        differentiable.
         """
         dims = self.dims
         lead = x.dim() - dims
@@ -235,7 +240,7 @@ class Decomposition:
         for d, (axis, o) in enumerate(zip(self.axes, out)):
             dim = lead + 2 * d                       # each done axis became (windows, Z)
             size = result.shape[dim]
-            z = o + axis.piece - 1
+            z = (o if tile is None else -(-o // tile[d]) * tile[d]) + axis.piece - 1
             starts = torch.tensor([axis.offset(w) for w in range(len(axis.windows))])
             index = starts[:, None] + axis.stride * torch.arange(z)[None, :]      # (windows, Z)
             before = max(0, -int(index.min()))
