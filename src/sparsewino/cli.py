@@ -218,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="parameter domain of the new layers (winograd)")
     convert.add_argument("--winograd-relu", action="store_true",
                          help="Winograd-ReLU rewrite (ReLU after the input transform; Liu et al.)")
+    from .nn import DECOMPOSE_MODES
+    convert.add_argument("--decompose", choices=DECOMPOSE_MODES, default="auto",
+                         help="kernels above 3 taps and strides above 1: DWM pieces chosen by "
+                              "accuracy and multiplications (auto), always pieces of <= 3 taps "
+                              "(dwm), or plain F(m, r) with strided convolutions left alone (none)")
     convert.add_argument("--include", action="append", help="only these layers (glob, repeatable)")
     convert.add_argument("--exclude", action="append", help="never these layers (glob, repeatable)")
     convert.add_argument("--output", required=True, help="checkpoint to write")
@@ -488,7 +493,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .recipes.architecture import apply_transform, load_model, save_model
     model, checkpoint = load_model(args.checkpoint)
     architecture = checkpoint["architecture"]
-    selection = dict(include=args.include, exclude=args.exclude)
+    selection = dict(include=args.include, exclude=args.exclude, decompose=args.decompose)
     if args.winograd_relu:
         report = apply_transform(model, architecture, "winograd_relu", tile=args.tile, **selection)
     else:

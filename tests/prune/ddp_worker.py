@@ -1,4 +1,5 @@
 """Two gloo processes train a pruned model under DDP and save their final states (run by test_ddp.py)."""
+import faulthandler
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from sparsewino.train import shutdown_distributed  # imported before any process
 
 
 def run(rank: int, world: int, folder: str) -> None:
+    faulthandler.dump_traceback_later(150, exit=True)     # a hang shows where, before the test's timeout
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank,
                             world_size=world)

@@ -33,7 +33,7 @@ from . import kernels
 from .packing import PackedMatrices
 
 __all__ = ["SparseWinogradConv2d", "SparseLinear", "SparsePointwiseConv2d", "LayerSpec",
-           "unsupported_reason", "check_threads", "InferenceModule"]
+           "unsupported_reason", "check_threads", "InferenceModule", "CompiledConv2d"]
 
 
 def check_threads(threads: object) -> None:
@@ -47,6 +47,8 @@ def unsupported_reason(layer: nn.Module) -> str | None:
     """Why the engine cannot compile ``layer`` (a WinogradConv2d), or ``None`` when it can."""
     if not isinstance(layer, WinogradConv2d):
         return f"{type(layer).__name__} is not a WinogradConv2d"
+    if getattr(layer, "decomposition", None) is not None:
+        return "a decomposed (DWM) layer: compile it as a SparseDecomposedConv2d"
     weight = layer.weight
     if weight.device.type != "cpu":
         return f"weights on {weight.device}: the engine runs on CPU"
@@ -232,7 +234,75 @@ class LayerSpec:
         return algorithm(self.tile, self.kernel_size, self.points)
 
 
-class SparseWinogradConv2d(InferenceModule):
+class CompiledConv2d(InferenceModule):
+    """Base of the compiled 2-D convolutions: input checks and the choice between the kernel and
+    the ``torch`` path. Subclasses have ``_spec`` (``in_channels``, ``out_channels``,
+    ``kernel_size``, ``padding``, ``residual``) and implement ``output_size``,
+    ``_forward_kernel(x, backend, residual)`` and ``_torch_forward(x, residual)``."""
+
+    @property
+    def spec(self) -> Any:
+        """The immutable layer configuration."""
+        return self._spec
+
+    @property
+    def in_channels(self) -> int:
+        return self._spec.in_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self._spec.out_channels
+
+    def get_extra_state(self) -> dict[str, Any]:
+        state = super().get_extra_state()
+        state["spec"] = asdict(self._spec)
+        return state
+
+    def set_extra_state(self, state: Any) -> None:
+        if isinstance(state, dict) and "spec" in state and state["spec"] != asdict(self._spec):
+            raise ValueError(f"{type(self).__name__}: the state was saved from a layer with a "
+                             f"different configuration {state['spec']}; compile the matching "
+                             "model instead")
+        super().set_extra_state(state)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        name = type(self).__name__
+        self._check_common(x, 4)
+        if x.dim() != 4:
+            raise ValueError(f"{name} expects a 4-D input (N, C, H, W) or 3-D (C, H, W), got "
+                             f"shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{name} expects {self.in_channels} input channels, got input of "
+                             f"shape {tuple(x.shape)} (channels are dimension 1)")
+        if min(self.output_size(x.shape[2], x.shape[3])) < 1 or min(x.shape[2:]) < 1:
+            raise ValueError(f"{name}: input spatial size {tuple(x.shape[2:])} is too small for "
+                             f"kernel {self._spec.kernel_size} with padding {self._spec.padding}")
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        spec = self._spec
+        if (residual is not None) != spec.residual:
+            raise TypeError(f"{type(self).__name__} was compiled "
+                            f"{'with' if spec.residual else 'without'} a fused residual input")
+        if isinstance(x, torch.Tensor) and x.dim() == 3:
+            residual = residual.unsqueeze(0) if residual is not None else None
+            return self.forward(x.unsqueeze(0), residual).squeeze(0)
+        self._check_input(x)
+        name = kernels.backend()
+        ho, wo = self.output_size(x.shape[2], x.shape[3])
+        shape = (x.shape[0], spec.out_channels, ho, wo)
+        if residual is not None and (residual.shape != shape or residual.dtype != torch.float32
+                                     or residual.device.type != "cpu"):
+            name = "torch"                               # broadcasting residuals: the torch path
+        if name == "torch" or x.shape[0] == 0:                      # no kernel for N = 0
+            return self._torch_forward(x, residual)
+        return self._forward_kernel(x, name, residual)
+
+
+
+class SparseWinogradConv2d(CompiledConv2d):
     """Inference-only stride-1 Winograd convolution running the fused sparse CPU kernel.
 
     Built by :func:`sparsewino.engine.compile` (or :meth:`from_layer`) from a
@@ -336,33 +406,8 @@ class SparseWinogradConv2d(InferenceModule):
 
     # ------------------------------------------------------------------ read-only config
     @property
-    def spec(self) -> LayerSpec:
-        """The immutable layer configuration."""
-        return self._spec
-
-    @property
-    def in_channels(self) -> int:
-        return self._spec.in_channels
-
-    @property
-    def out_channels(self) -> int:
-        return self._spec.out_channels
-
-    @property
     def positions(self) -> int:
         return self._spec.n ** 2
-
-    def get_extra_state(self) -> dict[str, Any]:
-        state = super().get_extra_state()
-        state["spec"] = asdict(self._spec)
-        return state
-
-    def set_extra_state(self, state: Any) -> None:
-        if isinstance(state, dict) and "spec" in state and state["spec"] != asdict(self._spec):
-            raise ValueError("SparseWinogradConv2d: the state was saved from a layer with a "
-                             f"different configuration {state['spec']}; compile the matching "
-                             "model instead")
-        super().set_extra_state(state)
 
     # ------------------------------------------------------------------ forward
     def output_size(self, height: int, width: int) -> tuple[int, int]:
@@ -370,38 +415,6 @@ class SparseWinogradConv2d(InferenceModule):
         grow_h, grow_w = self._spec.growth
         pool = self._spec.pool_output or 1
         return (height + grow_h) // pool, (width + grow_w) // pool
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        name = type(self).__name__
-        self._check_common(x, 4)
-        if x.dim() != 4:
-            raise ValueError(f"{name} expects a 4-D input (N, C, H, W) or 3-D (C, H, W), got "
-                             f"shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"{name} expects {self.in_channels} input channels, got input of "
-                             f"shape {tuple(x.shape)} (channels are dimension 1)")
-        if min(self.output_size(x.shape[2], x.shape[3])) < 1 or min(x.shape[2:]) < 1:
-            raise ValueError(f"{name}: input spatial size {tuple(x.shape[2:])} is too small for "
-                             f"kernel {self._spec.kernel_size} with padding {self._spec.padding}")
-
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        spec = self._spec
-        if (residual is not None) != spec.residual:
-            raise TypeError(f"{type(self).__name__} was compiled "
-                            f"{'with' if spec.residual else 'without'} a fused residual input")
-        if isinstance(x, torch.Tensor) and x.dim() == 3:
-            residual = residual.unsqueeze(0) if residual is not None else None
-            return self.forward(x.unsqueeze(0), residual).squeeze(0)
-        self._check_input(x)
-        name = kernels.backend()
-        ho, wo = self.output_size(x.shape[2], x.shape[3])
-        shape = (x.shape[0], spec.out_channels, ho, wo)
-        if residual is not None and (residual.shape != shape or residual.dtype != torch.float32
-                                     or residual.device.type != "cpu"):
-            name = "torch"                               # broadcasting residuals: the torch path
-        if name == "torch" or x.shape[0] == 0:                      # no kernel for N = 0
-            return self._torch_forward(x, residual)
-        return self._forward_kernel(x, name, residual)
 
     def _torch_forward(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
         spec = self._spec

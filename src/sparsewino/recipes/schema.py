@@ -212,6 +212,7 @@ class ConvertStage:
     include: list[str] | None = None
     exclude: list[str] | None = None
     winograd_relu: bool = False
+    decompose: Literal["auto", "dwm", "none"] = "auto"
     kind: str = "convert"
 
     def __post_init__(self) -> None:
