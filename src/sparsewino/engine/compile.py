@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils import prune as torch_prune
 
-from ..nn.conv import WinogradConv2d, _WinogradConvNd
+from ..nn.conv import WinogradConv2d, WinogradConv3d, _WinogradConvNd
 from . import kernels
 from .modules import (
     InferenceModule,
@@ -40,6 +40,7 @@ from .modules import (
     check_threads,
     unsupported_reason,
 )
+from .modules3d import SparseWinogradConv3d, unsupported_reason3d
 from .program import Program, build_program, node_op
 
 __all__ = ["compile", "CompileReport", "LayerKernel", "compile_report", "CompiledModel"]
@@ -167,7 +168,7 @@ def _is_fusable_pool(module: nn.Module, tile: int) -> bool:
 
 
 def _layer_kind(module: nn.Module) -> tuple[str | None, str]:
-    """("winograd" | "linear" | "pointwise" | None, reason when None)."""
+    """("winograd" | "winograd3d" | "linear" | "pointwise" | None, reason when None)."""
     if user_hooks(module):
         return None, f"has forward hooks {user_hooks(module)}: runs in PyTorch with them"
     if isinstance(module, WinogradConv2d):
@@ -175,9 +176,14 @@ def _layer_kind(module: nn.Module) -> tuple[str | None, str]:
             return None, f"{type(module).__name__} overrides forward(); kept as is"
         reason = unsupported_reason(module)
         return ("winograd", "") if reason is None else (None, reason)
+    if isinstance(module, WinogradConv3d):
+        if type(module).forward is not _WinogradConvNd.forward:
+            return None, f"{type(module).__name__} overrides forward(); kept as is"
+        reason = unsupported_reason3d(module)
+        return ("winograd3d", "") if reason is None else (None, reason)
     if isinstance(module, _WinogradConvNd):
-        return None, (f"{type(module).__name__}: only 2-D layers are compiled; it runs its own "
-                      "(PyTorch) Winograd forward")
+        return None, (f"{type(module).__name__}: only 2-D and 3-D layers are compiled; it runs "
+                      "its own (PyTorch) Winograd forward")
     if type(module) is nn.Linear:
         if module.weight.dtype != torch.float32 or module.weight.device.type != "cpu":
             return None, "Linear: float32 CPU weights only"
@@ -192,6 +198,11 @@ def _layer_kind(module: nn.Module) -> tuple[str | None, str]:
 
 def _describe(layer: nn.Module) -> str:
     counts = layer.format_counts()
+    if isinstance(layer, SparseWinogradConv3d):
+        spec = layer.spec
+        return (f"F({spec.tile},{spec.kernel_size})³, {layer.positions} positions: "
+                f"{counts['sparse']} sparse, {counts['dense']} dense, {counts['zero']} zero; "
+                f"weight density {layer.density():.3f}")
     if isinstance(layer, SparseWinogradConv2d):
         spec = layer.spec
         return (f"F({spec.tile},{spec.kernel_size}), {layer.positions} positions: "
@@ -210,6 +221,9 @@ def _build(module: nn.Module, kind: str, threads: int | None, formats: Any, relu
     if kind == "winograd":
         return SparseWinogradConv2d.from_layer(module, threads, formats, relu, scale, shift,
                                                pool, residual)
+    if kind == "winograd3d":
+        return SparseWinogradConv3d.from_layer(module, threads, formats, relu, scale, shift,
+                                               residual)
     if kind == "linear":
         return SparseLinear.from_linear(module, threads, formats, relu, scale, shift, residual)
     return SparsePointwiseConv2d.from_conv(module, threads, formats, relu, scale, shift,
@@ -269,7 +283,7 @@ def _plan_fusion(node: fx.Node, kind: str, module: nn.Module,
     current = node
     channels = module.out_features if kind == "linear" else module.out_channels
     nxt = _single_user(current)
-    bn_type = nn.BatchNorm1d if kind == "linear" else nn.BatchNorm2d
+    bn_type = {"linear": nn.BatchNorm1d, "winograd3d": nn.BatchNorm3d}.get(kind, nn.BatchNorm2d)
     if nxt is not None and nxt.op == "call_module" and _only_input(nxt, current):
         affine = _batchnorm_affine(modules[nxt.target], channels, bn_type)
         if affine is not None:
@@ -364,7 +378,7 @@ def _compile_traced(tree: nn.Module, threads: int | None, fuse: bool, formats: A
         for path in aliases[id(module)]:
             _set_module(tree, path, compiled)
         entries[name] = LayerKernel(
-            name, "sparse-winograd" if kind == "winograd" else "sparse-gemm",
+            name, "sparse-winograd" if kind in ("winograd", "winograd3d") else "sparse-gemm",
             _describe(compiled), fused_names)
     graph.lint()
     gm = fx.GraphModule(tree, graph)
@@ -386,8 +400,8 @@ def _compile_module(module: nn.Module, name: str, threads: int | None, fuse: boo
     kind, reason = _layer_kind(module)
     if kind is not None:
         compiled = _build(module, kind, threads, formats)
-        report.append(LayerKernel(name, "sparse-winograd" if kind == "winograd" else
-                                  "sparse-gemm", _describe(compiled)))
+        report.append(LayerKernel(name, "sparse-winograd" if kind in ("winograd", "winograd3d")
+                                  else "sparse-gemm", _describe(compiled)))
         return compiled
     if isinstance(module, _WinogradConvNd):
         report.append(LayerKernel(name, "layer-forward", reason))
@@ -526,24 +540,26 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
     """An inference copy of ``model`` whose layers run the sparse CPU kernels.
 
     Every :class:`~sparsewino.nn.WinogradConv2d` (spatial or Winograd domain, with or without
-    prune masks, Winograd-ReLU included) becomes a
-    :class:`~sparsewino.engine.SparseWinogradConv2d` holding its pre-transformed Winograd
+    prune masks, Winograd-ReLU and low-rank layers included) becomes a
+    :class:`~sparsewino.engine.SparseWinogradConv2d` (a ``WinogradConv3d`` a
+    :class:`~sparsewino.engine.SparseWinogradConv3d`) holding its pre-transformed Winograd
     weights, packed per position as sparse or dense panels by
     :func:`~sparsewino.engine.choose_format`; ``nn.Linear`` layers (pruned ones stored
     sparse) and 1x1 ``nn.Conv2d`` layers become GEMM layers. The model is traced with
     ``torch.fx`` and runs as a program of kernel calls (module docstring); pooling,
     BatchNorm, additions, ReLU and flatten run in the engine too.
 
-    Kept as they are (listed in the report, computed exactly as before): ``WinogradConv3d``,
-    float64 or GPU layers, non-square tiles/kernels and input tiles n > 8, subclasses that
+    Kept as they are (listed in the report, computed exactly as before): other Winograd layer
+    kinds (1-D), float64 or GPU layers, non-square/non-cubic tiles or kernels and input tiles n > 8, subclasses that
     override ``forward``, other convolutions (strided 3x3, 7x7), modules the engine has no
     kernel for, and modules with forward hooks or pre-hooks (they run in PyTorch, hooks
     included; prune masks and ``weight_norm`` are applied when packing instead).
 
     With ``fuse=True`` the modules that directly follow a compiled layer are fused into it,
-    in this order when present: an eval-mode BatchNorm (folded into weights and bias), a
-    residual addition, a ReLU and (Winograd layers with an even tile, no residual) a
-    2x2 / stride-2 max-pool (floor mode). Fused modules become ``nn.Identity``.
+    in this order when present: an eval-mode BatchNorm (BatchNorm3d after 3-D layers; folded
+    into weights and bias), a residual addition, a ReLU and (2-D Winograd layers with an even
+    tile, no residual) a 2x2 / stride-2 max-pool (floor mode). Fused modules become
+    ``nn.Identity``.
 
     The copy is in eval mode with ``requires_grad=False`` parameters; compiled layers are
     inference-only. The original model is not modified, and later changes to it do not

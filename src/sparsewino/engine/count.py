@@ -31,6 +31,7 @@ from ..winograd.algorithm import conv_multiplications
 from ..winograd.tiles import extract_tiles, pad_for_tiles
 from ..winograd.transform import input_transform
 from .modules import SparseWinogradConv2d
+from .modules3d import SparseWinogradConv3d
 
 __all__ = ["count", "LayerCount", "MultiplicationCount"]
 
@@ -143,6 +144,14 @@ def _winograd_weights(module: nn.Module) -> tuple[torch.Tensor, tuple, tuple, bo
         q = torch.cat([q[i * k // g:(i + 1) * k // g, i * c // g:(i + 1) * c // g]
                        for i in range(g)])
         return q.double(), (spec.algorithm,) * 2, spec.padding, spec.winograd_relu
+    if isinstance(module, SparseWinogradConv3d):
+        spec = module.spec
+        u = module.dense_weights()                                      # (P, K, C)
+        k, c, g = u.shape[1], u.shape[2], spec.groups
+        q = u.permute(1, 2, 0).reshape(k, c, spec.n, spec.n, spec.n)
+        q = torch.cat([q[i * k // g:(i + 1) * k // g, i * c // g:(i + 1) * c // g]
+                       for i in range(g)])
+        return q.double(), (spec.algorithm,) * 3, spec.padding, spec.winograd_relu
     q = module.winograd_weight().detach()
     return q.double(), module.algorithms, module._padding_pairs, module.winograd_relu
 
@@ -194,8 +203,9 @@ def count(model: nn.Module, input_shape: Sequence[int],
     """Exact multiplication counts of every convolution of ``model`` for one forward pass.
 
     Args:
-        model: a model with Winograd layers (``WinogradConv2d``/``3d``), compiled layers
-            (:class:`SparseWinogradConv2d`) and/or plain convolutions.
+        model: a model with Winograd layers (``WinogradConv2d``/``3d``, low-rank ones
+            included), compiled layers (:class:`SparseWinogradConv2d`/``3d``) and/or plain
+            convolutions.
         input_shape: the model input shape ``(N, C, *spatial)``; a zero input of this shape
             is run once (in eval mode, without gradients) to find each layer's input shape.
         inputs: optional real inputs; when given, they are run instead and the ``dynamic``
@@ -226,14 +236,14 @@ def count(model: nn.Module, input_shape: Sequence[int],
         dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
         device = param.device if param is not None else torch.device("cpu")
         x = torch.zeros(tuple(input_shape), dtype=dtype, device=device)
-    convs = (_WinogradConvNd, SparseWinogradConv2d, nn.Conv2d, nn.Conv3d)
+    convs = (_WinogradConvNd, SparseWinogradConv2d, SparseWinogradConv3d, nn.Conv2d, nn.Conv3d)
     layers: list[LayerCount] = []
     handles = []
 
     def hook(name: str):
         def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
             inp = args[0].detach()
-            batched = 5 if isinstance(module, (nn.Conv3d, WinogradConv3d)) else 4
+            batched = 5 if isinstance(module, (nn.Conv3d, WinogradConv3d, SparseWinogradConv3d)) else 4
             if inp.dim() == batched - 1:
                 inp, output = inp.unsqueeze(0), output.unsqueeze(0)       # unbatched call
             if isinstance(module, (nn.Conv2d, nn.Conv3d)):
