@@ -169,8 +169,9 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
             if isinstance(low_rank, int) and layer.rank < low_rank:
                 note += f" (capped at min(K·C/groups, P) = {layer.rank})"
             counts = layer.parameter_counts()
-            note += (f", {counts['low_rank']:,} weights (vanilla Winograd {counts['winograd']:,}); "
-                     f"SVD error {layer.init_error:.3g}")
+            note += (f", {counts['low_rank']:,} weights (vanilla Winograd {counts['winograd']:,}"
+                     + (", no saving at this rank" if counts["low_rank"] >= counts["winograd"]
+                        else "") + f"); SVD error {layer.init_error:.3g}")
             if masked:
                 note += "; pruning mask baked in (not carried to the factors)"
             _set_submodule(model, name, layer)

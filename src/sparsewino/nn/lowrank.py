@@ -279,7 +279,8 @@ class _LowRankWinograd:
         kept = self.column_mask()
         if kept is not None and not kept.all():
             mask = kept.to(layer.weight.dtype).reshape(1, 1, *self.winograd_size)
-            carry_mask(self, layer, mask.expand_as(layer.weight), "weight", domain="winograd")
+            carry_mask(self, layer, mask.expand_as(layer.weight), "weight", domain="winograd",
+                       old_name="v")
             with torch.no_grad():
                 layer.weight_orig.mul_(layer.weight_mask)
         layer.train(self.training)
