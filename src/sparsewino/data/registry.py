@@ -159,21 +159,18 @@ register_dataset(DatasetSpec(
     ("num_samples", "num_classes", "channels", "image_size", "seed", "frames"),
     description="generated: one oriented grating per class + noise (drifting over `frames` "
                 "frames: clips)"))
-_MOVING_OPTIONS = ("frames", "image_size", "num_samples", "seed", "cache_dir")
-register_dataset(DatasetSpec(
-    "moving-fashion-mnist", 1, 10, 32, (0.0545,), (0.1824,), Augmentation(),
-    "/usr/share/datasets/fashion-mnist", DATASETS["fashion-mnist"].how_to_get, _moving(False),
-    _MOVING_OPTIONS, frames=16,
-    description="clips generated (once, cached) from the Fashion-MNIST idx files: an item "
-                "bouncing over 16 frames of 32×32; label: its class"),
-    aliases=("moving_fashion_mnist", "moving-fmnist"))
-register_dataset(DatasetSpec(
-    "moving-fashion-mnist-motion", 1, 20, 32, (0.0545,), (0.1824,), Augmentation(),
-    "/usr/share/datasets/fashion-mnist", DATASETS["fashion-mnist"].how_to_get, _moving(True),
-    _MOVING_OPTIONS, frames=16,
-    description="like `moving-fashion-mnist`, items moving right or left on a torus; label: "
-                "class × direction (no single frame tells the direction)"),
-    aliases=("moving_fashion_mnist_motion",))
+for name, classes, motion, what, aliases in (
+        ("moving-fashion-mnist", 10, False, "clips generated (once, cached) from the Fashion-MNIST "
+         "idx files: an item bouncing over 16 frames of 32×32; label: its class",
+         ("moving_fashion_mnist", "moving-fmnist")),
+        ("moving-fashion-mnist-motion", 20, True, "like `moving-fashion-mnist`, items moving right "
+         "or left on a torus; label: class × direction (no single frame tells the direction)",
+         ("moving_fashion_mnist_motion",))):
+    register_dataset(DatasetSpec(
+        name, 1, classes, 32, (0.0545,), (0.1824,), Augmentation(), "/usr/share/datasets/fashion-mnist",
+        DATASETS["fashion-mnist"].how_to_get, _moving(motion),
+        ("frames", "image_size", "num_samples", "seed", "cache_dir"), frames=16, description=what),
+        aliases=aliases)
 register_dataset(DatasetSpec(
     "clip-folder", 1, 2, 32, (0.5,), (0.25,), Augmentation(), None,
     "Put one uint8 .npy array of frames, (T, H, W) or (T, H, W, C), per clip in "

@@ -282,6 +282,22 @@ class WinogradInferenceModule(InferenceModule):
         at, _, bt = spec.algorithm.matrices(torch.float32)
         self._bt, self._at = bt.contiguous().clone(), at.contiguous().clone()
 
+    @classmethod
+    def _compile(cls, layer: Any, threads: int | None, formats: str | Sequence[str],
+                 relu_output: bool, scale: torch.Tensor | None, shift: torch.Tensor | None,
+                 residual: bool, pool_output: int = 0) -> "WinogradInferenceModule":
+        """Pack ``layer``'s effective Winograd weights and build the compiled layer (the
+        subclasses' ``from_layer`` check the layer first)."""
+        with torch.no_grad():
+            packed, bias = pack_winograd(layer.winograd_weight(), layer.groups, layer.bias,
+                                         scale, shift, formats)
+        spec = LayerSpec(in_channels=layer.in_channels, out_channels=layer.out_channels,
+                         kernel_size=layer.kernel_size[0], tile=layer.tile[0],
+                         padding=tuple(layer._padding_pairs), points=layer.points[0],
+                         winograd_relu=layer.winograd_relu, relu_output=relu_output,
+                         groups=layer.groups, pool_output=pool_output, residual=residual)
+        return cls(spec, packed, bias, threads)
+
     # ------------------------------------------------------------------ read-only config
     @property
     def spec(self) -> LayerSpec:
@@ -487,15 +503,8 @@ class SparseWinogradConv2d(WinogradInferenceModule):
                 (pool_output and residual):
             raise ValueError(f"pool_output must be 0 or 2 (with an even tile and no residual), "
                              f"got {pool_output} for tile {layer.tile}")
-        with torch.no_grad():
-            packed, bias = pack_winograd(layer.winograd_weight(), layer.groups, layer.bias,
-                                         scale, shift, formats)
-        spec = LayerSpec(in_channels=layer.in_channels, out_channels=layer.out_channels,
-                         kernel_size=layer.kernel_size[0], tile=layer.tile[0],
-                         padding=tuple(layer._padding_pairs), points=layer.points[0],
-                         winograd_relu=layer.winograd_relu, relu_output=relu_output,
-                         groups=layer.groups, pool_output=pool_output, residual=residual)
-        return cls(spec, packed, bias, threads)
+        return cls._compile(layer, threads, formats, relu_output, scale, shift, residual,
+                            pool_output)
 
     def fill_args(self, batch: int, height: int, width: int, threads: int,
                   backend_name: str) -> kernels.SwConv2dArgs:

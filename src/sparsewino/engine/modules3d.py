@@ -17,7 +17,7 @@ import torch
 
 from ..nn.conv import WinogradConv3d
 from . import kernels
-from .modules import LayerSpec, WinogradInferenceModule, pack_winograd
+from .modules import WinogradInferenceModule
 
 __all__ = ["SparseWinogradConv3d", "unsupported_reason3d"]
 
@@ -96,15 +96,7 @@ class SparseWinogradConv3d(WinogradInferenceModule):
         reason = unsupported_reason3d(layer)
         if reason is not None:
             raise ValueError(f"cannot compile {type(layer).__name__}: {reason}")
-        with torch.no_grad():
-            packed, bias = pack_winograd(layer.winograd_weight(), layer.groups, layer.bias,
-                                         scale, shift, formats)
-        spec = LayerSpec(in_channels=layer.in_channels, out_channels=layer.out_channels,
-                         kernel_size=layer.kernel_size[0], tile=layer.tile[0],
-                         padding=tuple(layer._padding_pairs), points=layer.points[0],
-                         winograd_relu=layer.winograd_relu, relu_output=relu_output,
-                         groups=layer.groups, residual=residual)
-        return cls(spec, packed, bias, threads)
+        return cls._compile(layer, threads, formats, relu_output, scale, shift, residual)
 
     def fill_args(self, batch: int, depth: int, height: int, width: int, threads: int,
                   backend_name: str) -> kernels.SwConv3dArgs:
