@@ -5,15 +5,17 @@ Winograd-domain layers, which have many more trainable parameters, and (2) only 
 (low-rank oriented) sparsity gives practical speed-ups. On the small C3D (widths 8-P-16-M-32-M-32,
 the first conv kept) trained briefly on moving Fashion-MNIST clips:
 
-* **ranks table**: from one trained baseline, the convolutions become F(4,3)³ Winograd-domain
-  layers, vanilla or low-rank at several ranks, each fine-tuned for the same epochs; test
-  accuracy after conversion and after fine-tuning against the trainable Winograd weights;
+* **ranks table**: from one trained baseline, the convolutions become F(m,3)³ Winograd-domain
+  layers (``--tile``, default 2), vanilla or low-rank at several ranks, each fine-tuned for the
+  same epochs with the same optimizer (Adam: Winograd-domain gradients differ by orders of
+  magnitude between positions); test accuracy after conversion and after fine-tuning against
+  the trainable Winograd weights;
 * **pruning table**: at equal Winograd sparsity (50 %, 75 %), column pruning of the fine-tuned
   low-rank model vs unstructured magnitude pruning of the fine-tuned vanilla model, each
   fine-tuned again; accuracy, and the *measured* time of the compiled models (batch 4,
   2 threads) against the dense conv3d model in PyTorch.
 
-    python benchmarks/lowrank3d.py                    # the tables (about 25 min on 2 busy cores)
+    python benchmarks/lowrank3d.py                    # the tables (about 30 min on 2 busy cores)
     python benchmarks/lowrank3d.py --quick            # smoke run (a few minutes)
 """
 from __future__ import annotations
@@ -58,11 +60,11 @@ class Bench:
         self.test_loader = BatchLoader(test, 200, self.normalize)
         self.images = next(iter(BatchLoader(test, 4, self.normalize).epoch(0)))[0]
 
-    def fit(self, model: nn.Module, epochs: float, lr: float) -> float:
+    def fit(self, model: nn.Module, epochs: float, lr: float, optimizer: str | None = None) -> float:
         start = time.perf_counter()
         config = TrainConfig(epochs=epochs, batch_size=self.args.batch,
-                             optimizer=OptimizerConfig("sgd", lr=lr, momentum=0.9,
-                                                       weight_decay=0.0),
+                             optimizer=OptimizerConfig(optimizer or self.args.optimizer, lr=lr,
+                                                       momentum=0.9, weight_decay=0.0),
                              schedule=ScheduleConfig("cosine"), seed=self.args.seed,
                              eval_every_epoch=False, log_every=10 ** 9)
         fit(model, self.train_loader, config, progress=False)
@@ -74,7 +76,7 @@ class Bench:
     def baseline(self) -> nn.Module:
         torch.manual_seed(self.args.seed)
         model = c3d_small(num_classes=self.classes, widths=WIDTHS)
-        seconds = self.fit(model, self.args.epochs, 0.05)
+        seconds = self.fit(model, self.args.epochs, 0.05, "sgd")
         print(f"baseline (conv3d): {100 * self.accuracy(model):.1f}% after {self.args.epochs} "
               f"epochs ({seconds:.0f} s)", flush=True)
         return model
@@ -93,8 +95,8 @@ def winograd_weights(model: nn.Module) -> int:
 
 def ranks_table(bench: Bench, base: nn.Module) -> dict[str, nn.Module]:
     args = bench.args
-    print(f"\n### Low-rank vs vanilla F(4,3)³ layers, {args.finetune} fine-tune epoch(s) each "
-          f"(lr {args.lr})\n")
+    print(f"\n### Low-rank vs vanilla F({args.tile},3)³ layers, {args.finetune} fine-tune epoch(s) "
+          f"each ({args.optimizer}, lr {args.lr})\n")
     print("| layers | rank | trainable Winograd weights | acc. after conversion % | "
           "acc. after fine-tune % | fine-tune s |")
     print("|---|---|---|---|---|---|")
@@ -106,9 +108,9 @@ def ranks_table(bench: Bench, base: nn.Module) -> dict[str, nn.Module]:
     for rank in [None, *args.ranks]:
         model = copy.deepcopy(base)
         if rank is None:
-            convert(model, tile=4, domain="winograd", exclude=[FIRST])
+            convert(model, tile=args.tile, domain="winograd", exclude=[FIRST])
         else:
-            convert(model, tile=4, low_rank=rank, exclude=[FIRST])
+            convert(model, tile=args.tile, low_rank=rank, exclude=[FIRST])
         before = bench.accuracy(model)
         seconds = bench.fit(model, args.finetune, args.lr)
         after = bench.accuracy(model)
@@ -131,7 +133,7 @@ def compiled_ms(bench: Bench, models: dict[str, nn.Module]) -> dict[str, float]:
 def pruning_table(bench: Bench, base: nn.Module, kept: dict[str, nn.Module]) -> None:
     args = bench.args
     print(f"\n### Column vs unstructured pruning at equal Winograd sparsity, "
-          f"{args.prune_finetune} fine-tune epoch(s) (lr {args.lr})\n")
+          f"{args.prune_finetune} fine-tune epoch(s) ({args.optimizer}, lr {args.lr})\n")
     dense = copy.deepcopy(base).eval()
     rows, models = [], {"dense conv3d (PyTorch)": dense}
     for sparsity in args.sparsities:
@@ -173,9 +175,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=4, help="baseline epochs")
     parser.add_argument("--finetune", type=float, default=1.0, help="epochs after conversion")
     parser.add_argument("--prune-finetune", type=float, default=0.5)
-    parser.add_argument("--lr", type=float, default=0.005)
-    parser.add_argument("--ranks", type=int, nargs="+", default=[4, 8, 16, 32, 54])
-    parser.add_argument("--prune-rank", type=int, default=54,
+    parser.add_argument("--tile", type=int, default=2, help="output tile m of F(m,3)³")
+    parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
+                        help="fine-tuning optimizer (the baseline trains with SGD)")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--ranks", type=int, nargs="+", default=[2, 4, 8, 16, 32])
+    parser.add_argument("--prune-rank", type=int, default=16,
                         help="the low-rank model that is column-pruned")
     parser.add_argument("--sparsities", type=float, nargs="+", default=[0.5, 0.75])
     parser.add_argument("--threads", type=int, default=2)
@@ -185,7 +190,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.train, args.test, args.epochs, args.finetune, args.prune_finetune = 256, 128, 1, 0.25, 0.25
-        args.ranks, args.prune_rank, args.repeats = [8, 54], 54, 5
+        args.ranks, args.prune_rank, args.repeats = [4, 16], 16, 5
     torch.set_num_threads(args.threads)
     print(conditions(4, 2, args.repeats) + f" | flags: {cpu_flags()} | data: {args.dataset}, "
           f"{args.train} training / {args.test} test clips | seed {args.seed}")
