@@ -9,7 +9,7 @@ FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 TORCH ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint setup dataset docs clean
+.PHONY: demo test lint setup dataset docs peers clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,13 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest tests
+
+# The peer runtimes for benchmarks/peers.py: ONNX Runtime and OpenVINO in .venv, DeepSparse 1.8
+# (numpy < 2, onnx < 1.15) in its own .venv-deepsparse, which peers.py finds by itself.
+peers: setup
+	$(PY) -m pip install --quiet -e ".[peers]" "$(TORCH)"
+	test -x .venv-deepsparse/bin/python || $(PYTHON) -m venv .venv-deepsparse
+	.venv-deepsparse/bin/python -m pip install --quiet "deepsparse==1.8.0" "numpy<2" "onnx<1.15"
 
 docs: setup
 	$(PY) -m sparsewino.doc_tables

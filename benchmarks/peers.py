@@ -4,8 +4,10 @@ Every engine is measured in the same run, in alternating rounds (a drift of the 
 all of them), as the median over rounds of the median of ``runs`` calls after warm-up:
 
 * ``torch``: PyTorch eager, dense (``F.conv2d`` / the dense model);
-* ``sparsewino``: ``engine.compile`` of the Winograd-domain model whose Winograd weights have
-  the given fraction of zeros (random, unstructured: what native Winograd pruning gives);
+* ``sparsewino``: ``engine.compile(model, tune=example)`` of the Winograd-domain model whose
+  Winograd weights have the given fraction of zeros (random, unstructured: what native
+  Winograd pruning gives); at 0 % the unpruned model keeps spatial weights, so compile-time
+  tuning may pick another tile (F(2,3)/F(4,3)/F(6,3)) per layer;
 * ``onnxruntime``, ``openvino-f32``, ``openvino-default``: the dense model as ONNX
   (OpenVINO's default precision is bf16 on CPUs with AVX512_BF16/AMX, else fp32; stated);
 * ``deepsparse``: the model with its *spatial* weights magnitude-pruned to the same fraction
@@ -172,6 +174,9 @@ def layer_case(index: int, sparsities: list[float]) -> Case:
         dense.weight.normal_(0, 1 / (3 * c ** 0.5))
     case = Case(f"{name} ({n}, {c}, {k}, {h}x{h})", torch.randn(n, c, h, h), dense)
     for s in sparsities:
+        if s == 0:                       # an unpruned layer: spatial weights, any tile
+            case.ours[s] = WinogradConv2d.from_conv(dense, tile=4).eval()
+            continue
         layer = WinogradConv2d(c, k, 3, padding=1, tile=4, domain="winograd", bias=False)
         with torch.no_grad():
             q = filter_transform(dense.weight, layer.algorithms)
@@ -203,7 +208,7 @@ def measure_case(case: Case, peers: dict, timer: Timer, rounds: int, tmp: Path,
     with torch.no_grad():
         reference = case.dense(x)
         for s, model in case.ours.items():
-            fast = engine.compile(model)
+            fast = engine.compile(model, tune=x)
             runners[f"sparsewino@{s:g}"] = (lambda f: lambda: f(x))(fast)
             references[f"sparsewino@{s:g}"] = model(x)
     dense_onnx = export_onnx(case.dense, x, tmp / "dense.onnx")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import threading
 
 import pytest
@@ -426,3 +427,25 @@ def test_compile_under_inference_mode_then_training_still_works():
     loss = net(x).sum()
     loss.backward()
     assert net[0].weight.grad is not None
+
+
+@needs_kernel
+def test_tuning_picks_a_measured_tile_caches_it_and_keeps_results(tmp_path):
+    torch.manual_seed(0)
+    net = nn.Sequential(WinogradConv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                        sparse_layer(16, 16, sparsity=0.7), nn.ReLU()).eval()
+    x = torch.randn(1, 8, 14, 14)
+    cache = tmp_path / "tuning.json"
+    fast = engine.compile(net, tune=x, tuning_cache=cache)
+    details = {d.name: d.detail for d in fast.compile_report}
+    assert "tuned: F(" in details["0"] and "tuned: F(4,r)" in details["3"]   # Winograd domain: own tile
+    assert fast[3].spec.tile == 4
+    times = json.loads(cache.read_text())
+    assert len(times) == 2 and all(len(v["times"]) in (3, 9) for v in times.values())
+    with torch.no_grad():
+        assert_matches(fast(x), net(x).double(), tol=1e-4)
+    again = engine.compile(net, tune=x, tuning_cache=cache)
+    assert "tuned (cached)" in {d.name: d.detail for d in again.compile_report}["0"]
+    assert again[0].spec.tile == fast[0].spec.tile
+    with pytest.raises(TypeError, match="example input"):
+        engine.compile(net, tune=[1, 2])

@@ -224,3 +224,92 @@ def test_gemm_layers_reject_bad_input():
         SparsePointwiseConv2d.from_conv(nn.Conv2d(4, 3, 3))
     with pytest.raises(TypeError, match="nn.Linear"):
         SparseLinear.from_linear(nn.Conv2d(4, 3, 1))
+
+
+@needs_kernel
+@settings(max_examples=60)
+@given(batch=st.integers(1, 2), c=st.integers(1, 5), h=st.integers(1, 40), w=st.integers(1, 70),
+       kernel=st.integers(1, 4), stride=st.integers(1, 3), padding=st.integers(0, 2),
+       ceil=st.booleans(), kind=st.sampled_from(["max", "avg", "avg-no-pad"]), relu=st.booleans(),
+       nan=st.booleans(), backend=st.sampled_from(COMPILED or ["avx2"]), seed=st.integers(0, 999))
+def test_pooling_kernel_random_shapes(batch, c, h, w, kernel, stride, padding, ceil, kind, relu,
+                                      nan, backend, seed):
+    """pool2d (vectorised interior, scalar borders) equals torch for any window and stride."""
+    padding = min(padding, kernel // 2)
+    if h + 2 * padding < kernel or w + 2 * padding < kernel:
+        return
+    if kind == "max":
+        pool = nn.MaxPool2d(kernel, stride, padding, ceil_mode=ceil)
+    else:
+        pool = nn.AvgPool2d(kernel, stride, padding, ceil_mode=ceil,
+                            count_include_pad=kind == "avg")
+    net = nn.Sequential(pool, nn.ReLU()) if relu else nn.Sequential(pool)
+    torch.manual_seed(seed)
+    x = torch.randn(batch, c, h, w)
+    if nan and kind == "max":
+        x[0, 0, h // 2, w // 2] = float("nan")
+    with torch.no_grad(), engine.use_backend(backend):
+        fast = engine.compile(net)
+        assert fast.program(x).torch_nodes == []
+        torch.testing.assert_close(fast(x), net(x), atol=1e-5, rtol=1e-5, equal_nan=True)
+
+
+@needs_kernel
+@settings(max_examples=25)
+@given(c=st.integers(1, 40), k=st.integers(1, 40), h=st.integers(3, 14),
+       sparsity=st.sampled_from([0.0, 0.6, 0.95]), formats=st.sampled_from(["auto", "sparse", "dense"]),
+       case=st.sampled_from(LANE_CASES or [("avx2", 0)]), seed=st.integers(0, 2**16))
+def test_fp16_weights_are_exact_for_fp16_values(c, k, h, sparsity, formats, case, seed):
+    """fp16 packing only rounds the weights: with fp16-representable weights the result equals
+    the float64 reference as tightly as fp32 weights do (conv and gemm, every path)."""
+    backend, lanes = case
+    layer = sparse_layer(c, k, sparsity=sparsity, seed=seed, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(layer.weight.half().float())
+    fast = SparseWinogradConv2d.from_layer(layer, formats=formats, precision="fp16")
+    fast.lanes = lanes
+    assert fast.packed.precision == "fp16" and torch.equal(
+        fast.dense_weights(), SparseWinogradConv2d.from_layer(layer).dense_weights())
+    x = torch.randn(2, c, h, h + 1)
+    assert_matches(run_poisoned(fast, x, backend), reference(layer, x))
+    linear = nn.Linear(c, k)
+    with torch.no_grad():
+        linear.weight.copy_((linear.weight * (torch.rand(k, c) > sparsity)).half().float())
+    fc = SparseLinear.from_linear(linear, formats=formats, precision="fp16")
+    fc.lanes = lanes
+    xs = torch.randn(5, c)
+    with torch.no_grad(), engine.use_backend(backend):
+        assert_matches(fc(xs), _gemm_reference(linear.weight, linear.bias, xs, False, None))
+
+
+@needs_kernel
+@pytest.mark.parametrize("backend", COMPILED)
+def test_fp16_conversion_of_extreme_values(backend):
+    """Subnormal, tiny and large fp16 values convert exactly (the portable build converts
+    in software, the SIMD builds with F16C)."""
+    values = torch.tensor([6e-8, -6e-8, 1e-5, 3.0e-5, 65504.0, -65504.0, 0.5, -2.0])
+    linear = nn.Linear(8, 8, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(torch.diag(values.half().float()))
+    fc = SparseLinear.from_linear(linear, formats="dense", precision="fp16")
+    x = torch.ones(1, 8)
+    with torch.no_grad(), engine.use_backend(backend):
+        assert torch.equal(fc(x)[0], values.half().float())
+    with pytest.raises(ValueError, match="fp16"):
+        SparseLinear.from_linear(nn.Linear(2, 2).requires_grad_(False).apply(
+            lambda m: m.weight.fill_(1e6) if isinstance(m, nn.Linear) else None), precision="fp16")
+
+
+def test_compile_with_fp16_weights_reports_and_falls_back_per_layer(caplog):
+    net = nn.Sequential(sparse_layer(3, 8, sparsity=0.5), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(8 * 6 * 6, 4)).eval()
+    with torch.no_grad():
+        net[3].weight[0, 0] = 1e6                           # beyond fp16: this layer stays fp32
+    fast = engine.compile(net, weights="fp16")
+    assert fast[0].packed.precision == "fp16" and fast[3].packed.precision == "fp32"
+    assert "fp16 weights" in str(fast.compile_report) and "fp16" in caplog.text
+    x = torch.randn(2, 3, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), net(x), rtol=2e-3, atol=2e-3)
+    with pytest.raises(ValueError, match="weights"):
+        engine.compile(net, weights="int8")

@@ -203,3 +203,16 @@ def test_state_dict_round_trip_and_pickle():
         assert torch.equal(pickle.loads(pickle.dumps(fast))(x), fast(x))
     with pytest.raises(ValueError, match="different configuration"):
         SparseWinogradConv3d.from_layer(layer3d(3, 5, tile=4)).load_state_dict(fast.state_dict())
+
+
+@needs_kernel
+@pytest.mark.parametrize("backend", COMPILED)
+def test_fp16_weights(backend):
+    """fp16 weights are converted exactly to fp32 before use: the result is the fp32 layer's
+    with its Winograd weights rounded to fp16."""
+    layer = layer3d(9, 13, tile=4, sparsity=0.5, columns=0.5)
+    fast = SparseWinogradConv3d.from_layer(layer, precision="fp16")
+    with torch.no_grad():
+        layer.weight.copy_(layer.weight.half().float())
+    x = torch.randn(2, 9, 5, 6, 7)
+    assert_matches(run_poisoned3d(fast, x, backend), reference3d(layer, x), tol=5e-5)

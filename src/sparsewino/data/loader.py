@@ -103,14 +103,19 @@ class BatchLoader:
         batches = self._batches(epoch)
         numbers = range(start, len(batches))
         if self.num_workers > 0:
-            source = DataLoader(_Batches(self.dataset, batches[start:]), batch_size=None,
-                                num_workers=self.num_workers)
+            source = iter(DataLoader(_Batches(self.dataset, batches[start:]), batch_size=None,
+                                     num_workers=self.num_workers))
         else:
             source = (self.dataset.get_batch(batches[b]) for b in numbers)
-        for number, (images, labels) in zip(numbers, source):
-            if self.augmentation is not None and self.augmentation.active:
-                generator = torch.Generator().manual_seed(batch_seed(self.seed, epoch, number, self.rank))
-                images = self.augmentation(images, generator)
-            elif self.eval_crop is not None:
-                images = center_crop(images, self.eval_crop)
-            yield self.normalize(images), labels
+        try:
+            for number, (images, labels) in zip(numbers, source):
+                if self.augmentation is not None and self.augmentation.active:
+                    generator = torch.Generator().manual_seed(batch_seed(self.seed, epoch, number, self.rank))
+                    images = self.augmentation(images, generator)
+                elif self.eval_crop is not None:
+                    images = center_crop(images, self.eval_crop)
+                yield self.normalize(images), labels
+        finally:
+            # An epoch abandoned early (a break, an exception) must not leave worker processes
+            # behind: dropping the last reference to the iterator shuts them down now.
+            del source

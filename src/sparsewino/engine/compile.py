@@ -20,9 +20,11 @@ becomes a :class:`CompiledModel`, the rest keeps its own forward).
 from __future__ import annotations
 
 import copy
+import logging
 import operator
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -42,8 +44,11 @@ from .modules import (
 )
 from .modules3d import SparseWinogradConv3d, unsupported_reason3d
 from .program import Program, build_program, node_op
+from .tuning import TuningCache, default_cache_path, record_input_shapes, tune_layer
 
 __all__ = ["compile", "CompileReport", "LayerKernel", "compile_report", "CompiledModel"]
+
+logger = logging.getLogger(__name__)
 
 _COMPILED_KINDS = ("sparse-winograd", "sparse-gemm")
 _RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_)
@@ -197,6 +202,10 @@ def _layer_kind(module: nn.Module) -> tuple[str | None, str]:
 
 
 def _describe(layer: nn.Module) -> str:
+    return _describe_formats(layer) + ("; fp16 weights" if layer.packed.precision == "fp16" else "")
+
+
+def _describe_formats(layer: nn.Module) -> str:
     counts = layer.format_counts()
     if isinstance(layer, SparseWinogradConv3d):
         spec = layer.spec
@@ -214,20 +223,62 @@ def _describe(layer: nn.Module) -> str:
             f"{layer.density():.3f}")
 
 
+@dataclass
+class _Options:
+    """What compile() was asked for, passed down the recursion."""
+
+    threads: int | None
+    fuse: bool
+    formats: Any
+    precision: str
+    report: "CompileReport"
+    shapes: dict[int, tuple[int, ...]] | None = None     # layer input shapes when tuning
+    cache: TuningCache | None = None
+
+
+def _build_layer(module: nn.Module, kind: str, options: _Options, relu: bool = False,
+                 affine: tuple | None = None, pool: int = 0,
+                 residual: bool = False) -> tuple[InferenceModule, str]:
+    """The compiled layer, tuned when compile() got an example input; and a note for the report."""
+    formats, note = options.formats, ""
+    if kind == "winograd" and options.shapes is not None and id(module) in options.shapes \
+            and formats == "auto":
+        _refresh_weights(module)
+        threads = options.threads or torch.get_num_threads()
+        choice = tune_layer(module, options.shapes[id(module)], threads,
+                            lambda layer, rule: _build(layer, "winograd", options.threads, rule,
+                                                       precision=options.precision),
+                            options.cache)
+        if choice.tile != module.tile[0]:
+            module = WinogradConv2d.from_conv(module.to_conv(), tile=choice.tile, domain="spatial")
+        formats, note = choice.formats, choice.describe()
+    layer = _build(module, kind, options.threads, formats, relu, affine, pool, residual,
+                   options.precision)
+    return layer, note
+
+
 def _build(module: nn.Module, kind: str, threads: int | None, formats: Any, relu: bool = False,
-           affine: tuple | None = None, pool: int = 0, residual: bool = False) -> InferenceModule:
+           affine: tuple | None = None, pool: int = 0, residual: bool = False,
+           precision: str = "fp32") -> InferenceModule:
     _refresh_weights(module)
     scale, shift = affine if affine is not None else (None, None)
-    if kind == "winograd":
-        return SparseWinogradConv2d.from_layer(module, threads, formats, relu, scale, shift,
-                                               pool, residual)
-    if kind == "winograd3d":
-        return SparseWinogradConv3d.from_layer(module, threads, formats, relu, scale, shift,
-                                               residual)
-    if kind == "linear":
-        return SparseLinear.from_linear(module, threads, formats, relu, scale, shift, residual)
-    return SparsePointwiseConv2d.from_conv(module, threads, formats, relu, scale, shift,
-                                           residual)
+    try:
+        if kind == "winograd":
+            return SparseWinogradConv2d.from_layer(module, threads, formats, relu, scale, shift,
+                                                   pool, residual, precision)
+        if kind == "winograd3d":
+            return SparseWinogradConv3d.from_layer(module, threads, formats, relu, scale, shift,
+                                                   residual, precision)
+        if kind == "linear":
+            return SparseLinear.from_linear(module, threads, formats, relu, scale, shift,
+                                            residual, precision)
+        return SparsePointwiseConv2d.from_conv(module, threads, formats, relu, scale, shift,
+                                               residual, precision)
+    except ValueError as exc:
+        if precision == "fp32" or "fp16" not in str(exc):
+            raise
+        logger.warning("engine.compile: %s; this layer keeps fp32 weights", exc)
+        return _build(module, kind, threads, formats, relu, affine, pool, residual, "fp32")
 
 
 # ---------------------------------------------------------------------- tracing and fusion
@@ -337,8 +388,7 @@ def _report_node(node: fx.Node, modules: dict[str, nn.Module]) -> LayerKernel | 
     return LayerKernel(str(label), "pytorch", f"{node.op} {target}: no engine kernel")
 
 
-def _compile_traced(tree: nn.Module, threads: int | None, fuse: bool, formats: Any,
-                    prefix: str, report: CompileReport) -> "CompiledModel":
+def _compile_traced(tree: nn.Module, options: _Options, prefix: str) -> "CompiledModel":
     graph = _Tracer().trace(tree)
     modules = dict(tree.named_modules())
     aliases: dict[int, list[str]] = {}           # a module reachable under several names
@@ -361,7 +411,7 @@ def _compile_traced(tree: nn.Module, threads: int | None, fuse: bool, formats: A
             elif reason:
                 entries[name] = LayerKernel(name, "pytorch", reason)
             continue
-        if calls[node.target] > 1 or not fuse:
+        if calls[node.target] > 1 or not options.fuse:
             fusion = _Fusion(node, kind)            # shared module: nothing fused
         else:
             fusion = _plan_fusion(node, kind, module, modules)
@@ -373,13 +423,13 @@ def _compile_traced(tree: nn.Module, threads: int | None, fuse: bool, formats: A
         _apply_fusion(graph, fusion)
         if name in entries and entries[name].kernel in _COMPILED_KINDS:
             continue                                 # a shared module, compiled once
-        compiled = _build(module, kind, threads, formats, fusion.relu, fusion.affine,
-                          fusion.pool, fusion.residual is not None)
+        compiled, note = _build_layer(module, kind, options, fusion.relu, fusion.affine,
+                                      fusion.pool, fusion.residual is not None)
         for path in aliases[id(module)]:
             _set_module(tree, path, compiled)
         entries[name] = LayerKernel(
             name, "sparse-winograd" if kind in ("winograd", "winograd3d") else "sparse-gemm",
-            _describe(compiled), fused_names)
+            _describe(compiled) + (f"; {note}" if note else ""), fused_names)
     graph.lint()
     gm = fx.GraphModule(tree, graph)
     modules = dict(gm.named_modules())
@@ -390,18 +440,18 @@ def _compile_traced(tree: nn.Module, threads: int | None, fuse: bool, formats: A
         entry = _report_node(node, modules)
         if entry is not None:
             entries[name] = LayerKernel(prefix + entry.name, entry.kernel, entry.detail)
-    report.extend(entries.values())
-    return CompiledModel(tree, gm, threads, report)
+    options.report.extend(entries.values())
+    return CompiledModel(tree, gm, options.threads, options.report)
 
 
-def _compile_module(module: nn.Module, name: str, threads: int | None, fuse: bool,
-                    formats: Any, report: CompileReport) -> nn.Module:
+def _compile_module(module: nn.Module, name: str, options: _Options) -> nn.Module:
     """Compile ``module`` (already a private copy): as a graph, as a layer, or child by child."""
+    report = options.report
     kind, reason = _layer_kind(module)
     if kind is not None:
-        compiled = _build(module, kind, threads, formats)
+        compiled, note = _build_layer(module, kind, options)
         report.append(LayerKernel(name, "sparse-winograd" if kind in ("winograd", "winograd3d")
-                                  else "sparse-gemm", _describe(compiled)))
+                                  else "sparse-gemm", _describe(compiled) + (f"; {note}" if note else "")))
         return compiled
     if isinstance(module, _WinogradConvNd):
         report.append(LayerKernel(name, "layer-forward", reason))
@@ -414,15 +464,13 @@ def _compile_module(module: nn.Module, name: str, threads: int | None, fuse: boo
         report.append(LayerKernel(name or "(model)", "pytorch", reason))
     else:
         try:
-            return _compile_traced(module, threads, fuse, formats, name + "." if name else "",
-                                   report)
+            return _compile_traced(module, options, name + "." if name else "")
         except Exception:  # noqa: BLE001 - any tracing failure: compile child by child
             pass
     for child_name, child in list(module._modules.items()):
         if child is not None:
             full = f"{name}.{child_name}" if name else child_name
-            module._modules[child_name] = _compile_module(child, full, threads, fuse, formats,
-                                                          report)
+            module._modules[child_name] = _compile_module(child, full, options)
     return module
 
 
@@ -536,7 +584,9 @@ class CompiledModel(nn.Module):
 
 
 def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
-            formats: str | Sequence[str] = "auto") -> nn.Module:
+            formats: str | Sequence[str] = "auto", weights: str = "fp32",
+            tune: torch.Tensor | None = None,
+            tuning_cache: str | Path | None = "default") -> nn.Module:
     """An inference copy of ``model`` whose layers run the sparse CPU kernels.
 
     Every :class:`~sparsewino.nn.WinogradConv2d` (spatial or Winograd domain, with or without
@@ -571,6 +621,9 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
         fuse: fuse BatchNorm / residual additions / ReLU / MaxPool2d(2) into compiled layers.
         formats: ``"auto"``, ``"sparse"`` or ``"dense"`` (force one format everywhere; for
             benchmarks), or one name per position.
+        weights: ``"fp32"`` or ``"fp16"``: store the packed weights in half precision (half
+            the bytes streamed per call; fp32 arithmetic; a layer whose weights exceed fp16's
+            range keeps fp32 with a warning). See docs/performance.md for its accuracy.
 
     Returns:
         The compiled copy (a :class:`CompiledModel` for traceable models, a compiled layer for
@@ -591,13 +644,22 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
     check_threads(threads)
     if not isinstance(model, nn.Module):
         raise TypeError(f"compile() expects an nn.Module, got {type(model).__name__}")
+    if weights not in ("fp32", "fp16"):
+        raise ValueError(f"weights must be 'fp32' or 'fp16', got {weights!r}")
     report = CompileReport()
     report.backend = kernels.backend()
+    options = _Options(threads, fuse, formats, weights, report)
     with torch.inference_mode(False), torch.no_grad():      # works under inference_mode too
         result = _copy_model(model)
         result.eval()
         for parameter in result.parameters():
             parameter.requires_grad_(False)
-        result = _compile_module(result, "", threads, fuse, formats, report)
+        if tune is not None:
+            if not isinstance(tune, torch.Tensor):
+                raise TypeError(f"tune must be an example input tensor, got {type(tune).__name__}")
+            options.shapes = record_input_shapes(result, tune)
+            options.cache = TuningCache(default_cache_path() if tuning_cache == "default" else
+                                        (Path(tuning_cache) if tuning_cache else None))
+        result = _compile_module(result, "", options)
     result.compile_report = report
     return result

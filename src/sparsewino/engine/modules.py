@@ -240,9 +240,11 @@ class LayerSpec:
 
 def pack_winograd(q: torch.Tensor, groups: int, bias: torch.Tensor | None,
                   scale: torch.Tensor | None, shift: torch.Tensor | None,
-                  formats: str | Sequence[str]) -> tuple[PackedMatrices, torch.Tensor | None]:
+                  formats: str | Sequence[str], precision: str = "fp32"
+                  ) -> tuple[PackedMatrices, torch.Tensor | None]:
     """Pack Winograd weights ``(K, C/groups, *n)`` positions first, block-diagonal for groups,
-    with a per-channel affine map ``y * scale + shift`` folded into weights and bias."""
+    with a per-channel affine map ``y * scale + shift`` folded into weights and bias, values in
+    ``precision`` (``"fp32"`` or ``"fp16"``)."""
     q = q.detach().to(torch.float32)
     k, cg = q.shape[:2]
     u = positions_first(q)                                        # (P, K, C/g)
@@ -253,7 +255,7 @@ def pack_winograd(q: torch.Tensor, groups: int, bias: torch.Tensor | None,
         for g in range(groups):
             full[:, g * kg:(g + 1) * kg, g * cg:(g + 1) * cg] = u[:, g * kg:(g + 1) * kg]
         u = full
-    return PackedMatrices.pack(u, formats), bias
+    return PackedMatrices.pack(u, formats, precision), bias
 
 
 class WinogradInferenceModule(InferenceModule):
@@ -285,12 +287,13 @@ class WinogradInferenceModule(InferenceModule):
     @classmethod
     def _compile(cls, layer: Any, threads: int | None, formats: str | Sequence[str],
                  relu_output: bool, scale: torch.Tensor | None, shift: torch.Tensor | None,
-                 residual: bool, pool_output: int = 0) -> "WinogradInferenceModule":
+                 residual: bool, pool_output: int = 0,
+                 precision: str = "fp32") -> "WinogradInferenceModule":
         """Pack ``layer``'s effective Winograd weights and build the compiled layer (the
         subclasses' ``from_layer`` check the layer first)."""
         with torch.no_grad():
             packed, bias = pack_winograd(layer.winograd_weight(), layer.groups, layer.bias,
-                                         scale, shift, formats)
+                                         scale, shift, formats, precision)
         spec = LayerSpec(in_channels=layer.in_channels, out_channels=layer.out_channels,
                          kernel_size=layer.kernel_size[0], tile=layer.tile[0],
                          padding=tuple(layer._padding_pairs), points=layer.points[0],
@@ -479,7 +482,8 @@ class SparseWinogradConv2d(WinogradInferenceModule):
     def from_layer(cls, layer: WinogradConv2d, threads: int | None = None,
                    formats: str | Sequence[str] = "auto", relu_output: bool = False,
                    scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
-                   pool_output: int = 0, residual: bool = False) -> "SparseWinogradConv2d":
+                   pool_output: int = 0, residual: bool = False,
+                   precision: str = "fp32") -> "SparseWinogradConv2d":
         """Compile one :class:`~sparsewino.nn.WinogradConv2d`.
 
         Args:
@@ -492,9 +496,11 @@ class SparseWinogradConv2d(WinogradInferenceModule):
             pool_output: 2 to fuse a following ``nn.MaxPool2d(2)`` (floor mode) into the
                 output stage (needs an even tile m), else 0.
             residual: take a second input added to the output (before the ReLU).
+            precision: ``"fp32"`` or ``"fp16"`` weights (see :mod:`~sparsewino.engine.packing`).
 
         Raises:
-            ValueError: the layer cannot be compiled (see :func:`unsupported_reason`).
+            ValueError: the layer cannot be compiled (see :func:`unsupported_reason`), or its
+                weights do not fit fp16.
         """
         reason = unsupported_reason(layer)
         if reason is not None:
@@ -504,7 +510,7 @@ class SparseWinogradConv2d(WinogradInferenceModule):
             raise ValueError(f"pool_output must be 0 or 2 (with an even tile and no residual), "
                              f"got {pool_output} for tile {layer.tile}")
         return cls._compile(layer, threads, formats, relu_output, scale, shift, residual,
-                            pool_output)
+                            pool_output, precision)
 
     def fill_args(self, batch: int, height: int, width: int, threads: int,
                   backend_name: str) -> kernels.SwConv2dArgs:
@@ -532,12 +538,13 @@ class _GemmModule(InferenceModule):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, *, relu: bool,
                  residual: bool, threads: int | None, formats: str | Sequence[str],
-                 scale: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> None:
+                 scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
+                 precision: str = "fp32") -> None:
         with torch.no_grad():
             w = weight.detach().to(device="cpu", dtype=torch.float32).reshape(weight.shape[0], -1)
             bias = bias.detach().float() if bias is not None else None
             w, bias = _affine(w, bias, scale, shift)
-            packed = PackedMatrices.pack(w.unsqueeze(0), formats)
+            packed = PackedMatrices.pack(w.unsqueeze(0), formats, precision)
         self.relu, self.residual = bool(relu), bool(residual)
         super().__init__(packed, bias, w.shape[0], threads)
         self.tile_block = self.kernel_mode = self.lanes = 0
@@ -615,13 +622,14 @@ class SparseLinear(_GemmModule):
     def from_linear(cls, linear: nn.Linear, threads: int | None = None,
                     formats: str | Sequence[str] = "auto", relu: bool = False,
                     scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
-                    residual: bool = False) -> "SparseLinear":
+                    residual: bool = False, precision: str = "fp32") -> "SparseLinear":
         """Compile ``linear`` (its effective weight: prune masks applied); ``scale``/``shift``
-        fold a following BatchNorm1d, ``relu`` a following ReLU."""
+        fold a following BatchNorm1d, ``relu`` a following ReLU; ``precision`` as for
+        :meth:`SparseWinogradConv2d.from_layer`."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"from_linear expects nn.Linear, got {type(linear).__name__}")
         return cls(linear.weight, linear.bias, relu=relu, residual=residual, threads=threads,
-                   formats=formats, scale=scale, shift=shift)
+                   formats=formats, scale=scale, shift=shift, precision=precision)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         self._check_residual(residual)
@@ -680,13 +688,14 @@ class SparsePointwiseConv2d(_GemmModule):
     def from_conv(cls, conv: nn.Conv2d, threads: int | None = None,
                   formats: str | Sequence[str] = "auto", relu: bool = False,
                   scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
-                  residual: bool = False) -> "SparsePointwiseConv2d":
+                  residual: bool = False, precision: str = "fp32") -> "SparsePointwiseConv2d":
         """Compile a 1x1 ``nn.Conv2d`` (see :meth:`supported`)."""
         reason = cls.supported(conv)
         if reason is not None:
             raise ValueError(f"cannot compile {type(conv).__name__}: {reason}")
         return cls(conv.weight, conv.bias, relu=relu, residual=residual, threads=threads,
-                   formats=formats, scale=scale, shift=shift, stride=conv.stride)
+                   formats=formats, scale=scale, shift=shift, stride=conv.stride,
+                   precision=precision)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {**super().get_extra_state(), "stride": self.stride}

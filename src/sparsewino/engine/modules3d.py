@@ -79,7 +79,7 @@ class SparseWinogradConv3d(WinogradInferenceModule):
     def from_layer(cls, layer: WinogradConv3d, threads: int | None = None,
                    formats: str | Sequence[str] = "auto", relu_output: bool = False,
                    scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
-                   residual: bool = False) -> "SparseWinogradConv3d":
+                   residual: bool = False, precision: str = "fp32") -> "SparseWinogradConv3d":
         """Compile one 3-D Winograd layer (its effective Winograd weights: masks, U·V).
 
         Args:
@@ -89,6 +89,7 @@ class SparseWinogradConv3d(WinogradInferenceModule):
             relu_output: fuse a following ReLU.
             scale, shift: a following eval-mode BatchNorm3d ``y * scale + shift``, folded in.
             residual: take a second input added to the output (before the ReLU).
+            precision: ``"fp32"`` or ``"fp16"`` weights (see :mod:`~sparsewino.engine.packing`).
 
         Raises:
             ValueError: the layer cannot be compiled (see :func:`unsupported_reason3d`).
@@ -96,7 +97,8 @@ class SparseWinogradConv3d(WinogradInferenceModule):
         reason = unsupported_reason3d(layer)
         if reason is not None:
             raise ValueError(f"cannot compile {type(layer).__name__}: {reason}")
-        return cls._compile(layer, threads, formats, relu_output, scale, shift, residual)
+        return cls._compile(layer, threads, formats, relu_output, scale, shift, residual,
+                            precision=precision)
 
     def fill_args(self, batch: int, depth: int, height: int, width: int, threads: int,
                   backend_name: str) -> kernels.SwConv3dArgs:

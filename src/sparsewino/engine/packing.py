@@ -16,6 +16,11 @@ the same with P = 1. Each matrix is stored in the format that runs fastest for i
 :class:`PackedMatrices` holds the packing as private tensors that are validated once (so the
 kernel can never read out of bounds) and never handed out: a compiled layer's weights cannot
 be edited in place, only replaced by packing again (recompile, or ``load_state_dict``).
+
+``precision="fp16"`` stores the values as IEEE half precision (columns and layout unchanged):
+half the weight bytes, converted to fp32 per slice / panel inside the kernel, fp32
+arithmetic. Useful where streaming the weights is the limit (batch 1, large layers); the
+rounding (relative 2^-11 per weight) is measured in docs/performance.md.
 """
 from __future__ import annotations
 
@@ -25,8 +30,8 @@ import torch
 
 from .kernels import CHUNK_ROWS, DENSE_ROWS, MAX_COLUMNS, SLICE_ROWS, SwMatrices
 
-__all__ = ["FORMATS", "SPARSE_MAX_DENSITY", "SMALL_LAYER_MAX_DENSITY", "choose_format",
-           "PackedMatrices"]
+__all__ = ["FORMATS", "PRECISIONS", "SPARSE_MAX_DENSITY", "SMALL_LAYER_MAX_DENSITY",
+           "choose_format", "PackedMatrices"]
 
 FORMATS = ("zero", "sparse", "dense")
 FORMAT_CODES = {name: code for code, name in enumerate(FORMATS)}
@@ -40,6 +45,8 @@ _NAMES = ("formats", "slice_ptr", "slice_rows", "col", "val", "dense_index", "de
 _DTYPES = {"formats": torch.int8, "slice_ptr": torch.int32, "slice_rows": torch.int32,
            "col": torch.int16, "val": torch.float32, "dense_index": torch.int32,
            "dense": torch.float32}
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
+_HALF_MAX = 65504.0
 _INT32_MAX = 2**31 - 1
 
 
@@ -137,16 +144,18 @@ class PackedMatrices:
     """
 
     def __init__(self, tensors: dict[str, torch.Tensor], positions: int, rows: int,
-                 cols: int) -> None:
-        self.positions, self.rows, self.cols = positions, rows, cols
+                 cols: int, precision: str = "fp32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        self.positions, self.rows, self.cols, self.precision = positions, rows, cols, precision
         self._t = {name: tensors[name].detach().clone().contiguous() for name in _NAMES}
         self._validate()
         self._struct: SwMatrices | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def pack(cls, weight_pkc: torch.Tensor,
-             formats: str | Sequence[str] = "auto") -> "PackedMatrices":
+    def pack(cls, weight_pkc: torch.Tensor, formats: str | Sequence[str] = "auto",
+             precision: str = "fp32") -> "PackedMatrices":
         """Pack weights ``(P, K, C)`` (positions first; copied to float32 CPU).
 
         Args:
@@ -154,14 +163,21 @@ class PackedMatrices:
             formats: ``"auto"`` (:func:`choose_format` per matrix), ``"sparse"`` or ``"dense"``
                 for every matrix (all-zero matrices always become ``"zero"``), or one name per
                 matrix.
+            precision: ``"fp32"`` or ``"fp16"`` (values stored in half precision).
 
         Raises:
-            ValueError: wrong shape, unknown format, or more non-zeros than 32-bit offsets hold.
+            ValueError: wrong shape, unknown format or precision, more non-zeros than 32-bit
+                offsets hold, or (fp16) a weight beyond half precision's range.
         """
         if weight_pkc.dim() != 3:
             raise ValueError(f"weights must be (P, K, C), got shape {tuple(weight_pkc.shape)}")
         w = weight_pkc.detach().to(device="cpu", dtype=torch.float32).contiguous()
         positions, rows, cols = w.shape
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        if precision == "fp16" and w.abs().max() > _HALF_MAX:
+            raise ValueError(f"a weight of magnitude {float(w.abs().max()):.3g} does not fit fp16 "
+                             f"(at most {_HALF_MAX}); keep this layer in fp32")
         if min(positions, rows, cols) < 1:
             raise ValueError(f"weights must have P, K, C >= 1, got {tuple(w.shape)}")
         counts = (w != 0).sum(dim=(1, 2)).tolist()
@@ -202,18 +218,19 @@ class PackedMatrices:
                     dense_index[p] = len(dense_list)
                     dense_list.append(padded.reshape(panels, DENSE_ROWS, cols).transpose(1, 2))
         col = torch.cat(cols_list) if cols_list else torch.zeros(0, dtype=torch.int64)
+        value_type = PRECISIONS[precision]
         tensors = {
             "formats": torch.tensor([FORMAT_CODES[f] for f in chosen], dtype=torch.int8),
             "slice_ptr": slice_ptr.to(torch.int32),
             "slice_rows": slice_rows.to(torch.int32),
             # 16-bit columns stored in int16 (the kernel reads them as uint16).
             "col": col.to(torch.int32).to(torch.int16),
-            "val": torch.cat(vals_list) if vals_list else torch.zeros(0),
+            "val": (torch.cat(vals_list) if vals_list else torch.zeros(0)).to(value_type),
             "dense_index": dense_index,
             "dense": (torch.stack(dense_list).contiguous() if dense_list
-                      else torch.zeros(0, panels, cols, DENSE_ROWS)),
+                      else torch.zeros(0, panels, cols, DENSE_ROWS)).to(value_type),
         }
-        return cls(tensors, positions, rows, cols)
+        return cls(tensors, positions, rows, cols, precision)
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "PackedMatrices":
@@ -227,12 +244,14 @@ class PackedMatrices:
         missing = [name for name in _NAMES if not isinstance(state.get(name), torch.Tensor)]
         if missing:
             raise ValueError(f"packed-weights state lacks tensors {missing}")
-        return cls({name: state[name] for name in _NAMES}, positions, rows, cols)
+        return cls({name: state[name] for name in _NAMES}, positions, rows, cols,
+                   state.get("precision", "fp32"))
 
     def state(self) -> dict[str, Any]:
         """Copies of the packed tensors and the shape (for ``state_dict``)."""
         out: dict[str, Any] = {name: t.clone() for name, t in self._t.items()}
         out["shape"] = (self.positions, self.rows, self.cols)
+        out["precision"] = self.precision
         return out
 
     # ------------------------------------------------------------------ checks
@@ -242,6 +261,8 @@ class PackedMatrices:
         if min(positions, rows, cols) < 1:
             raise ValueError(f"packed weights need P, K, C >= 1, got {(positions, rows, cols)}")
         for name, dtype in _DTYPES.items():
+            if name in ("val", "dense"):
+                dtype = PRECISIONS[self.precision]
             if t[name].dtype != dtype or t[name].device.type != "cpu":
                 raise ValueError(f"packed tensor {name!r} must be {dtype} on the CPU, got "
                                  f"{t[name].dtype} on {t[name].device}; recompile the model "
@@ -305,7 +326,7 @@ class PackedMatrices:
         """The matrices as a new dense ``(P, K, C)`` float32 tensor (inverse of :meth:`pack`)."""
         t = self._t
         out = torch.zeros(self.positions, self.rows, self.cols)
-        col, val = t["col"].long() & 0xFFFF, t["val"]
+        col, val = t["col"].long() & 0xFFFF, t["val"].float()
         slices = _slices(self.rows)
         for p, name in enumerate(self.formats()):
             if name == "sparse":
@@ -320,9 +341,15 @@ class PackedMatrices:
                 out[p].index_put_((lane_rows[keep], col[start:stop][keep]), entries_val[keep],
                                   accumulate=True)
             elif name == "dense":
-                panel = t["dense"][int(t["dense_index"][p])]                # (panels, C, 6)
+                panel = t["dense"][int(t["dense_index"][p])].float()        # (panels, C, 6)
                 out[p] = panel.transpose(1, 2).reshape(-1, self.cols)[:self.rows]
         return out
+
+    def _max_slice(self) -> int:
+        """Most entries of one slice (the kernel's fp16 conversion scratch)."""
+        ptr = self._t["slice_ptr"].long()
+        steps = ptr[:, 1:] - ptr[:, :-1]
+        return int(steps.max()) if steps.numel() else 0
 
     def struct(self) -> SwMatrices:
         """The ``sw_matrices`` the kernel reads (pointers into this object's tensors, which
@@ -332,7 +359,8 @@ class PackedMatrices:
             self._struct = SwMatrices(
                 self.positions, self.rows, self.cols, t["formats"].data_ptr(),
                 t["slice_ptr"].data_ptr(), t["slice_rows"].data_ptr(), t["col"].data_ptr(),
-                t["val"].data_ptr(), t["dense_index"].data_ptr(), t["dense"].data_ptr())
+                t["val"].data_ptr(), t["dense_index"].data_ptr(), t["dense"].data_ptr(),
+                int(self.precision == "fp16"), self._max_slice())
         return self._struct
 
     def __getstate__(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ __all__ = ["backend", "backend_info", "available_backends", "use_backend", "libr
            "ABI_VERSION", "DENSE_ROWS", "SLICE_ROWS", "CHUNK_ROWS", "MAX_COLUMNS", "OP_KINDS",
            "ENV_VAR", "check_status"]
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 DENSE_ROWS = 6                       # SW_DENSE_ROWS in sw_kernels.h
 SLICE_ROWS = 4                       # SW_SLICE_ROWS
 CHUNK_ROWS = 24                      # SW_CHUNK_ROWS
@@ -52,7 +52,7 @@ class SwMatrices(ctypes.Structure):
 
     _fields_ = [("P", _i32), ("K", _i32), ("C", _i32), ("formats", _ptr), ("slice_ptr", _ptr),
                 ("slice_rows", _ptr), ("col", _ptr), ("val", _ptr), ("dense_index", _ptr),
-                ("dense", _ptr)]
+                ("dense", _ptr), ("half", _i32), ("max_slice", _i32)]
 
 
 class SwConv2dArgs(ctypes.Structure):

@@ -75,11 +75,11 @@ def get_backend(name: str) -> Backend:
 register_backend(Backend(
     "avx512", 3, 30, verified=False,
     description="AVX-512 F/BW/VL/DQ + FMA build: 16-tile element-wise stage, masked borders",
-    cpu_flags=("avx512f", "avx512bw", "avx512vl", "avx512dq", "fma")))
+    cpu_flags=("avx512f", "avx512bw", "avx512vl", "avx512dq", "fma", "f16c")))
 register_backend(Backend(
     "avx2", 2, 20, verified=True,
     description="AVX2 + FMA build: 8-tile vectors, pattern-specialised transforms",
-    cpu_flags=("avx2", "fma")))
+    cpu_flags=("avx2", "fma", "f16c")))
 register_backend(Backend(
     "portable", 1, 10, verified=True,
     description="plain C++ build of the same kernels (any CPU; also runs the 16-lane logic)"))

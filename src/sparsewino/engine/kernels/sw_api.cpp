@@ -69,11 +69,13 @@ bool cpu_has(int32_t isa) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     if (isa == SW_ISA_AVX2)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
     if (isa == SW_ISA_AVX512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
 #endif
     return isa == SW_ISA_PORTABLE;
 }
@@ -112,16 +114,19 @@ int32_t plan_lanes(int32_t requested, const sw_isa_table* table, int64_t tb) {
 
 bool matrices_ok(const sw_matrices& w, int32_t P, int32_t K, int32_t C) {
     return w.P == P && w.K == K && w.C == C && w.formats && w.slice_ptr && w.slice_rows &&
-           w.dense_index && C <= SW_MAX_COLUMNS;
+           w.dense_index && C <= SW_MAX_COLUMNS && (w.half == 0 || w.half == 1) &&
+           w.max_slice >= 0;
 }
 
 int64_t weight_bytes(const sw_matrices& w) {
     const int64_t S = ceil_div(w.K, SW_SLICE_ROWS);
     int64_t bytes = 0;
     for (int i = 0; i < w.P; ++i) {
+        const int64_t value = w.half ? 2 : 4;
         if (w.formats[i] == SW_SPARSE)
-            bytes += 6 * static_cast<int64_t>(w.slice_ptr[i * (S + 1) + S] - w.slice_ptr[i * (S + 1)]);
-        if (w.formats[i] == SW_DENSE) bytes += 4 * static_cast<int64_t>(w.K) * w.C;
+            bytes += (2 + value) *
+                     static_cast<int64_t>(w.slice_ptr[i * (S + 1) + S] - w.slice_ptr[i * (S + 1)]);
+        if (w.formats[i] == SW_DENSE) bytes += value * static_cast<int64_t>(w.K) * w.C;
     }
     return bytes;
 }
@@ -193,7 +198,8 @@ static int32_t sw_make_plan(const sw_conv2d_args* a, sw_plan* p) {
     p->slot_floats = off;
     // Band buffers: n rows per band; a band of k tiles needs (k-1)*m + 8 columns rounded up
     // to 8, so all bands together need at most n * Tb * (m + 15) floats.
-    p->thread_floats = align16(static_cast<int64_t>(a->n) * tb * (a->m + 15));
+    p->off_scratch = align16(static_cast<int64_t>(a->n) * tb * (a->m + 15));
+    p->thread_floats = p->off_scratch + sw_scratch_floats(a->w);
     p->total_floats = p->slots * p->slot_floats + p->threads * p->thread_floats;
     return SW_OK;
 }
@@ -229,7 +235,8 @@ static int32_t sw_make_gemm_plan(const sw_gemm_args* a, sw_gemm_plan* p) {
     p->lanes = plan_lanes(a->lanes, runnable(a->isa, nullptr), tb);
     p->off_v = 0;
     p->off_m = align16(static_cast<int64_t>(a->C) * tb);
-    p->thread_floats = p->off_m + align16(static_cast<int64_t>(SW_CHUNK_ROWS) * tb);
+    p->off_scratch = p->off_m + align16(static_cast<int64_t>(SW_CHUNK_ROWS) * tb);
+    p->thread_floats = p->off_scratch + sw_scratch_floats(a->w);
     // Then the column runs: Tb per thread, 6 floats (24 bytes) each.
     p->total_floats = p->threads * p->thread_floats + align16(int64_t{a->threads} * tb * 6);
     return SW_OK;
@@ -294,7 +301,9 @@ static int32_t sw_make_plan3d(const sw_conv3d_args* a, sw_plan3d* p) {
     p->off_tiles = off;
     off += align16(tb * 4 + tb * 7);                         // 2 int64 and 7 int32 per tile
     p->slot_floats = off;
-    p->total_floats = p->slots * p->slot_floats;
+    p->off_threads = p->slots * p->slot_floats;
+    p->thread_floats = sw_scratch_floats(a->w);
+    p->total_floats = p->off_threads + a->threads * p->thread_floats;
     return SW_OK;
 }
 

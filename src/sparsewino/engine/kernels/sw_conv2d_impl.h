@@ -89,7 +89,8 @@ Block slot_block(const Ctx& cx, float* slot) {
     return b;
 }
 
-// A thread's own band buffer for the input transform.
+// A thread's own region: its band buffer for the input transform (returned) and, after
+// off_scratch floats, its fp16 conversion scratch.
 float* thread_band(const Ctx& cx, int thread) {
     const sw_plan& p = *cx.p;
     return cx.a->workspace + p.slots * p.slot_floats + thread * p.thread_floats;
@@ -465,13 +466,14 @@ Transforms choose_transforms(const sw_conv2d_args& a) {
 }
 
 // Element-wise stage of position pos for the output channels of chunks [j0, j1).
-inline void position_chunks(const Ctx& cx, const Block& b, int pos, int j0, int j1) {
+inline void position_chunks(const Ctx& cx, const Block& b, int pos, int j0, int j1,
+                            float* scratch) {
     const sw_plan& p = *cx.p;
     const float* V = b.V + pos * p.v_pstride;
     float* M = b.M + pos * p.m_pstride;
     for (int j = j0; j < j1; ++j)
         chunk_rows_lanes(p.lanes, cx.a->w, pos, j, V, p.shift, b.groups,
-                         M + static_cast<int64_t>(j) * SW_CHUNK_ROWS * p.Tb);
+                         M + static_cast<int64_t>(j) * SW_CHUNK_ROWS * p.Tb, scratch);
 }
 
 // Block mode: each thread runs whole blocks in its own workspace slot.
@@ -488,7 +490,8 @@ void run_blocks(const Ctx& cx, Transforms tf) {
         for (int64_t blk = 0; blk < p.blocks; ++blk) {
             setup_block(cx, blk, b);
             for (int c = 0; c < a.C; ++c) tf.input(cx, b, k, band, c);
-            for (int pos = 0; pos < p.P; ++pos) position_chunks(cx, b, pos, 0, p.chunks);
+            for (int pos = 0; pos < p.P; ++pos)
+                position_chunks(cx, b, pos, 0, p.chunks, band + p.off_scratch);
             for (int kk = 0; kk < a.K; ++kk)
                 for (int grp = 0; grp < b.groups; ++grp) tf.output(cx, b, k, grp, kk);
         }
@@ -519,7 +522,7 @@ void run_cooperative(const Ctx& cx, Transforms tf) {
             for (int64_t item = 0; item < items; ++item) {
                 const int pos = static_cast<int>(item / p.chunks);
                 const int j = static_cast<int>(item % p.chunks);
-                position_chunks(cx, b, pos, j, j + 1);
+                position_chunks(cx, b, pos, j, j + 1, band + p.off_scratch);
             }
             const int64_t out_items = static_cast<int64_t>(a.K) * b.groups;
 #pragma omp for schedule(dynamic, 8)

@@ -312,14 +312,15 @@ Transforms3 choose_transforms3(const sw_conv3d_args& a) {
 
 // Element-wise stage of position pos for the output channels of chunks [j0, j1); all-zero
 // positions are skipped (the output transform reads zeros for them).
-inline void position_chunks3(const Ctx3& cx, const Block3& b, int pos, int j0, int j1) {
+inline void position_chunks3(const Ctx3& cx, const Block3& b, int pos, int j0, int j1,
+                             float* scratch) {
     const sw_plan3d& p = *cx.p;
     if (cx.a->w.formats[pos] == SW_ZERO) return;
     const float* V = b.V + pos * p.v_pstride;
     float* M = b.M + pos * p.m_pstride;
     for (int j = j0; j < j1; ++j)
         chunk_rows_lanes(p.lanes, cx.a->w, pos, j, V, p.shift, b.groups,
-                         M + static_cast<int64_t>(j) * SW_CHUNK_ROWS * p.Tb);
+                         M + static_cast<int64_t>(j) * SW_CHUNK_ROWS * p.Tb, scratch);
 }
 
 // Block mode: each thread runs whole blocks in its own workspace slot.
@@ -328,14 +329,16 @@ void run_blocks3(const Ctx3& cx, Transforms3 tf) {
     const sw_plan3d& p = *cx.p;
 #pragma omp parallel num_threads(p.threads)
     {
-        Block3 b = slot_block3(cx, a.workspace + omp_get_thread_num() * p.slot_floats);
+        const int thread = omp_get_thread_num();
+        Block3 b = slot_block3(cx, a.workspace + thread * p.slot_floats);
+        float* scratch = a.workspace + p.off_threads + thread * p.thread_floats;
         const Coeffs3 k(a);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t blk = 0; blk < p.blocks; ++blk) {
             setup_block3(cx, blk, b);
             for (int c = 0; c < a.C; ++c)
                 for (int grp = 0; grp < b.groups; ++grp) tf.input(cx, b, k, grp, c);
-            for (int pos = 0; pos < p.P; ++pos) position_chunks3(cx, b, pos, 0, p.chunks);
+            for (int pos = 0; pos < p.P; ++pos) position_chunks3(cx, b, pos, 0, p.chunks, scratch);
             for (int kk = 0; kk < a.K; ++kk)
                 for (int grp = 0; grp < b.groups; ++grp) tf.output(cx, b, k, grp, kk);
         }
@@ -351,6 +354,7 @@ void run_cooperative3(const Ctx3& cx, Transforms3 tf) {
     Block3 shared = slot_block3(cx, a.workspace);
 #pragma omp parallel num_threads(p.threads)
     {
+        float* scratch = a.workspace + p.off_threads + omp_get_thread_num() * p.thread_floats;
         const Coeffs3 k(a);
         for (int64_t blk = 0; blk < p.blocks; ++blk) {
 #pragma omp single
@@ -366,7 +370,7 @@ void run_cooperative3(const Ctx3& cx, Transforms3 tf) {
             for (int64_t item = 0; item < items; ++item) {
                 const int pos = static_cast<int>(item / p.chunks);
                 const int j = static_cast<int>(item % p.chunks);
-                position_chunks3(cx, b, pos, j, j + 1);
+                position_chunks3(cx, b, pos, j, j + 1, scratch);
             }
             const int64_t out_items = static_cast<int64_t>(a.K) * b.groups;
 #pragma omp for schedule(dynamic, 8)

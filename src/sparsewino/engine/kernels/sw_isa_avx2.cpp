@@ -1,4 +1,5 @@
-// AVX2 + FMA build of the kernels (chosen at run time on CPUs that have both).
+// AVX2 + FMA (+ F16C for fp16 weights) build of the kernels (chosen at run time on CPUs that
+// have all three).
 //
 // Standard headers come first, before the target pragma, so that no inline library function
 // is compiled for AVX2 and later shared with the portable build; everything compiled for
@@ -11,7 +12,7 @@
 #include <immintrin.h>
 
 #pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,f16c")
 
 namespace sw_avx2 {
 

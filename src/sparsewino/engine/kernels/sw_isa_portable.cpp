@@ -72,6 +72,32 @@ struct Simd {
         for (int i = 0; i < 8; ++i) r.v[i] = (m >> i) & 1 ? p[i] : 0.0f;
         return r;
     }
+    // 8 IEEE fp16 values -> 8 floats (exact; subnormals, infinities and NaN included).
+    static inline void half8(const uint16_t* src, float* dst) {
+        for (int i = 0; i < 8; ++i) {
+            const uint32_t h = src[i], sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f,
+                           man = h & 0x3ffu;
+            uint32_t bits;
+            if (exp == 0x1f) {
+                bits = sign | 0x7f800000u | (man << 13);            // inf / NaN
+            } else if (exp != 0) {
+                bits = sign | ((exp + 112) << 23) | (man << 13);    // normal
+            } else if (man == 0) {
+                bits = sign;                                        // zero
+            } else {                                                // subnormal: normalise
+                int e = -1;
+                uint32_t m = man;
+                do { m <<= 1; ++e; } while (!(m & 0x400u));
+                bits = sign | ((112 - e) << 23) | ((m & 0x3ffu) << 13);
+            }
+            __builtin_memcpy(dst + i, &bits, 4);
+        }
+    }
+    static inline vec load_stride2(const float* p) {
+        vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = p[2 * i];
+        return r;
+    }
     static inline vec load_first(const float* p, int count) {
         vec r;
         for (int i = 0; i < 8; ++i) r.v[i] = i < count ? p[i] : 0.0f;

@@ -16,7 +16,7 @@
 
 #include <cstdint>
 
-#define SW_ABI_VERSION 4
+#define SW_ABI_VERSION 5
 #define SW_DENSE_ROWS 6          // rows (output channels) per dense weight panel
 #define SW_SLICE_ROWS 4          // rows per sparse (SELL) slice
 #define SW_CHUNK_ROWS 24         // output channels per work chunk (multiple of 4 and 6)
@@ -56,15 +56,20 @@ extern "C" {
 // slice_ptr[p*(S+1)+s+1]) stored lane-interleaved (entry e belongs to lane e % 4 of the
 // slice), each lane padded to the slice's longest row with (column 0, value 0) entries.
 // The rows of chunk j (rows 24j .. 24j+23) are sorted by length into slices 6j .. 6j+5.
+// With half = 1, val and dense hold IEEE fp16 values (uint16 bits): each slice or panel is
+// converted to fp32 into a per-thread scratch before use (half the weight bytes streamed,
+// fp32 arithmetic).
 struct sw_matrices {
     int32_t P, K, C;
     const int8_t* formats;      // P entries of sw_format
     const int32_t* slice_ptr;   // P * (S + 1), S = ceil(K / 4): entry offsets into col/val
     const int32_t* slice_rows;  // P * S * 4: the row (output channel) of each slice lane, -1: none
     const uint16_t* col;        // column (input channel) of each entry
-    const float* val;           // value of each entry
+    const void* val;            // value of each entry (float, or fp16 bits if half)
     const int32_t* dense_index; // P entries: panel set of SW_DENSE matrices, else -1
-    const float* dense;         // [sets][ceil(K/6)][C][6] dense panels
+    const void* dense;          // [sets][ceil(K/6)][C][6] dense panels (float or fp16)
+    int32_t half;               // 1: fp16 values
+    int32_t max_slice;          // most entries of one slice (the fp16 scratch size)
 };
 
 // Everything one conv2d call needs. Pointers are borrowed, never freed by the kernel.

@@ -94,7 +94,8 @@ int32_t gemm_forward(const sw_gemm_args* args, const sw_gemm_plan* plan) {
                 const int groups8 = static_cast<int>((lmin_o(p.Tb, p.T - blk * p.Tb) + 7) / 8);
 #pragma omp for schedule(dynamic, 1)
                 for (int j = 0; j < p.chunks; ++j) {
-                    chunk_rows_lanes(p.lanes, a.w, 0, j, shared_v, p.shift, groups8, Mc);
+                    chunk_rows_lanes(p.lanes, a.w, 0, j, shared_v, p.shift, groups8, Mc,
+                                     Mc - p.off_m + p.off_scratch);
                     gemm_scatter(a, p, runs, nruns, Mc, j);
                 }
             }
@@ -114,7 +115,8 @@ int32_t gemm_forward(const sw_gemm_args* args, const sw_gemm_plan* plan) {
             gemm_gather(a, p, runs, nruns, V);
             const int groups8 = static_cast<int>((lmin_o(p.Tb, p.T - blk * p.Tb) + 7) / 8);
             for (int j = 0; j < p.chunks; ++j) {
-                chunk_rows_lanes(p.lanes, a.w, 0, j, V, p.shift, groups8, Mc);
+                chunk_rows_lanes(p.lanes, a.w, 0, j, V, p.shift, groups8, Mc,
+                                 region + p.off_scratch);
                 gemm_scatter(a, p, runs, nruns, Mc, j);
             }
         }
@@ -123,8 +125,6 @@ int32_t gemm_forward(const sw_gemm_args* args, const sw_gemm_plan* plan) {
 }
 
 // ------------------------------------------------------------------ pooling
-inline float max_nan(float a, float b) { return a != a ? a : (b > a || b != b ? b : a); }
-
 int32_t pool2d_forward(const sw_pool2d_args* args) {
     const sw_pool2d_args& a = *args;
     const int64_t planes = static_cast<int64_t>(a.N) * a.C;
@@ -149,27 +149,61 @@ int32_t pool2d_forward(const sw_pool2d_args* args) {
             y[0] = a.relu && v < 0.0f ? 0.0f : v;
             continue;
         }
+        // Output columns whose window lies inside the row and, for stride 1 or 2, whose 8-wide
+        // vector loads stay inside it: vectorised over 8 outputs; the others one by one.
+        const int step = a.sw;
+        const int reach = step == 1 ? 8 : 16;             // floats one vector load reads
+        int vec_lo = (a.pw + step - 1) / step, vec_hi = vec_lo;
+        if (step <= 2)
+            while (vec_hi + 8 <= a.Wo && vec_hi * step - a.pw + a.kw + reach - 1 <= a.W)
+                vec_hi += 8;
         for (int oy = 0; oy < a.Ho; ++oy) {
             const int y0 = oy * a.sh - a.ph;
             const int ylo = y0 < 0 ? 0 : y0, yhi = y0 + a.kh < a.H ? y0 + a.kh : a.H;
+            int rows_counted = yhi - ylo;
+            if (a.kind == SW_POOL_AVG && a.count_include_pad) {
+                const int ph_end = a.H + a.ph;
+                rows_counted = (y0 + a.kh < ph_end ? y0 + a.kh : ph_end) - y0;
+            }
+            for (int ox = vec_lo; ox < vec_hi; ox += 8) {
+                const float* base = x + ox * step - a.pw;
+                vec acc = a.kind == SW_POOL_MAX ? Simd::set1(-__builtin_inff()) : Simd::zero();
+                for (int iy = ylo; iy < yhi; ++iy) {
+                    const float* row = base + static_cast<int64_t>(iy) * a.W;
+                    for (int j = 0; j < a.kw; ++j) {
+                        const vec v = step == 1 ? Simd::load(row + j) : Simd::load_stride2(row + j);
+                        acc = a.kind == SW_POOL_MAX ? Simd::maxnan(acc, v) : Simd::add(acc, v);
+                    }
+                }
+                if (a.kind == SW_POOL_AVG)
+                    acc = Simd::mul(acc, Simd::set1(1.0f / static_cast<float>(rows_counted * a.kw)));
+                if (a.relu) acc = Simd::max0(acc);
+                Simd::store(y + oy * a.Wo + ox, acc);
+            }
             for (int ox = 0; ox < a.Wo; ++ox) {
+                if (ox == vec_lo && vec_hi > vec_lo) ox = vec_hi;
+                if (ox >= a.Wo) break;
                 const int x0 = ox * a.sw - a.pw;
                 const int xlo = x0 < 0 ? 0 : x0, xhi = x0 + a.kw < a.W ? x0 + a.kw : a.W;
                 float v;
-                if (a.kind == SW_POOL_MAX) {
+                if (a.kind == SW_POOL_MAX) {          // branch-free max; NaN wins afterwards
                     v = -__builtin_inff();
+                    bool nan = false;
                     for (int iy = ylo; iy < yhi; ++iy)
-                        for (int ix = xlo; ix < xhi; ++ix) v = max_nan(v, x[iy * a.W + ix]);
+                        for (int ix = xlo; ix < xhi; ++ix) {
+                            const float e = x[iy * a.W + ix];
+                            v = e > v ? e : v;
+                            nan |= e != e;
+                        }
+                    if (nan) v = __builtin_nanf("");
                 } else {
                     float sum = 0.0f;
                     for (int iy = ylo; iy < yhi; ++iy)
                         for (int ix = xlo; ix < xhi; ++ix) sum += x[iy * a.W + ix];
                     int count;
                     if (a.count_include_pad) {          // the window clipped to the padded input
-                        const int ph_end = a.H + a.ph, pw_end = a.W + a.pw;
-                        const int wy = (y0 + a.kh < ph_end ? y0 + a.kh : ph_end) - y0;
-                        const int wx = (x0 + a.kw < pw_end ? x0 + a.kw : pw_end) - x0;
-                        count = wy * wx;
+                        const int pw_end = a.W + a.pw;
+                        count = rows_counted * ((x0 + a.kw < pw_end ? x0 + a.kw : pw_end) - x0);
                     } else {
                         count = (yhi - ylo) * (xhi - xlo);
                     }

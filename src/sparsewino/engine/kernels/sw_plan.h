@@ -31,9 +31,10 @@ struct sw_plan {
     // Floats between Winograd positions in V (C*Tb) and M (K*Tb, whole chunks), padded to an
     // odd number of cache lines so that the n*n rows of one tile never share an L1 set.
     int64_t v_pstride, m_pstride;
-    // Offsets (floats) inside a slot; a thread's band buffer has thread_floats.
+    // Offsets (floats) inside a slot; a thread's region holds its band buffer (offset 0) and
+    // its fp16 conversion scratch (off_scratch).
     int64_t off_v, off_m, off_band_base, off_ints, off_out_off, slot_floats;
-    int64_t thread_floats;
+    int64_t off_scratch, thread_floats;
     int64_t total_floats;
 };
 
@@ -44,8 +45,16 @@ struct sw_gemm_plan {
     int32_t Tb, shift;
     int64_t blocks;
     int32_t mode, threads, chunks, lanes;
-    int64_t off_v, off_m, thread_floats, total_floats;
+    int64_t off_v, off_m, off_scratch, thread_floats, total_floats;
 };
+
+// Floats of fp16 conversion scratch one thread needs for w (0 for fp32 weights).
+inline int64_t sw_scratch_floats(const sw_matrices& w) {
+    if (!w.half) return 0;
+    const int64_t panel = static_cast<int64_t>(w.C) * SW_DENSE_ROWS;
+    const int64_t most = w.max_slice > panel ? w.max_slice : panel;
+    return (most + 8 + 15) / 16 * 16;          // + 8: conversion writes whole groups of 8
+}
 
 // Workspace of one conv3d call: `slots` slots (block mode: one per thread; cooperative: one
 // shared), each holding a block's V, M and tile tables.
@@ -58,6 +67,7 @@ struct sw_plan3d {
     int32_t mode, threads, slots, chunks, lanes;
     int64_t v_pstride, m_pstride;       // floats between positions in V and M (odd lines)
     int64_t off_v, off_m, off_tiles, slot_floats;
+    int64_t off_threads, thread_floats;  // after the slots: per-thread fp16 conversion scratch
     int64_t total_floats;
 };
 

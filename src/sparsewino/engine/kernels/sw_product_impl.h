@@ -5,8 +5,10 @@
 // M: the chunk's rows, `row` floats apart; only the first `nvec` vectors of each row are used
 // (nvec <= 8: at most 64 tiles).
 // Written against a vector policy `Vp` (lanes 8 or 16) with zero, set1, load, store, fmadd.
-// Requires (in the enclosing namespace): struct Simd (8 lanes), and, if SW_HAS_WIDE, struct
-// Wide (16 lanes).
+// Requires (in the enclosing namespace): struct Simd (8 lanes, with half8: 8 fp16 -> fp32),
+// and, if SW_HAS_WIDE, struct Wide (16 lanes).
+// fp16 weights (w.half) are converted slice by slice / panel by panel into `scratch`
+// (scratch_floats(w) floats per thread) and then run through the same fp32 code.
 
 namespace {
 
@@ -124,10 +126,21 @@ inline void dense_panel(const float* U, const float* V, int64_t row, float* M, i
         for (int q = 0; q < NQ; ++q) Vp::store(M + r * row + (q0 + q) * L, acc[r][q]);
 }
 
+// fp16 bits -> float, 8 at a time (count floats written, a multiple of 8 covering n).
+inline void halves_to_floats(const uint16_t* src, int64_t n, float* dst) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) Simd::half8(src + i, dst + i);
+    if (i < n) {
+        uint16_t tail[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int64_t j = i; j < n; ++j) tail[j - i] = src[j];
+        Simd::half8(tail, dst + i);
+    }
+}
+
 // M rows [k0, k1) of matrix p (chunk rows start at M), from V. nvec vectors of Vp::lanes.
 template <class Vp>
 void chunk_rows(const sw_matrices& w, int p, int chunk, const float* V, int shift, int nvec,
-                float* M) {
+                float* M, float* scratch) {
     constexpr int L = Vp::lanes;
     const int64_t row = int64_t{1} << shift;
     const int k0 = chunk * SW_CHUNK_ROWS;
@@ -145,17 +158,30 @@ void chunk_rows(const sw_matrices& w, int p, int chunk, const float* V, int shif
                     const int k = rows[s * SW_SLICE_ROWS + r];
                     out[r] = k >= k0 && k < k1 ? M + (k - k0) * row : nullptr;
                 }
-                sparse_slice_any<Vp>(w.col, w.val, ptr[s], ptr[s + 1], V, shift, nvec, out);
+                const float* val = static_cast<const float*>(w.val) + ptr[s];
+                if (w.half) {
+                    halves_to_floats(static_cast<const uint16_t*>(w.val) + ptr[s],
+                                     ptr[s + 1] - ptr[s], scratch);
+                    val = scratch;
+                }
+                sparse_slice_any<Vp>(w.col + ptr[s], val, 0, ptr[s + 1] - ptr[s], V, shift,
+                                     nvec, out);
             }
             break;
         }
         case SW_DENSE: {
             const int64_t panels = (w.K + SW_DENSE_ROWS - 1) / SW_DENSE_ROWS;
-            const float* U = w.dense + static_cast<int64_t>(w.dense_index[p]) * panels * w.C *
-                                           SW_DENSE_ROWS;
+            const int64_t first = (static_cast<int64_t>(w.dense_index[p]) * panels) * w.C *
+                                  SW_DENSE_ROWS;
             for (int k = k0; k < k1; k += SW_DENSE_ROWS) {
-                const float* panel = U + static_cast<int64_t>(k / SW_DENSE_ROWS) * w.C *
-                                             SW_DENSE_ROWS;
+                const int64_t at = first + static_cast<int64_t>(k / SW_DENSE_ROWS) * w.C *
+                                               SW_DENSE_ROWS;
+                const float* panel = static_cast<const float*>(w.dense) + at;
+                if (w.half) {
+                    halves_to_floats(static_cast<const uint16_t*>(w.dense) + at,
+                                     int64_t{w.C} * SW_DENSE_ROWS, scratch);
+                    panel = scratch;
+                }
                 const int rows = imin_p(SW_DENSE_ROWS, k1 - k);
                 float* Mk = M + (k - k0) * row;
                 int q0 = 0;
@@ -173,15 +199,15 @@ void chunk_rows(const sw_matrices& w, int p, int chunk, const float* V, int shif
 
 // chunk_rows with the plan's lanes: `groups8` vectors of 8 tiles.
 inline void chunk_rows_lanes(int lanes, const sw_matrices& w, int p, int chunk, const float* V,
-                             int shift, int groups8, float* M) {
+                             int shift, int groups8, float* M, float* scratch) {
 #if SW_HAS_WIDE
     if (lanes == 16) {
-        chunk_rows<Wide>(w, p, chunk, V, shift, (groups8 + 1) / 2, M);
+        chunk_rows<Wide>(w, p, chunk, V, shift, (groups8 + 1) / 2, M, scratch);
         return;
     }
 #endif
     (void)lanes;
-    chunk_rows<Simd>(w, p, chunk, V, shift, groups8, M);
+    chunk_rows<Simd>(w, p, chunk, V, shift, groups8, M, scratch);
 }
 
 }  // namespace

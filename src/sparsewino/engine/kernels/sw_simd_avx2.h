@@ -29,6 +29,17 @@ struct SimdAvx2 {
     // Masked-off lanes read as zero and are never accessed (no fault past the image edge).
     static inline vec maskload(const float* p, mask m) { return _mm256_maskload_ps(p, m); }
     // Lanes [0, count) from p (count <= 8), the others zero; nothing past them is read.
+    // 8 IEEE fp16 values -> 8 floats (F16C).
+    static inline void half8(const uint16_t* src, float* dst) {
+        _mm256_storeu_ps(dst, _mm256_cvtph_ps(
+                                  _mm_loadu_si128(reinterpret_cast<const __m128i*>(src))));
+    }
+    // p[0], p[2], ..., p[14] (16 floats read).
+    static inline vec load_stride2(const float* p) {
+        const __m256 even = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8),
+                                              _MM_SHUFFLE(2, 0, 2, 0));
+        return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), 0xD8));
+    }
     static inline vec load_first(const float* p, int count) {
         return count >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, make_mask((1 << count) - 1));
     }
