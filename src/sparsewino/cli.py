@@ -221,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--low-rank", type=_rank_arg, metavar="R",
                          help="low-rank Winograd layers W = U·V of rank R: an int, or a fraction "
                               "of the positions such as 0.25 (Qin et al.; Winograd domain)")
+    from .nn import DECOMPOSE_MODES
+    convert.add_argument("--decompose", choices=DECOMPOSE_MODES, default="auto",
+                         help="kernels above 3 taps and strides above 1: DWM pieces chosen by "
+                              "accuracy and multiplications (auto), always pieces of <= 3 taps "
+                              "(dwm), or plain F(m, r) with strided convolutions left alone (none)")
     convert.add_argument("--include", action="append", help="only these layers (glob, repeatable)")
     convert.add_argument("--exclude", action="append", help="never these layers (glob, repeatable)")
     convert.add_argument("--output", required=True, help="checkpoint to write")
@@ -502,7 +507,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .recipes.architecture import apply_transform, load_model, save_model
     model, checkpoint = load_model(args.checkpoint)
     architecture = checkpoint["architecture"]
-    selection = dict(include=args.include, exclude=args.exclude)
+    selection = dict(include=args.include, exclude=args.exclude, decompose=args.decompose)
     if args.low_rank is not None:
         if args.winograd_relu or args.domain != "winograd":
             raise CliError("--low-rank makes Winograd-domain layers without Winograd-ReLU; drop "

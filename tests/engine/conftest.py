@@ -38,6 +38,18 @@ def sparse_layer(c: int, k: int, *, kernel: int = 3, tile: int = 4, padding=1,
     return layer.eval()
 
 
+def randomize_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial eval statistics and affine parameters for every BatchNorm2d of ``net``."""
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    return net
+
+
 def reference(layer: WinogradConv2d, x: torch.Tensor) -> torch.Tensor:
     """The layer's function in float64: conv2d for spatial weights, else the float64 layer."""
     if layer.domain == "spatial" and not layer.winograd_relu:

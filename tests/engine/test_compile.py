@@ -15,7 +15,7 @@ from sparsewino import engine
 from sparsewino.engine import SparseWinogradConv2d, SparseWinogradConv3d
 from sparsewino.nn import WinogradConv2d, WinogradConv3d
 
-from .conftest import COMPILED, assert_matches, needs_kernel, reference, sparse_layer
+from .conftest import COMPILED, assert_matches, needs_kernel, randomize_batchnorm, reference, sparse_layer
 
 BACKENDS = COMPILED + ["torch"]
 
@@ -33,13 +33,7 @@ def small_vgg(seed: int = 0) -> nn.Module:
         WinogradConv2d(20, 24, 3, padding=1, tile=6, domain="winograd"),
         nn.Conv2d(24, 8, 1),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
-    for module in net.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            with torch.no_grad():
-                module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
+    randomize_batchnorm(net)
     prune.l1_unstructured(net[3], "weight", amount=0.6)          # spatial mask
     prune.l1_unstructured(net[7], "weight", amount=0.8)          # Winograd-domain mask
     with torch.no_grad():                                        # structured spatial zeros

@@ -36,10 +36,10 @@ def count_convs(model):
 
 @pytest.mark.parametrize("name,expected_converted,expected_skipped", [
     ("small_vgg", 5, 0), ("vgg_nagadomi", 8, 0), ("convpool_cnn_c", 7, 2),
-    ("resnet18_cifar", 14, 6),          # 3 stride-2 3x3 convs + 3 1x1 projections stay
+    ("resnet18_cifar", 17, 3),          # stride-2 3x3 convs decomposed; 1x1 projections stay
     ("resnet18_cifar_max", 17, 3),      # every 3x3 conv converted; only 1x1 projections stay
-    ("resnet18", 13, 7),                # + the 7x7/2 stem
-    ("resnet18_max", 16, 4),
+    ("resnet18", 17, 3),                # the 7x7/2 stem decomposed too
+    ("resnet18_max", 17, 3),
 ])
 def test_convert_eligible_convs(name, expected_converted, expected_skipped):
     model = create_model(name, width=8) if name.startswith("resnet") else create_model(name)

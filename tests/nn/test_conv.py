@@ -77,7 +77,7 @@ def test_winograd_domain_layer_matches_spatial_layer(case):
     layer, x = _build(case, WinogradConv2d)
     wlayer = layer.to_winograd()
     assert wlayer.domain == "winograd"
-    assert wlayer.weight.shape == (case["cout"], case["cin"] // case["groups"], *layer.winograd_size)
+    assert wlayer.weight.shape == (case["cout"], case["cin"] // case["groups"], *layer.winograd_shape)
     torch.testing.assert_close(wlayer(x), _reference(layer, x), rtol=1e-9, atol=1e-9)
     back = wlayer.to_spatial()
     torch.testing.assert_close(back.weight, layer.weight, rtol=1e-9, atol=1e-10)

@@ -6,8 +6,14 @@ from sparsewino.nn import WinogradConv2d, WinogradConv3d
 
 
 @pytest.mark.parametrize("kwargs,error,message", [
-    (dict(stride=2), ValueError, "supports only stride=1.*Keep nn.Conv2d"),
-    (dict(stride=(1, 2)), ValueError, "stride=1"),
+    (dict(stride=4), ValueError, "stride .* larger than the kernel.*Subsample"),
+    (dict(stride=0), ValueError, "stride must be >= 1"),
+    (dict(stride=(1, 2, 1)), ValueError, "tuple of 2 ints"),
+    (dict(stride=2, padding="same"), ValueError, "'same' is not supported for strided"),
+    (dict(stride=2, decompose="none"), ValueError, "needs the DWM decomposition"),
+    (dict(decompose="fft"), ValueError, "decompose must be one of"),
+    (dict(decompose=(4, 4)), ValueError, "piece size 4 is larger"),
+    (dict(decompose=0), ValueError, "piece sizes must be >= 1"),
     (dict(dilation=2), ValueError, "dilation=1"),
     (dict(padding_mode="reflect"), ValueError, "padding_mode='zeros'"),
     (dict(padding="full"), ValueError, "'same' or 'valid'"),
@@ -32,8 +38,8 @@ def test_bad_sizes():
         WinogradConv2d(0, 4, 3)
     with pytest.raises(ValueError, match="kernel_size must be >= 1"):
         WinogradConv2d(2, 4, 0)
-    with pytest.raises(ValueError, match="stride=1.*nn.Conv3d"):
-        WinogradConv3d(2, 4, 3, stride=2)
+    with pytest.raises(ValueError, match="larger than the kernel.*nn.Conv3d"):
+        WinogradConv3d(2, 4, 3, stride=(4, 1, 1))
 
 
 @pytest.mark.parametrize("x,error,message", [
@@ -44,7 +50,7 @@ def test_bad_sizes():
     (torch.randn(1, 1, 4, 8, 8), ValueError, "expects a 4-D input"),
     (torch.randn(8, 8), ValueError, "expects a 4-D input"),
     (torch.randn(1, 3, 8, 8), ValueError, "expects 4 input channels"),
-    (torch.randn(1, 4, 2, 8), ValueError, "too small for kernel"),
+    (torch.randn(1, 4, 2, 8), ValueError, "too small for kernel.*larger than the padded input"),
 ])
 def test_bad_inputs(x, error, message):
     layer = WinogradConv2d(4, 8, 3)

@@ -43,13 +43,18 @@ def test_convert_whole_model_same_outputs(domain):
     expected = model(x)
     model, report = convert(model, tile=4, domain=domain)
     torch.testing.assert_close(model(x), expected)
-    assert set(report.converted) == {"2.conv1", "2.conv2", "3.conv2", "6"}
+    assert set(report.converted) == {"0", "2.conv1", "2.conv2", "3.conv1", "3.conv2", "6"}
     skipped = report.skipped
-    assert "stride (2, 2)" in skipped["0"] and "stride" in skipped["3.conv1"]
-    assert "stride" in skipped["3.downsample.0"]
+    assert "1x1" in skipped["3.downsample.0"]
     assert "dilation" in skipped["4"] and "padding_mode" in skipped["5"]
     assert isinstance(model[2].conv1, WinogradConv2d) and model[2].conv1.domain == domain
-    assert "4 of 9 convolutions converted" in str(report)
+    reasons = {d.name: d.reason for d in report}
+    assert "DWM stride 2x2: 9 pieces 3x3" in reasons["0"]          # 7x7/2 stem
+    assert "DWM stride 2x2: 4 pieces 2x2 of F(4x4,2x2)" in reasons["3.conv1"]
+    assert model[0].stride == (2, 2) and model[3].conv1.decomposition is not None
+    assert "6 of 9 convolutions converted" in str(report)
+    _, plain = convert(small_resnet(), decompose="none")
+    assert "stride (2, 2) != 1 (decompose='none')" in plain.skipped["3.conv1"]
 
 
 def test_include_exclude_and_reconversion():

@@ -219,7 +219,7 @@ def test_convert_low_rank_reports_ranks_caps_and_skips():
     assert isinstance(net[0], LowRankWinogradConv3d) and net[0].rank == 4     # W is 4 x 64
     assert "capped at min(K·C/groups, P) = 4" in report[0].reason
     assert "rank 27 of 64 positions" in report[1].reason
-    assert report.skipped == {"4": "stride (2, 2, 2) != 1",
+    assert report.skipped == {"4": "low-rank layers are not decomposed (DWM): stride (2, 2, 2), kernel (3, 3, 3)",
                               "5": "1x1 kernel: Winograd saves no multiplications"}
     with torch.no_grad():
         assert_close(net(x), before, 1e-9)                      # rank >= rank(W): exact

@@ -10,10 +10,10 @@ from sparsewino.nn import WinogradConv2d, WinogradConv3d, convert
 from sparsewino.winograd import ERROR_LIMIT, WinogradAccuracyWarning, tile_error
 
 
-def _build(cls, r, m):
+def _build(cls, r, m, decompose="none"):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        layer = cls(1, 1, r, tile=m)
+        layer = cls(1, 1, r, tile=m, decompose=decompose)
     return layer, [w for w in caught if issubclass(w.category, WinogradAccuracyWarning)]
 
 
@@ -72,7 +72,21 @@ def test_convert_replaces_or_skips_inaccurate_tiles():
     x = torch.rand(2, 1, 16, 16) * 2 - 1
     expected = net(x)
     with pytest.warns(WinogradAccuracyWarning, match="2 layer"):
-        net, report = convert(net, tile=7)
+        net, report = convert(net, tile=7, decompose="none")
     assert report.converted == ["0", "2"] and net[0].tile == (7, 7) and net[2].tile == (6, 6)
     assert "no Winograd tile is accurate" in report.skipped["1"] and isinstance(net[1], nn.Conv2d)
+    torch.testing.assert_close(net(x), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_large_kernels_are_decomposed_instead_of_left_alone():
+    """With DWM (the default), the 9x9 convolution that no plain tile computes accurately
+    becomes small pieces, and every layer stays accurate in float32."""
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 9, padding=4),
+                        nn.Conv2d(4, 4, 5, padding=2))
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    expected = net(x)
+    net, report = convert(net, tile=4)
+    assert report.converted == ["0", "1", "2"]
+    assert net[1].decomposition is not None and max(net[1].piece_size) <= 3
+    assert "DWM" in dict((d.name, d.reason) for d in report)["1"]
     torch.testing.assert_close(net(x), expected, rtol=1e-4, atol=1e-4)

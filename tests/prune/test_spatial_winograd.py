@@ -7,14 +7,18 @@ from torch import nn
 
 from sparsewino import prune as sp
 from sparsewino.nn import WinogradConv2d, WinogradConv3d
+from sparsewino.nn.functional import winograd_weight
 from sparsewino.prune.criteria import support_matrix
 from sparsewino.winograd import LAVIN_POINTS
-from sparsewino.winograd.transform import filter_transform
+
+
+def _q(layer, weight=None):
+    weight = layer.weight.detach().double() if weight is None else weight
+    return winograd_weight(weight, layer.algorithms, layer.decomposition)
 
 
 def _measured(layer):
-    q = filter_transform(layer.weight.detach().double(), layer.algorithms)
-    return float((q == 0).double().mean())
+    return float((_q(layer) == 0).double().mean())
 
 
 @settings(max_examples=25)
@@ -29,8 +33,8 @@ def test_reported_equals_measured_and_target_within_one_kernel(k, c, kernel, til
     assert reported == _measured(layer)
     assert abs(reported - target) <= 1 / (k * c) + 1e-12
     # pruned spatial weights are exactly the union of groups of the positions that are zero
-    q_zero = (filter_transform(layer.weight.detach(), layer.algorithms) == 0).reshape(k * c, -1)
-    support = support_matrix(layer.algorithms).double()
+    q_zero = (_q(layer) == 0).reshape(k * c, -1)
+    support = support_matrix(layer.algorithms, decomposition=layer.decomposition).double()
     covered = (q_zero.double() @ support) > 0
     assert torch.equal(covered, (layer.weight_mask == 0).reshape(k * c, -1))
 
@@ -77,7 +81,7 @@ def test_global_amount_and_iterative_targets():
     net = nn.Sequential(WinogradConv2d(3, 8, 3, padding=1), nn.ReLU(),
                         WinogradConv2d(8, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 4, 1))
     sp.prune_model(net, "spatial_winograd", 0.6, scope="global")
-    zeros = sum(float((filter_transform(m.weight.double(), m.algorithms) == 0).sum()) for m in (net[0], net[2]))
+    zeros = sum(float((_q(m) == 0).sum()) for m in (net[0], net[2]))
     total = sum(m.weight.shape[0] * m.weight.shape[1] * 36 for m in (net[0], net[2]))
     assert abs(zeros / total - 0.6) <= 36 / total
     assert _measured(net[0]) != pytest.approx(_measured(net[2]), abs=1e-3)   # one threshold, not one target
@@ -92,10 +96,34 @@ def test_global_amount_and_iterative_targets():
 def test_errors_for_layers_step1_cannot_prune():
     with pytest.raises(ValueError, match="domain='winograd'"):
         sp.spatial_winograd(WinogradConv2d(2, 2, 3, domain="winograd"), 0.5)
-    with pytest.raises(ValueError, match="stride-1 convolution"):
-        sp.spatial_winograd(nn.Conv2d(2, 2, 3, stride=2), 0.5)
+    with pytest.raises(ValueError, match="Winograd-eligible convolution"):
+        sp.spatial_winograd(nn.Conv2d(2, 2, 3, dilation=2), 0.5)
     layers, skipped = sp.prunable_layers(
         nn.Sequential(nn.Conv2d(2, 2, 3), nn.Conv2d(2, 2, 1), WinogradConv2d(2, 2, 3, domain="winograd")),
         "spatial_winograd")
     assert [n for n, _ in layers] == ["0"]
     assert "1x1" in skipped["1"] and "Winograd-domain" in skipped["2"]
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 2, 1), (7, 2, 3), (5, 1, 2)])
+def test_decomposed_layers_count_the_zeros_of_every_piece(kernel, stride, padding):
+    """Step 1 on DWM layers: groups are the taps each piece's positions depend on; the reported
+    sparsity is the exact zeros of all pieces' Q, also after conversion of a plain conv."""
+    torch.manual_seed(kernel)
+    conv = nn.Conv2d(6, 5, kernel, stride=stride, padding=padding).double()
+    layer = WinogradConv2d.from_conv(conv, tile=4)
+    assert layer.decomposition is not None
+    sp.spatial_winograd(conv, 0.5, tile=4)
+    sp.spatial_winograd(layer, 0.5)
+    assert torch.equal(conv.weight_mask, layer.weight_mask)
+    reported = sp.pruning_info(layer)["sparsity"]
+    assert reported == _measured(layer) and abs(reported - 0.5) <= 1 / 30 + 1e-12
+    converted = WinogradConv2d.from_conv(conv, tile=4).to_winograd()
+    assert float((converted.weight == 0).double().mean()) == reported
+    q = _q(layer)
+    assert q.shape[2] == layer.pieces
+    report = sp.stats(nn.Sequential(layer))
+    row = report["0"]
+    assert row.winograd_sparsity == reported and len(row.piece_sparsity) == layer.pieces
+    assert row.position_sparsity.shape == layer.winograd_shape
+    assert row.algorithm.startswith("DWM")

@@ -39,10 +39,17 @@ def test_per_layer_numbers_in_both_domains():
     torch.testing.assert_close(second.position_sparsity.mean(), torch.tensor(second.winograd_sparsity,
                                                                              dtype=torch.float64))
     assert third.spatial_sparsity is None and third.winograd_sparsity == pytest.approx(0.6, abs=1 / 1728)
-    assert strided.winograd_sparsity is None and strided.spatial_sparsity == pytest.approx(0.3, abs=1 / 324)
+    assert strided.spatial_sparsity == pytest.approx(0.3, abs=1 / 324)
+    # a stride-2 conv is measured as the DWM pieces conversion would give it
+    assert strided.algorithm == "DWM stride 2x2: 4 pieces 2x2 of F(4x4,2x2) assumed"
+    assert strided.position_sparsity.shape == (4, 5, 5) and len(strided.piece_sparsity) == 4
+    assert strided.winograd_sparsity == pytest.approx(sum(strided.piece_sparsity) / 4)
     assert pointwise.algorithm is None and pointwise.method is None
     assert report.totals["winograd_weighting"] == "weights"
     spatial = [first, second, strided, pointwise]
+    assert report.totals["winograd_sparsity"] == pytest.approx(
+        sum(l.winograd_sparsity * l.winograd_weights for l in (first, second, third, strided))
+        / sum(l.winograd_weights for l in (first, second, third, strided)))
     expected = sum(l.spatial_sparsity * l.weights for l in spatial) / sum(l.weights for l in spatial)
     assert report.totals["spatial_sparsity"] == pytest.approx(expected)
     table = str(report)
@@ -63,8 +70,11 @@ def test_totals_weighted_by_multiplications():
     assert first.multiplications["sparse"] == pytest.approx(
         first.multiplications["dense"] * (1 - first.winograd_sparsity), rel=1e-12)
     assert first.winograd_sparsity == pytest.approx(0.4, abs=1 / 24)
-    strided = report["5"]
-    assert strided.multiplications["dense"] == strided.multiplications["direct"] == 6 * 6 * 9 * 6 * 5 * 2
+    strided = report["5"]                      # DWM: 4 pieces F(4,2) over 2x2 tiles of the 6x5 output
+    assert strided.multiplications["direct"] == 6 * 6 * 9 * 6 * 5 * 2
+    assert strided.multiplications["dense"] == 6 * 6 * 4 * 25 * 2 * 2 * 2
+    pointwise = report["6"]
+    assert pointwise.multiplications["dense"] == pointwise.multiplications["direct"] == 4 * 6 * 6 * 5 * 2
     wino = [l for l in report.layers if l.winograd_sparsity is not None]
     dense = sum(l.multiplications["dense"] for l in wino)
     sparse = sum(l.multiplications["dense"] * (1 - l.winograd_sparsity) for l in wino)

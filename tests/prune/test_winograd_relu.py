@@ -75,7 +75,7 @@ def test_rewrite_reports_what_changed_and_what_could_not():
         nn.LeakyReLU(),
         nn.Conv2d(4, 4, 3, padding=1),                                  # 8: LeakyReLU is no ReLU
         shared, nn.Conv2d(4, 4, 3, padding=1), shared,                  # 10: ReLU used twice
-        nn.Conv2d(4, 4, 3, padding=1, stride=2),                        # 12: stride 2
+        nn.Conv2d(4, 4, 3, padding=2, dilation=2),                      # 12: dilated
         nn.ReLU(), FunctionalBlock(),                                   # 14.conv: custom forward
         nn.ReLU(), WinogradConv2d(4, 4, 3, padding=1, tile=4),          # 16: Winograd layer
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
@@ -93,7 +93,7 @@ def test_rewrite_reports_what_changed_and_what_could_not():
     assert "model input" in skipped["0"]
     assert "LeakyReLU" in skipped["8"]
     assert "several places" in skipped["10"]
-    assert "stride" in skipped["12"]
+    assert "dilation" in skipped["12"]
     assert "custom forward" in skipped["14.conv"]
     assert "3 of 8 convolutions" in str(report)
     assert [d.name for d in report] == ["0", "2", "6", "8", "10", "12", "14.conv", "16"]

@@ -34,6 +34,7 @@ from torch.nn.utils import prune as torch_prune
 
 from ..nn.conv import WinogradConv2d, WinogradConv3d, _WinogradConvNd
 from . import kernels
+from .decomposed import SparseDecomposedConv2d, decomposed_unsupported_reason
 from .modules import (
     InferenceModule,
     SparseLinear,
@@ -172,13 +173,20 @@ def _is_fusable_pool(module: nn.Module, tile: int) -> bool:
             not module.ceil_mode and not module.return_indices)
 
 
+#: Layer kinds of _layer_kind that run the sparse Winograd kernels.
+_WINOGRAD_KINDS = ("winograd", "winograd3d", "decomposed")
+
+
 def _layer_kind(module: nn.Module) -> tuple[str | None, str]:
-    """("winograd" | "winograd3d" | "linear" | "pointwise" | None, reason when None)."""
+    """("winograd" | "winograd3d" | "decomposed" | "linear" | "pointwise" | None, reason when None)."""
     if user_hooks(module):
         return None, f"has forward hooks {user_hooks(module)}: runs in PyTorch with them"
     if isinstance(module, WinogradConv2d):
         if type(module).forward is not _WinogradConvNd.forward:
             return None, f"{type(module).__name__} overrides forward(); kept as is"
+        if module.decomposition is not None:
+            reason = decomposed_unsupported_reason(module)
+            return ("decomposed", "") if reason is None else (None, reason)
         reason = unsupported_reason(module)
         return ("winograd", "") if reason is None else (None, reason)
     if isinstance(module, WinogradConv3d):
@@ -207,6 +215,14 @@ def _describe(layer: nn.Module) -> str:
 
 def _describe_formats(layer: nn.Module) -> str:
     counts = layer.format_counts()
+    if isinstance(layer, SparseDecomposedConv2d):
+        spec = layer.spec
+        matrices = layer.packed.positions
+        shape = (f"{matrices} positions x {layer.decomposition.pieces} stacked pieces"
+                 if spec.layout == "stacked" else f"{matrices} positions (all pieces)")
+        return (f"DWM {layer.decomposition.describe()} of F({spec.tile},{spec.piece}), "
+                f"{spec.layout}, {shape}: {counts['sparse']} sparse, {counts['dense']} dense, "
+                f"{counts['zero']} zero; weight density {layer.density():.3f}")
     if isinstance(layer, SparseWinogradConv3d):
         spec = layer.spec
         return (f"F({spec.tile},{spec.kernel_size})³, {layer.positions} positions: "
@@ -250,7 +266,8 @@ def _build_layer(module: nn.Module, kind: str, options: _Options, relu: bool = F
                                                        precision=options.precision),
                             options.cache)
         if choice.tile != module.tile[0]:
-            module = WinogradConv2d.from_conv(module.to_conv(), tile=choice.tile, domain="spatial")
+            module = WinogradConv2d.from_conv(module.to_conv(), tile=choice.tile, domain="spatial",
+                                              decompose="none")
         formats, note = choice.formats, choice.describe()
     layer = _build(module, kind, options.threads, formats, relu, affine, pool, residual,
                    options.precision)
@@ -269,6 +286,9 @@ def _build(module: nn.Module, kind: str, threads: int | None, formats: Any, relu
         if kind == "winograd3d":
             return SparseWinogradConv3d.from_layer(module, threads, formats, relu, scale, shift,
                                                    residual, precision)
+        if kind == "decomposed":
+            return SparseDecomposedConv2d.from_layer(module, threads, formats, relu, scale, shift,
+                                                     residual, precision=precision)
         if kind == "linear":
             return SparseLinear.from_linear(module, threads, formats, relu, scale, shift,
                                             residual, precision)
@@ -428,7 +448,7 @@ def _compile_traced(tree: nn.Module, options: _Options, prefix: str) -> "Compile
         for path in aliases[id(module)]:
             _set_module(tree, path, compiled)
         entries[name] = LayerKernel(
-            name, "sparse-winograd" if kind in ("winograd", "winograd3d") else "sparse-gemm",
+            name, "sparse-winograd" if kind in _WINOGRAD_KINDS else "sparse-gemm",
             _describe(compiled) + (f"; {note}" if note else ""), fused_names)
     graph.lint()
     gm = fx.GraphModule(tree, graph)
@@ -450,7 +470,7 @@ def _compile_module(module: nn.Module, name: str, options: _Options) -> nn.Modul
     kind, reason = _layer_kind(module)
     if kind is not None:
         compiled, note = _build_layer(module, kind, options)
-        report.append(LayerKernel(name, "sparse-winograd" if kind in ("winograd", "winograd3d")
+        report.append(LayerKernel(name, "sparse-winograd" if kind in _WINOGRAD_KINDS
                                   else "sparse-gemm", _describe(compiled) + (f"; {note}" if note else "")))
         return compiled
     if isinstance(module, _WinogradConvNd):
@@ -542,10 +562,10 @@ class CompiledModel(nn.Module):
         if any((m._forward_hooks or m._forward_pre_hooks) and user_hooks(m)
                for m in self._submodules):
             return self._graph_module(x)           # hooks added after compile (e.g. count())
-        program = self.program(x)
-        if program is None:
-            return self._graph_module(x)
-        with self._lock:
+        with self._lock:      # one hold: a reload between planning and running frees the
+            program = self.program(x)           # weights the planned operations point to
+            if program is None:
+                return self._graph_module(x)
             return program.run(x.contiguous())
 
     # Sequential-style access and attributes of the original model.
@@ -591,25 +611,27 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
 
     Every :class:`~sparsewino.nn.WinogradConv2d` (spatial or Winograd domain, with or without
     prune masks, Winograd-ReLU and low-rank layers included) becomes a
-    :class:`~sparsewino.engine.SparseWinogradConv2d` (a ``WinogradConv3d`` a
-    :class:`~sparsewino.engine.SparseWinogradConv3d`) holding its pre-transformed Winograd
-    weights, packed per position as sparse or dense panels by
+    :class:`~sparsewino.engine.SparseWinogradConv2d` (decomposed by DWM for a kernel above 3
+    taps or a stride above 1, a :class:`~sparsewino.engine.SparseDecomposedConv2d`; a
+    ``WinogradConv3d`` a :class:`~sparsewino.engine.SparseWinogradConv3d`) holding its
+    pre-transformed Winograd weights, packed per position as sparse or dense panels by
     :func:`~sparsewino.engine.choose_format`; ``nn.Linear`` layers (pruned ones stored
     sparse) and 1x1 ``nn.Conv2d`` layers become GEMM layers. The model is traced with
     ``torch.fx`` and runs as a program of kernel calls (module docstring); pooling,
     BatchNorm, additions, ReLU and flatten run in the engine too.
 
     Kept as they are (listed in the report, computed exactly as before): other Winograd layer
-    kinds (1-D), float64 or GPU layers, non-square/non-cubic tiles or kernels and input tiles n > 8, subclasses that
-    override ``forward``, other convolutions (strided 3x3, 7x7), modules the engine has no
-    kernel for, and modules with forward hooks or pre-hooks (they run in PyTorch, hooks
-    included; prune masks and ``weight_norm`` are applied when packing instead).
+    kinds (1-D), float64 or GPU layers, non-square/non-cubic tiles, kernels or pieces and input
+    tiles n > 8, subclasses that override ``forward``, plain ``nn.Conv2d`` other than 1x1
+    (convert the model first: ``sparsewino.nn.convert``), modules the engine has no kernel for,
+    and modules with forward hooks or pre-hooks (they run in PyTorch, hooks included; prune
+    masks and ``weight_norm`` are applied when packing instead).
 
     With ``fuse=True`` the modules that directly follow a compiled layer are fused into it,
     in this order when present: an eval-mode BatchNorm (BatchNorm3d after 3-D layers; folded
-    into weights and bias), a residual addition, a ReLU and (2-D Winograd layers with an even
-    tile, no residual) a 2x2 / stride-2 max-pool (floor mode). Fused modules become
-    ``nn.Identity``.
+    into weights and bias), a residual addition, a ReLU and (undecomposed 2-D Winograd layers
+    with an even tile, no residual) a 2x2 / stride-2 max-pool (floor mode). Fused modules
+    become ``nn.Identity``.
 
     The copy is in eval mode with ``requires_grad=False`` parameters; compiled layers are
     inference-only. The original model is not modified, and later changes to it do not

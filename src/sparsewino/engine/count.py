@@ -25,11 +25,12 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from ..nn.conv import WinogradConv3d, _WinogradConvNd
+from ..nn.conv import WinogradConv1d, WinogradConv3d, _WinogradConvNd
 from ..nn.convert import describe
 from ..winograd.algorithm import conv_multiplications
 from ..winograd.tiles import extract_tiles, pad_for_tiles
 from ..winograd.transform import input_transform
+from .decomposed import SparseDecomposedConv2d
 from .modules import SparseWinogradConv2d
 from .modules3d import SparseWinogradConv3d
 
@@ -133,8 +134,9 @@ class MultiplicationCount:
         return "\n".join(lines)
 
 
-def _winograd_weights(module: nn.Module) -> tuple[torch.Tensor, tuple, tuple, bool]:
-    """(Q (K, C/g, *n) float64, algorithms, padding pairs, relu) of a Winograd layer."""
+def _winograd_weights(module: nn.Module) -> tuple[torch.Tensor, tuple, tuple, bool, Any]:
+    """(Q (K, C/g, *n) or (K, C/g, S, *n) float64, algorithms, padding pairs, relu,
+    decomposition) of a Winograd layer."""
     if isinstance(module, SparseWinogradConv2d):
         spec = module.spec
         u = module.dense_weights()                                      # (P, K, C)
@@ -143,7 +145,7 @@ def _winograd_weights(module: nn.Module) -> tuple[torch.Tensor, tuple, tuple, bo
         # Undo the block-diagonal packing of grouped layers: (K, C) -> (K, C/g).
         q = torch.cat([q[i * k // g:(i + 1) * k // g, i * c // g:(i + 1) * c // g]
                        for i in range(g)])
-        return q.double(), (spec.algorithm,) * 2, spec.padding, spec.winograd_relu
+        return q.double(), (spec.algorithm,) * 2, spec.padding, spec.winograd_relu, None
     if isinstance(module, SparseWinogradConv3d):
         spec = module.spec
         u = module.dense_weights()                                      # (P, K, C)
@@ -151,24 +153,32 @@ def _winograd_weights(module: nn.Module) -> tuple[torch.Tensor, tuple, tuple, bo
         q = u.permute(1, 2, 0).reshape(k, c, spec.n, spec.n, spec.n)
         q = torch.cat([q[i * k // g:(i + 1) * k // g, i * c // g:(i + 1) * c // g]
                        for i in range(g)])
-        return q.double(), (spec.algorithm,) * 3, spec.padding, spec.winograd_relu
+        return q.double(), (spec.algorithm,) * 3, spec.padding, spec.winograd_relu, None
+    if isinstance(module, SparseDecomposedConv2d):
+        return (module.winograd_weight().double(), (module.spec.algorithm,) * 2, module.spec.padding,
+                module.spec.winograd_relu, module.decomposition)
     q = module.winograd_weight().detach()
-    return q.double(), module.algorithms, module._padding_pairs, module.winograd_relu
+    return (q.double(), module.algorithms, module._padding_pairs, module.winograd_relu,
+            module.decomposition)
 
 
 def _winograd_layer(name: str, module: nn.Module, x: torch.Tensor, dynamic: bool) -> LayerCount:
-    q, algs, padding, relu = _winograd_weights(module)
+    q, algs, padding, relu, split = _winograd_weights(module)
     k, cg = q.shape[:2]
     groups = x.shape[1] // cg
-    mults = conv_multiplications(algs, x.shape[1], k, groups, x.shape, padding)
+    mults = conv_multiplications(algs, x.shape[1], k, groups, x.shape, padding, decomposition=split)
     tiles = mults["tiles"]
     nonzero = q != 0
     nnz = int(nonzero.sum())
     count = LayerCount(
         name=name, kind="winograd-relu" if relu else "winograd",
-        input_shape=tuple(x.shape), algorithm=describe(algs), direct=mults["direct"],
+        input_shape=tuple(x.shape), algorithm=describe(algs, split), direct=mults["direct"],
         winograd=mults["winograd"], sparse=nnz * tiles, weight_density=nnz / nonzero.numel())
     if dynamic:
+        if split is not None:             # pieces are input channels of the stacked sub-images
+            x, padding = split.stack(x, [a.m for a in algs]), ((0, 0),) * len(algs)
+            nonzero = nonzero.reshape(k, cg * split.pieces, *nonzero.shape[3:])
+            cg *= split.pieces
         kernel, tile, ns = [a.r for a in algs], [a.m for a in algs], [a.n for a in algs]
         # Non-zero weights per (input channel within its group, group, position).
         per_column = nonzero.reshape(groups, k // groups, cg, -1).sum(dim=1)   # (g, C/g, P)
@@ -236,17 +246,19 @@ def count(model: nn.Module, input_shape: Sequence[int],
         dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
         device = param.device if param is not None else torch.device("cpu")
         x = torch.zeros(tuple(input_shape), dtype=dtype, device=device)
-    convs = (_WinogradConvNd, SparseWinogradConv2d, SparseWinogradConv3d, nn.Conv2d, nn.Conv3d)
+    convs = (_WinogradConvNd, SparseWinogradConv2d, SparseWinogradConv3d, SparseDecomposedConv2d,
+             nn.Conv1d, nn.Conv2d, nn.Conv3d)
     layers: list[LayerCount] = []
     handles = []
 
     def hook(name: str):
         def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
             inp = args[0].detach()
-            batched = 5 if isinstance(module, (nn.Conv3d, WinogradConv3d, SparseWinogradConv3d)) else 4
+            batched = 5 if isinstance(module, (nn.Conv3d, WinogradConv3d, SparseWinogradConv3d)) else \
+                3 if isinstance(module, (nn.Conv1d, WinogradConv1d)) else 4
             if inp.dim() == batched - 1:
                 inp, output = inp.unsqueeze(0), output.unsqueeze(0)       # unbatched call
-            if isinstance(module, (nn.Conv2d, nn.Conv3d)):
+            if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
                 layers.append(_direct_layer(name, module, inp, output, inputs is not None))
             else:
                 layers.append(_winograd_layer(name, module, inp, inputs is not None))

@@ -33,8 +33,8 @@ from . import kernels
 from .packing import PackedMatrices
 
 __all__ = ["SparseWinogradConv2d", "SparseLinear", "SparsePointwiseConv2d", "LayerSpec",
-           "unsupported_reason", "check_threads", "InferenceModule", "WinogradInferenceModule",
-           "pack_winograd"]
+           "unsupported_reason", "check_threads", "InferenceModule", "CompiledConv",
+           "WinogradInferenceModule", "pack_winograd"]
 
 
 def check_threads(threads: object) -> None:
@@ -48,6 +48,8 @@ def unsupported_reason(layer: nn.Module) -> str | None:
     """Why the engine cannot compile ``layer`` (a WinogradConv2d), or ``None`` when it can."""
     if not isinstance(layer, WinogradConv2d):
         return f"{type(layer).__name__} is not a WinogradConv2d"
+    if getattr(layer, "decomposition", None) is not None:
+        return "a decomposed (DWM) layer: compile it as a SparseDecomposedConv2d"
     weight = layer.weight
     if weight.device.type != "cpu":
         return f"weights on {weight.device}: the engine runs on CPU"
@@ -258,52 +260,20 @@ def pack_winograd(q: torch.Tensor, groups: int, bias: torch.Tensor | None,
     return PackedMatrices.pack(u, formats, precision), bias
 
 
-class WinogradInferenceModule(InferenceModule):
-    """What the compiled 2-D and 3-D Winograd layers share: the spec, the calling sequence of
-    their kernel (``sw_conv2d``/``sw_conv3d``), the PyTorch fallback, state and reports.
+class CompiledConv(InferenceModule):
+    """Base of the compiled convolutions (2-D and 3-D Winograd layers, DWM-decomposed layers):
+    the spec, input checks, state and the choice between the kernel and the ``torch`` path.
 
-    Subclasses set ``_dims`` and ``_call`` and implement ``from_layer``, ``output_size`` and
-    ``fill_args(batch, *sizes, threads, backend_name)``.
+    Subclasses set ``_dims``, hold ``_spec`` (``in_channels``, ``out_channels``,
+    ``kernel_size``, ``padding``, ``residual``) and implement ``output_size(*sizes)``,
+    ``_forward_kernel(x, backend, residual)`` and ``_torch_forward(x, residual)``.
     """
 
     _dims = 2
-    _call = "sw_conv2d"
-
-    def __init__(self, spec: LayerSpec, packed: PackedMatrices, bias: torch.Tensor | None,
-                 threads: int | None = None) -> None:
-        if (packed.positions, packed.rows, packed.cols) != (spec.n ** self._dims,
-                                                            spec.out_channels, spec.in_channels):
-            raise ValueError(f"packed weights {(packed.positions, packed.rows, packed.cols)} do "
-                             f"not fit F({spec.tile},{spec.kernel_size}) in {self._dims}-D with "
-                             f"{spec.in_channels} -> {spec.out_channels} channels")
-        object.__setattr__(self, "_spec", spec)
-        super().__init__(packed, bias, spec.out_channels, threads)
-        self.tile_block = 0
-        self.kernel_mode = 0
-        self.lanes = 0
-        at, _, bt = spec.algorithm.matrices(torch.float32)
-        self._bt, self._at = bt.contiguous().clone(), at.contiguous().clone()
-
-    @classmethod
-    def _compile(cls, layer: Any, threads: int | None, formats: str | Sequence[str],
-                 relu_output: bool, scale: torch.Tensor | None, shift: torch.Tensor | None,
-                 residual: bool, pool_output: int = 0,
-                 precision: str = "fp32") -> "WinogradInferenceModule":
-        """Pack ``layer``'s effective Winograd weights and build the compiled layer (the
-        subclasses' ``from_layer`` check the layer first)."""
-        with torch.no_grad():
-            packed, bias = pack_winograd(layer.winograd_weight(), layer.groups, layer.bias,
-                                         scale, shift, formats, precision)
-        spec = LayerSpec(in_channels=layer.in_channels, out_channels=layer.out_channels,
-                         kernel_size=layer.kernel_size[0], tile=layer.tile[0],
-                         padding=tuple(layer._padding_pairs), points=layer.points[0],
-                         winograd_relu=layer.winograd_relu, relu_output=relu_output,
-                         groups=layer.groups, pool_output=pool_output, residual=residual)
-        return cls(spec, packed, bias, threads)
 
     # ------------------------------------------------------------------ read-only config
     @property
-    def spec(self) -> LayerSpec:
+    def spec(self) -> Any:
         """The immutable layer configuration."""
         return self._spec
 
@@ -314,10 +284,6 @@ class WinogradInferenceModule(InferenceModule):
     @property
     def out_channels(self) -> int:
         return self._spec.out_channels
-
-    @property
-    def positions(self) -> int:
-        return self._spec.n ** self._dims
 
     def get_extra_state(self) -> dict[str, Any]:
         state = super().get_extra_state()
@@ -333,9 +299,8 @@ class WinogradInferenceModule(InferenceModule):
 
     # ------------------------------------------------------------------ forward
     def output_size(self, *sizes: int) -> tuple[int, ...]:
-        """Output spatial size for an input of spatial size ``sizes`` (after a fused pool)."""
-        pool = self._spec.pool_output or 1
-        return tuple((s + g) // pool for s, g in zip(sizes, self._spec.growth))
+        """Output spatial size for an input of spatial size ``sizes``."""
+        raise NotImplementedError
 
     def _check_input(self, x: torch.Tensor) -> None:
         name, dims = type(self).__name__, self._dims
@@ -368,6 +333,59 @@ class WinogradInferenceModule(InferenceModule):
         if name == "torch" or x.shape[0] == 0:                      # no kernel for N = 0
             return self._torch_forward(x, residual)
         return self._forward_kernel(x, name, residual)
+
+
+class WinogradInferenceModule(CompiledConv):
+    """What the compiled 2-D and 3-D Winograd layers share: the spec, the calling sequence of
+    their kernel (``sw_conv2d``/``sw_conv3d``), the PyTorch fallback, state and reports.
+
+    Subclasses set ``_dims`` and ``_call`` and implement ``from_layer``, ``output_size`` and
+    ``fill_args(batch, *sizes, threads, backend_name)``.
+    """
+
+    _dims = 2
+    _call = "sw_conv2d"
+    def __init__(self, spec: LayerSpec, packed: PackedMatrices, bias: torch.Tensor | None,
+                 threads: int | None = None) -> None:
+        if (packed.positions, packed.rows, packed.cols) != (spec.n ** self._dims,
+                                                            spec.out_channels, spec.in_channels):
+            raise ValueError(f"packed weights {(packed.positions, packed.rows, packed.cols)} do "
+                             f"not fit F({spec.tile},{spec.kernel_size}) in {self._dims}-D with "
+                             f"{spec.in_channels} -> {spec.out_channels} channels")
+        object.__setattr__(self, "_spec", spec)
+        super().__init__(packed, bias, spec.out_channels, threads)
+        self.tile_block = 0
+        self.kernel_mode = 0
+        self.lanes = 0
+        at, _, bt = spec.algorithm.matrices(torch.float32)
+        self._bt, self._at = bt.contiguous().clone(), at.contiguous().clone()
+
+    @classmethod
+    def _compile(cls, layer: Any, threads: int | None, formats: str | Sequence[str],
+                 relu_output: bool, scale: torch.Tensor | None, shift: torch.Tensor | None,
+                 residual: bool, pool_output: int = 0,
+                 precision: str = "fp32") -> "WinogradInferenceModule":
+        """Pack ``layer``'s effective Winograd weights and build the compiled layer (the
+        subclasses' ``from_layer`` check the layer first)."""
+        with torch.no_grad():
+            packed, bias = pack_winograd(layer.winograd_weight(), layer.groups, layer.bias,
+                                         scale, shift, formats, precision)
+        spec = LayerSpec(in_channels=layer.in_channels, out_channels=layer.out_channels,
+                         kernel_size=layer.kernel_size[0], tile=layer.tile[0],
+                         padding=tuple(layer._padding_pairs), points=layer.points[0],
+                         winograd_relu=layer.winograd_relu, relu_output=relu_output,
+                         groups=layer.groups, pool_output=pool_output, residual=residual)
+        return cls(spec, packed, bias, threads)
+    # ------------------------------------------------------------------ read-only config
+    @property
+    def positions(self) -> int:
+        return self._spec.n ** self._dims
+
+    # ------------------------------------------------------------------ forward
+    def output_size(self, *sizes: int) -> tuple[int, ...]:
+        """Output spatial size for an input of spatial size ``sizes`` (after a fused pool)."""
+        pool = self._spec.pool_output or 1
+        return tuple((s + g) // pool for s, g in zip(sizes, self._spec.growth))
 
     def _torch_forward(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
         spec = self._spec

@@ -21,6 +21,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from . import kernels
+from .decomposed import SparseDecomposedConv2d
 from .modules import SparseLinear, SparsePointwiseConv2d, SparseWinogradConv2d, _GemmModule
 from .modules3d import SparseWinogradConv3d
 
@@ -47,6 +48,8 @@ def node_op(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
             return "conv3d"
         if type(m) in (nn.MaxPool3d, nn.AdaptiveAvgPool3d):
             return "pool3d"
+        if isinstance(m, SparseDecomposedConv2d):
+            return "decomposed"
         if isinstance(m, _GemmModule):
             return "gemm"
         if type(m) is nn.MaxPool2d:
@@ -251,6 +254,8 @@ class Program:
             return self._conv3d(node, module, out_shape)
         if kind == "pool3d":
             return self._pool3d(node, module, out_shape)
+        if kind == "decomposed":
+            return self._decomposed(node, module, out_shape)
         if kind == "gemm":
             return self._gemm(node, module, out_shape)
         return None
@@ -388,6 +393,29 @@ class Program:
         args.kind, args.count_include_pad = kind, 0
         args.threads, args.isa = self.threads, self.isa
         return self._emit("pool2d", args, [("x", source)], out_shape, "relu")
+    def _decomposed(self, node: fx.Node, m: SparseDecomposedConv2d, out_shape) -> int:
+        """A DWM layer's operations (extract + conv2d, or chained conv2d pieces)."""
+        source = self._arg(node)
+        shape = self.values[source].shape
+        if len(shape) != 4 or shape[1] != m.in_channels or shape[0] == 0:
+            raise UnsupportedGraph(f"{node.name}: input {shape}")
+        plans = m.lower(shape[0], shape[2], shape[3], self.threads, self.backend)
+        if plans[-1].shape != tuple(out_shape):
+            raise UnsupportedGraph(f"{node.name}: output shape")
+        refs = {"x": source}
+        if m.spec.residual:
+            refs["residual"] = self._arg(node, 1)
+            if self.values[refs["residual"]].shape != tuple(out_shape):
+                raise UnsupportedGraph(f"{node.name}: residual shape")
+        self.keep.append(m)
+        for plan in plans:
+            relu_field = None
+            if plan.output == "y" and plan.kind == "conv2d" and not m.spec.relu_output:
+                relu_field = "relu_output"
+            refs[plan.output] = self._emit(plan.kind, plan.args,
+                                           [(field, refs[ref]) for field, ref in plan.inputs],
+                                           plan.shape, relu_field)
+        return refs["y"]
 
     def _gemm(self, node: fx.Node, m: _GemmModule, out_shape) -> int:
         source = self._arg(node)

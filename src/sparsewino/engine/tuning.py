@@ -162,7 +162,7 @@ def tune_layer(layer: WinogradConv2d, shape: tuple[int, ...], threads: int,
     times: dict[str, float] = {}
     for tile in candidate_tiles(layer):
         candidate = layer if tile == layer.tile[0] else WinogradConv2d.from_conv(
-            layer.to_conv(), tile=tile, domain="spatial", points=None)
+            layer.to_conv(), tile=tile, domain="spatial", points=None, decompose="none")
         for rule in FORMAT_RULES:
             compiled = build(candidate, rule)
             compiled.threads = threads

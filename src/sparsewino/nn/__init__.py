@@ -1,10 +1,10 @@
 """Torch modules: Winograd convolution layers, the registry of layer kinds, and model conversion."""
-from .conv import DOMAINS, WinogradConv2d, WinogradConv3d
+from .conv import DECOMPOSE_MODES, DOMAINS, WinogradConv1d, WinogradConv2d, WinogradConv3d
 from .convert import ConversionReport, convert, revert
 from .functional import winograd_conv
 from .kinds import LAYER_KINDS, LayerKind, register_layer_kind
 from .lowrank import LowRankWinogradConv2d, LowRankWinogradConv3d, RankError, is_low_rank
 
-__all__ = ["WinogradConv2d", "WinogradConv3d", "DOMAINS", "convert", "revert",
-           "ConversionReport", "winograd_conv", "LAYER_KINDS", "LayerKind", "register_layer_kind",
+__all__ = ["WinogradConv1d", "WinogradConv2d", "WinogradConv3d", "DOMAINS", "DECOMPOSE_MODES", "convert",
+           "revert", "ConversionReport", "winograd_conv", "LAYER_KINDS", "LayerKind", "register_layer_kind",
            "LowRankWinogradConv3d", "LowRankWinogradConv2d", "RankError", "is_low_rank"]

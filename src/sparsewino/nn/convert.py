@@ -1,4 +1,4 @@
-"""convert(model): replace every eligible nn.Conv2d/nn.Conv3d by its Winograd layer; revert()."""
+"""convert(model): replace every eligible nn.Conv1d/2d/3d by its Winograd layer (DWM where needed); revert()."""
 from __future__ import annotations
 
 import fnmatch
@@ -75,14 +75,15 @@ def eligibility(conv: nn.Module) -> str | None:
         return f"{type(conv).__name__} overrides forward(); its semantics may differ"
     if isinstance(conv.weight, nn.parameter.UninitializedParameter):
         return "lazy module not initialised yet; run a forward pass first"
-    if any(s != 1 for s in conv.stride):
-        return f"stride {tuple(conv.stride)} != 1"
+    if all(k == 1 for k in conv.kernel_size):
+        return "1x1 kernel: Winograd saves no multiplications"
+    if any(s > k for s, k in zip(conv.stride, conv.kernel_size)):
+        return (f"stride {tuple(conv.stride)} larger than the kernel {tuple(conv.kernel_size)} "
+                "(a subsampling: some inputs meet no tap)")
     if any(d != 1 for d in conv.dilation):
         return f"dilation {tuple(conv.dilation)} != 1"
     if conv.padding_mode != "zeros":
         return f"padding_mode {conv.padding_mode!r} (only 'zeros')"
-    if all(k == 1 for k in conv.kernel_size):
-        return "1x1 kernel: Winograd saves no multiplications"
     if conv.weight.dtype not in (torch.float32, torch.float64):
         return f"dtype {conv.weight.dtype} (float32/float64 only)"
     return None
@@ -90,11 +91,13 @@ def eligibility(conv: nn.Module) -> str | None:
 
 def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
             include: NameFilter = None, exclude: NameFilter = None, points: Any = None,
-            winograd_relu: bool = False, low_rank: LowRankArg | None = None
+            winograd_relu: bool = False, low_rank: LowRankArg | None = None, decompose: Any = "auto"
             ) -> tuple[nn.Module, ConversionReport]:
-    """Replace every eligible ``nn.Conv2d``/``nn.Conv3d`` of ``model`` by a Winograd layer.
+    """Replace every eligible ``nn.Conv1d``/``2d``/``3d`` of ``model`` by a Winograd layer.
 
-    Eligible: stride 1, dilation 1, zero padding, a kernel larger than 1 in some dimension,
+    Eligible: any kernel size and stride (kernels above 3 taps and strides above 1 are
+    decomposed into small stride-1 Winograd pieces, DWM; the report says how), dilation 1,
+    zero padding, a kernel larger than 1 in some dimension, a stride no larger than the kernel,
     float32/float64. Winograd layers already in the other domain are switched to ``domain``
     (``to_winograd()``/``to_spatial()``, keeping their tile and points). Weights and bias are
     copied exactly. Pruning masks (``torch.nn.utils.prune``-compatible, the pruning hook kept)
@@ -105,7 +108,9 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
 
     Args:
         model: any module (torchvision-style models included); modified in place.
-        tile, domain, points, winograd_relu: passed to the Winograd layers.
+        tile, domain, points, winograd_relu, decompose: passed to the Winograd layers
+            (``decompose``: ``"auto"``, ``"dwm"`` or ``"none"``, which leaves strided
+            convolutions alone).
         include: only convert layers whose qualified name matches (glob patterns, or a
             callable ``(name, module) -> bool``); ``None`` means all.
         exclude: never convert layers that match.
@@ -122,10 +127,13 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
         ``(model, report)``; the report lists each convolution, converted or not, and why.
 
     Examples:
-        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 1))
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 7, stride=2, padding=3), nn.ReLU(),
+        ...                     nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 1))
         >>> net, report = convert(net, tile=4)
-        >>> report.converted
-        ['0']
+        >>> report.converted, report.skipped
+        (['0', '2'], {'3': '1x1 kernel: Winograd saves no multiplications'})
+        >>> [d.reason for d in report][0]
+        'spatial domain, DWM stride 2x2: 9 pieces 3x3 of F(4x4,3x3)'
     """
     report = ConversionReport()
     replaced: list[str] = []
@@ -137,6 +145,9 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
             continue
         kind = type(module).__name__
         reason = None if is_winograd else eligibility(module)
+        if reason is None and not is_winograd and decompose == "none" and \
+                any(st != 1 for st in module.stride):
+            reason = f"stride {tuple(module.stride)} != 1 (decompose='none')"
         if reason is None and include is not None and not _matches(name, module, include):
             reason = "not matched by include"
         if reason is None and exclude is not None and _matches(name, module, exclude):
@@ -146,6 +157,10 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
                 reason = f"already a low-rank Winograd layer (rank {module.rank})"
             elif low_rank_type(module) is None:
                 reason = f"no low-rank Winograd layer for {kind}"
+            elif (module.decomposition is not None) if is_winograd else \
+                    (any(st != 1 for st in module.stride) or max(module.kernel_size) > 3):
+                reason = ("low-rank layers are not decomposed (DWM): stride "
+                          f"{tuple(module.stride)}, kernel {tuple(module.kernel_size)}")
         elif reason is None and is_winograd and module.domain == domain:
             reason = f"already a Winograd layer ({domain} domain)"
         if reason is not None:
@@ -188,26 +203,27 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
         if is_winograd:
             # Switch domains; the layer keeps its own tile and points, and its masks.
             layer = module.to_winograd() if domain == "winograd" else module.to_spatial()
-            note = _carry_masks(module, layer, module.domain, domain, layer.algorithms)
+            note = _carry_masks(module, layer, module.domain, domain, layer)
             _set_submodule(model, name, layer)
             report.append(LayerDecision(name, kind, True, f"{module.domain} -> {domain} domain, "
-                                        f"{describe(layer.algorithms)}{note}"))
+                                        f"{describe(layer.algorithms, layer.decomposition)}{note}"))
             continue
         layer_type = kind_of(module).winograd_type
-        tiles, accuracy = layer_type.resolve_tile(module.kernel_size, tile, points)
+        (tiles, pieces), accuracy = layer_type.resolve_algorithms(
+            module.kernel_size, tile, points, stride=module.stride, decompose=decompose)
         if accuracy is not None:
             replaced.append(f"{name}: {accuracy}")
-            if all(m == 1 or r == 1 for m, r in zip(tiles, module.kernel_size)):
+            if all(m == 1 or r == 1 for m, r in zip(tiles, pieces)):
                 report.append(LayerDecision(name, kind, False,
                                             f"no Winograd tile is accurate in float32: {accuracy}"))
                 continue
         layer = layer_type.from_conv(module, tile=tiles, domain=domain, points=points,
-                                     winograd_relu=winograd_relu)
+                                     winograd_relu=winograd_relu, decompose=pieces)
         note = f"; {accuracy}" if accuracy is not None else ""
-        note += _carry_masks(module, layer, "spatial", domain, layer.algorithms)
+        note += _carry_masks(module, layer, "spatial", domain, layer)
         _set_submodule(model, name, layer)
-        report.append(LayerDecision(name, kind, True,
-                                    f"{domain} domain, {describe(layer.algorithms)}{note}"))
+        report.append(LayerDecision(name, kind, True, f"{domain} domain, "
+                                    f"{describe(layer.algorithms, layer.decomposition)}{note}"))
     if replaced:
         warnings.warn(f"convert(): tile {tile!r} is not accurate in float32 for {len(replaced)} "
                       f"layer(s), which got a smaller tile or stayed convolutions (see the report); "
@@ -228,7 +244,7 @@ def revert(model: nn.Module) -> nn.Module:
             if is_low_rank(module):
                 module = module.to_spatial()
             conv = module.to_conv()
-            _carry_masks(module, conv, module.domain, "spatial", module.algorithms)
+            _carry_masks(module, conv, module.domain, "spatial", module)
             _set_submodule(model, name, conv)
     return model
 
@@ -242,8 +258,11 @@ def _refresh(module: nn.Module) -> None:
 
 
 def _carry_masks(old: nn.Module, new: nn.Module, old_domain: str, new_domain: str,
-                 algorithms: Any) -> str:
-    """Mask ``new`` as ``old`` was masked, across a domain switch where exact; the report note."""
+                 layer: nn.Module) -> str:
+    """Mask ``new`` as ``old`` was masked, across a domain switch where exact (``layer``: the
+    Winograd layer of the two, whose algorithms and decomposition relate the domains); the
+    report note."""
+    algorithms, decomposition = layer.algorithms, layer.decomposition
     if pruning_hook(old, "bias") is not None:
         carry_mask(old, new, old.bias_mask, "bias")
     if pruning_hook(old, "weight") is None:
@@ -253,13 +272,13 @@ def _carry_masks(old: nn.Module, new: nn.Module, old_domain: str, new_domain: st
         carry_mask(old, new, mask)
         return "; pruning mask carried over"
     if new_domain == "winograd":
-        q_mask = winograd_mask(mask, algorithms)
+        q_mask = winograd_mask(mask, algorithms, decomposition)
         if not (q_mask == 0).any():
             return "; spatial pruning mask baked in (it makes no entry of Q exactly zero)"
         carry_mask(old, new, q_mask, domain="winograd")
         return (f"; spatial mask carried to Q ({100 * float((q_mask == 0).double().mean()):.1f}% of "
                 "Q masked)")
-    g_mask = spatial_mask(mask, algorithms)
+    g_mask = spatial_mask(mask, algorithms, decomposition)
     kernels = g_mask.flatten(2)
     exact = ~((new.weight.detach() != 0).flatten(2) & (kernels == 0)).any(dim=2)   # (K, C)
     kernels[~exact] = 1                     # those kernels' Winograd zeros cannot be held spatially
@@ -274,13 +293,18 @@ def _carry_masks(old: nn.Module, new: nn.Module, old_domain: str, new_domain: st
 carry_layer_masks = _carry_masks
 
 
-def describe(algorithms) -> str:
-    """``F(4x4,3x3)`` for equal algorithms per dimension, else ``F(2,1) x F(4,3)``."""
+def describe(algorithms, decomposition=None) -> str:
+    """``F(4x4,3x3)`` for equal algorithms per dimension, else ``F(2,1) x F(4,3)``; for a DWM
+    layer ``DWM stride 2x2: 4 pieces 2x2 of F(4x4,2x2)``."""
     first = algorithms[0]
     if all((a.m, a.r) == (first.m, first.r) for a in algorithms):
         dims = len(algorithms)
-        return f"F({'x'.join([str(first.m)] * dims)},{'x'.join([str(first.r)] * dims)})"
-    return " x ".join(f"F({a.m},{a.r})" for a in algorithms)
+        text = f"F({'x'.join([str(first.m)] * dims)},{'x'.join([str(first.r)] * dims)})"
+    else:
+        text = " x ".join(f"F({a.m},{a.r})" for a in algorithms)
+    if decomposition is not None:
+        return f"DWM {decomposition.describe()} of {text}"
+    return text
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:

@@ -18,10 +18,20 @@ from typing import Sequence
 import torch
 
 from ..winograd.algorithm import WinogradAlgorithm
+from ..winograd.decompose import Decomposition
 from ..winograd.tiles import assemble_tiles, extract_tiles, output_size, pad_for_tiles
-from ..winograd.transform import apply_algorithms
+from ..winograd.transform import apply_algorithms, filter_transform
 
-__all__ = ["winograd_conv", "winograd_weight_from_spatial", "positions_first"]
+__all__ = ["winograd_conv", "winograd_weight_from_spatial", "positions_first", "winograd_weight"]
+
+
+def winograd_weight(spatial: torch.Tensor, algorithms: Sequence[WinogradAlgorithm],
+                    decomposition: Decomposition | None = None) -> torch.Tensor:
+    """Natural-layout Q = G g Gᵀ of spatial weights ``(K, C, *k)``: ``(K, C, *n)``, or one Q per
+    DWM piece, ``(K, C, S, *n)`` (differentiable)."""
+    if decomposition is None:
+        return filter_transform(spatial, algorithms)
+    return filter_transform(decomposition.split(spatial), algorithms)
 
 
 def winograd_weight_from_spatial(weight: torch.Tensor,

@@ -145,10 +145,17 @@ class _LowRankWinograd:
                  error_budget: float | None = None) -> None:
         # The vanilla constructor validates everything and creates a Winograd-domain `weight`
         # initialised like nn.Conv*d (Q = G g Gᵀ of a Kaiming-uniform g); that Q becomes the
-        # factors' initial value and the parameter is dropped.
+        # factors' initial value and the parameter is dropped. Low-rank layers are never
+        # decomposed (DWM): W = U·V has one Q per channel pair, not one per piece.
+        dims = self._dims
+        strides = (stride,) * dims if isinstance(stride, int) else tuple(stride)
+        if any(st != 1 for st in strides):
+            raise ValueError(f"{type(self).__name__} needs stride=1 (got {stride}): low-rank "
+                             "layers are not decomposed into DWM pieces; use a WinogradConv layer")
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
                          groups, bias, padding_mode, device, dtype, tile=tile, domain="winograd",
-                         points=points, winograd_relu=winograd_relu, error_budget=error_budget)
+                         points=points, winograd_relu=winograd_relu, error_budget=error_budget,
+                         decompose="none")
         q = self._parameters.pop("weight").detach()
         self.rank = resolve_rank(rank, self.rows, self.positions, who=type(self).__name__)
         self.requested_rank = rank
@@ -252,7 +259,8 @@ class _LowRankWinograd:
         return dict(in_channels=self.in_channels, out_channels=self.out_channels,
                     kernel_size=self.kernel_size, padding=self.padding, groups=self.groups,
                     bias=self.bias is not None, tile=self.tile, domain=domain, points=self.points,
-                    winograd_relu=self.winograd_relu, device=self.v.device, dtype=self.v.dtype)
+                    winograd_relu=self.winograd_relu, device=self.v.device, dtype=self.v.dtype,
+                    decompose="none")
 
     def column_mask(self) -> torch.Tensor | None:
         """Boolean ``(P,)``: positions kept by the mask of ``v`` (None when ``v`` is not masked).
@@ -325,7 +333,7 @@ class _LowRankWinograd:
             layer.weight.copy_(self.spatial_weight())
             if self.bias is not None:
                 layer.bias.copy_(self.bias)
-        carry_layer_masks(full, layer, "winograd", "spatial", self.algorithms)
+        carry_layer_masks(full, layer, "winograd", "spatial", full)
         layer.train(self.training)
         return layer
 

@@ -21,20 +21,35 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from ..winograd.algorithm import WinogradAlgorithm
-from ..winograd.transform import kron_matrix
+from ..winograd.decompose import Decomposition
+from ..winograd.transform import filter_matrix
 
 __all__ = ["support_pattern", "winograd_mask", "spatial_mask", "exact_spatial_weight", "pruning_hook",
            "carry_mask"]
 
 
-def support_pattern(algorithms: Sequence[WinogradAlgorithm], device: torch.device | None = None
-                    ) -> torch.Tensor:
-    """Boolean ``(P, R)``: which spatial taps (columns) each Winograd position (rows) depends on."""
-    return kron_matrix(algorithms, "G", torch.float64, device) != 0
+def support_pattern(algorithms: Sequence[WinogradAlgorithm], device: torch.device | None = None,
+                    decomposition: Decomposition | None = None) -> torch.Tensor:
+    """Boolean ``(P, R)``: which spatial taps (columns) each Winograd position (rows) depends on
+    (``(S * P, R)`` over all pieces of a DWM ``decomposition``)."""
+    return filter_matrix(algorithms, decomposition, torch.float64, device) != 0
 
 
-def winograd_mask(mask: torch.Tensor, algorithms: Sequence[WinogradAlgorithm]) -> torch.Tensor:
-    """The Winograd-domain mask ``(K, C, *n)`` a spatial mask ``(K, C, *r)`` implies.
+def _winograd_shape(algorithms: Sequence[WinogradAlgorithm],
+                    decomposition: Decomposition | None) -> tuple[int, ...]:
+    sizes = tuple(a.n for a in algorithms)
+    return sizes if decomposition is None else (decomposition.pieces, *sizes)
+
+
+def _kernel_shape(algorithms: Sequence[WinogradAlgorithm],
+                  decomposition: Decomposition | None) -> tuple[int, ...]:
+    return tuple(a.r for a in algorithms) if decomposition is None else decomposition.kernel_size
+
+
+def winograd_mask(mask: torch.Tensor, algorithms: Sequence[WinogradAlgorithm],
+                  decomposition: Decomposition | None = None) -> torch.Tensor:
+    """The Winograd-domain mask ``(K, C, *n)`` a spatial mask ``(K, C, *r)`` implies
+    (``(K, C, S, *n)`` from ``(K, C, *k)`` for a DWM ``decomposition``).
 
     A position is masked when the spatial mask zeroes every tap of its support (Q[k] is then
     exactly zero whatever the other weights are).
@@ -48,28 +63,31 @@ def winograd_mask(mask: torch.Tensor, algorithms: Sequence[WinogradAlgorithm]) -
                 [1., 1., 1., 1.],
                 [1., 1., 1., 1.]])
     """
-    support = support_pattern(algorithms, mask.device).to(torch.float64)
+    support = support_pattern(algorithms, mask.device, decomposition).to(torch.float64)
     k, c = mask.shape[:2]
     kept = (mask.reshape(k * c, -1) != 0).to(torch.float64) @ support.T
-    sizes = tuple(a.n for a in algorithms)
-    return (kept > 0).to(mask.dtype).reshape(k, c, *sizes)
+    return (kept > 0).to(mask.dtype).reshape(k, c, *_winograd_shape(algorithms, decomposition))
 
 
-def spatial_mask(mask: torch.Tensor, algorithms: Sequence[WinogradAlgorithm]) -> torch.Tensor:
+def spatial_mask(mask: torch.Tensor, algorithms: Sequence[WinogradAlgorithm],
+                 decomposition: Decomposition | None = None) -> torch.Tensor:
     """The spatial mask ``(K, C, *r)`` that keeps a Winograd-domain mask's zeros: every tap of a
-    masked position's support is masked (the taps no masked position depends on stay free)."""
-    support = support_pattern(algorithms, mask.device).to(torch.float64)
+    masked position's support is masked (the taps no masked position depends on stay free).
+    With a DWM ``decomposition`` the mask ``(K, C, S, *n)`` gives one ``(K, C, *k)``: a tap is
+    masked when a masked position of the piece that holds it depends on it."""
+    support = support_pattern(algorithms, mask.device, decomposition).to(torch.float64)
     k, c = mask.shape[:2]
     touched = (mask.reshape(k * c, -1) == 0).to(torch.float64) @ support
-    sizes = tuple(a.r for a in algorithms)
-    return (touched == 0).to(mask.dtype).reshape(k, c, *sizes)
+    return (touched == 0).to(mask.dtype).reshape(k, c, *_kernel_shape(algorithms, decomposition))
 
 
-def exact_spatial_weight(q: torch.Tensor, algorithms: Sequence[WinogradAlgorithm]
+def exact_spatial_weight(q: torch.Tensor, algorithms: Sequence[WinogradAlgorithm],
+                         decomposition: Decomposition | None = None
                          ) -> tuple[torch.Tensor, float]:
     """Spatial weights g with (G ⊗ G) g = vec(Q) by least squares, with exact zeros where exact.
 
-    G ⊗ G has full column rank, so g is unique when Q is in its range; computed in floating
+    G ⊗ G has full column rank (so has the DWM map of a ``decomposition``: every tap lies in
+    exactly one piece), so g is unique when Q is in its range; computed in floating
     point, taps that are zero come out as rounding noise. For each kernel, the taps within
     rounding noise of zero are set to exactly zero and the rest solved again; the result is
     kept when it reproduces Q as well as the plain least-squares solution (up to rounding),
@@ -78,10 +96,12 @@ def exact_spatial_weight(q: torch.Tensor, algorithms: Sequence[WinogradAlgorithm
     Returns:
         ``(g, worst relative residual)`` with g in float64, shape ``(K, C, *r)``.
     """
-    s = kron_matrix(algorithms, "G", torch.float64, q.device)                # (P, R)
+    s = filter_matrix(algorithms, decomposition, torch.float64, q.device)      # (P, R)
     k, c = q.shape[:2]
     flat = q.detach().double().reshape(k * c, -1)                              # (KC, P)
-    g = flat @ torch.linalg.pinv(s).T                                           # (KC, R)
+    # QR-based least squares, not pinv: the SVD behind pinv returned non-orthogonal factors
+    # (an error of 0.4 on a well-conditioned DWM map) on one thread with this torch build.
+    g = torch.linalg.lstsq(s, flat.T).solution.T                                 # (KC, R)
     error = (g @ s.T - flat).abs().amax(dim=1)
     eps = torch.finfo(q.dtype).eps
     scale = g.abs().amax(dim=1, keepdim=True)
@@ -101,7 +121,7 @@ def exact_spatial_weight(q: torch.Tensor, algorithms: Sequence[WinogradAlgorithm
         pending[rows[exact]] = False
     residual = (g @ s.T - flat).norm(dim=1) / flat.norm(dim=1).clamp_min(1e-300)
     worst = float(residual.max()) if residual.numel() else 0.0
-    return g.reshape(k, c, *(a.r for a in algorithms)), worst
+    return g.reshape(k, c, *_kernel_shape(algorithms, decomposition)), worst
 
 
 def pruning_hook(module: nn.Module, name: str = "weight") -> torch_prune.BasePruningMethod | None:

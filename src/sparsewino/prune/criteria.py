@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from ..winograd.algorithm import WinogradAlgorithm, importance_factor_matrix
-from ..winograd.transform import kron_matrix
-from .layers import is_winograd_layer, layer_algorithms
+from ..winograd.decompose import Decomposition
+from ..winograd.transform import filter_matrix, kron_matrix
+from .layers import is_winograd_layer, winograd_view
 from .mask import effective_weight
 
 __all__ = ["Importance", "Magnitude", "IFMMagnitude", "OutputNormMagnitude", "GroupMax",
@@ -116,13 +117,15 @@ class OutputNormMagnitude(Importance):
         return q.abs().to(torch.float64) * output_norm_factors(module.algorithms, q.device)
 
 
-def support_matrix(algorithms: Sequence[WinogradAlgorithm], device=None) -> torch.Tensor:
+def support_matrix(algorithms: Sequence[WinogradAlgorithm], device=None,
+                   decomposition: Decomposition | None = None) -> torch.Tensor:
     """Boolean S ≠ 0 for S = G ⊗ G (⊗ G): entry [k, j] says Q position k depends on weight j.
 
     Shape ``(P, R)`` with P = prod(n_i) positions and R = prod(r_i) kernel taps, both in
-    row-major order.
+    row-major order. For a DWM ``decomposition``: ``(S * P, R)`` over the pieces' positions
+    and the full kernel's taps (a tap feeds the positions of the piece that holds it).
     """
-    return kron_matrix(algorithms, "G", torch.float64, device) != 0
+    return filter_matrix(algorithms, decomposition, torch.float64, device) != 0
 
 
 class GroupMax(Importance):
@@ -130,7 +133,7 @@ class GroupMax(Importance):
 
     Position k of a kernel depends on the taps {j : (G ⊗ G)[k, j] ≠ 0}; zeroing all of them
     makes Q[k] exactly zero (spatial-Winograd step 1, docs/pruning.md). Returns scores of shape
-    ``(K, C/groups, *n)``, not of the weight's shape.
+    ``(K, C/groups, *n)`` (``(K, C/groups, S, *n)`` for DWM pieces), not of the weight's shape.
 
     Args:
         tile, points: the algorithms assumed for a plain ``nn.Conv2d``/``nn.Conv3d`` (a
@@ -141,15 +144,25 @@ class GroupMax(Importance):
         self.tile = tile
         self.points = points
 
-    def algorithms(self, module: nn.Module) -> tuple[WinogradAlgorithm, ...]:
-        algs = layer_algorithms(module, self.tile, self.points)
-        if algs is None or (is_winograd_layer(module) and module.domain != "spatial"):
+    def view(self, module: nn.Module) -> nn.Module:
+        """The Winograd layer whose positions are scored (:func:`~sparsewino.prune.layers.winograd_view`)."""
+        view = winograd_view(module, self.tile, self.points)
+        if view is None or (is_winograd_layer(module) and module.domain != "spatial"):
             raise ValueError(
-                f"spatial-Winograd step 1 needs spatial weights of a stride-1 convolution "
-                f"(nn.Conv2d/3d or WinogradConv2d/3d with domain='spatial'), got "
+                f"spatial-Winograd step 1 needs spatial weights of a Winograd-eligible convolution "
+                f"(nn.Conv1d/2d/3d or WinogradConv1d/2d/3d with domain='spatial'), got "
                 f"{type(module).__name__}" + (f" with domain={module.domain!r}"
                                               if is_winograd_layer(module) else ""))
-        return algs
+        return view
+
+    def algorithms(self, module: nn.Module) -> tuple[WinogradAlgorithm, ...]:
+        """The algorithms F(m, r) of the scored positions."""
+        return self.view(module).algorithms
+
+    def support(self, module: nn.Module, device=None) -> torch.Tensor:
+        """:func:`support_matrix` of the layer (its pieces' positions when decomposed)."""
+        view = self.view(module)
+        return support_matrix(view.algorithms, device, view.decomposition)
 
     @staticmethod
     def group_max(weight: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
@@ -165,7 +178,7 @@ class GroupMax(Importance):
         return out
 
     def __call__(self, module: nn.Module, name: str = "weight") -> torch.Tensor:
-        algs = self.algorithms(module)
+        view = self.view(module)
         weight = effective(module, name)
-        scores = self.group_max(weight, support_matrix(algs, weight.device))
-        return scores.reshape(*weight.shape[:2], *(a.n for a in algs))
+        scores = self.group_max(weight, self.support(module, weight.device))
+        return scores.reshape(*weight.shape[:2], *view.winograd_shape)

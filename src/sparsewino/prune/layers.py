@@ -13,7 +13,7 @@ from ..nn.kinds import convertible_types, kind_of, winograd_layer_types
 from ..winograd.algorithm import WinogradAlgorithm
 
 # WINOGRAD_LAYERS / CONV_LAYERS stay importable (module __getattr__ below), not star-exported
-__all__ = ["conv_layer_types", "NameFilter", "matches",
+__all__ = ["conv_layer_types", "NameFilter", "matches", "winograd_view",
            "is_winograd_layer", "layer_algorithms", "select_layers", "resolve_amounts", "SelectionError"]
 
 
@@ -46,27 +46,35 @@ def matches(name: str, module: nn.Module, spec: NameFilter) -> bool:
 
 
 def is_winograd_layer(module: nn.Module, domain: str | None = None) -> bool:
-    """A WinogradConv2d/3d (optionally only of ``domain`` ``"spatial"``/``"winograd"``)."""
+    """A WinogradConv1d/2d/3d (optionally only of ``domain`` ``"spatial"``/``"winograd"``)."""
     return isinstance(module, winograd_layer_types()) and (domain is None or module.domain == domain)
 
 
-def layer_algorithms(module: nn.Module, tile: TileArg = 4,
-                     points=None) -> tuple[WinogradAlgorithm, ...] | None:
-    """The algorithms F(m_i, r_i) of ``module``: its own for a Winograd layer.
+def winograd_view(module: nn.Module, tile: TileArg = 4, points=None) -> nn.Module | None:
+    """The Winograd layer ``module`` is, or would become: itself for a Winograd layer.
 
-    For a plain ``nn.Conv2d``/``nn.Conv3d`` that :func:`sparsewino.nn.convert` could convert,
-    the algorithms it would get with ``tile`` and ``points``: the Winograd layer's own tile and
-    point resolution (``"auto"``, per-dimension tuples, kernel size 1 -> trivial algorithm) run
-    on a weightless ``meta``-device layer. ``None`` for anything else.
+    For a plain ``nn.Conv1d``/``2d``/``3d`` that :func:`sparsewino.nn.convert` could convert,
+    a weightless ``meta``-device Winograd layer with the tile, pieces (DWM) and points it would
+    get with ``tile`` and ``points`` (the layer's own resolution: ``"auto"``, per-dimension
+    tuples, kernel size 1 -> trivial algorithm). ``None`` for anything else. Its
+    ``algorithms``, ``decomposition`` and ``winograd_shape`` describe the Winograd domain.
     """
     if isinstance(module, winograd_layer_types()):
-        return module.algorithms
+        return module
     if not isinstance(module, convertible_types()) or eligibility(module) is not None:
         return None
     layer_type = kind_of(module).winograd_type
     return layer_type(module.in_channels, module.out_channels, module.kernel_size,
-                      groups=module.groups, bias=False, device="meta", tile=tile,
-                      points=points).algorithms
+                      stride=module.stride, padding=module.padding, groups=module.groups,
+                      bias=False, device="meta", tile=tile, points=points)
+
+
+def layer_algorithms(module: nn.Module, tile: TileArg = 4,
+                     points=None) -> tuple[WinogradAlgorithm, ...] | None:
+    """The algorithms F(m_i, r_i) of ``module`` (r_i: the piece size of a decomposed layer):
+    those of :func:`winograd_view`, ``None`` for a layer that is not Winograd-eligible."""
+    view = winograd_view(module, tile, points)
+    return None if view is None else view.algorithms
 
 
 def select_layers(model: nn.Module, accept: Callable[[nn.Module], str | None],

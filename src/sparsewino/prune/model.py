@@ -43,10 +43,10 @@ def prunable_layers(model: nn.Module, method: str | MethodSpec, include: NameFil
     """Layers ``method`` would prune in ``model`` and, for the others, why not.
 
     Examples:
-        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2))
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 8, 1))
         >>> layers, skipped = prunable_layers(net, "spatial_winograd")
         >>> [n for n, _ in layers], skipped
-        (['0'], {'2': 'not Winograd-eligible: stride (2, 2) != 1'})
+        (['0'], {'2': 'not Winograd-eligible: 1x1 kernel: Winograd saves no multiplications'})
     """
     spec = resolve_method(method)
     return select_layers(unwrap_model(model), lambda m: spec.accept(m, **options), include, exclude)

@@ -4,13 +4,14 @@ For every convolution of a model (and every ``nn.Linear``, with its sparsity onl
 the convolutions leave them out, ``linear_sparsity`` sums them up): the spatial sparsity (zeros of
 the effective spatial weight; undefined for Winograd-domain layers), the Winograd-domain sparsity (exact zeros of the
 effective Q = G g Gᵀ, computed in float64; of U·V for low-rank layers, whose pruned columns are
-whole zero positions), the per-position sparsity map (n×n, or n×n×n),
-and, given an input shape, the multiplications of a dense and of a sparse execution.
+whole zero positions), the per-position sparsity map (n×n, or n×n×n; one map per piece,
+``(S, n, n)``, for DWM layers, with the sparsity of each piece), and, given an input shape, the
+multiplications of a dense and of a sparse execution.
 
-Plain ``nn.Conv2d``/``nn.Conv3d`` layers that ``convert`` could turn into Winograd layers
-are measured as if run with F(``tile``, r) and default points (``tile=4`` by default, marked
-"assumed" in the table): their Winograd sparsity is what conversion would give. Other
-convolutions (strided, 1×1, dilated) have spatial numbers only.
+Plain convolutions that ``convert`` could turn into Winograd layers are measured as if run
+with F(``tile``, r) and default points (``tile=4`` by default, DWM pieces for strided and large
+kernels, marked "assumed" in the table): their Winograd sparsity is what conversion would give.
+Other convolutions (1×1, dilated) have spatial numbers only.
 """
 from __future__ import annotations
 
@@ -22,11 +23,11 @@ import torch
 from torch import nn
 
 from ..nn.convert import describe
+from ..nn.functional import winograd_weight
 from ..nn.lowrank import is_low_rank
 from ..winograd.algorithm import conv_multiplications
-from ..winograd.transform import filter_transform
 from .criteria import effective
-from .layers import conv_layer_types, is_winograd_layer, layer_algorithms
+from .layers import conv_layer_types, is_winograd_layer, winograd_view
 from .mask import pruning_info
 
 __all__ = ["LayerSparsity", "SparsityReport", "stats", "plot_position_sparsity"]
@@ -48,6 +49,7 @@ class LayerSparsity:
     multiplications: dict[str, float] | None = None
     method: str | None = None
     rank: int | None = None                   # low-rank Winograd layers (W = u·v)
+    piece_sparsity: list[float] | None = None    # DWM layers: Winograd sparsity of each piece's Q
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -153,16 +155,18 @@ def _direct_multiplications(module: nn.Module, shape: tuple[int, ...]) -> float:
 def _measure(name: str, module: nn.Module, tile: int | Sequence[int] | None, points: Any,
              input_shape: tuple[int, ...] | None) -> LayerSparsity:
     winograd_domain = is_winograd_layer(module, "winograd")
-    algorithms = layer_algorithms(module, tile, points) if (tile is not None or
-                                                            is_winograd_layer(module)) else None
+    view = winograd_view(module, tile, points) if (tile is not None or
+                                                    is_winograd_layer(module)) else None
+    algorithms = None if view is None else view.algorithms
+    split = None if view is None else view.decomposition
     low_rank = is_low_rank(module)          # its Winograd weight is the product u·v
     weight = module.winograd_weight().detach() if low_rank else effective(module, "weight")
     spatial_sparsity = None if winograd_domain else float((weight == 0).double().mean())
     domain = module.domain if is_winograd_layer(module) else "conv"
     label = q = None
     if algorithms is not None:
-        q = weight.double() if winograd_domain else filter_transform(weight.double(), algorithms)
-        label = describe(algorithms)
+        q = weight.double() if winograd_domain else winograd_weight(weight.double(), algorithms, split)
+        label = describe(algorithms, split)
         if not is_winograd_layer(module):
             label += " assumed"
     mults = None
@@ -170,7 +174,8 @@ def _measure(name: str, module: nn.Module, tile: int | Sequence[int] | None, poi
         direct = _direct_multiplications(module, input_shape)
         if algorithms is not None:
             counts = conv_multiplications(algorithms, module.in_channels, module.out_channels,
-                                          module.groups, input_shape, _padding_pairs(module))
+                                          module.groups, input_shape, _padding_pairs(module),
+                                          decomposition=split)
             dense = float(counts["winograd"])
             sparse = dense * float((q != 0).double().mean())
         else:
@@ -185,7 +190,9 @@ def _measure(name: str, module: nn.Module, tile: int | Sequence[int] | None, poi
         winograd_sparsity=None if q is None else float((q == 0).double().mean()),
         position_sparsity=None if q is None else (q == 0).double().mean(dim=(0, 1)),
         multiplications=mults, method=pruning_info(module, "v" if low_rank else "weight").get("method"),
-        rank=module.rank if low_rank else None)
+        rank=module.rank if low_rank else None,
+        piece_sparsity=None if q is None or split is None else
+        (q == 0).double().flatten(3).mean(dim=(0, 1, 3)).tolist())
 
 
 def _measure_linear(name: str, module: nn.Linear, input_shape: tuple[int, ...] | None) -> LayerSparsity:
@@ -211,8 +218,8 @@ def stats(model: nn.Module, input_shape: Sequence[int] | None = None,
         input_shape: ``(N, C, *S)`` of one input batch; when given, a forward pass on zeros
             records each layer's input and the Winograd total is weighted by multiplications
             (else by Winograd weight counts).
-        tile, points: algorithms assumed for plain stride-1 convolutions (``tile=None``:
-            report them in the spatial domain only).
+        tile, points: algorithms assumed for plain convolutions (``tile=None``: report them in
+            the spatial domain only).
 
     Returns:
         A :class:`SparsityReport` (print it for a table; ``to_dict()`` for JSON).
@@ -266,7 +273,8 @@ def plot_position_sparsity(report: SparsityReport | nn.Module, path: str,
     """Save a heatmap of per-position Winograd sparsity, one panel per layer, to ``path`` (PNG).
 
     3-D layers show their n×n×n map as n depth slices side by side (a pruned column of a
-    low-rank layer is one fully pruned cell). Uses matplotlib's Agg backend.
+    low-rank layer is one fully pruned cell), DWM layers the maps of their pieces side by side.
+    Uses matplotlib's Agg backend.
 
     Args:
         report: a :class:`SparsityReport`, or a model (measured with :func:`stats`).

@@ -37,7 +37,8 @@ def apply_transform(model: nn.Module, architecture: dict[str, Any], op: str, **p
 
     Args:
         op: ``"convert"`` (params of :func:`sparsewino.nn.convert`: tile, domain, include,
-            exclude) or ``"winograd_relu"`` (params of :func:`sparsewino.prune.winograd_relu`).
+            exclude, decompose) or ``"winograd_relu"`` (params of
+            :func:`sparsewino.prune.winograd_relu`).
 
     Returns:
         The transform's report.
@@ -86,6 +87,9 @@ def build_model(architecture: dict[str, Any]) -> nn.Module:
                          num_classes=architecture["num_classes"], **architecture.get("args", {}))
     for transform in architecture.get("transforms", []):
         params = {k: v for k, v in transform.items() if k != "op"}
+        # Records written before DWM (no "decompose") converted only stride-1 convolutions
+        # with plain F(m, r): rebuild them as they were, so their weights fit.
+        params.setdefault("decompose", "none")
         apply_transform(model, {"transforms": []}, transform["op"], **params)
     return model
 

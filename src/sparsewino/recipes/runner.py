@@ -268,7 +268,7 @@ def _prune(run: _Run, stage: PruneStage, first_unit: int) -> None:
 def _convert(run: _Run, stage: ConvertStage, first_unit: int) -> None:
     start = time.perf_counter()
     tile = stage.tile or run.recipe.tile
-    selection = dict(include=stage.include, exclude=stage.exclude)
+    selection = dict(include=stage.include, exclude=stage.exclude, decompose=stage.decompose)
     if stage.winograd_relu:
         report = apply_transform(run.model, run.architecture, "winograd_relu", tile=tile, **selection)
     else:

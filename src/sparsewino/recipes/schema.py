@@ -215,6 +215,7 @@ class ConvertStage:
     exclude: list[str] | None = None
     winograd_relu: bool = False
     low_rank: int | float | None = None
+    decompose: Literal["auto", "dwm", "none"] = "auto"
     kind: str = "convert"
 
     def __post_init__(self) -> None:

@@ -3,12 +3,26 @@
 This subpackage depends on nothing else in sparsewino.
 """
 from .algorithm import WinogradAlgorithm, algorithm, conv_multiplications, importance_factor_matrix, parse_points
-from .error import DEFAULT_ERROR_BUDGET, ERROR_LIMIT, WinogradAccuracyWarning, choose_tile, measure_error, tile_error
+from .decompose import AxisSplit, Decomposition, decompose
+from .error import (
+    DECOMPOSE_MODES,
+    DEFAULT_ERROR_BUDGET,
+    ERROR_LIMIT,
+    WinogradAccuracyWarning,
+    algorithm_error,
+    choose_decomposition,
+    choose_tile,
+    decomposed_error,
+    measure_error,
+    multiplications_per_output,
+    tile_error,
+)
 from .points import CURATED_POINTS, LAVIN_POINTS, default_points, naive_points
 
 __all__ = [
     "WinogradAlgorithm", "algorithm", "conv_multiplications", "importance_factor_matrix", "parse_points",
     "measure_error", "choose_tile", "tile_error", "DEFAULT_ERROR_BUDGET", "ERROR_LIMIT",
-    "WinogradAccuracyWarning",
+    "WinogradAccuracyWarning", "decompose", "Decomposition", "AxisSplit", "DECOMPOSE_MODES",
+    "choose_decomposition", "decomposed_error", "algorithm_error", "multiplications_per_output",
     "CURATED_POINTS", "LAVIN_POINTS", "default_points", "naive_points",
 ]

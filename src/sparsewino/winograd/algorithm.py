@@ -300,16 +300,20 @@ def algorithm(m: int, r: int, points: Iterable[PointLike] | None = None) -> Wino
 
 def conv_multiplications(algorithms: Sequence[WinogradAlgorithm], in_channels: int,
                          out_channels: int, groups: int, input_shape: Sequence[int],
-                         padding: Sequence[tuple[int, int]] | None = None) -> dict[str, float]:
-    """Multiplications of a stride-1 convolution layer, direct vs Winograd.
+                         padding: Sequence[tuple[int, int]] | None = None,
+                         decomposition=None) -> dict[str, float]:
+    """Multiplications of a convolution layer, direct vs Winograd.
 
     Args:
         algorithms: one F(m_i, r_i) per spatial dimension.
         input_shape: ``(N, C, *S)``.
         padding: ``(before, after)`` per spatial dimension (default none).
+        decomposition: the layer's DWM :class:`~sparsewino.winograd.decompose.Decomposition`
+            (its kernel, stride and padding are used; the S pieces each cost a Winograd
+            convolution), or ``None`` for a plain stride-1 layer.
 
     Returns:
-        ``direct`` (K·C/g·prod(r)·outputs), ``winograd`` (element-wise stage: K·C/g·prod(n)
+        ``direct`` (K·C/g·prod(k)·outputs), ``winograd`` (element-wise stage: K·C/g·S·prod(n)
         per tile, transforms excluded as in the papers), their per-output values, the
         ``reduction`` direct / winograd, and the ``outputs`` and ``tiles`` counts.
     """
@@ -319,14 +323,19 @@ def conv_multiplications(algorithms: Sequence[WinogradAlgorithm], in_channels: i
                          f"got {tuple(input_shape)}")
     padding = padding or ((0, 0),) * dims
     batch, spatial = input_shape[0], input_shape[2:]
-    out = [s + lo + hi - a.r + 1 for s, (lo, hi), a in zip(spatial, padding, algorithms)]
+    if decomposition is None:
+        out = [s + lo + hi - a.r + 1 for s, (lo, hi), a in zip(spatial, padding, algorithms)]
+        kernel, pieces = [a.r for a in algorithms], 1
+    else:
+        out = list(decomposition.output_size(spatial))
+        kernel, pieces = decomposition.kernel_size, decomposition.pieces
     if min(out) < 1:
         raise ValueError(f"input {tuple(input_shape)} is too small for the kernel")
     pairs = out_channels * (in_channels // groups)
     outputs = batch * math.prod(out)
     tiles = batch * math.prod(math.ceil(o / a.m) for o, a in zip(out, algorithms))
-    direct = pairs * math.prod(a.r for a in algorithms) * outputs
-    winograd = pairs * math.prod(a.n for a in algorithms) * tiles
+    direct = pairs * math.prod(kernel) * outputs
+    winograd = pairs * pieces * math.prod(a.n for a in algorithms) * tiles
     return {
         "direct": direct,
         "winograd": winograd,

@@ -30,6 +30,7 @@ __all__ = [
     "input_transform",
     "output_transform",
     "transform_matrices",
+    "filter_matrix",
     "KRON_MAX_SIZE",
 ]
 
@@ -66,6 +67,34 @@ def _kron(algorithms: tuple[WinogradAlgorithm, ...], which: str, dtype: torch.dt
     for mat in mats[1:]:
         result = torch.kron(result, mat)
     return result.to(dtype=dtype, device=device)
+
+
+def filter_matrix(algorithms: Sequence[WinogradAlgorithm], decomposition=None,
+                  dtype: torch.dtype = torch.float64,
+                  device: torch.device | str | None = None) -> torch.Tensor:
+    """The linear map from a kernel's spatial taps to its Winograd-domain weights.
+
+    ``vec(Q) = filter_matrix @ vec(g)`` (row-major) for one kernel: ``kron(G, G)`` for a plain
+    layer, ``(P, R)``; for a DWM :class:`~sparsewino.winograd.decompose.Decomposition`, each
+    piece's ``kron(G, G)`` applied to the taps that piece holds, ``(S * P, R)`` with R the
+    full kernel's taps (rows of piece p first). Entry ``[k, j] != 0``: position k depends on
+    tap j.
+    """
+    g = kron_matrix(algorithms, "G", dtype, device)
+    if decomposition is None:
+        return g
+    return _decomposed_filter(tuple(algorithms), decomposition, dtype, torch.device(device or "cpu"))
+
+
+@lru_cache(maxsize=128)
+@torch.inference_mode(False)        # cached for the process: never an inference tensor
+def _decomposed_filter(algorithms: tuple[WinogradAlgorithm, ...], decomposition, dtype: torch.dtype,
+                       device: torch.device) -> torch.Tensor:
+    g = kron_matrix(algorithms, "G", torch.float64)                         # (P, Rp)
+    selection = decomposition.selection(torch.float64)                        # (S * Rp, R)
+    pieces, taps = decomposition.pieces, selection.shape[1]
+    matrix = g @ selection.reshape(pieces, g.shape[1], taps)                  # (S, P, R)
+    return matrix.reshape(pieces * g.shape[0], taps).to(dtype=dtype, device=device)
 
 
 def prefers_kron(mats: Sequence[torch.Tensor]) -> bool:

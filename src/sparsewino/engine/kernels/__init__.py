@@ -23,16 +23,16 @@ from .backends import Backend, get_backend, registered_backends
 
 __all__ = ["backend", "backend_info", "available_backends", "use_backend", "library",
            "library_path", "load_error", "isa_code", "SwMatrices", "SwConv2dArgs", "SwConv3dArgs",
-           "SwGemmArgs", "SwPool2dArgs", "SwEltwiseArgs", "SwOp", "STATUS_MESSAGES",
+           "SwGemmArgs", "SwPool2dArgs", "SwEltwiseArgs", "SwExtractArgs", "SwOp", "STATUS_MESSAGES",
            "ABI_VERSION", "DENSE_ROWS", "SLICE_ROWS", "CHUNK_ROWS", "MAX_COLUMNS", "OP_KINDS",
            "ENV_VAR", "check_status"]
 
-ABI_VERSION = 5
+ABI_VERSION = 6
 DENSE_ROWS = 6                       # SW_DENSE_ROWS in sw_kernels.h
 SLICE_ROWS = 4                       # SW_SLICE_ROWS
 CHUNK_ROWS = 24                      # SW_CHUNK_ROWS
 MAX_COLUMNS = 65536                  # SW_MAX_COLUMNS: 16-bit sparse column indices
-OP_KINDS = {"conv2d": 1, "gemm": 2, "pool2d": 3, "eltwise": 4, "conv3d": 5}
+OP_KINDS = {"conv2d": 1, "gemm": 2, "pool2d": 3, "eltwise": 4, "conv3d": 5, "extract": 6}
 ENV_VAR = "SPARSEWINO_ENGINE_BACKEND"
 _LIBRARY_NAME = "_sw_kernels"
 STATUS_MESSAGES = {
@@ -117,6 +117,16 @@ class SwEltwiseArgs(ctypes.Structure):
     ]
 
 
+class SwExtractArgs(ctypes.Structure):
+    """Mirror of ``struct sw_extract_args`` (sub-images of a decomposed convolution's input)."""
+
+    _fields_ = [
+        ("N", _i32), ("C", _i32), ("H", _i32), ("W", _i32), ("S", _i32), ("Ho", _i32),
+        ("Wo", _i32), ("sh", _i32), ("sw", _i32), ("offsets", _ptr), ("x", _ptr), ("y", _ptr),
+        ("threads", _i32),
+    ]
+
+
 class SwOp(ctypes.Structure):
     """Mirror of ``struct sw_op``: one step of a program."""
 
@@ -155,7 +165,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         getattr(lib, f"{name}_workspace").argtypes = [ctypes.POINTER(struct),
                                                       ctypes.POINTER(_i64)]
     for name, struct in (("sw_pool2d_forward", SwPool2dArgs),
-                         ("sw_eltwise_forward", SwEltwiseArgs)):
+                         ("sw_eltwise_forward", SwEltwiseArgs),
+                         ("sw_extract_forward", SwExtractArgs)):
         getattr(lib, name).restype = _i32
         getattr(lib, name).argtypes = [ctypes.POINTER(struct)]
     lib.sw_run_program.restype = _i32

@@ -455,6 +455,9 @@ SW_EXPORT int32_t sw_run_program(const sw_op* ops, int32_t count, int32_t* faile
             case SW_OP_CONV3D:
                 status = sw_conv3d_forward(static_cast<const sw_conv3d_args*>(ops[i].args));
                 break;
+            case SW_OP_EXTRACT:
+                status = sw_extract_forward(static_cast<const sw_extract_args*>(ops[i].args));
+                break;
             default:
                 status = SW_ERR_OP;
         }

@@ -16,7 +16,7 @@
 
 #include <cstdint>
 
-#define SW_ABI_VERSION 5
+#define SW_ABI_VERSION 6
 #define SW_DENSE_ROWS 6          // rows (output channels) per dense weight panel
 #define SW_SLICE_ROWS 4          // rows per sparse (SELL) slice
 #define SW_CHUNK_ROWS 24         // output channels per work chunk (multiple of 4 and 6)
@@ -39,6 +39,7 @@ enum sw_status : int32_t {
 };
 enum sw_op_kind : int32_t {
     SW_OP_CONV2D = 1, SW_OP_GEMM = 2, SW_OP_POOL2D = 3, SW_OP_ELTWISE = 4, SW_OP_CONV3D = 5,
+    SW_OP_EXTRACT = 6,
 };
 enum sw_pool_kind : int32_t { SW_POOL_MAX = 0, SW_POOL_AVG = 1 };
 enum sw_eltwise_kind : int32_t {
@@ -204,6 +205,25 @@ SW_EXPORT int32_t sw_conv3d_forward(const sw_conv3d_args* args);
 // Describe the plan sw_conv3d_forward would use: tiles per block, blocks, mode, isa.
 SW_EXPORT int32_t sw_conv3d_plan(const sw_conv3d_args* args, int32_t* tile_block, int32_t* blocks,
                                  int32_t* mode, int32_t* isa);
+}
+
+// Sub-images of an (N, C, H, W) input stacked as channels, the input of a decomposed (DWM)
+// convolution: y is (N, C * S, Ho, Wo) with
+//   y[n][c * S + s][u][v] = x[n][c][sh * u + offsets[2s]][sw * v + offsets[2s + 1]]
+// and zero where that element lies outside x (polyphase sub-images for strides, shifted
+// views for kernel pieces). Plain copies and strided gathers; no instruction-set variants.
+struct sw_extract_args {
+    int32_t N, C, H, W;
+    int32_t S, Ho, Wo;
+    int32_t sh, sw;
+    const int32_t* offsets;     // 2 * S: (row, column) in x of each sub-image's element (0, 0)
+    const float* x;
+    float* y;
+    int32_t threads;
+};
+
+extern "C" {
+SW_EXPORT int32_t sw_extract_forward(const sw_extract_args* args);
 }
 
 #endif

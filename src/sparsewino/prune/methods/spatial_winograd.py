@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ...nn.convert import eligibility
-from ..criteria import GroupMax, effective, support_matrix
+from ..criteria import GroupMax, effective
 from ..layers import conv_layer_types, is_winograd_layer, layer_algorithms
 from ..selection import ThresholdProblem
 from .base import MethodSpec, PruneContext, option, prune_layer, register_method
@@ -39,18 +39,19 @@ class WinogradGroupProblem(ThresholdProblem):
     """Step 1 for one layer: units are the Winograd positions of every kernel.
 
     Weights that are already zero (masked or exactly zero) count as pruned, so positions
-    whose group is entirely zero are counted as zeros from the start.
+    whose group is entirely zero are counted as zeros from the start. A DWM layer's units are
+    the positions of every piece's Q; a tap belongs to the group of each position that depends
+    on it (over all pieces), so the zero count stays exact.
     """
 
     domain = "winograd"
 
     def __init__(self, module: nn.Module, name: str = "weight", tile: int | Sequence[int] = 4,
                  points=None) -> None:
-        algorithms = GroupMax(tile, points).algorithms(module)
         weight = effective(module, name)
         self.module, self.name, self.shape = module, name, weight.shape
         kc = weight.shape[0] * weight.shape[1]
-        support = support_matrix(algorithms, weight.device)                           # (P, R)
+        support = GroupMax(tile, points).support(module, weight.device)              # (P, R)
         self.importance = GroupMax.group_max(weight, support)                         # (KC, P)
         self.support = support.to(torch.float64)
         self.fixed = (weight == 0).reshape(kc, -1)                                    # (KC, R)
@@ -79,8 +80,6 @@ def _accept(module: nn.Module, tile: int | Sequence[int] = 4, points=None, **_: 
     if is_winograd_layer(module, "winograd"):
         return "Winograd-domain layer (step 1 prunes spatial weights; use winograd_domain)"
     if layer_algorithms(module, tile, points) is None:
-        if isinstance(module, nn.Conv1d):
-            return "1-D convolution (no Winograd layer for it)"
         return f"not Winograd-eligible: {eligibility(module)}"
     return None
 
@@ -101,9 +100,10 @@ def spatial_winograd(module: nn.Module, amount: float | int, name: str = "weight
     """Step 1 of spatial-Winograd pruning: zero whole spatial groups to reach a Winograd sparsity.
 
     Args:
-        module: a spatial-domain ``WinogradConv2d``/``WinogradConv3d`` (its own algorithms are
-            used), or a stride-1 ``nn.Conv2d``/``nn.Conv3d`` (pruned for the algorithms it would
-            get from ``convert(model, tile=tile, points=points)``).
+        module: a spatial-domain ``WinogradConv1d``/``2d``/``3d`` (its own algorithms and DWM
+            pieces are used), or an ``nn.Conv1d``/``2d``/``3d`` (pruned for the algorithms and
+            pieces it would get from ``convert(model, tile=tile, points=points)``; strided and
+            large kernels are decomposed).
         amount: target Winograd-domain sparsity: the fraction of exact zeros of Q = G g Gᵀ
             over all kernels and positions (or their count). Zeros already present count.
         name: must be ``"weight"``.
@@ -128,5 +128,5 @@ SPATIAL_WINOGRAD = register_method(MethodSpec(
     prepare=_prepare, description="spatial-Winograd step 1 (Yu et al.): zero whole spatial groups "
                                   "so that Q = G g Gᵀ gets exact zeros",
     layer_function=spatial_winograd, usage="sp.spatial_winograd(layer, amount, tile=4)",
-    prunes="spatial weights of stride-1 convs (plain or WinogradConv2d/3d(domain=\"spatial\"))",
+    prunes="spatial weights of convs (plain or WinogradConv1d/2d/3d(domain=\"spatial\"); DWM pieces)",
     unit="exact zeros of Q (Winograd sparsity)"))

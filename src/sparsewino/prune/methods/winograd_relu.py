@@ -74,12 +74,13 @@ def _conv_reason(module: nn.Module) -> str | None:
 
 
 def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any = None,
-                  include: NameFilter = None, exclude: NameFilter = None
+                  include: NameFilter = None, exclude: NameFilter = None, decompose: Any = "auto"
                   ) -> tuple[nn.Module, WinogradReluReport]:
     """Rewrite ``model`` to Winograd-ReLU layers, in place.
 
-    Every eligible convolution (stride 1, plain ``nn.Conv2d``/``nn.Conv3d`` or a Winograd
-    layer) whose input is produced by an ``nn.ReLU`` in the same ``nn.Sequential`` tree (possibly
+    Every eligible convolution (plain ``nn.Conv1d``/``2d``/``3d``, DWM-decomposed when strided
+    or larger than 3 taps, or a Winograd layer) whose input is produced by an ``nn.ReLU`` in the
+    same ``nn.Sequential`` tree (possibly
     through max-pooling, dropout or identity, which commute with ReLU) becomes a
     Winograd-domain layer with ``winograd_relu=True``, and the ReLU becomes ``nn.Identity``.
     This changes the network (the ReLU now acts on Bᵀ d B): retrain afterwards.
@@ -89,6 +90,8 @@ def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any =
         tile: output tile m for converted convolutions (Liu et al. used F(2×2, 3×3)).
         points: interpolation points (``None``: the defaults).
         include, exclude: convolution-name filters.
+        decompose: DWM mode of :func:`sparsewino.nn.convert` (``"none"``: strided convolutions
+            are left alone).
 
     Returns:
         ``(model, report)``: the report lists every convolution, converted or not, the ReLU
@@ -135,6 +138,9 @@ def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any =
         relu_name, reason = in_chain.get(name, (None, "not inside an nn.Sequential: its input is "
                                                       "computed in a custom forward"))
         conv_reason = _conv_reason(module)
+        if conv_reason is None and decompose == "none" and not isinstance(module, winograd_layer_types()) \
+                and any(st != 1 for st in module.stride):
+            conv_reason = f"stride {tuple(module.stride)} != 1 (decompose='none')"
         if conv_reason is not None:
             reason = conv_reason
         elif include is not None and not matches(name, module, include):
@@ -146,14 +152,15 @@ def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any =
         else:
             chosen[name] = (relu_name, type(module).__name__)
     convert(model, tile=tile, domain="winograd", points=points, winograd_relu=True,
-            include=lambda n, m: n in chosen)
+            include=lambda n, m: n in chosen, decompose=decompose)
     for name, (relu_name, kind) in chosen.items():
         layer = model.get_submodule(name)        # convert() switched spatial Winograd layers
         layer.winograd_relu = True               # existing Winograd layers keep their flag
         parent, key = relu_slot[relu_name]
         setattr(parent, key, nn.Identity())
         report.append(ReluDecision(name, kind, True,
-                                   f"Winograd-ReLU, Winograd domain, {describe(layer.algorithms)}; "
+                                   f"Winograd-ReLU, Winograd domain, "
+                                   f"{describe(layer.algorithms, layer.decomposition)}; "
                                    f"ReLU {relu_name} replaced by Identity", relu_name))
     report.sort(key=lambda decision: order.index(decision.name))
     return model, report
