@@ -27,7 +27,8 @@ def test_every_method_is_registered_with_what_the_pipeline_needs():
 
 def test_unknown_and_training_methods_are_clear_errors():
     net = nn.Sequential(nn.Conv2d(1, 2, 3))
-    with pytest.raises(UnknownNameError, match="unknown pruning method 'prunez'; choose one of column, magnitude, native"):
+    with pytest.raises(UnknownNameError,
+                       match="unknown pruning method 'prunez'; choose one of column, magnitude, native"):
         sp.prune_model(net, "prunez", 0.5)
     with pytest.raises(ValueError, match="prunes while training"):
         sp.prune_model(net, "native", 0.5)
