@@ -19,7 +19,7 @@ KERNEL_DIR = os.path.join("src", "sparsewino", "engine", "kernels")
 SOURCES = ["sw_api.cpp", "sw_isa_avx512.cpp", "sw_isa_avx2.cpp", "sw_isa_portable.cpp",
            "sw_extract.cpp"]
 HEADERS = ["sw_kernels.h", "sw_plan.h", "sw_simd_avx2.h", "sw_product_impl.h",
-           "sw_conv2d_impl.h", "sw_ops_impl.h", "sw_patterns.h"]
+           "sw_conv2d_impl.h", "sw_conv3d_impl.h", "sw_ops_impl.h", "sw_patterns.h"]
 OPENMP_COMPILE, OPENMP_LINK = ["-fopenmp"], ["-fopenmp"]
 
 

@@ -218,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="parameter domain of the new layers (winograd)")
     convert.add_argument("--winograd-relu", action="store_true",
                          help="Winograd-ReLU rewrite (ReLU after the input transform; Liu et al.)")
+    convert.add_argument("--low-rank", type=_rank_arg, metavar="R",
+                         help="low-rank Winograd layers W = U·V of rank R: an int, or a fraction "
+                              "of the positions such as 0.25 (Qin et al.; Winograd domain)")
     from .nn import DECOMPOSE_MODES
     convert.add_argument("--decompose", choices=DECOMPOSE_MODES, default="auto",
                          help="kernels above 3 taps and strides above 1: DWM pieces chosen by "
@@ -489,11 +492,27 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rank_arg(text: str) -> int | float:
+    """``--low-rank``: an int rank or a fraction (validated by the layers)."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an int rank or a fraction, got {text!r}") from None
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from .recipes.architecture import apply_transform, load_model, save_model
     model, checkpoint = load_model(args.checkpoint)
     architecture = checkpoint["architecture"]
     selection = dict(include=args.include, exclude=args.exclude, decompose=args.decompose)
+    if args.low_rank is not None:
+        if args.winograd_relu or args.domain != "winograd":
+            raise CliError("--low-rank makes Winograd-domain layers without Winograd-ReLU; drop "
+                           "--winograd-relu and --domain spatial")
+        selection["low_rank"] = args.low_rank
     if args.winograd_relu:
         report = apply_transform(model, architecture, "winograd_relu", tile=args.tile, **selection)
     else:

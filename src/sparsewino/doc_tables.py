@@ -86,8 +86,11 @@ def datasets_table() -> str:
     for name, spec in sorted(DATASETS.items()):
         place = "–" if name == "fake" else f"`{spec.default_root or 'data/' + name}`"
         options = ", ".join(f"`{o}`" for o in spec.options) or "–"
-        rows.append((f"`{name}`", spec.description, place,
-                     f"{spec.in_channels}×{spec.image_size}×{spec.image_size}, {spec.num_classes} classes",
+        shape = f"{spec.in_channels}×{spec.image_size}×{spec.image_size}"
+        if spec.frames is not None:
+            shape = f"clips {spec.in_channels}×{spec.frames}×{spec.image_size}×{spec.image_size}"
+        classes = f"{spec.num_classes} classes" if name != "clip-folder" else "from the files"
+        rows.append((f"`{name}`", spec.description, place, f"{shape}, {classes}",
                      _augmentation(spec.augmentation), options))
     return _table(("name", "files", "default place", "images", "augmentation", "options"), rows)
 

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from sparsewino import engine
-from sparsewino.engine import SparseWinogradConv2d
+from sparsewino.engine import SparseWinogradConv2d, SparseWinogradConv3d
 from sparsewino.nn import WinogradConv2d, WinogradConv3d
 
 from .conftest import COMPILED, assert_matches, needs_kernel, randomize_batchnorm, reference, sparse_layer
@@ -129,10 +129,10 @@ def test_fallbacks_are_reported_and_run():
     net[1] = net[1].double()
     fast = engine.compile(net)
     reasons = fast.compile_report.fallbacks
-    assert set(reasons) == {"1", "2", "3", "4"}
-    assert "float32" in reasons["1"] and "2-D" in reasons["2"]
+    assert set(reasons) == {"1", "3", "4"}                      # 3-D layers compile too
+    assert "float32" in reasons["1"]
     assert "non-square" in reasons["3"] and "n = 10" in reasons["4"]
-    assert isinstance(fast[0], SparseWinogradConv2d) and isinstance(fast[2], WinogradConv3d)
+    assert isinstance(fast[0], SparseWinogradConv2d) and isinstance(fast[2], SparseWinogradConv3d)
 
 
 def test_root_layer_threads_and_shared_modules():

@@ -12,7 +12,7 @@ from sparsewino.prune.methods.base import MethodSpec, option
 from sparsewino.recipes import parse_recipe, recipe_to_dict
 from sparsewino.train import ConfigError
 
-EXPECTED = ["magnitude", "native", "spatial_winograd", "structured", "winograd_domain", "winograd_relu"]
+EXPECTED = ["column", "magnitude", "native", "spatial_winograd", "structured", "winograd_domain", "winograd_relu"]
 
 
 def test_every_method_is_registered_with_what_the_pipeline_needs():
@@ -27,7 +27,8 @@ def test_every_method_is_registered_with_what_the_pipeline_needs():
 
 def test_unknown_and_training_methods_are_clear_errors():
     net = nn.Sequential(nn.Conv2d(1, 2, 3))
-    with pytest.raises(UnknownNameError, match="unknown pruning method 'prunez'; choose one of magnitude, native"):
+    with pytest.raises(UnknownNameError,
+                       match="unknown pruning method 'prunez'; choose one of column, magnitude, native"):
         sp.prune_model(net, "prunez", 0.5)
     with pytest.raises(ValueError, match="prunes while training"):
         sp.prune_model(net, "native", 0.5)

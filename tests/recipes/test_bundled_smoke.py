@@ -6,7 +6,8 @@ from sparsewino.recipes import bundled_recipes, load_recipe, run_recipe
 from sparsewino.recipes.schema import PruneStage
 
 NARROW = {"small_vgg": "{widths: [4, 4, M, 8, 8, M, 8]}", "vgg_nagadomi": "{width: 4, hidden: 16}",
-          "convpool_cnn_c": "{width: 4}", "resnet18_max": "{width: 4}", "resnet18_cifar": "{width: 4}"}
+          "convpool_cnn_c": "{width: 4}", "resnet18_max": "{width: 4}", "resnet18_cifar": "{width: 4}",
+          "c3d_small": "{widths: [4, P, 6, M, 8]}"}
 
 
 @pytest.mark.parametrize("name", sorted(bundled_recipes()))

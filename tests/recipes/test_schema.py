@@ -67,7 +67,7 @@ def test_valid_base():
     ("stages.s1.targets", "[0.5, 0.3]", r"targets must not decrease"),
     ("stages.s1.ifm", "true", r"option\(s\) \['ifm'\] do not apply to method 'spatial_winograd'"),
     ("stages.s2.targets", "[0.7]", r"give exactly one of amount, targets"),
-    ("stages.s2.method", "pruneit", r"method: must be 'magnitude' or"),
+    ("stages.s2.method", "pruneit", r"method: must be 'column' or 'magnitude' or"),
     ("stages.s1.overrides", "{features.0: 1.5}", r"override features.0: 1.5 is impossible"),
     ("stages.conv.stage", "quantize", r"unknown stage 'quantize'"),
     ("stages.conv.name", "s1", r"name already used by stages\[1\]"),

@@ -15,11 +15,17 @@ def random_crop(images: torch.Tensor, size: int | tuple[int, int], padding: int,
     """Pad every image by ``padding`` zeros, then crop a random ``size`` window from each.
 
     Args:
-        images: ``(N, C, H, W)`` batch (any dtype).
+        images: ``(N, C, H, W)`` batch (any dtype); clips ``(N, C, T, H, W)`` get one window
+            per clip, the same for all its frames.
         size: output side (int) or ``(height, width)``.
         padding: zeros added on every border before cropping.
         generator: source of the crop offsets (one draw per image).
     """
+    if images.dim() > 4:                     # clips: the frames share their clip's window
+        middle = images.shape[1:-2]
+        flat = random_crop(images.reshape(images.shape[0], -1, *images.shape[-2:]), size,
+                           padding, generator)
+        return flat.reshape(images.shape[0], *middle, *flat.shape[-2:])
     height, width = (size, size) if isinstance(size, int) else size
     if padding:
         images = F.pad(images, (padding,) * 4)
@@ -96,7 +102,8 @@ class Augmentation:
 
 
 class Normalize:
-    """uint8 ``(N, C, H, W)`` -> float32 ``(x / 255 - mean) / std`` per channel."""
+    """uint8 ``(N, C, H, W)`` (or clips ``(N, C, T, H, W)``) -> float32 ``(x / 255 - mean) / std``
+    per channel."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         if len(mean) != len(std) or any(s <= 0 for s in std):
@@ -108,7 +115,8 @@ class Normalize:
         if images.shape[1] != self.mean.shape[1]:
             raise ValueError(f"Normalize: images have {images.shape[1]} channels, statistics "
                              f"are for {self.mean.shape[1]}")
-        return (images.float() / 255.0 - self.mean) / self.std
+        shape = (1, -1) + (1,) * (images.dim() - 2)
+        return (images.float() / 255.0 - self.mean.reshape(shape)) / self.std.reshape(shape)
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"

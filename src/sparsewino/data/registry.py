@@ -10,8 +10,10 @@ from ..errors import UnknownNameError
 from ..registry import Registry
 from .augment import Augmentation
 from .cifar import load_cifar_split
+from .clip_folder import load_clip_folder
 from .folder import ImageFolderDataset, find_split_dir
 from .idx import load_idx_split
+from .moving import moving_fashion_mnist
 from .tensor_dataset import TensorImageDataset, fake_dataset
 
 __all__ = ["DatasetSpec", "DATASETS", "register_dataset", "dataset_spec", "load_dataset",
@@ -29,7 +31,9 @@ class DatasetSpec:
 
     ``description`` says what files it reads (for the docs); ``how_to_get`` is shown when they
     are missing; ``load(root, split, **options)`` returns the dataset; ``options`` lists the
-    dataset-specific options ``load`` takes.
+    dataset-specific options ``load`` takes. ``frames`` is set for clip datasets (samples
+    ``(C, T, H, W)``, for 3-D models): the default number of frames; their real shape and
+    classes are read from the loaded data.
     """
 
     name: str
@@ -44,6 +48,7 @@ class DatasetSpec:
     load: Callable[..., Dataset] = field(repr=False)
     options: tuple[str, ...] = ()
     description: str = ""
+    frames: int | None = None
 
 
 def default_root(name: str) -> Path:
@@ -86,9 +91,23 @@ def _folder(root: Path, split: str, image_size: int = 256, classes: list[str] | 
 
 
 def _fake(root: Path, split: str, num_samples: int = 256, num_classes: int = 10, channels: int = 1,
-          image_size: int = 28, seed: int = 0) -> Dataset:
+          image_size: int = 28, seed: int = 0, frames: int | None = None) -> Dataset:
     del root
-    return fake_dataset(num_samples, num_classes, channels, image_size, seed, split)
+    return fake_dataset(num_samples, num_classes, channels, image_size, seed, split, frames=frames)
+
+
+def _moving(motion: bool) -> Callable[..., Dataset]:
+    def load(root: Path, split: str, frames: int = 16, image_size: int = 32,
+             num_samples: int | None = None, seed: int = 0, cache_dir: str | None = None) -> Dataset:
+        return moving_fashion_mnist(root, split, frames=frames, image_size=image_size,
+                                    num_samples=num_samples, seed=seed, motion=motion,
+                                    cache_dir=cache_dir, class_names=FASHION_CLASSES,
+                                    how_to_get=DATASETS["fashion-mnist"].how_to_get)
+    return load
+
+
+def _clip_folder(root: Path, split: str, classes: list[str] | None = None) -> Dataset:
+    return load_clip_folder(root, split, classes)
 
 
 _MNIST_HOW = ("Download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
@@ -137,8 +156,28 @@ register_dataset(DatasetSpec(
 register_dataset(DatasetSpec(
     "fake", 1, 10, 28, (0.5,), (0.25,), Augmentation(crop_padding=2), None,
     "The fake dataset is generated, nothing to download.", _fake,
-    ("num_samples", "num_classes", "channels", "image_size", "seed"),
-    description="generated: one oriented grating per class + noise"))
+    ("num_samples", "num_classes", "channels", "image_size", "seed", "frames"),
+    description="generated: one oriented grating per class + noise (drifting over `frames` "
+                "frames: clips)"))
+for name, classes, motion, what, aliases in (
+        ("moving-fashion-mnist", 10, False, "clips generated (once, cached) from the Fashion-MNIST "
+         "idx files: an item bouncing over 16 frames of 32×32; label: its class",
+         ("moving_fashion_mnist", "moving-fmnist")),
+        ("moving-fashion-mnist-motion", 20, True, "like `moving-fashion-mnist`, items moving right "
+         "or left on a torus; label: class × direction (no single frame tells the direction)",
+         ("moving_fashion_mnist_motion",))):
+    register_dataset(DatasetSpec(
+        name, 1, classes, 32, (0.0545,), (0.1824,), Augmentation(), "/usr/share/datasets/fashion-mnist",
+        DATASETS["fashion-mnist"].how_to_get, _moving(motion),
+        ("frames", "image_size", "num_samples", "seed", "cache_dir"), frames=16, description=what),
+        aliases=aliases)
+register_dataset(DatasetSpec(
+    "clip-folder", 1, 2, 32, (0.5,), (0.25,), Augmentation(), None,
+    "Put one uint8 .npy array of frames, (T, H, W) or (T, H, W, C), per clip in "
+    "root/train/<class>/ and root/val/<class>/.", _clip_folder, ("classes",), frames=16,
+    description="clip folders `root/train/<class>/*.npy`, `root/val/<class>/*.npy` (uint8 "
+                "frames; shape and classes read from the files)"),
+    aliases=("clips",))
 
 
 def available_datasets() -> list[str]:
@@ -169,7 +208,8 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
 
     Returns:
         A dataset with ``len()``, ``classes``, ``labels`` and ``get_batch(indices)`` returning
-        uint8 images ``(B, C, H, W)`` and int64 labels.
+        uint8 images ``(B, C, H, W)`` (clips ``(B, C, T, H, W)`` for clip datasets) and int64
+        labels.
 
     Raises:
         DatasetNotFoundError: files are missing (the message says where we looked and how

@@ -4,10 +4,11 @@ from .count import LayerCount, MultiplicationCount, count
 from .decomposed import SparseDecomposedConv2d
 from .kernels import available_backends, backend, use_backend
 from .modules import SparseLinear, SparsePointwiseConv2d, SparseWinogradConv2d
+from .modules3d import SparseWinogradConv3d
 from .packing import PackedMatrices, choose_format
 
 __all__ = ["compile", "count", "LayerCount", "MultiplicationCount", "CompileReport", "LayerKernel",
-           "compile_report", "CompiledModel", "SparseWinogradConv2d", "SparseDecomposedConv2d",
-           "SparseLinear",
+           "compile_report", "CompiledModel", "SparseWinogradConv2d", "SparseWinogradConv3d",
+           "SparseDecomposedConv2d", "SparseLinear",
            "SparsePointwiseConv2d", "PackedMatrices", "choose_format", "backend",
            "available_backends", "use_backend"]

@@ -33,7 +33,7 @@ from torch import fx, nn
 from torch.nn.utils import prune as torch_prune
 
 from ..nn.adder import adder_layer_types
-from ..nn.conv import WinogradConv2d, _WinogradConvNd
+from ..nn.conv import WinogradConv2d, WinogradConv3d, _WinogradConvNd
 from . import kernels
 from .decomposed import SparseDecomposedConv2d, decomposed_unsupported_reason
 from .modules import (
@@ -44,6 +44,7 @@ from .modules import (
     check_threads,
     unsupported_reason,
 )
+from .modules3d import SparseWinogradConv3d, unsupported_reason3d
 from .program import Program, build_program, node_op
 from .tuning import TuningCache, default_cache_path, record_input_shapes, tune_layer
 
@@ -173,8 +174,12 @@ def _is_fusable_pool(module: nn.Module, tile: int) -> bool:
             not module.ceil_mode and not module.return_indices)
 
 
+#: Layer kinds of _layer_kind that run the sparse Winograd kernels.
+_WINOGRAD_KINDS = ("winograd", "winograd3d", "decomposed")
+
+
 def _layer_kind(module: nn.Module) -> tuple[str | None, str]:
-    """("winograd" | "decomposed" | "linear" | "pointwise" | None, reason when None)."""
+    """("winograd" | "winograd3d" | "decomposed" | "linear" | "pointwise" | None, reason when None)."""
     if user_hooks(module):
         return None, f"has forward hooks {user_hooks(module)}: runs in PyTorch with them"
     if isinstance(module, adder_layer_types()):
@@ -189,9 +194,14 @@ def _layer_kind(module: nn.Module) -> tuple[str | None, str]:
             return ("decomposed", "") if reason is None else (None, reason)
         reason = unsupported_reason(module)
         return ("winograd", "") if reason is None else (None, reason)
+    if isinstance(module, WinogradConv3d):
+        if type(module).forward is not _WinogradConvNd.forward:
+            return None, f"{type(module).__name__} overrides forward(); kept as is"
+        reason = unsupported_reason3d(module)
+        return ("winograd3d", "") if reason is None else (None, reason)
     if isinstance(module, _WinogradConvNd):
-        return None, (f"{type(module).__name__}: only 2-D layers are compiled; it runs its own "
-                      "(PyTorch) Winograd forward")
+        return None, (f"{type(module).__name__}: only 2-D and 3-D layers are compiled; it runs "
+                      "its own (PyTorch) Winograd forward")
     if type(module) is nn.Linear:
         if module.weight.dtype != torch.float32 or module.weight.device.type != "cpu":
             return None, "Linear: float32 CPU weights only"
@@ -218,6 +228,11 @@ def _describe_formats(layer: nn.Module) -> str:
         return (f"DWM {layer.decomposition.describe()} of F({spec.tile},{spec.piece}), "
                 f"{spec.layout}, {shape}: {counts['sparse']} sparse, {counts['dense']} dense, "
                 f"{counts['zero']} zero; weight density {layer.density():.3f}")
+    if isinstance(layer, SparseWinogradConv3d):
+        spec = layer.spec
+        return (f"F({spec.tile},{spec.kernel_size})³, {layer.positions} positions: "
+                f"{counts['sparse']} sparse, {counts['dense']} dense, {counts['zero']} zero; "
+                f"weight density {layer.density():.3f}")
     if isinstance(layer, SparseWinogradConv2d):
         spec = layer.spec
         return (f"F({spec.tile},{spec.kernel_size}), {layer.positions} positions: "
@@ -273,6 +288,9 @@ def _build(module: nn.Module, kind: str, threads: int | None, formats: Any, relu
         if kind == "winograd":
             return SparseWinogradConv2d.from_layer(module, threads, formats, relu, scale, shift,
                                                    pool, residual, precision)
+        if kind == "winograd3d":
+            return SparseWinogradConv3d.from_layer(module, threads, formats, relu, scale, shift,
+                                                   residual, precision)
         if kind == "decomposed":
             return SparseDecomposedConv2d.from_layer(module, threads, formats, relu, scale, shift,
                                                      residual, precision=precision)
@@ -342,7 +360,7 @@ def _plan_fusion(node: fx.Node, kind: str, module: nn.Module,
     current = node
     channels = module.out_features if kind == "linear" else module.out_channels
     nxt = _single_user(current)
-    bn_type = nn.BatchNorm1d if kind == "linear" else nn.BatchNorm2d
+    bn_type = {"linear": nn.BatchNorm1d, "winograd3d": nn.BatchNorm3d}.get(kind, nn.BatchNorm2d)
     if nxt is not None and nxt.op == "call_module" and _only_input(nxt, current):
         affine = _batchnorm_affine(modules[nxt.target], channels, bn_type)
         if affine is not None:
@@ -436,7 +454,7 @@ def _compile_traced(tree: nn.Module, options: _Options, prefix: str) -> "Compile
         for path in aliases[id(module)]:
             _set_module(tree, path, compiled)
         entries[name] = LayerKernel(
-            name, "sparse-winograd" if kind in ("winograd", "decomposed") else "sparse-gemm",
+            name, "sparse-winograd" if kind in _WINOGRAD_KINDS else "sparse-gemm",
             _describe(compiled) + (f"; {note}" if note else ""), fused_names)
     graph.lint()
     gm = fx.GraphModule(tree, graph)
@@ -458,7 +476,7 @@ def _compile_module(module: nn.Module, name: str, options: _Options) -> nn.Modul
     kind, reason = _layer_kind(module)
     if kind is not None:
         compiled, note = _build_layer(module, kind, options)
-        report.append(LayerKernel(name, "sparse-winograd" if kind in ("winograd", "decomposed")
+        report.append(LayerKernel(name, "sparse-winograd" if kind in _WINOGRAD_KINDS
                                   else "sparse-gemm", _describe(compiled) + (f"; {note}" if note else "")))
         return compiled
     if isinstance(module, _WinogradConvNd):
@@ -598,26 +616,28 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
     """An inference copy of ``model`` whose layers run the sparse CPU kernels.
 
     Every :class:`~sparsewino.nn.WinogradConv2d` (spatial or Winograd domain, with or without
-    prune masks, Winograd-ReLU included) becomes a
-    :class:`~sparsewino.engine.SparseWinogradConv2d` (or, decomposed by DWM for a kernel above
-    3 taps or a stride above 1, a :class:`~sparsewino.engine.SparseDecomposedConv2d`) holding
-    its pre-transformed Winograd weights, packed per position as sparse or dense panels by
+    prune masks, Winograd-ReLU and low-rank layers included) becomes a
+    :class:`~sparsewino.engine.SparseWinogradConv2d` (decomposed by DWM for a kernel above 3
+    taps or a stride above 1, a :class:`~sparsewino.engine.SparseDecomposedConv2d`; a
+    ``WinogradConv3d`` a :class:`~sparsewino.engine.SparseWinogradConv3d`) holding its
+    pre-transformed Winograd weights, packed per position as sparse or dense panels by
     :func:`~sparsewino.engine.choose_format`; ``nn.Linear`` layers (pruned ones stored
     sparse) and 1x1 ``nn.Conv2d`` layers become GEMM layers. The model is traced with
     ``torch.fx`` and runs as a program of kernel calls (module docstring); pooling,
     BatchNorm, additions, ReLU and flatten run in the engine too.
 
-    Kept as they are (listed in the report, computed exactly as before): ``WinogradConv3d``,
-    float64 or GPU layers, non-square tiles or pieces and input tiles n > 8, subclasses that
-    override ``forward``, plain ``nn.Conv2d`` other than 1x1 (convert the model first:
-    ``sparsewino.nn.convert``), modules the engine has no kernel for, and modules with
-    forward hooks or pre-hooks (they run in PyTorch, hooks
-    included; prune masks and ``weight_norm`` are applied when packing instead).
+    Kept as they are (listed in the report, computed exactly as before): other Winograd layer
+    kinds (1-D), float64 or GPU layers, non-square/non-cubic tiles, kernels or pieces and input
+    tiles n > 8, subclasses that override ``forward``, plain ``nn.Conv2d`` other than 1x1
+    (convert the model first: ``sparsewino.nn.convert``), modules the engine has no kernel for,
+    and modules with forward hooks or pre-hooks (they run in PyTorch, hooks included; prune
+    masks and ``weight_norm`` are applied when packing instead).
 
     With ``fuse=True`` the modules that directly follow a compiled layer are fused into it,
-    in this order when present: an eval-mode BatchNorm (folded into weights and bias), a
-    residual addition, a ReLU and (undecomposed Winograd layers with an even tile, no
-    residual) a 2x2 / stride-2 max-pool (floor mode). Fused modules become ``nn.Identity``.
+    in this order when present: an eval-mode BatchNorm (BatchNorm3d after 3-D layers; folded
+    into weights and bias), a residual addition, a ReLU and (undecomposed 2-D Winograd layers
+    with an even tile, no residual) a 2x2 / stride-2 max-pool (floor mode). Fused modules
+    become ``nn.Identity``.
 
     The copy is in eval mode with ``requires_grad=False`` parameters; compiled layers are
     inference-only. The original model is not modified, and later changes to it do not

@@ -56,6 +56,7 @@ from ..winograd.tiles import extract_tiles, pad_for_tiles
 from ..winograd.transform import input_transform
 from .decomposed import SparseDecomposedConv2d
 from .modules import SparseWinogradConv2d
+from .modules3d import SparseWinogradConv3d
 
 __all__ = ["count", "LayerCount", "MultiplicationCount", "EnergyModel", "ENERGY_MODELS"]
 
@@ -227,6 +228,14 @@ def _winograd_weights(module: nn.Module) -> tuple[torch.Tensor, tuple, tuple, bo
         q = torch.cat([q[i * k // g:(i + 1) * k // g, i * c // g:(i + 1) * c // g]
                        for i in range(g)])
         return q.double(), (spec.algorithm,) * 2, spec.padding, spec.winograd_relu, None
+    if isinstance(module, SparseWinogradConv3d):
+        spec = module.spec
+        u = module.dense_weights()                                      # (P, K, C)
+        k, c, g = u.shape[1], u.shape[2], spec.groups
+        q = u.permute(1, 2, 0).reshape(k, c, spec.n, spec.n, spec.n)
+        q = torch.cat([q[i * k // g:(i + 1) * k // g, i * c // g:(i + 1) * c // g]
+                       for i in range(g)])
+        return q.double(), (spec.algorithm,) * 3, spec.padding, spec.winograd_relu, None
     if isinstance(module, SparseDecomposedConv2d):
         return (module.winograd_weight().double(), (module.spec.algorithm,) * 2, module.spec.padding,
                 module.spec.winograd_relu, module.decomposition)
@@ -306,8 +315,9 @@ def count(model: nn.Module, input_shape: Sequence[int],
     """Exact multiplication counts of every convolution of ``model`` for one forward pass.
 
     Args:
-        model: a model with Winograd layers (``WinogradConv2d``/``3d``), compiled layers
-            (:class:`SparseWinogradConv2d`) and/or plain convolutions.
+        model: a model with Winograd layers (``WinogradConv2d``/``3d``, low-rank ones
+            included), compiled layers (:class:`SparseWinogradConv2d`/``3d``) and/or plain
+            convolutions.
         input_shape: the model input shape ``(N, C, *spatial)``; a zero input of this shape
             is run once (in eval mode, without gradients) to find each layer's input shape.
         inputs: optional real inputs; when given, they are run instead and the ``dynamic``
@@ -347,15 +357,15 @@ def count(model: nn.Module, input_shape: Sequence[int],
         dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
         device = param.device if param is not None else torch.device("cpu")
         x = torch.zeros(tuple(input_shape), dtype=dtype, device=device)
-    convs = (_WinogradConvNd, SparseWinogradConv2d, SparseDecomposedConv2d, nn.Conv1d, nn.Conv2d,
-             nn.Conv3d, AdderConv2d, WinogradAdderConv2d)
+    convs = (_WinogradConvNd, SparseWinogradConv2d, SparseWinogradConv3d, SparseDecomposedConv2d,
+             nn.Conv1d, nn.Conv2d, nn.Conv3d, AdderConv2d, WinogradAdderConv2d)
     layers: list[LayerCount] = []
     handles = []
 
     def hook(name: str):
         def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
             inp = args[0].detach()
-            batched = 5 if isinstance(module, (nn.Conv3d, WinogradConv3d)) else \
+            batched = 5 if isinstance(module, (nn.Conv3d, WinogradConv3d, SparseWinogradConv3d)) else \
                 3 if isinstance(module, (nn.Conv1d, WinogradConv1d)) else 4
             if inp.dim() == batched - 1:
                 inp, output = inp.unsqueeze(0), output.unsqueeze(0)       # unbatched call

@@ -42,7 +42,7 @@ from ..nn.functional import positions_first, winograd_conv
 from ..winograd.algorithm import WinogradAlgorithm, algorithm
 from ..winograd.decompose import Decomposition, decompose
 from . import kernels
-from .modules import CompiledConv2d, _affine
+from .modules import CompiledConv, _affine
 from .packing import PackedMatrices
 
 __all__ = ["SparseDecomposedConv2d", "DecomposedSpec", "decomposed_unsupported_reason", "LAYOUTS",
@@ -124,7 +124,7 @@ class OpPlan:
     shape: tuple[int, ...]
 
 
-class SparseDecomposedConv2d(CompiledConv2d):
+class SparseDecomposedConv2d(CompiledConv):
     """Inference-only DWM convolution (any kernel size, stride >= 1) on the sparse CPU kernels.
 
     Built by :func:`sparsewino.engine.compile` (or :meth:`from_layer`) from a decomposed

@@ -33,7 +33,8 @@ from . import kernels
 from .packing import PackedMatrices
 
 __all__ = ["SparseWinogradConv2d", "SparseLinear", "SparsePointwiseConv2d", "LayerSpec",
-           "unsupported_reason", "check_threads", "InferenceModule", "CompiledConv2d"]
+           "unsupported_reason", "check_threads", "InferenceModule", "CompiledConv",
+           "WinogradInferenceModule", "pack_winograd"]
 
 
 def check_threads(threads: object) -> None:
@@ -206,13 +207,14 @@ class InferenceModule(nn.Module):
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """The fixed configuration of a compiled Winograd layer (immutable after compile)."""
+    """The fixed configuration of a compiled Winograd layer (immutable after compile); 2-D or
+    3-D by the number of ``padding`` pairs."""
 
     in_channels: int
     out_channels: int
     kernel_size: int
     tile: int
-    padding: tuple[tuple[int, int], tuple[int, int]]
+    padding: tuple[tuple[int, int], ...]
     points: tuple | None
     winograd_relu: bool
     relu_output: bool
@@ -224,22 +226,52 @@ class LayerSpec:
     def n(self) -> int:
         return self.tile + self.kernel_size - 1
 
+    @property
+    def dims(self) -> int:
+        return len(self.padding)
+
     @functools.cached_property
-    def growth(self) -> tuple[int, int]:
-        """Output size minus input size along H and W (the output size of an empty input)."""
-        return output_size((0, 0), (self.kernel_size,) * 2, self.padding)
+    def growth(self) -> tuple[int, ...]:
+        """Output size minus input size per spatial dim (the output size of an empty input)."""
+        return output_size((0,) * self.dims, (self.kernel_size,) * self.dims, self.padding)
 
     @functools.cached_property
     def algorithm(self) -> WinogradAlgorithm:
         return algorithm(self.tile, self.kernel_size, self.points)
 
 
-class CompiledConv2d(InferenceModule):
-    """Base of the compiled 2-D convolutions: input checks and the choice between the kernel and
-    the ``torch`` path. Subclasses have ``_spec`` (``in_channels``, ``out_channels``,
-    ``kernel_size``, ``padding``, ``residual``) and implement ``output_size``,
-    ``_forward_kernel(x, backend, residual)`` and ``_torch_forward(x, residual)``."""
+def pack_winograd(q: torch.Tensor, groups: int, bias: torch.Tensor | None,
+                  scale: torch.Tensor | None, shift: torch.Tensor | None,
+                  formats: str | Sequence[str], precision: str = "fp32"
+                  ) -> tuple[PackedMatrices, torch.Tensor | None]:
+    """Pack Winograd weights ``(K, C/groups, *n)`` positions first, block-diagonal for groups,
+    with a per-channel affine map ``y * scale + shift`` folded into weights and bias, values in
+    ``precision`` (``"fp32"`` or ``"fp16"``)."""
+    q = q.detach().to(torch.float32)
+    k, cg = q.shape[:2]
+    u = positions_first(q)                                        # (P, K, C/g)
+    u, bias = _affine(u, bias.detach().float() if bias is not None else None, scale, shift)
+    if groups > 1:                                                # block-diagonal
+        full = torch.zeros(u.shape[0], k, cg * groups)
+        kg = k // groups
+        for g in range(groups):
+            full[:, g * kg:(g + 1) * kg, g * cg:(g + 1) * cg] = u[:, g * kg:(g + 1) * kg]
+        u = full
+    return PackedMatrices.pack(u, formats, precision), bias
 
+
+class CompiledConv(InferenceModule):
+    """Base of the compiled convolutions (2-D and 3-D Winograd layers, DWM-decomposed layers):
+    the spec, input checks, state and the choice between the kernel and the ``torch`` path.
+
+    Subclasses set ``_dims``, hold ``_spec`` (``in_channels``, ``out_channels``,
+    ``kernel_size``, ``padding``, ``residual``) and implement ``output_size(*sizes)``,
+    ``_forward_kernel(x, backend, residual)`` and ``_torch_forward(x, residual)``.
+    """
+
+    _dims = 2
+
+    # ------------------------------------------------------------------ read-only config
     @property
     def spec(self) -> Any:
         """The immutable layer configuration."""
@@ -265,19 +297,22 @@ class CompiledConv2d(InferenceModule):
                              "model instead")
         super().set_extra_state(state)
 
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
+    # ------------------------------------------------------------------ forward
+    def output_size(self, *sizes: int) -> tuple[int, ...]:
+        """Output spatial size for an input of spatial size ``sizes``."""
         raise NotImplementedError
 
     def _check_input(self, x: torch.Tensor) -> None:
-        name = type(self).__name__
-        self._check_common(x, 4)
-        if x.dim() != 4:
-            raise ValueError(f"{name} expects a 4-D input (N, C, H, W) or 3-D (C, H, W), got "
-                             f"shape {tuple(x.shape)}")
+        name, dims = type(self).__name__, self._dims
+        self._check_common(x, dims + 2)
+        if x.dim() != dims + 2:
+            axes = ", ".join("DHW"[3 - dims:])
+            raise ValueError(f"{name} expects a {dims + 2}-D input (N, C, {axes}) or {dims + 1}-D "
+                             f"(C, {axes}), got shape {tuple(x.shape)}")
         if x.shape[1] != self.in_channels:
             raise ValueError(f"{name} expects {self.in_channels} input channels, got input of "
                              f"shape {tuple(x.shape)} (channels are dimension 1)")
-        if min(self.output_size(x.shape[2], x.shape[3])) < 1 or min(x.shape[2:]) < 1:
+        if min(self.output_size(*x.shape[2:])) < 1 or min(x.shape[2:]) < 1:
             raise ValueError(f"{name}: input spatial size {tuple(x.shape[2:])} is too small for "
                              f"kernel {self._spec.kernel_size} with padding {self._spec.padding}")
 
@@ -286,13 +321,12 @@ class CompiledConv2d(InferenceModule):
         if (residual is not None) != spec.residual:
             raise TypeError(f"{type(self).__name__} was compiled "
                             f"{'with' if spec.residual else 'without'} a fused residual input")
-        if isinstance(x, torch.Tensor) and x.dim() == 3:
+        if isinstance(x, torch.Tensor) and x.dim() == self._dims + 1:
             residual = residual.unsqueeze(0) if residual is not None else None
             return self.forward(x.unsqueeze(0), residual).squeeze(0)
         self._check_input(x)
         name = kernels.backend()
-        ho, wo = self.output_size(x.shape[2], x.shape[3])
-        shape = (x.shape[0], spec.out_channels, ho, wo)
+        shape = (x.shape[0], spec.out_channels, *self.output_size(*x.shape[2:]))
         if residual is not None and (residual.shape != shape or residual.dtype != torch.float32
                                      or residual.device.type != "cpu"):
             name = "torch"                               # broadcasting residuals: the torch path
@@ -301,8 +335,130 @@ class CompiledConv2d(InferenceModule):
         return self._forward_kernel(x, name, residual)
 
 
+class WinogradInferenceModule(CompiledConv):
+    """What the compiled 2-D and 3-D Winograd layers share: the spec, the calling sequence of
+    their kernel (``sw_conv2d``/``sw_conv3d``), the PyTorch fallback, state and reports.
 
-class SparseWinogradConv2d(CompiledConv2d):
+    Subclasses set ``_dims`` and ``_call`` and implement ``from_layer``, ``output_size`` and
+    ``fill_args(batch, *sizes, threads, backend_name)``.
+    """
+
+    _dims = 2
+    _call = "sw_conv2d"
+    def __init__(self, spec: LayerSpec, packed: PackedMatrices, bias: torch.Tensor | None,
+                 threads: int | None = None) -> None:
+        if (packed.positions, packed.rows, packed.cols) != (spec.n ** self._dims,
+                                                            spec.out_channels, spec.in_channels):
+            raise ValueError(f"packed weights {(packed.positions, packed.rows, packed.cols)} do "
+                             f"not fit F({spec.tile},{spec.kernel_size}) in {self._dims}-D with "
+                             f"{spec.in_channels} -> {spec.out_channels} channels")
+        object.__setattr__(self, "_spec", spec)
+        super().__init__(packed, bias, spec.out_channels, threads)
+        self.tile_block = 0
+        self.kernel_mode = 0
+        self.lanes = 0
+        at, _, bt = spec.algorithm.matrices(torch.float32)
+        self._bt, self._at = bt.contiguous().clone(), at.contiguous().clone()
+
+    @classmethod
+    def _compile(cls, layer: Any, threads: int | None, formats: str | Sequence[str],
+                 relu_output: bool, scale: torch.Tensor | None, shift: torch.Tensor | None,
+                 residual: bool, pool_output: int = 0,
+                 precision: str = "fp32") -> "WinogradInferenceModule":
+        """Pack ``layer``'s effective Winograd weights and build the compiled layer (the
+        subclasses' ``from_layer`` check the layer first)."""
+        with torch.no_grad():
+            packed, bias = pack_winograd(layer.winograd_weight(), layer.groups, layer.bias,
+                                         scale, shift, formats, precision)
+        spec = LayerSpec(in_channels=layer.in_channels, out_channels=layer.out_channels,
+                         kernel_size=layer.kernel_size[0], tile=layer.tile[0],
+                         padding=tuple(layer._padding_pairs), points=layer.points[0],
+                         winograd_relu=layer.winograd_relu, relu_output=relu_output,
+                         groups=layer.groups, pool_output=pool_output, residual=residual)
+        return cls(spec, packed, bias, threads)
+    # ------------------------------------------------------------------ read-only config
+    @property
+    def positions(self) -> int:
+        return self._spec.n ** self._dims
+
+    # ------------------------------------------------------------------ forward
+    def output_size(self, *sizes: int) -> tuple[int, ...]:
+        """Output spatial size for an input of spatial size ``sizes`` (after a fused pool)."""
+        pool = self._spec.pool_output or 1
+        return tuple((s + g) // pool for s, g in zip(sizes, self._spec.growth))
+
+    def _torch_forward(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        spec = self._spec
+        if self._dense_cache is None:
+            self._dense_cache = self._packed.dense()
+        with torch.no_grad():
+            y = winograd_conv(x, self._dense_cache, self._bias, (spec.algorithm,) * self._dims,
+                              spec.padding, 1, spec.winograd_relu)
+            if residual is not None:
+                y = y + residual
+            if spec.relu_output:
+                y = torch.relu(y)
+            return F.max_pool2d(y, spec.pool_output) if spec.pool_output else y
+
+    def fill_args(self, batch: int, *sizes_threads_backend: Any) -> Any:
+        raise NotImplementedError
+
+    def _forward_kernel(self, x: torch.Tensor, backend_name: str,
+                        residual: torch.Tensor | None = None,
+                        out: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the compiled kernel; ``out`` (tests poison it) receives the result if given."""
+        x = x.contiguous()
+        residual = residual.contiguous() if residual is not None else None
+        batch, sizes = x.shape[0], tuple(x.shape[2:])
+        shape = (batch, self.out_channels, *self.output_size(*sizes))
+        if out is None:
+            y = torch.empty(shape)
+        elif out.shape != shape or out.dtype != torch.float32 or not out.is_contiguous():
+            raise ValueError(f"out must be a contiguous float32 tensor of shape {shape}")
+        else:
+            y = out
+        threads = self.threads or torch.get_num_threads()
+        key = (batch, *sizes, threads, backend_name, self.tile_block, self.kernel_mode,
+               self.lanes)
+        self._run(f"{self._call}_forward", key,
+                  lambda: self.fill_args(batch, *sizes, threads, backend_name), x, y, residual)
+        return y
+
+    def plan(self, input_shape: Sequence[int], threads: int | None = None) -> dict[str, Any]:
+        """How the kernel would run an input of ``input_shape``: tiles per block, blocks, mode."""
+        lib = kernels.library()
+        if lib is None:
+            raise RuntimeError(f"no compiled kernel: {kernels.load_error()}")
+        name = kernels.backend()
+        args = self.fill_args(input_shape[0], *input_shape[2:],
+                              threads or self.threads or torch.get_num_threads(),
+                              name if name != "torch" else "portable")
+        out = [ctypes.c_int32() for _ in range(4)]
+        kernels.check_status(getattr(lib, f"{self._call}_plan")(ctypes.byref(args),
+                                                                 *map(ctypes.byref, out)))
+        tb, blocks, mode, isa = (v.value for v in out)
+        names = {b.isa: b.name for b in kernels.backends.registered_backends() if b.isa}
+        return {"tile_block": tb, "blocks": blocks,
+                "mode": {1: "blocks", 2: "cooperative"}[mode], "isa": names[isa]}
+
+    def extra_repr(self) -> str:
+        spec = self._spec
+        counts = self.format_counts()
+        text = (f"{spec.in_channels}, {spec.out_channels}, kernel_size={spec.kernel_size}, "
+                f"F({spec.tile},{spec.kernel_size}){'³' if self._dims == 3 else ''}, "
+                f"padding={spec.padding}, positions: "
+                f"{counts['sparse']} sparse / {counts['dense']} dense / {counts['zero']} zero")
+        for flag, label in ((spec.groups != 1, f"groups={spec.groups}"),
+                            (spec.winograd_relu, "winograd_relu=True"),
+                            (spec.residual, "residual=True"),
+                            (spec.relu_output, "relu_output=True"),
+                            (spec.pool_output, f"max_pool={spec.pool_output}")):
+            if flag:
+                text += ", " + label
+        return text
+
+
+class SparseWinogradConv2d(WinogradInferenceModule):
     """Inference-only stride-1 Winograd convolution running the fused sparse CPU kernel.
 
     Built by :func:`sparsewino.engine.compile` (or :meth:`from_layer`) from a
@@ -336,20 +492,8 @@ class SparseWinogradConv2d(CompiledConv2d):
         True
     """
 
-    def __init__(self, spec: LayerSpec, packed: PackedMatrices, bias: torch.Tensor | None,
-                 threads: int | None = None) -> None:
-        if (packed.positions, packed.rows, packed.cols) != (spec.n ** 2, spec.out_channels,
-                                                            spec.in_channels):
-            raise ValueError(f"packed weights {(packed.positions, packed.rows, packed.cols)} do "
-                             f"not fit F({spec.tile},{spec.kernel_size}) with "
-                             f"{spec.in_channels} -> {spec.out_channels} channels")
-        object.__setattr__(self, "_spec", spec)
-        super().__init__(packed, bias, spec.out_channels, threads)
-        self.tile_block = 0
-        self.kernel_mode = 0
-        self.lanes = 0
-        at, _, bt = spec.algorithm.matrices(torch.float32)
-        self._bt, self._at = bt.contiguous().clone(), at.contiguous().clone()
+    _dims = 2
+    _call = "sw_conv2d"
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -383,51 +527,8 @@ class SparseWinogradConv2d(CompiledConv2d):
                 (pool_output and residual):
             raise ValueError(f"pool_output must be 0 or 2 (with an even tile and no residual), "
                              f"got {pool_output} for tile {layer.tile}")
-        with torch.no_grad():
-            q = layer.winograd_weight().detach().to(torch.float32)       # (K, C/g, n, n)
-            k, cg = q.shape[:2]
-            groups = layer.groups
-            u = positions_first(q)                                        # (P, K, C/g)
-            bias = layer.bias.detach().float() if layer.bias is not None else None
-            u, bias = _affine(u, bias, scale, shift)
-            if groups > 1:                                                # block-diagonal
-                full = torch.zeros(u.shape[0], k, cg * groups)
-                kg = k // groups
-                for g in range(groups):
-                    full[:, g * kg:(g + 1) * kg, g * cg:(g + 1) * cg] = u[:, g * kg:(g + 1) * kg]
-                u = full
-            packed = PackedMatrices.pack(u, formats, precision)
-        spec = LayerSpec(in_channels=layer.in_channels, out_channels=layer.out_channels,
-                         kernel_size=layer.kernel_size[0], tile=layer.tile[0],
-                         padding=tuple(layer._padding_pairs), points=layer.points[0],
-                         winograd_relu=layer.winograd_relu, relu_output=relu_output,
-                         groups=groups, pool_output=pool_output, residual=residual)
-        return cls(spec, packed, bias, threads)
-
-    # ------------------------------------------------------------------ read-only config
-    @property
-    def positions(self) -> int:
-        return self._spec.n ** 2
-
-    # ------------------------------------------------------------------ forward
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """Output (Ho, Wo) for an input of (height, width) (after the fused pool, if any)."""
-        grow_h, grow_w = self._spec.growth
-        pool = self._spec.pool_output or 1
-        return (height + grow_h) // pool, (width + grow_w) // pool
-
-    def _torch_forward(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
-        spec = self._spec
-        if self._dense_cache is None:
-            self._dense_cache = self._packed.dense()
-        with torch.no_grad():
-            y = winograd_conv(x, self._dense_cache, self._bias, (spec.algorithm,) * 2,
-                              spec.padding, 1, spec.winograd_relu)
-            if residual is not None:
-                y = y + residual
-            if spec.relu_output:
-                y = torch.relu(y)
-            return F.max_pool2d(y, spec.pool_output) if spec.pool_output else y
+        return cls._compile(layer, threads, formats, relu_output, scale, shift, residual,
+                            pool_output, precision)
 
     def fill_args(self, batch: int, height: int, width: int, threads: int,
                   backend_name: str) -> kernels.SwConv2dArgs:
@@ -448,60 +549,6 @@ class SparseWinogradConv2d(CompiledConv2d):
         args.threads, args.isa = threads, kernels.isa_code(backend_name)
         args.tile_block, args.mode, args.lanes = self.tile_block, self.kernel_mode, self.lanes
         return args
-
-    def _forward_kernel(self, x: torch.Tensor, backend_name: str,
-                        residual: torch.Tensor | None = None,
-                        out: torch.Tensor | None = None) -> torch.Tensor:
-        """Run the compiled kernel; ``out`` (tests poison it) receives the result if given."""
-        x = x.contiguous()
-        residual = residual.contiguous() if residual is not None else None
-        batch, _, height, width = x.shape
-        shape = (batch, self.out_channels, *self.output_size(height, width))
-        if out is None:
-            y = torch.empty(shape)
-        elif out.shape != shape or out.dtype != torch.float32 or not out.is_contiguous():
-            raise ValueError(f"out must be a contiguous float32 tensor of shape {shape}")
-        else:
-            y = out
-        threads = self.threads or torch.get_num_threads()
-        key = (batch, height, width, threads, backend_name, self.tile_block, self.kernel_mode,
-               self.lanes)
-        self._run("sw_conv2d_forward", key,
-                  lambda: self.fill_args(batch, height, width, threads, backend_name),
-                  x, y, residual)
-        return y
-
-    def plan(self, input_shape: Sequence[int], threads: int | None = None) -> dict[str, Any]:
-        """How the kernel would run an input of ``input_shape``: tiles per block, blocks, mode."""
-        lib = kernels.library()
-        if lib is None:
-            raise RuntimeError(f"no compiled kernel: {kernels.load_error()}")
-        batch, _, height, width = input_shape
-        name = kernels.backend()
-        args = self.fill_args(batch, height, width,
-                              threads or self.threads or torch.get_num_threads(),
-                              name if name != "torch" else "portable")
-        out = [ctypes.c_int32() for _ in range(4)]
-        kernels.check_status(lib.sw_conv2d_plan(ctypes.byref(args), *map(ctypes.byref, out)))
-        tb, blocks, mode, isa = (v.value for v in out)
-        names = {b.isa: b.name for b in kernels.backends.registered_backends() if b.isa}
-        return {"tile_block": tb, "blocks": blocks,
-                "mode": {1: "blocks", 2: "cooperative"}[mode], "isa": names[isa]}
-
-    def extra_repr(self) -> str:
-        spec = self._spec
-        counts = self.format_counts()
-        text = (f"{spec.in_channels}, {spec.out_channels}, kernel_size={spec.kernel_size}, "
-                f"F({spec.tile},{spec.kernel_size}), padding={spec.padding}, positions: "
-                f"{counts['sparse']} sparse / {counts['dense']} dense / {counts['zero']} zero")
-        for flag, label in ((spec.groups != 1, f"groups={spec.groups}"),
-                            (spec.winograd_relu, "winograd_relu=True"),
-                            (spec.residual, "residual=True"),
-                            (spec.relu_output, "relu_output=True"),
-                            (spec.pool_output, f"max_pool={spec.pool_output}")):
-            if flag:
-                text += ", " + label
-        return text
 
 
 class _GemmModule(InferenceModule):

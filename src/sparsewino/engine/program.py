@@ -2,7 +2,7 @@
 
 Plan once, run many (as XNNPACK's create/setup/run): for a given input shape every node of the
 rewritten ``torch.fx`` graph (see :mod:`~sparsewino.engine.compile`) becomes either a kernel
-operation (conv2d, gemm, pool2d, eltwise), an alias (flatten, view, dropout, identity: no work)
+operation (conv2d, conv3d, gemm, pool2d, eltwise), an alias (flatten, view, dropout, identity: no work)
 or a PyTorch step (anything else, run as the graph would). Activations live in one arena
 tensor, assigned by liveness so buffers are reused; the workspace is shared by all operations.
 Consecutive kernel operations run as one ``sw_run_program`` call: no Python between layers.
@@ -23,6 +23,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from . import kernels
 from .decomposed import SparseDecomposedConv2d
 from .modules import SparseLinear, SparsePointwiseConv2d, SparseWinogradConv2d, _GemmModule
+from .modules3d import SparseWinogradConv3d
 
 __all__ = ["Program", "build_program", "node_op"]
 
@@ -43,6 +44,10 @@ def node_op(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
         m = modules[node.target]
         if isinstance(m, SparseWinogradConv2d):
             return "conv2d"
+        if isinstance(m, SparseWinogradConv3d):
+            return "conv3d"
+        if type(m) in (nn.MaxPool3d, nn.AdaptiveAvgPool3d):
+            return "pool3d"
         if isinstance(m, SparseDecomposedConv2d):
             return "decomposed"
         if isinstance(m, _GemmModule):
@@ -53,9 +58,9 @@ def node_op(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
             return "pool2d" if getattr(m, "divisor_override", None) is None else None
         if type(m) is nn.ReLU:
             return "relu"
-        if type(m) is nn.BatchNorm2d:
+        if type(m) in (nn.BatchNorm2d, nn.BatchNorm3d):
             return "affine" if not m.training and m.running_mean is not None else None
-        if type(m) in (nn.Identity, nn.Dropout, nn.Dropout2d) or \
+        if type(m) in (nn.Identity, nn.Dropout, nn.Dropout2d, nn.Dropout3d) or \
                 (type(m) is nn.Flatten and m.start_dim == 1 and m.end_dim == -1):
             return "alias" if type(m) is nn.Identity or type(m) is nn.Flatten or not m.training \
                 else None
@@ -245,6 +250,10 @@ class Program:
             return self._pool(node, module, out_shape)
         if kind == "conv2d":
             return self._conv(node, module, out_shape)
+        if kind == "conv3d":
+            return self._conv3d(node, module, out_shape)
+        if kind == "pool3d":
+            return self._pool3d(node, module, out_shape)
         if kind == "decomposed":
             return self._decomposed(node, module, out_shape)
         if kind == "gemm":
@@ -325,6 +334,65 @@ class Program:
         relu_field = None if m.spec.relu_output or m.spec.pool_output else "relu_output"
         return self._emit("conv2d", args, inputs, out_shape, relu_field)
 
+    def _conv3d(self, node: fx.Node, m: SparseWinogradConv3d, out_shape) -> int:
+        source = self._arg(node)
+        shape = self.values[source].shape
+        if len(shape) != 5 or shape[1] != m.in_channels or shape[0] == 0:
+            raise UnsupportedGraph(f"{node.name}: input {shape}")
+        args = m.fill_args(shape[0], shape[2], shape[3], shape[4], self.threads, self.backend)
+        inputs = [("x", source)]
+        if m.spec.residual:
+            residual = self._arg(node, 1)
+            if self.values[residual].shape != tuple(out_shape):
+                raise UnsupportedGraph(f"{node.name}: residual shape")
+            inputs.append(("residual", residual))
+        self.keep.append(m)
+        return self._emit("conv3d", args, inputs, out_shape,
+                          None if m.spec.relu_output else "relu_output")
+
+    def _pool3d(self, node: fx.Node, m: nn.Module, out_shape) -> int:
+        """3-D max pooling (no padding, floor mode) and global average pooling as 2-D pooling
+        of views: the H x W windows over (N, C*D, H, W), then the depth windows over
+        (N*C, 1, D, H'*W'); the global average over (N, C, 1, D*H*W)."""
+        source = self._arg(node)
+        shape = self.values[source].shape
+        if len(shape) != 5 or len(out_shape) != 5:
+            raise UnsupportedGraph(f"{node.name}: 3-D pooling needs (N, C, D, H, W)")
+        n, c, d, h, w = shape
+        if type(m) is nn.AdaptiveAvgPool3d:
+            if tuple(out_shape[2:]) != (1, 1, 1):
+                raise UnsupportedGraph(f"{node.name}: adaptive pooling to {out_shape[2:]}")
+            return self._pool_op(source, (n, c, 1, d * h * w), (1, d * h * w), (1, d * h * w),
+                                 1, out_shape)
+        triple = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)  # noqa: E731
+        kernel = triple(m.kernel_size)
+        stride = triple(m.stride if m.stride is not None else m.kernel_size)
+        if triple(m.padding) != (0, 0, 0) or triple(m.dilation) != (1, 1, 1) or m.ceil_mode \
+                or m.return_indices:
+            raise UnsupportedGraph(f"{node.name}: padded, dilated or ceil-mode 3-D pooling")
+        current, (ho, wo) = source, (out_shape[3], out_shape[4])
+        if kernel[1:] != (1, 1) or stride[1:] != (1, 1):
+            current = self._pool_op(current, (n, c * d, h, w), kernel[1:], stride[1:], 0,
+                                    (n, c, d, ho, wo))
+        if kernel[0] != 1 or stride[0] != 1:
+            current = self._pool_op(current, (n * c, 1, d, ho * wo), (kernel[0], 1),
+                                    (stride[0], 1), 0, out_shape)
+        if current == source:
+            raise UnsupportedGraph(f"{node.name}: a 1x1x1 pooling")
+        return current
+
+    def _pool_op(self, source: int, view: tuple[int, int, int, int], kernel: tuple[int, int],
+                 stride: tuple[int, int], kind: int, out_shape) -> int:
+        """One unpadded pool2d operation (``kind`` 0: max, 1: average) over ``source`` seen as
+        ``view`` (N, C, H, W)."""
+        args = kernels.SwPool2dArgs()
+        args.N, args.C, args.H, args.W = view
+        args.Ho = (view[2] - kernel[0]) // stride[0] + 1
+        args.Wo = (view[3] - kernel[1]) // stride[1] + 1
+        (args.kh, args.kw), (args.sh, args.sw), args.ph, args.pw = kernel, stride, 0, 0
+        args.kind, args.count_include_pad = kind, 0
+        args.threads, args.isa = self.threads, self.isa
+        return self._emit("pool2d", args, [("x", source)], out_shape, "relu")
     def _decomposed(self, node: fx.Node, m: SparseDecomposedConv2d, out_shape) -> int:
         """A DWM layer's operations (extract + conv2d, or chained conv2d pieces)."""
         source = self._arg(node)
@@ -456,10 +524,12 @@ class Program:
                         setattr(op.args, name, base + 4 * root.offset)
                     else:
                         self.patches.append((op.args, name, self.values[vid].root))
-                if op.kind in (kernels.OP_KINDS["conv2d"], kernels.OP_KINDS["gemm"]):
+                if op.kind in (kernels.OP_KINDS["conv2d"], kernels.OP_KINDS["gemm"],
+                               kernels.OP_KINDS["conv3d"]):
                     floats = ctypes.c_int64()
-                    call = lib.sw_conv2d_workspace if op.kind == kernels.OP_KINDS["conv2d"] \
-                        else lib.sw_gemm_workspace
+                    call = {kernels.OP_KINDS["conv2d"]: lib.sw_conv2d_workspace,
+                            kernels.OP_KINDS["conv3d"]: lib.sw_conv3d_workspace}.get(
+                        op.kind, lib.sw_gemm_workspace)
                     kernels.check_status(call(ctypes.byref(op.args), ctypes.byref(floats)),
                                          "planning")
                     workspace = max(workspace, floats.value)

@@ -13,9 +13,11 @@ from torch.nn.utils import prune as torch_prune
 
 from ..winograd.error import WinogradAccuracyWarning
 from .kinds import convertible_types, kind_of, winograd_layer_types
+from .lowrank import LowRankArg, is_low_rank, low_rank_type, resolve_rank
 from .masks import carry_mask, pruning_hook, spatial_mask, winograd_mask
 
-__all__ = ["convert", "revert", "ConversionReport", "LayerDecision", "eligibility"]
+__all__ = ["convert", "revert", "ConversionReport", "LayerDecision", "eligibility",
+           "carry_layer_masks"]
 
 logger = logging.getLogger("sparsewino")
 
@@ -89,7 +91,7 @@ def eligibility(conv: nn.Module) -> str | None:
 
 def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
             include: NameFilter = None, exclude: NameFilter = None, points: Any = None,
-            winograd_relu: bool = False, decompose: Any = "auto"
+            winograd_relu: bool = False, low_rank: LowRankArg | None = None, decompose: Any = "auto"
             ) -> tuple[nn.Module, ConversionReport]:
     """Replace every eligible ``nn.Conv1d``/``2d``/``3d`` of ``model`` by a Winograd layer.
 
@@ -112,6 +114,14 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
         include: only convert layers whose qualified name matches (glob patterns, or a
             callable ``(name, module) -> bool``); ``None`` means all.
         exclude: never convert layers that match.
+        low_rank: make low-rank Winograd layers (:class:`~sparsewino.nn.LowRankWinogradConv3d`
+            / ``2d``, W = U·V) of this rank (an int, or a fraction of the positions), from
+            the convolutions and from vanilla Winograd layers (truncated SVD of their Winograd
+            weight; masks baked in). An int above a layer's ``min(K·C/groups, P)`` is capped
+            there (the report says so). Low-rank layers are Winograd-domain layers: ``domain``
+            is not used. ``None`` (default): no factorisation; low-rank layers met with
+            ``domain="spatial"`` become spatial Winograd layers by least squares (the report
+            gives the residual).
 
     Returns:
         ``(model, report)``; the report lists each convolution, converted or not, and why.
@@ -127,6 +137,8 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
     """
     report = ConversionReport()
     replaced: list[str] = []
+    if low_rank is not None:
+        resolve_rank(low_rank, 2**31, 2**31, who="convert(low_rank=...)")    # 0, 1.5, NaN fail here
     for name, module in list(model.named_modules()):
         is_winograd = isinstance(module, winograd_layer_types())
         if not is_winograd and not isinstance(module, convertible_types()):
@@ -140,12 +152,54 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
             reason = "not matched by include"
         if reason is None and exclude is not None and _matches(name, module, exclude):
             reason = "matched by exclude"
-        if reason is None and is_winograd and module.domain == domain:
+        if reason is None and low_rank is not None:
+            if is_low_rank(module):
+                reason = f"already a low-rank Winograd layer (rank {module.rank})"
+            elif low_rank_type(module) is None:
+                reason = f"no low-rank Winograd layer for {kind}"
+            elif (module.decomposition is not None) if is_winograd else \
+                    (any(st != 1 for st in module.stride) or max(module.kernel_size) > 3):
+                reason = ("low-rank layers are not decomposed (DWM): stride "
+                          f"{tuple(module.stride)}, kernel {tuple(module.kernel_size)}")
+        elif reason is None and is_winograd and module.domain == domain:
             reason = f"already a Winograd layer ({domain} domain)"
         if reason is not None:
             report.append(LayerDecision(name, kind, False, reason))
             continue
         _refresh(module)
+        if low_rank is not None:
+            layer_type = low_rank_type(module)
+            tiles = module.tile if is_winograd else layer_type.resolve_tile(module.kernel_size,
+                                                                            tile, points)[0]
+            if not is_winograd and all(m == 1 or r == 1 for m, r in zip(tiles, module.kernel_size)):
+                report.append(LayerDecision(name, kind, False,
+                                            "no Winograd tile is accurate in float32"))
+                continue
+            layer = layer_type.from_conv(module, rank=low_rank, tile=tiles,
+                                         points=None if is_winograd else points,
+                                         winograd_relu=None if is_winograd else winograd_relu,
+                                         clamp_rank=True)
+            masked = pruning_hook(module, "weight") is not None
+            note = f"; rank {layer.rank} of {layer.positions} positions"
+            if isinstance(low_rank, int) and layer.rank < low_rank:
+                note += f" (capped at min(K·C/groups, P) = {layer.rank})"
+            counts = layer.parameter_counts()
+            note += (f", {counts['low_rank']:,} weights (vanilla Winograd {counts['winograd']:,}"
+                     + (", no saving at this rank" if counts["low_rank"] >= counts["winograd"]
+                        else "") + f"); SVD error {layer.init_error:.3g}")
+            if masked:
+                note += "; pruning mask baked in (not carried to the factors)"
+            _set_submodule(model, name, layer)
+            report.append(LayerDecision(name, kind, True,
+                                        f"low-rank Winograd, {describe(layer.algorithms)}{note}"))
+            continue
+        if is_low_rank(module):                         # back to a full layer (spatial domain)
+            layer = module.to_spatial()
+            _set_submodule(model, name, layer)
+            report.append(LayerDecision(name, kind, True, (
+                f"low-rank -> spatial domain, {describe(layer.algorithms)}; least-squares "
+                f"relative residual {module.last_spatial_residual:.3g}")))
+            continue
         if is_winograd:
             # Switch domains; the layer keeps its own tile and points, and its masks.
             layer = module.to_winograd() if domain == "winograd" else module.to_spatial()
@@ -181,12 +235,14 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
 def revert(model: nn.Module) -> nn.Module:
     """Replace every Winograd layer of ``model`` by the equivalent nn.Conv2d/nn.Conv3d, in place.
 
-    Winograd-domain weights become spatial by least squares (a warning says when inexact);
-    masks are carried like ``convert(model, domain="spatial")`` carries them.
+    Winograd-domain weights (low-rank U·V included) become spatial by least squares (a warning
+    says when inexact); masks are carried like ``convert(model, domain="spatial")`` carries them.
     """
     for name, module in list(model.named_modules()):
         if isinstance(module, winograd_layer_types()):
             _refresh(module)
+            if is_low_rank(module):
+                module = module.to_spatial()
             conv = module.to_conv()
             _carry_masks(module, conv, module.domain, "spatial", module)
             _set_submodule(model, name, conv)
@@ -231,6 +287,10 @@ def _carry_masks(old: nn.Module, new: nn.Module, old_domain: str, new_domain: st
     carry_mask(old, new, g_mask, domain="spatial")
     return (f"; Winograd mask carried to the spatial weights of {int(exact.sum())} of "
             f"{exact.numel()} kernels (exact there)")
+
+
+#: Public name of the mask carrying of convert/revert, for the layer modules' own conversions.
+carry_layer_masks = _carry_masks
 
 
 def describe(algorithms, decomposition=None) -> str:

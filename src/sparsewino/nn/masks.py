@@ -131,14 +131,15 @@ def pruning_hook(module: nn.Module, name: str = "weight") -> torch_prune.BasePru
 
 
 def carry_mask(old: nn.Module, new: nn.Module, mask: torch.Tensor, name: str = "weight",
-               domain: str | None = None) -> None:
-    """Mask ``new.<name>`` with ``mask``, keeping the kind of pruning hook ``old.<name>`` had.
+               domain: str | None = None, old_name: str | None = None) -> None:
+    """Mask ``new.<name>`` with ``mask``, keeping the kind of pruning hook ``old.<name>`` had
+    (``old.<old_name>`` when given: e.g. a low-rank layer's ``v``).
 
     A sparsewino ``Mask`` keeps its recorded info (method, amount...), with ``domain`` and
     ``sparsity`` updated to the new mask when ``domain`` is given; a gradient scale is not carried (it is specific to a
     domain). ``new.<name>`` is left detached, so the layer can be deep-copied right away.
     """
-    hook = pruning_hook(old, name)
+    hook = pruning_hook(old, old_name or name)
     torch_prune.custom_from_mask(new, name, mask.detach().clone())
     if hook is not None and not isinstance(hook, torch_prune.CustomFromMask):
         key = next(k for k, h in new._forward_pre_hooks.items()

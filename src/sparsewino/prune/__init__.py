@@ -12,7 +12,9 @@ listed in the registry :data:`METHODS`):
 * :class:`NativeWinogradPruning` — Li et al.'s L1 + hard threshold, a training callback;
 * :func:`winograd_relu` / :func:`winograd_relu_prune` — Liu et al.'s Winograd-ReLU;
 * :func:`structured` — Anwar et al.'s feature-map / kernel / strided pruning, with L1/L2 or
-  particle filtering.
+  particle filtering;
+* :func:`column` — Qin et al.'s column-wise (low-rank oriented) pruning of whole Winograd
+  positions of low-rank (and Winograd-domain) layers.
 
 See docs/pruning.md.
 """
@@ -37,12 +39,14 @@ from .methods import (
                    GRANULARITIES,
                    METHODS,
                    RECOMMENDED_LR,
+                   ColumnImportance,
                    MethodSpec,
                    NativeWinogradPruning,
                    ParticleFilter,
                    PruneContext,
                    WinogradReluReport,
                    batch_accuracy,
+                   column,
                    magnitude,
                    method_options,
                    register_method,
@@ -70,6 +74,7 @@ __all__ = [
     "magnitude", "spatial_winograd", "winograd_domain", "ifm_grad_scale", "DEFAULT_GRAD_POWER",
     "RECOMMENDED_LR", "NativeWinogradPruning", "winograd_relu", "winograd_relu_prune",
     "WinogradReluReport", "structured", "GRANULARITIES", "ParticleFilter", "batch_accuracy",
+    "column", "ColumnImportance",
     "METHODS", "MethodSpec", "register_method", "resolve_method", "method_options", "PruneContext",
     # model level, schedules, callbacks
     "prune_model", "prunable_layers", "unwrap_model", "Schedule", "StepSchedule",

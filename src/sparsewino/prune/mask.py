@@ -106,8 +106,10 @@ def _check_tensor(module: nn.Module, name: str) -> torch.Tensor:
     if tensor is None:
         tensor = getattr(module, name, None)
         if not isinstance(tensor, nn.Parameter):
+            hint = getattr(module, "pruning_hint", None)        # a layer saying how to prune it
             raise ValueError(f"{type(module).__name__} has no parameter {name!r} to prune "
-                             f"(parameters: {[n for n, _ in module.named_parameters(recurse=False)]})")
+                             f"(parameters: {[n for n, _ in module.named_parameters(recurse=False)]})"
+                             + (f": {hint}" if hint else ""))
     return tensor
 
 

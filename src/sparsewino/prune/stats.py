@@ -3,9 +3,10 @@
 For every convolution of a model (and every ``nn.Linear``, with its sparsity only; the totals of
 the convolutions leave them out, ``linear_sparsity`` sums them up): the spatial sparsity (zeros of
 the effective spatial weight; undefined for Winograd-domain layers), the Winograd-domain sparsity (exact zeros of the
-effective Q = G g Gᵀ, computed in float64), the per-position sparsity map (n×n, or n×n×n;
-one map per piece, ``(S, n, n)``, for DWM layers, with the sparsity of each piece), and, given
-an input shape, the multiplications of a dense and of a sparse execution.
+effective Q = G g Gᵀ, computed in float64; of U·V for low-rank layers, whose pruned columns are
+whole zero positions), the per-position sparsity map (n×n, or n×n×n; one map per piece,
+``(S, n, n)``, for DWM layers, with the sparsity of each piece), and, given an input shape, the
+multiplications of a dense and of a sparse execution.
 
 Plain convolutions that ``convert`` could turn into Winograd layers are measured as if run
 with F(``tile``, r) and default points (``tile=4`` by default, DWM pieces for strided and large
@@ -23,6 +24,7 @@ from torch import nn
 
 from ..nn.convert import describe
 from ..nn.functional import winograd_weight
+from ..nn.lowrank import is_low_rank
 from ..winograd.algorithm import conv_multiplications
 from .criteria import effective
 from .layers import conv_layer_types, is_winograd_layer, winograd_view
@@ -46,6 +48,7 @@ class LayerSparsity:
     position_sparsity: torch.Tensor | None = field(repr=False)
     multiplications: dict[str, float] | None = None
     method: str | None = None
+    rank: int | None = None                   # low-rank Winograd layers (W = u·v)
     piece_sparsity: list[float] | None = None    # DWM layers: Winograd sparsity of each piece's Q
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,7 +159,8 @@ def _measure(name: str, module: nn.Module, tile: int | Sequence[int] | None, poi
                                                     is_winograd_layer(module)) else None
     algorithms = None if view is None else view.algorithms
     split = None if view is None else view.decomposition
-    weight = effective(module, "weight")
+    low_rank = is_low_rank(module)          # its Winograd weight is the product u·v
+    weight = module.winograd_weight().detach() if low_rank else effective(module, "weight")
     spatial_sparsity = None if winograd_domain else float((weight == 0).double().mean())
     domain = module.domain if is_winograd_layer(module) else "conv"
     label = q = None
@@ -185,7 +189,8 @@ def _measure(name: str, module: nn.Module, tile: int | Sequence[int] | None, poi
         winograd_weights=None if q is None else q.numel(),
         winograd_sparsity=None if q is None else float((q == 0).double().mean()),
         position_sparsity=None if q is None else (q == 0).double().mean(dim=(0, 1)),
-        multiplications=mults, method=pruning_info(module).get("method"),
+        multiplications=mults, method=pruning_info(module, "v" if low_rank else "weight").get("method"),
+        rank=module.rank if low_rank else None,
         piece_sparsity=None if q is None or split is None else
         (q == 0).double().flatten(3).mean(dim=(0, 1, 3)).tolist())
 
@@ -267,8 +272,9 @@ def plot_position_sparsity(report: SparsityReport | nn.Module, path: str,
                            layers: Sequence[str] | None = None, title: str | None = None) -> str:
     """Save a heatmap of per-position Winograd sparsity, one panel per layer, to ``path`` (PNG).
 
-    3-D layers show their n×n×n map as n slices side by side, DWM layers the maps of their
-    pieces side by side. Uses matplotlib's Agg backend.
+    3-D layers show their n×n×n map as n depth slices side by side (a pruned column of a
+    low-rank layer is one fully pruned cell), DWM layers the maps of their pieces side by side.
+    Uses matplotlib's Agg backend.
 
     Args:
         report: a :class:`SparsityReport`, or a model (measured with :func:`stats`).
@@ -301,13 +307,15 @@ def plot_position_sparsity(report: SparsityReport | nn.Module, path: str,
     image = None
     for ax, layer in zip(axes.flat, chosen):
         grid = layer.position_sparsity
-        while grid.dim() > 2:
-            grid = torch.cat(list(grid), dim=-1)
+        volume = grid.dim() == 3
+        if volume:                  # the n depth slices side by side, a blank column between
+            gap = torch.full((grid.shape[1], 1), float("nan"), dtype=grid.dtype)
+            grid = torch.cat([part for piece in grid for part in (piece, gap)][:-1], dim=1)
         image = ax.imshow(grid.numpy(), vmin=0.0, vmax=1.0, cmap="viridis")
         ax.set_title(f"{layer.name}: {100 * layer.winograd_sparsity:.0f}%", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-        if grid.numel() <= 64:
+        if grid.numel() <= 64 and not volume:
             for (i, j), value in zip(torch.cartesian_prod(torch.arange(grid.shape[0]),
                                                           torch.arange(grid.shape[1])).tolist(),
                                      grid.flatten().tolist()):

@@ -52,6 +52,7 @@ class RecipeData:
     image_size: int
     ctx: DistContext
     eval_crop: int | None = None
+    frames: int | None = None             # clip datasets: frames per sample (input is 5-D)
 
     def train_loader(self, batch_size: int | None, seed: int) -> BatchLoader:
         """Shuffling, augmenting loader over this rank's shard (drops the last partial batch)."""
@@ -84,7 +85,9 @@ class RecipeData:
         return [(x.to(self.ctx.device), y.to(self.ctx.device)) for x, y in loader.epoch(0)]
 
     def input_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
-        """Shape of a model input batch."""
+        """Shape of a model input batch (``(batch, C, T, S, S)`` for clip datasets)."""
+        if self.frames is not None:
+            return (batch, self.in_channels, self.frames, self.image_size, self.image_size)
         return (batch, self.in_channels, self.image_size, self.image_size)
 
 
@@ -128,6 +131,13 @@ def prepare_data(config: DataConfig, ctx: DistContext, seed: int = 0, train: boo
         channels = config.options.get("channels", 1)
         classes = config.options.get("num_classes", 10)
         size = config.options.get("image_size", 28)
+    frames = config.options.get("frames") if spec.name == "fake" else None
+    if spec.frames is not None:                 # clip datasets: the shape the data has
+        channels, frames, height, width = test.images.shape[1:]
+        if height != width:
+            raise ValueError(f"{spec.name}: clips of {height}x{width} frames; the pipeline's "
+                             "models take square frames (crop or resize them)")
+        size, classes = height, len(test.classes)
     if spec.name == "imagenet":
         classes = len(test.classes)                  # the training classes (see load_dataset)
         size = eval_crop = min(spec.image_size, config.options.get("image_size", 256))
@@ -136,4 +146,4 @@ def prepare_data(config: DataConfig, ctx: DistContext, seed: int = 0, train: boo
     mean = spec.mean if len(spec.mean) == channels else spec.mean[:1] * channels
     std = spec.std if len(spec.std) == channels else spec.std[:1] * channels
     return RecipeData(config, spec, training, test, validation, Normalize(mean, std), augmentation,
-                      channels, classes, size, ctx, eval_crop)
+                      channels, classes, size, ctx, eval_crop, frames)

@@ -151,9 +151,9 @@ def smoke_variant(data: Mapping[str, Any], samples: int = 64, batch_size: int = 
     """A copy of a recipe mapping that runs in seconds on fake data of the same shape.
 
     The dataset becomes ``fake`` with the real one's channels, classes and image size (32 for
-    ImageNet), every training run lasts ``steps`` optimizer steps, particle filters and
-    benchmarks shrink, and models with a ``width`` option (ResNet-18, VGG-nagadomi) get
-    ``width`` :data:`SMOKE_WIDTH` unless the recipe sets one: the same layers and stages,
+    ImageNet; clips of the same frames for clip datasets), every training run lasts ``steps``
+    optimizer steps, particle filters and benchmarks shrink, and models with a ``width`` option
+    (ResNet-18, VGG-nagadomi) get ``width`` :data:`SMOKE_WIDTH` unless the recipe sets one: the same layers and stages,
     narrower (pruning a full ResNet-18 alone takes a minute). Used by
     ``sparsewino run RECIPE --smoke`` to check a long recipe end to end before spending hours
     on it, and by the tests.
@@ -166,6 +166,8 @@ def smoke_variant(data: Mapping[str, Any], samples: int = 64, batch_size: int = 
     result["data"] = {"dataset": "fake", "batch_size": batch_size, "eval_batch_size": 32,
                       "options": {"num_samples": samples, "num_classes": spec.num_classes,
                                   "channels": spec.in_channels, "image_size": image_size}}
+    if spec.frames is not None:                       # clip datasets: fake clips
+        result["data"]["options"]["frames"] = spec.frames
     if original.get("validation"):
         result["data"]["validation"] = 16
     train_images = samples - result["data"].get("validation", 0)

@@ -272,12 +272,15 @@ def _convert(run: _Run, stage: ConvertStage, first_unit: int) -> None:
     if stage.winograd_relu:
         report = apply_transform(run.model, run.architecture, "winograd_relu", tile=tile, **selection)
     else:
+        if stage.low_rank is not None:
+            selection["low_rank"] = stage.low_rank
         report = apply_transform(run.model, run.architecture, "convert", tile=tile, domain=stage.domain,
                                  **selection)
     converted = len(report.converted)
     run.model.to(run.ctx.device)
-    run.log(f"  convert: {converted} convolution(s) -> "
-            f"{'Winograd-ReLU' if stage.winograd_relu else stage.domain} layers, tile {tile}")
+    into = ("Winograd-ReLU" if stage.winograd_relu else f"low-rank (rank {stage.low_rank})"
+            if stage.low_rank is not None else stage.domain)
+    run.log(f"  convert: {converted} convolution(s) -> {into} layers, tile {tile}")
     run.add_row(stage, f"{converted} layers", run.measure(), time.perf_counter() - start)
     run.save_unit(stage_index(run, stage), 0, True)
 

@@ -204,7 +204,9 @@ class PruneStage:
 
 @dataclass
 class ConvertStage:
-    """``convert``: Winograd layers (``domain``), or Winograd-ReLU layers (``winograd_relu``)."""
+    """``convert``: Winograd layers (``domain``), Winograd-ReLU layers (``winograd_relu``), or
+    low-rank Winograd layers (``low_rank``: W = U·V of this rank, an int or a fraction of the
+    positions; Winograd domain)."""
 
     name: str
     domain: Literal["spatial", "winograd"] = "winograd"
@@ -212,6 +214,7 @@ class ConvertStage:
     include: list[str] | None = None
     exclude: list[str] | None = None
     winograd_relu: bool = False
+    low_rank: int | float | None = None
     decompose: Literal["auto", "dwm", "none"] = "auto"
     kind: str = "convert"
 
@@ -220,6 +223,12 @@ class ConvertStage:
         if self.winograd_relu and self.domain != "winograd":
             raise ValueError("winograd_relu layers keep their weights in the Winograd domain: "
                              "use domain: winograd")
+        if self.low_rank is not None:
+            from ..nn.lowrank import resolve_rank
+            resolve_rank(self.low_rank, 2**31, 2**31, who="low_rank")
+            if self.domain != "winograd" or self.winograd_relu:
+                raise ValueError("low_rank layers are Winograd-domain layers without "
+                                 "Winograd-ReLU: use domain: winograd and no winograd_relu")
 
 
 @dataclass

@@ -22,17 +22,17 @@ from typing import Iterator
 from .backends import Backend, get_backend, registered_backends
 
 __all__ = ["backend", "backend_info", "available_backends", "use_backend", "library",
-           "library_path", "load_error", "isa_code", "SwMatrices", "SwConv2dArgs",
+           "library_path", "load_error", "isa_code", "SwMatrices", "SwConv2dArgs", "SwConv3dArgs",
            "SwGemmArgs", "SwPool2dArgs", "SwEltwiseArgs", "SwExtractArgs", "SwOp", "STATUS_MESSAGES",
            "ABI_VERSION", "DENSE_ROWS", "SLICE_ROWS", "CHUNK_ROWS", "MAX_COLUMNS", "OP_KINDS",
            "ENV_VAR", "check_status"]
 
-ABI_VERSION = 5
+ABI_VERSION = 6
 DENSE_ROWS = 6                       # SW_DENSE_ROWS in sw_kernels.h
 SLICE_ROWS = 4                       # SW_SLICE_ROWS
 CHUNK_ROWS = 24                      # SW_CHUNK_ROWS
 MAX_COLUMNS = 65536                  # SW_MAX_COLUMNS: 16-bit sparse column indices
-OP_KINDS = {"conv2d": 1, "gemm": 2, "pool2d": 3, "eltwise": 4, "extract": 5}
+OP_KINDS = {"conv2d": 1, "gemm": 2, "pool2d": 3, "eltwise": 4, "conv3d": 5, "extract": 6}
 ENV_VAR = "SPARSEWINO_ENGINE_BACKEND"
 _LIBRARY_NAME = "_sw_kernels"
 STATUS_MESSAGES = {
@@ -64,6 +64,21 @@ class SwConv2dArgs(ctypes.Structure):
         ("n", _i32), ("m", _i32), ("pad_top", _i32), ("pad_left", _i32),
         ("bt", _ptr), ("at", _ptr), ("w", SwMatrices), ("bias", _ptr),
         ("relu_input", _i32), ("relu_output", _i32), ("pool", _i32),
+        ("residual", _ptr), ("x", _ptr), ("y", _ptr),
+        ("workspace", _ptr), ("workspace_floats", _i64),
+        ("threads", _i32), ("isa", _i32), ("tile_block", _i32), ("mode", _i32), ("lanes", _i32),
+    ]
+
+
+class SwConv3dArgs(ctypes.Structure):
+    """Mirror of ``struct sw_conv3d_args``."""
+
+    _fields_ = [
+        ("N", _i32), ("C", _i32), ("D", _i32), ("H", _i32), ("W", _i32),
+        ("K", _i32), ("Do", _i32), ("Ho", _i32), ("Wo", _i32),
+        ("n", _i32), ("m", _i32), ("pad_front", _i32), ("pad_top", _i32), ("pad_left", _i32),
+        ("bt", _ptr), ("at", _ptr), ("w", SwMatrices), ("bias", _ptr),
+        ("relu_input", _i32), ("relu_output", _i32),
         ("residual", _ptr), ("x", _ptr), ("y", _ptr),
         ("workspace", _ptr), ("workspace_floats", _i64),
         ("threads", _i32), ("isa", _i32), ("tile_block", _i32), ("mode", _i32), ("lanes", _i32),
@@ -142,7 +157,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     for name in ("sw_isa_supported", "sw_isa_compiled", "sw_isa_lanes"):
         getattr(lib, name).restype = _i32
         getattr(lib, name).argtypes = [_i32]
-    for name, struct in (("sw_conv2d", SwConv2dArgs), ("sw_gemm", SwGemmArgs)):
+    for name, struct in (("sw_conv2d", SwConv2dArgs), ("sw_gemm", SwGemmArgs),
+                         ("sw_conv3d", SwConv3dArgs)):
         getattr(lib, f"{name}_forward").restype = _i32
         getattr(lib, f"{name}_forward").argtypes = [ctypes.POINTER(struct)]
         getattr(lib, f"{name}_workspace").restype = _i32
@@ -155,8 +171,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         getattr(lib, name).argtypes = [ctypes.POINTER(struct)]
     lib.sw_run_program.restype = _i32
     lib.sw_run_program.argtypes = [ctypes.POINTER(SwOp), _i32, ctypes.POINTER(_i32)]
-    lib.sw_conv2d_plan.restype = _i32
-    lib.sw_conv2d_plan.argtypes = [ctypes.POINTER(SwConv2dArgs)] + [ctypes.POINTER(_i32)] * 4
+    for name, struct in (("sw_conv2d_plan", SwConv2dArgs), ("sw_conv3d_plan", SwConv3dArgs)):
+        getattr(lib, name).restype = _i32
+        getattr(lib, name).argtypes = [ctypes.POINTER(struct)] + [ctypes.POINTER(_i32)] * 4
 
 
 def _load() -> None:

@@ -242,6 +242,71 @@ static int32_t sw_make_gemm_plan(const sw_gemm_args* a, sw_gemm_plan* p) {
     return SW_OK;
 }
 
+// Bytes of transformed input (V, all n^3 positions) one conv3d block may hold. 3-D layers
+// have 3.4x (F(4,3)^3) more positions per tile than 2-D ones: a block of up to 64 tiles keeps
+// each pass over the weights (P x K x C) serving as many tiles as possible (measured in
+// benchmarks/engine3d.py), while V and M stay in the last-level cache.
+constexpr int64_t kV3Budget = 4 * 1024 * 1024;
+
+static int32_t sw_make_plan3d(const sw_conv3d_args* a, sw_plan3d* p) {
+    if (!a || !p) return SW_ERR_ARGS;
+    if (a->N < 1 || a->C < 1 || a->D < 1 || a->H < 1 || a->W < 1 || a->K < 1 || a->Do < 1 ||
+        a->Ho < 1 || a->Wo < 1)
+        return SW_ERR_ARGS;
+    if (a->n < 2 || a->n > SW_MAX_N || a->m < 1 || a->m >= a->n) return SW_ERR_TILE;
+    if (a->pad_front < 0 || a->pad_top < 0 || a->pad_left < 0 || a->threads < 1 ||
+        a->tile_block < 0)
+        return SW_ERR_ARGS;
+    if (a->lanes != 0 && a->lanes != 8 && a->lanes != 16) return SW_ERR_ARGS;
+    if (!a->bt || !a->at || !matrices_ok(a->w, a->n * a->n * a->n, a->K, a->C)) return SW_ERR_ARGS;
+    // Any Do/Ho/Wo is safe: reads are masked to the volume, writes stay in Do x Ho x Wo.
+    p->P = a->n * a->n * a->n;
+    p->td = static_cast<int32_t>(ceil_div(a->Do, a->m));
+    p->th = static_cast<int32_t>(ceil_div(a->Ho, a->m));
+    p->tw = static_cast<int32_t>(ceil_div(a->Wo, a->m));
+    p->T = static_cast<int64_t>(a->N) * p->td * p->th * p->tw;
+    p->threads = a->threads;
+    const int64_t cache_tb = clamp64(pow2_floor(kV3Budget / (4 * int64_t{p->P} * a->C)), 8,
+                                     kMaxTileBlock);
+    const int64_t groups = ceil_div(p->T, 8);
+    int32_t mode = a->mode;
+    if (mode == SW_MODE_AUTO) {              // the rule of conv2d (sw_make_plan)
+        const bool share = groups < a->threads ||
+                           (groups < 2 * a->threads && weight_bytes(a->w) > kLargeWeights);
+        mode = a->threads > 1 && share ? SW_MODE_COOPERATIVE : SW_MODE_BLOCKS;
+    }
+    if (mode != SW_MODE_BLOCKS && mode != SW_MODE_COOPERATIVE) return SW_ERR_ARGS;
+    int64_t tb;
+    if (a->tile_block > 0)
+        tb = a->tile_block;
+    else if (mode == SW_MODE_BLOCKS)
+        tb = balanced_block(p->T, a->threads, cache_tb);
+    else
+        tb = p->T < cache_tb ? p->T : cache_tb;
+    tb = clamp64(pow2_ceil(tb < 8 ? 8 : tb), 8, kMaxTileBlock);
+    p->Tb = static_cast<int32_t>(tb);
+    p->shift = log2_exact(tb);
+    p->blocks = ceil_div(p->T, tb);
+    p->mode = mode;
+    p->slots = mode == SW_MODE_BLOCKS ? a->threads : 1;
+    p->chunks = static_cast<int32_t>(ceil_div(a->K, SW_CHUNK_ROWS));
+    p->lanes = plan_lanes(a->lanes, runnable(a->isa, nullptr), tb);
+    p->v_pstride = odd_lines(static_cast<int64_t>(a->C) * tb);
+    p->m_pstride = odd_lines(static_cast<int64_t>(p->chunks) * SW_CHUNK_ROWS * tb);
+    int64_t off = 0;
+    p->off_v = off;
+    off += p->P * p->v_pstride;
+    p->off_m = off;
+    off += p->P * p->m_pstride;
+    p->off_tiles = off;
+    off += align16(tb * 4 + tb * 7);                         // 2 int64 and 7 int32 per tile
+    p->slot_floats = off;
+    p->off_threads = p->slots * p->slot_floats;
+    p->thread_floats = sw_scratch_floats(a->w);
+    p->total_floats = p->off_threads + a->threads * p->thread_floats;
+    return SW_OK;
+}
+
 extern "C" {
 
 SW_EXPORT int32_t sw_abi_version(void) { return SW_ABI_VERSION; }
@@ -311,6 +376,40 @@ SW_EXPORT int32_t sw_gemm_forward(const sw_gemm_args* args) {
     return table->gemm(args, &plan);
 }
 
+SW_EXPORT int32_t sw_conv3d_workspace(const sw_conv3d_args* args, int64_t* floats) {
+    sw_plan3d plan;
+    const int32_t status = sw_make_plan3d(args, &plan);
+    if (status != SW_OK) return status;
+    if (floats) *floats = plan.total_floats;
+    return SW_OK;
+}
+
+SW_EXPORT int32_t sw_conv3d_plan(const sw_conv3d_args* args, int32_t* tile_block, int32_t* blocks,
+                                 int32_t* mode, int32_t* isa) {
+    sw_plan3d plan;
+    const int32_t status = sw_make_plan3d(args, &plan);
+    if (status != SW_OK) return status;
+    int32_t chosen = 0;
+    if (!runnable(args->isa, &chosen)) return SW_ERR_ISA;
+    if (tile_block) *tile_block = plan.Tb;
+    if (blocks) *blocks = static_cast<int32_t>(plan.blocks);
+    if (mode) *mode = plan.mode;
+    if (isa) *isa = chosen;
+    return SW_OK;
+}
+
+SW_EXPORT int32_t sw_conv3d_forward(const sw_conv3d_args* args) {
+    sw_plan3d plan;
+    const int32_t status = sw_make_plan3d(args, &plan);
+    if (status != SW_OK) return status;
+    if (!args->x || !args->y || !args->workspace) return SW_ERR_ARGS;
+    if (args->workspace_floats < plan.total_floats) return SW_ERR_WORKSPACE;
+    if (reinterpret_cast<uintptr_t>(args->workspace) % 64 != 0) return SW_ERR_ALIGN;
+    const sw_isa_table* table = runnable(args->isa, nullptr);
+    if (!table || !table->conv3d) return SW_ERR_ISA;
+    return table->conv3d(args, &plan);
+}
+
 SW_EXPORT int32_t sw_pool2d_forward(const sw_pool2d_args* a) {
     if (!a || !a->x || !a->y || a->N < 1 || a->C < 1 || a->H < 1 || a->W < 1 || a->Ho < 1 ||
         a->Wo < 1 || a->kh < 1 || a->kw < 1 || a->sh < 1 || a->sw < 1 || a->ph < 0 ||
@@ -352,6 +451,9 @@ SW_EXPORT int32_t sw_run_program(const sw_op* ops, int32_t count, int32_t* faile
                 break;
             case SW_OP_ELTWISE:
                 status = sw_eltwise_forward(static_cast<const sw_eltwise_args*>(ops[i].args));
+                break;
+            case SW_OP_CONV3D:
+                status = sw_conv3d_forward(static_cast<const sw_conv3d_args*>(ops[i].args));
                 break;
             case SW_OP_EXTRACT:
                 status = sw_extract_forward(static_cast<const sw_extract_args*>(ops[i].args));

@@ -55,12 +55,13 @@ struct Wide {
 #define SW_HAS_WIDE 1
 #include "sw_product_impl.h"
 #include "sw_conv2d_impl.h"
+#include "sw_conv3d_impl.h"
 #include "sw_ops_impl.h"
 #undef SW_HAS_WIDE
 #undef SW_SPECIALISE_PATTERNS
 
 const sw_isa_table kTable = {&conv2d_forward, &gemm_forward, &pool2d_forward, &eltwise_forward,
-                             Wide::lanes};
+                             Wide::lanes, &conv3d_forward};
 const sw_isa_table* const table = &kTable;
 
 }  // namespace sw_avx512

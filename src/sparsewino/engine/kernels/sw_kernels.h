@@ -16,7 +16,7 @@
 
 #include <cstdint>
 
-#define SW_ABI_VERSION 5
+#define SW_ABI_VERSION 6
 #define SW_DENSE_ROWS 6          // rows (output channels) per dense weight panel
 #define SW_SLICE_ROWS 4          // rows per sparse (SELL) slice
 #define SW_CHUNK_ROWS 24         // output channels per work chunk (multiple of 4 and 6)
@@ -37,8 +37,10 @@ enum sw_status : int32_t {
     SW_ERR_ALIGN = -5,         // workspace not 64-byte aligned
     SW_ERR_OP = -6,            // unknown operation kind in a program
 };
-enum sw_op_kind : int32_t { SW_OP_CONV2D = 1, SW_OP_GEMM = 2, SW_OP_POOL2D = 3, SW_OP_ELTWISE = 4,
-                             SW_OP_EXTRACT = 5 };
+enum sw_op_kind : int32_t {
+    SW_OP_CONV2D = 1, SW_OP_GEMM = 2, SW_OP_POOL2D = 3, SW_OP_ELTWISE = 4, SW_OP_CONV3D = 5,
+    SW_OP_EXTRACT = 6,
+};
 enum sw_pool_kind : int32_t { SW_POOL_MAX = 0, SW_POOL_AVG = 1 };
 enum sw_eltwise_kind : int32_t {
     SW_ELT_ADD = 0,            // y = a + b
@@ -171,6 +173,38 @@ SW_EXPORT int32_t sw_dense_rows(void);
 SW_EXPORT int32_t sw_slice_rows(void);
 SW_EXPORT int32_t sw_chunk_rows(void);
 SW_EXPORT int32_t sw_max_n(void);
+}
+
+// ---------------------------------------------------------------------------- conv3d
+// Stride-1 3-D Winograd convolution y = A^T [ U (.) (B^T d B) ] A along D, H and W (the same
+// F(m, r) in the three dimensions; + bias, fused BatchNorm, residual, ReLUs), fused per block
+// of tiles like conv2d: input transform -> per-position product -> output transform. Positions
+// whose packed matrix is all zero (pruned columns) are skipped. Pointers are borrowed.
+struct sw_conv3d_args {
+    int32_t N, C, D, H, W;     // input (N, C, D, H, W), contiguous float32
+    int32_t K, Do, Ho, Wo;     // output (N, K, Do, Ho, Wo), contiguous float32
+    int32_t n, m;              // Winograd input tile n and output tile m (the same along D, H, W)
+    int32_t pad_front, pad_top, pad_left;   // zero padding before the first depth / row / column
+    const float* bt;           // B^T, n x n, row-major
+    const float* at;           // A^T, m x n, row-major
+    sw_matrices w;             // P = n*n*n Winograd-domain weights, positions first ((d*n + h)*n + w)
+    const float* bias;         // K entries or null
+    int32_t relu_input;        // ReLU after the input transform (Winograd-ReLU layers)
+    int32_t relu_output;       // ReLU on the output, after the residual
+    const float* residual;     // null or (N, K, Do, Ho, Wo): added to the output before the ReLU
+    const float* x;
+    float* y;
+    float* workspace;          // 64-byte aligned, >= sw_conv3d_workspace() floats
+    int64_t workspace_floats;
+    int32_t threads, isa, tile_block, mode, lanes;   // as in sw_conv2d_args
+};
+
+extern "C" {
+SW_EXPORT int32_t sw_conv3d_workspace(const sw_conv3d_args* args, int64_t* floats);
+SW_EXPORT int32_t sw_conv3d_forward(const sw_conv3d_args* args);
+// Describe the plan sw_conv3d_forward would use: tiles per block, blocks, mode, isa.
+SW_EXPORT int32_t sw_conv3d_plan(const sw_conv3d_args* args, int32_t* tile_block, int32_t* blocks,
+                                 int32_t* mode, int32_t* isa);
 }
 
 // Sub-images of an (N, C, H, W) input stacked as channels, the input of a decomposed (DWM)

@@ -56,6 +56,21 @@ inline int64_t sw_scratch_floats(const sw_matrices& w) {
     return (most + 8 + 15) / 16 * 16;          // + 8: conversion writes whole groups of 8
 }
 
+// Workspace of one conv3d call: `slots` slots (block mode: one per thread; cooperative: one
+// shared), each holding a block's V, M and tile tables.
+struct sw_plan3d {
+    int32_t P;              // Winograd positions n*n*n
+    int32_t td, th, tw;     // tiles per image along D, H and W
+    int64_t T;              // tiles in the batch (N * td * th * tw)
+    int32_t Tb, shift;      // tiles per block (power of two, 8..64) and log2(Tb)
+    int64_t blocks;
+    int32_t mode, threads, slots, chunks, lanes;
+    int64_t v_pstride, m_pstride;       // floats between positions in V and M (odd lines)
+    int64_t off_v, off_m, off_tiles, slot_floats;
+    int64_t off_threads, thread_floats;  // after the slots: per-thread fp16 conversion scratch
+    int64_t total_floats;
+};
+
 // The operations one instruction-set build provides.
 struct sw_isa_table {
     int32_t (*conv2d)(const sw_conv2d_args*, const sw_plan*);
@@ -63,6 +78,7 @@ struct sw_isa_table {
     int32_t (*pool2d)(const sw_pool2d_args*);
     int32_t (*eltwise)(const sw_eltwise_args*);
     int32_t lanes;          // native lanes of the element-wise stage
+    int32_t (*conv3d)(const sw_conv3d_args*, const sw_plan3d*);
 };
 
 // Each build defines its table (a null table where the build is not compiled in).

@@ -3,6 +3,7 @@
 Importing a method's module registers it in :data:`METHODS` (one line per method below).
 """
 from .base import METHODS, MethodSpec, PruneContext, method_options, register_method
+from .column import COLUMN, ColumnImportance, column
 from .magnitude import MAGNITUDE, magnitude
 from .native import NATIVE, NativeWinogradPruning
 from .particle_filter import ParticleFilter, batch_accuracy
@@ -16,4 +17,4 @@ __all__ = ["METHODS", "MethodSpec", "PruneContext", "method_options", "register_
            "winograd_relu_prune", "WinogradReluReport", "structured", "GRANULARITIES",
            "ParticleFilter", "batch_accuracy", "DEFAULT_GRAD_POWER", "RECOMMENDED_LR",
            "NativeWinogradPruning", "MAGNITUDE", "NATIVE", "SPATIAL_WINOGRAD", "STRUCTURED",
-           "WINOGRAD_DOMAIN", "WINOGRAD_RELU"]
+           "WINOGRAD_DOMAIN", "WINOGRAD_RELU", "column", "COLUMN", "ColumnImportance"]
