@@ -96,9 +96,9 @@ def prune_model(model: nn.Module, method: str | MethodSpec, amount: float | int,
     if not layers:
         raise SelectionError(f"no layer of the model can be pruned by {spec.name!r}; skipped: {skipped}")
     importance = options.get("importance")
-    if importance == "particle_filter" or isinstance(importance, ParticleFilter):
-        if scope == "global":
-            raise ValueError("particle filtering searches one layer at a time; use scope='layer'")
+    if (importance == "particle_filter" or isinstance(importance, ParticleFilter)) and scope == "global":
+        raise ValueError("particle filtering searches one layer at a time; use scope='layer'")
+    if spec.takes_model:
         options.setdefault("model", unwrap_model(model))
     fixed, rest = resolve_amounts(layers, amount, overrides)
     modules = dict(layers)

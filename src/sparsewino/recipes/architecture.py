@@ -45,6 +45,7 @@ def apply_transform(model: nn.Module, architecture: dict[str, Any], op: str, **p
     if op == "convert":
         _, report = convert(model, **params)
     elif op == "winograd_relu":
+        params.setdefault("traced", True)             # recorded explicitly: see build_model
         _, report = winograd_relu(model, **params)
     else:
         raise ValueError(f"unknown transform {op!r}; known: {TRANSFORMS}")
@@ -86,6 +87,9 @@ def build_model(architecture: dict[str, Any]) -> nn.Module:
                          num_classes=architecture["num_classes"], **architecture.get("args", {}))
     for transform in architecture.get("transforms", []):
         params = {k: v for k, v in transform.items() if k != "op"}
+        if transform["op"] == "winograd_relu":
+            # records written before tracing existed rewrote only what nn.Sequential chains show
+            params.setdefault("traced", False)
         apply_transform(model, {"transforms": []}, transform["op"], **params)
     return model
 
