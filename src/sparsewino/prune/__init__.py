@@ -70,7 +70,8 @@ __all__ = [
     # methods
     "magnitude", "spatial_winograd", "winograd_domain", "ifm_grad_scale", "DEFAULT_GRAD_POWER",
     "RECOMMENDED_LR", "NativeWinogradPruning", "winograd_relu", "winograd_relu_prune",
-    "WinogradReluReport", "structured", "fold_pruned_feature_maps", "FoldResult", "GRANULARITIES", "ParticleFilter", "batch_accuracy",
+    "WinogradReluReport", "structured", "fold_pruned_feature_maps", "FoldResult", "GRANULARITIES",
+    "ParticleFilter", "batch_accuracy",
     "METHODS", "MethodSpec", "register_method", "resolve_method", "method_options", "PruneContext",
     # model level, schedules, callbacks
     "prune_model", "prunable_layers", "unwrap_model", "Schedule", "StepSchedule",
