@@ -269,6 +269,8 @@ def _convert(run: _Run, stage: ConvertStage, first_unit: int) -> None:
     start = time.perf_counter()
     tile = stage.tile or run.recipe.tile
     selection = dict(include=stage.include, exclude=stage.exclude)
+    if stage.points is not None:
+        selection["points"] = stage.resolved_points(tile)
     if stage.winograd_relu:
         report = apply_transform(run.model, run.architecture, "winograd_relu", tile=tile, **selection)
     else:

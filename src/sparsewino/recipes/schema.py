@@ -204,7 +204,13 @@ class PruneStage:
 
 @dataclass
 class ConvertStage:
-    """``convert``: Winograd layers (``domain``), or Winograd-ReLU layers (``winograd_relu``)."""
+    """``convert``: Winograd layers (``domain``), or Winograd-ReLU layers (``winograd_relu``).
+
+    ``points``: the interpolation points of the 3×3 layers' F(tile, 3): a set name
+    (``default``, ``lavin``: Lavin & Gray's, which the spatial-Winograd authors used and which
+    change the importance factor matrix M̂; ``naive``) or the n − 1 finite points
+    (``[0, 1, -1, 2, -2]``, ``"1/2"`` for fractions). Default: sparsewino's accurate points.
+    """
 
     name: str
     domain: Literal["spatial", "winograd"] = "winograd"
@@ -212,10 +218,24 @@ class ConvertStage:
     include: list[str] | None = None
     exclude: list[str] | None = None
     winograd_relu: bool = False
+    points: Union[str, list[Union[int, float, str]], None] = None
     kind: str = "convert"
 
     def __post_init__(self) -> None:
         check_range("tile", self.tile, 1)
+        from ..winograd import POINT_SETS
+        if isinstance(self.points, str) and self.points not in POINT_SETS:
+            raise ValueError(f"points: {self.points!r} is not a point set ({', '.join(POINT_SETS)}); "
+                             "or give the list of finite points")
+
+    def resolved_points(self, tile: int) -> list[str] | None:
+        """The finite points for F(tile, 3) as strings (plain data for checkpoints), or None."""
+        from ..winograd import named_points, parse_points
+        if self.points is None:
+            return None
+        points = (named_points(self.points, tile, 3) if isinstance(self.points, str)
+                  else parse_points(self.points, tile, 3))
+        return [str(p) for p in points]
         if self.winograd_relu and self.domain != "winograd":
             raise ValueError("winograd_relu layers keep their weights in the Winograd domain: "
                              "use domain: winograd")
@@ -397,6 +417,18 @@ def _check_order(stages: list[Stage]) -> None:
                                   f"{_STATE_NAMES[state]}; put {_FIX_FOR_STATE[needs[0]]} first")
 
 
+def _check_points(stages: list[Stage], tile: int) -> None:
+    """Interpolation points of convert stages must make an algorithm for their tile."""
+    from ..winograd import algorithm
+    for index, stage in enumerate(stages):
+        if isinstance(stage, ConvertStage) and stage.points is not None:
+            stage_tile = stage.tile or tile
+            try:
+                algorithm(stage_tile, 3, stage.resolved_points(stage_tile))
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"stages[{index}] (convert {stage.name!r}).points: {exc}") from None
+
+
 def parse_recipe(data: Mapping[str, Any], source: str = "recipe") -> Recipe:
     """Validate a recipe mapping (as read from YAML) and build a :class:`Recipe`.
 
@@ -415,6 +447,7 @@ def parse_recipe(data: Mapping[str, Any], source: str = "recipe") -> Recipe:
     head = from_dict(_RecipeHead, data, source)
     stages = [_parse_stage(raw, i) for i, raw in enumerate(head.stages)]
     _check_order(stages)
+    _check_points(stages, head.tile)
     return Recipe(**{**vars(head), "stages": stages})
 
 

@@ -305,6 +305,7 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
                 save()
     finally:
         bar.close()
+    call_callbacks(callbacks, "on_train_end", model)
     sync_buffers(model, ctx)                 # masks and BatchNorm statistics of rank 0 everywhere
     evaluation = evaluate(model, eval_loader, ctx) if eval_loader is not None else None
     seconds = time.perf_counter() - started
