@@ -429,6 +429,22 @@ def _check_points(stages: list[Stage], tile: int) -> None:
                 raise ConfigError(f"stages[{index}] (convert {stage.name!r}).points: {exc}") from None
 
 
+def _check_distill(stages: list[Stage], has_checkpoint: bool) -> None:
+    """Distillation learns from the dense model: it must exist before the stage that uses it."""
+    first = next((i for i, s in enumerate(stages) if s.kind in ("prune", "convert")), len(stages))
+    for index, stage in enumerate(stages):
+        config = stage.config if isinstance(stage, TrainStage) else getattr(stage, "finetune", None)
+        if config is None or config.distill is None:
+            continue
+        where = f"stages[{index}] ({stage.kind} {stage.name!r}).distill"
+        if index < first:
+            raise ConfigError(f"{where}: the teacher is the dense model before the first prune or "
+                              "convert stage; this stage comes before it")
+        if not has_checkpoint and not any(isinstance(s, TrainStage) for s in stages[:first]):
+            raise ConfigError(f"{where}: no dense model to learn from (no train stage before the "
+                              "first prune/convert stage and no model.checkpoint)")
+
+
 def parse_recipe(data: Mapping[str, Any], source: str = "recipe") -> Recipe:
     """Validate a recipe mapping (as read from YAML) and build a :class:`Recipe`.
 
@@ -448,6 +464,7 @@ def parse_recipe(data: Mapping[str, Any], source: str = "recipe") -> Recipe:
     stages = [_parse_stage(raw, i) for i, raw in enumerate(head.stages)]
     _check_order(stages)
     _check_points(stages, head.tile)
+    _check_distill(stages, bool(head.model.checkpoint))
     return Recipe(**{**vars(head), "stages": stages})
 
 
