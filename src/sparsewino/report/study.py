@@ -24,7 +24,11 @@ from ..train.checkpoint import write_text_atomic
 from .plots import pyplot
 from .tables import rows_to_csv
 
-__all__ = ["write_study_report", "collect_rows", "aggregate", "mean_std", "final_row", "curve_rows"]
+__all__ = ["write_study_report", "collect_rows", "aggregate", "mean_std", "final_row", "curve_rows",
+           "at_equal_accuracy", "LOSS_BUDGETS"]
+
+#: Accuracy losses (fractions) of the "at equal accuracy" table.
+LOSS_BUDGETS = (0.005, 0.01, 0.02)
 
 #: Row kinds that make a cell's curve (one point per pruning target or fine-tune).
 CURVE_KINDS = ("prune", "finetune")
@@ -34,8 +38,8 @@ def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None
     """Mean, sample standard deviation (0 for one value) and count of the numbers given.
 
     Examples:
-        >>> mean_std([0.5, 0.7, None])
-        (0.6, 0.1414213562373095, 2)
+        >>> [round(x, 4) for x in mean_std([0.5, 0.7, None])]
+        [0.6, 0.1414, 2]
     """
     numbers = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not numbers:
@@ -140,6 +144,35 @@ def aggregate(study: Any, steps: Sequence[dict[str, Any]]) -> tuple[list[dict[st
     return finals, curves
 
 
+def at_equal_accuracy(finals: Sequence[dict[str, Any]], curves: Sequence[dict[str, Any]],
+                      budgets: Sequence[float] = LOSS_BUDGETS) -> list[dict[str, Any]]:
+    """Per cell, the highest mean Winograd-domain sparsity among its curve points whose mean
+    accuracy is at most ``budget`` below the baseline's mean (``None`` when none is).
+
+    Examples:
+        >>> finals = [{"cell": "baseline", "accuracy": 0.90}]
+        >>> curves = [{"cell": "a", "method": "A", "step": "t", "accuracy": 0.896, "winograd_sparsity": 0.5},
+        ...           {"cell": "a", "method": "A", "step": "u", "accuracy": 0.88, "winograd_sparsity": 0.7}]
+        >>> [(r["budget"], r["winograd_sparsity"]) for r in at_equal_accuracy(finals, curves, (0.005, 0.02))]
+        [(0.005, 0.5), (0.02, 0.7)]
+    """
+    base = next((f["accuracy"] for f in finals if f["cell"] == "baseline"), None)
+    if base is None:
+        return []
+    out = []
+    for cell in dict.fromkeys(c["cell"] for c in curves):
+        points = [c for c in curves if c["cell"] == cell and c.get("accuracy") is not None
+                  and c.get("winograd_sparsity") is not None]
+        for budget in budgets:
+            ok = [c for c in points if c["accuracy"] >= base - budget - 1e-12]
+            best = max(ok, key=lambda c: c["winograd_sparsity"], default=None)
+            out.append({"cell": cell, "method": points[0]["method"] if points else cell, "budget": budget,
+                        "winograd_sparsity": best["winograd_sparsity"] if best else None,
+                        "accuracy": best["accuracy"] if best else None,
+                        "step": f"{best.get('stage', '')} {best['step']}".strip() if best else None})
+    return out
+
+
 def _pm(value: float | None, std: float | None, style: str) -> str:
     if value is None:
         return "-"
@@ -178,8 +211,22 @@ def _markdown(study: Any, finals: Sequence[dict[str, Any]], curves: Sequence[dic
                      f"{_pm(f['reduction_vs_direct'], f['reduction_vs_direct_std'], 'x')} | "
                      f"{_pm(f['reduction_dynamic'], f['reduction_dynamic_std'], 'x')} | {speed} | "
                      f"{_pm(f['seconds'], f['seconds_std'], 'min')} |")
-    lines += ["", "(busy): the machine was busy during a benchmark (timings spread by more than 20 %).",
-              "", "## Curves: every pruning step", "",
+    lines += ["", "(busy): the machine was busy during a benchmark (timings spread by more than 20 %).", ""]
+    equal = at_equal_accuracy(finals, curves)
+    if equal:
+        budgets = list(dict.fromkeys(e["budget"] for e in equal))
+        lines += ["## At equal accuracy", "",
+                  "Highest Winograd-domain sparsity (mean over seeds) among each cell's pruning steps "
+                  "whose mean accuracy is at most this far below the baseline's mean:", "",
+                  "| cell | " + " | ".join(f"≤ {100 * b:.1f} points lost" for b in budgets) + " |",
+                  "|---|" + "---:|" * len(budgets)]
+        for cell in dict.fromkeys(e["cell"] for e in equal):
+            cells = {e["budget"]: e for e in equal if e["cell"] == cell}
+            lines.append(f"| {cell} | " + " | ".join(
+                "-" if cells[b]["winograd_sparsity"] is None else
+                f"{100 * cells[b]['winograd_sparsity']:.1f} % ({cells[b]['step']})" for b in budgets) + " |")
+        lines.append("")
+    lines += ["## Curves: every pruning step", "",
               "| cell | stage | step | runs | accuracy % | Winograd sparsity % | spatial sparsity % "
               "| mult. reduction |", "|---|---|---|---:|---:|---:|---:|---:|"]
     for c in curves:
@@ -275,7 +322,9 @@ def write_study_report(study: Any, out_dir: str | Path, plots: bool = True) -> P
                                                       "rows": steps}, indent=1, default=str))
     write_text_atomic(out / "runs.csv", rows_to_csv(runs, leading=["cell", "method", "seed", *grid_keys,
                                                                    "status", "steps", "seconds"]))
-    write_text_atomic(out / "summary.json", json.dumps({"finals": finals, "curves": curves}, indent=1))
+    write_text_atomic(out / "summary.json", json.dumps({"finals": finals, "curves": curves,
+                                                        "equal_accuracy": at_equal_accuracy(finals, curves)},
+                                                       indent=1))
     if plots:
         _plot_curves(finals, curves, "winograd_sparsity", "Winograd-domain sparsity (%)",
                      out / "accuracy_vs_sparsity.png", True)
