@@ -166,6 +166,22 @@ def build_parser() -> argparse.ArgumentParser:
                           "recipe in seconds; run directory runs/<name>-smoke)")
     run.add_argument("--list", action="store_true", help="list the bundled recipes")
 
+    study = commands.add_parser("study", help="run a study: recipes x seeds x overrides, one combined report",
+                                description="Run every cell of a study file (YAML) at every seed as an "
+                                            "ordinary resumable run (finished runs are skipped, interrupted "
+                                            "ones continue), then write the combined report.")
+    study.add_argument("study", nargs="?", help="a study YAML file or a bundled study name (see --list)")
+    study.add_argument("--run-dir", help="study directory (default: runs/studies/<study name>)")
+    study.add_argument("--jobs", type=_count(1), default=1,
+                       help="runs at a time (1: in this process; more: subprocesses with CPUs/jobs threads each)")
+    study.add_argument("--cell", action="append", default=[], metavar="NAME",
+                       help="only this cell (a name or the prefix of a grid's cells; repeatable)")
+    study.add_argument("--seed", action="append", type=int, default=[], metavar="N",
+                       help="only this seed (repeatable)")
+    study.add_argument("--check", action="store_true", help="validate the study and list its runs; run nothing")
+    study.add_argument("--report", action="store_true", help="only rewrite the combined report")
+    study.add_argument("--list", action="store_true", help="list the bundled studies")
+
     train = commands.add_parser("train", help="train a registry model and save a checkpoint",
                                 description="Train a model from the registry; resumes from OUTPUT.train.pt "
                                             "when a previous run was interrupted.")
@@ -368,6 +384,38 @@ def cmd_run(args: argparse.Namespace) -> int:
                         progress=not args.quiet, log=log)
     if main_rank:
         _print_headline(result)
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from .recipes.study import bundled_studies, load_study, run_study
+    if args.list:
+        import yaml
+        for name, path in sorted(bundled_studies().items()):
+            text = path.read_text(encoding="utf-8")
+            print(f"{name:36s} {' '.join(str(yaml.safe_load(text).get('description', '')).split())}")
+        return 0
+    if not args.study:
+        raise CliError("study needs a STUDY (a YAML file or a bundled name; see sparsewino study --list)")
+    study = load_study(args.study, args.run_dir)
+    runs = study.select(args.cell, args.seed)
+    if args.check or args.report:
+        if args.report:
+            from .report.study import write_study_report
+            print(f"report: {write_study_report(study, study.run_dir / 'report')}")
+            return 0
+        print(f"study {study.name}: valid; {len(runs)} runs in {study.run_dir}")
+        for run in runs:
+            params = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in run.params.items())
+            print(f"  {run.key:44s} {run.status():12s} {run.method}" + (f" ({params})" if params else ""))
+        return 0
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    log = (lambda message: None) if args.quiet or not main_rank else (lambda message: print(message, flush=True))
+    result = run_study(study, jobs=args.jobs, cells=args.cell, seeds=args.seed, log=log)
+    if result.failed:
+        for key, reason in result.failed.items():
+            print(f"sparsewino: {key} failed: {reason}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -648,7 +696,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "train": cmd_train, "prune": cmd_prune, "convert": cmd_convert,
+COMMANDS = {"run": cmd_run, "study": cmd_study, "train": cmd_train, "prune": cmd_prune, "convert": cmd_convert,
             "eval": cmd_eval, "bench": cmd_bench, "count": cmd_count, "report": cmd_report,
             "inspect": cmd_inspect}
 

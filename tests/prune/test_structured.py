@@ -23,24 +23,72 @@ def test_feature_maps_are_whole_filters_and_biases():
     assert torch.all(out[:, dead] == 0)                     # the maps are exactly zero
 
 
-def test_kernels_and_strided_patterns_have_their_shape():
+def test_kernels_have_their_shape():
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 5, 3)
     sp.structured(conv, 7, "kernel")                        # a count of kernels
     kernel_dead = conv.weight_mask.flatten(2).sum(2) == 0
     assert kernel_dead.sum() == 7
     assert torch.all(conv.weight_mask.flatten(2).sum(2)[~kernel_dead] == 9)
-    strided = nn.Conv2d(4, 5, 3)
-    sp.structured(strided, 0.4, "strided", stride=3)
-    mask = strided.weight_mask.flatten(2)                   # (K, C, 9)
-    taps = torch.arange(9) % 3
-    for k in range(5):
-        for offset in range(3):
-            values = mask[k][:, taps == offset]
-            assert values.min() == values.max()             # one pattern across the filter's kernels
-    assert int((mask == 0).sum()) == round(0.4 * 15) * 3 * 4
-    index, units = unit_index((5, 4, 3, 3), "strided", 3)
-    assert units == 15 and index[2, 1, 0, 1].item() == 2 * 3 + 1
+
+
+def _im2col_rows(conv):
+    """Rows (c, j) of the layer's im2col matrix that every filter still uses: (C, taps) bools."""
+    return conv.weight_mask.flatten(2).bool().any(dim=0)
+
+
+@pytest.mark.parametrize("stride", [2, 3, 4])
+def test_strided_pattern_is_shared_by_every_filter_so_im2col_rows_drop(stride):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 5, 3, bias=False)
+    sp.structured(conv, 0.5, "strided", stride=stride)
+    mask = conv.weight_mask.flatten(2)                      # (K, C, 9)
+    assert torch.equal(mask, mask[:1].expand_as(mask))      # one pattern for all filters of a map
+    rows = _im2col_rows(conv)
+    taps = torch.arange(9) % stride
+    pruned_maps = [c for c in range(6) if not rows[c].all()]
+    assert len(pruned_maps) == 3                            # half the input maps
+    for c in pruned_maps:                                   # one tap in `stride` kept, not inverted
+        kept = torch.nonzero(rows[c]).flatten()
+        assert len(set(taps[kept].tolist())) == 1
+        assert int(rows[c].sum()) == int((taps == taps[kept[0]]).sum())
+    # the im2col matrix of the pruned layer lost those rows: same output without them
+    x = torch.randn(2, 6, 7, 7)
+    columns = torch.nn.functional.unfold(x, 3)              # (N, C*9, L)
+    keep = rows.flatten()
+    reduced = conv.weight.flatten(1)[:, keep] @ columns[:, keep]
+    torch.testing.assert_close(reduced.reshape(2, 5, 5, 5), conv(x), rtol=1e-5, atol=1e-5)
+    assert int((~keep).sum()) == sum(int((taps != taps[torch.nonzero(rows[c])[0]]).sum())
+                                     for c in pruned_maps)
+
+
+def test_strided_keeps_the_most_important_offset_and_never_empties_a_map():
+    conv = nn.Conv2d(2, 3, 3, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(0.1)
+        conv.weight[:, 0, 0::2] = 1.0            # map 0: rows 0 and 2 hold the large taps ...
+        conv.weight[:, 1].view(3, 9)[:, 1::2] = 1.0   # map 1: the odd taps are large
+    sp.structured(conv, 1.0, "strided", stride=2)           # every map, as far as it goes
+    rows = _im2col_rows(conv)
+    taps = torch.arange(9) % 2
+    assert torch.equal(rows[1], taps == 1)                  # kept the large (odd) offset
+    assert rows.any(dim=1).all()                            # no map lost every tap
+    assert torch.all(conv.weight.flatten(2).abs().sum(dim=(0, 2)) > 0)
+    # re-pruning keeps the offsets chosen before (masks only grow)
+    before = conv.weight_mask.clone()
+    sp.structured(conv, 1.0, "strided", stride=2)
+    assert torch.equal(conv.weight_mask, before)
+
+
+def test_strided_units_are_per_input_map_of_each_group():
+    index, units = unit_index((5, 4, 3, 3), "strided", 3, torch.tensor([0, 2, 1, 0]))
+    assert units == 4 and index[2, 1, 0, 2].item() == 4 and index[2, 1, 0, 1].item() == 1
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, 3, groups=2, bias=False)
+    sp.structured(conv, 2, "strided", stride=2)             # two of the four input maps
+    mask = conv.weight_mask.flatten(2).reshape(2, 3, 2, 9)  # (group, filter, map in group, taps)
+    assert torch.equal(mask, mask[:, :1].expand_as(mask))   # shared within each group
+    assert int((mask[:, 0].sum(-1) < 9).sum()) == 2
 
 
 def test_l1_and_l2_rank_units_differently():
@@ -66,6 +114,8 @@ def test_structured_on_winograd_domain_weights_and_errors():
         sp.structured(nn.Conv2d(1, 1, 3), 0.5, "channel")
     with pytest.raises(ValueError, match="stride"):
         sp.structured(nn.Conv2d(1, 1, 3), 0.5, "strided", stride=10)
+    with pytest.raises(ValueError, match="stride"):
+        sp.structured(nn.Conv2d(1, 1, 3), 0.5, "strided", stride=1)
     with pytest.raises(TypeError, match="evaluate"):
         sp.structured(nn.Conv2d(1, 2, 3), 1, "feature_map", importance="particle_filter")
 

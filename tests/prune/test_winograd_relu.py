@@ -1,4 +1,5 @@
 """Winograd-ReLU: layer vs a float64 reference of Y = Aᵀ[Q ⊙ ReLU(Bᵀ d B)]A, model rewrite, density pruning."""
+import copy
 import math
 
 import pytest
@@ -7,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsewino import prune as sp
+from sparsewino.models import create_model
 from sparsewino.nn import WinogradConv2d
 
 
@@ -79,7 +81,8 @@ def test_rewrite_reports_what_changed_and_what_could_not():
         nn.ReLU(), FunctionalBlock(),                                   # 14.conv: custom forward
         nn.ReLU(), WinogradConv2d(4, 4, 3, padding=1, tile=4),          # 16: Winograd layer
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
-    model, report = sp.winograd_relu(model, tile=2)
+    traced = copy.deepcopy(model)
+    model, report = sp.winograd_relu(model, tile=2, traced=False)
     assert sorted(report.converted) == ["16", "2", "6"]
     assert sorted(report.removed_relus) == ["1.1", "15", "3"]
     for name in ("1.1", "3", "15"):
@@ -99,6 +102,48 @@ def test_rewrite_reports_what_changed_and_what_could_not():
     assert [d.name for d in report] == ["0", "2", "6", "8", "10", "12", "14.conv", "16"]
     model.eval()
     model(torch.randn(2, 1, 16, 16))
+    # following forward() too: the ReLU used twice and the one in a custom forward feed convs
+    traced, report = sp.winograd_relu(traced, tile=2)
+    assert sorted(report.converted) == ["10", "14.conv", "16", "2", "6"]
+    assert sorted(report.removed_relus) == ["1.1", "15", "3"]          # the others stay
+    assert "kept" in next(d.reason for d in report if d.name == "10")
+    assert isinstance(traced[9], nn.ReLU) and traced[14].conv.winograd_relu
+    assert set(report.skipped) == {"0", "8", "12"}
+
+
+@pytest.mark.parametrize("name, decompose, rewritten", [
+    ("resnet18_max", "auto", 16), ("resnet18", "auto", 16), ("resnet18", "none", 13)])
+def test_every_3x3_conv_of_resnet18_is_rewritten(name, decompose, rewritten):
+    torch.manual_seed(0)
+    model = create_model(name, width=4).eval()
+    model, report = sp.winograd_relu(model, tile=2, decompose=decompose)
+    # 16 = every 3x3 conv of the blocks; resnet18's three stride-2 ones are DWM pieces, or left
+    # alone with decompose="none"
+    assert len(report.converted) == rewritten
+    assert len(report.removed_relus) == 8                     # the ReLU inside each branch
+    first = model.layer1[1].branch.conv1                      # fed by the previous block's ReLU
+    assert first.winograd_relu and isinstance(model.layer1[0].relu, nn.ReLU)
+    block = model.layer1[1].double()
+    x = torch.randn(1, 4, 8, 8, dtype=torch.float64)
+    (alg,) = set(first.algorithms)
+    expected = reference_winograd_relu(x, first.weight.detach(), first.bias, alg.AT, alg.BT, 1)
+    torch.testing.assert_close(block.branch.conv1(x), expected, rtol=1e-10, atol=1e-10)
+    model.float()(torch.randn(1, 3, 32, 32))
+    old = sp.winograd_relu(create_model(name, width=4), tile=2, traced=False)[1]
+    assert len(old.converted) == 8                            # the second conv of each block
+
+
+def test_architecture_records_replay_old_and_new_rewrites():
+    from sparsewino.recipes.architecture import apply_transform, build_model, new_architecture
+    architecture = new_architecture("resnet18_cifar_max", {"width": 4}, 3, 10)
+    model = build_model(architecture)
+    apply_transform(model, architecture, "winograd_relu", tile=2)
+    assert architecture["transforms"][-1]["traced"] is True
+    rebuilt = build_model(architecture)
+    rebuilt.load_state_dict(model.state_dict())               # same structure: 16 layers
+    old = {**architecture, "transforms": [{"op": "winograd_relu", "tile": 2}]}
+    legacy = build_model(old)                                 # a record from before tracing
+    assert sum(getattr(m, "winograd_relu", False) for m in legacy.modules()) == 8
 
 
 def test_rewritten_model_computes_the_winograd_relu_formula():

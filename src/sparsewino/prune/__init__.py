@@ -20,6 +20,7 @@ See docs/pruning.md.
 """
 from .callbacks import PruningCallback, TrainingCallback
 from .criteria import GroupMax, IFMMagnitude, Importance, Magnitude, OutputNormMagnitude
+from .fold import FoldResult, fold_pruned_feature_maps
 from .layers import SelectionError
 from .mask import (
                    Mask,
@@ -73,8 +74,8 @@ __all__ = [
     # methods
     "magnitude", "spatial_winograd", "winograd_domain", "ifm_grad_scale", "DEFAULT_GRAD_POWER",
     "RECOMMENDED_LR", "NativeWinogradPruning", "winograd_relu", "winograd_relu_prune",
-    "WinogradReluReport", "structured", "GRANULARITIES", "ParticleFilter", "batch_accuracy",
-    "column", "ColumnImportance",
+    "WinogradReluReport", "structured", "fold_pruned_feature_maps", "FoldResult", "GRANULARITIES",
+    "ParticleFilter", "batch_accuracy", "column", "ColumnImportance",
     "METHODS", "MethodSpec", "register_method", "resolve_method", "method_options", "PruneContext",
     # model level, schedules, callbacks
     "prune_model", "prunable_layers", "unwrap_model", "Schedule", "StepSchedule",

@@ -37,7 +37,7 @@ def resolve_method(method: str | MethodSpec) -> MethodSpec:
     return spec
 
 
-def prunable_layers(model: nn.Module, method: str | MethodSpec, include: NameFilter = None,
+def prunable_layers(model: nn.Module, method: str | MethodSpec, /, include: NameFilter = None,
                     exclude: NameFilter = None, **options: Any
                     ) -> tuple[list[tuple[str, nn.Module]], dict[str, str]]:
     """Layers ``method`` would prune in ``model`` and, for the others, why not.
@@ -52,7 +52,7 @@ def prunable_layers(model: nn.Module, method: str | MethodSpec, include: NameFil
     return select_layers(unwrap_model(model), lambda m: spec.accept(m, **options), include, exclude)
 
 
-def prune_model(model: nn.Module, method: str | MethodSpec, amount: float | int, *,
+def prune_model(model: nn.Module, method: str | MethodSpec, amount: float | int, /, *,
                 overrides: Mapping[str, float | int] | None = None, include: NameFilter = None,
                 exclude: NameFilter = None, scope: str = "layer", name: str = "weight",
                 **options: Any) -> nn.Module:
@@ -96,9 +96,9 @@ def prune_model(model: nn.Module, method: str | MethodSpec, amount: float | int,
     if not layers:
         raise SelectionError(f"no layer of the model can be pruned by {spec.name!r}; skipped: {skipped}")
     importance = options.get("importance")
-    if importance == "particle_filter" or isinstance(importance, ParticleFilter):
-        if scope == "global":
-            raise ValueError("particle filtering searches one layer at a time; use scope='layer'")
+    if (importance == "particle_filter" or isinstance(importance, ParticleFilter)) and scope == "global":
+        raise ValueError("particle filtering searches one layer at a time; use scope='layer'")
+    if spec.takes_model:
         options.setdefault("model", unwrap_model(model))
     fixed, rest = resolve_amounts(layers, amount, overrides)
     modules = dict(layers)

@@ -8,6 +8,7 @@ A trainer calls these duck-typed methods when an object has them (all optional):
   0-based index of the step just taken (so ``step + 1`` steps are done);
 * ``on_epoch_end(model, epoch)`` — after each epoch; ``epoch`` is the 0-based index of the
   epoch just finished;
+* ``on_train_end(model)`` — once, after the last step (before the final evaluation);
 * ``state_dict()`` / ``load_state_dict(state)`` — for checkpoints and resumption.
 
 ``model`` may be wrapped in DDP/DataParallel; callbacks look through the wrapper.
@@ -37,6 +38,9 @@ class TrainingCallback:
 
     def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
         """Called after epoch ``epoch`` (0-based) ends."""
+
+    def on_train_end(self, model: nn.Module) -> None:
+        """Called once after the last step."""
 
     def state_dict(self) -> dict[str, Any]:
         """Resumable state."""

@@ -46,6 +46,7 @@ def apply_transform(model: nn.Module, architecture: dict[str, Any], op: str, **p
     if op == "convert":
         _, report = convert(model, **params)
     elif op == "winograd_relu":
+        params.setdefault("traced", True)             # recorded explicitly: see build_model
         _, report = winograd_relu(model, **params)
     else:
         raise ValueError(f"unknown transform {op!r}; known: {TRANSFORMS}")
@@ -90,6 +91,9 @@ def build_model(architecture: dict[str, Any]) -> nn.Module:
         # Records written before DWM (no "decompose") converted only stride-1 convolutions
         # with plain F(m, r): rebuild them as they were, so their weights fit.
         params.setdefault("decompose", "none")
+        if transform["op"] == "winograd_relu":
+            # records written before tracing existed rewrote only what nn.Sequential chains show
+            params.setdefault("traced", False)
         apply_transform(model, {"transforms": []}, transform["op"], **params)
     return model
 

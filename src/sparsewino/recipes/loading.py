@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping
 from ..train.schema import ConfigError
 from .schema import Recipe, parse_recipe
 
-__all__ = ["bundled_recipes", "find_recipe", "load_recipe", "read_recipe_data", "apply_overrides",
+__all__ = ["bundled_recipes", "find_recipe", "load_recipe", "read_recipe_data", "apply_overrides", "apply_values",
            "smoke_variant", "SMOKE_WIDTH"]
 
 #: Base width of models in smoke runs (their own default is 64).
@@ -102,18 +102,34 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
         {'data': {'dataset': 'mnist', 'root': '/tmp/x'}}
     """
     yaml = _yaml()
-    result = copy.deepcopy(dict(data))
+    values: list[tuple[str, Any]] = []
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE")
         path, _, text = item.partition("=")
-        keys = [k for k in path.strip().split(".") if k]
-        if not keys:
-            raise ConfigError(f"--set {item!r}: empty key")
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:
             value = text
+        values.append((path, value))
+    return apply_values(data, values)
+
+
+def apply_values(data: Mapping[str, Any], values: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Set ``(key.path, value)`` pairs (values already parsed) in a copy of a recipe mapping.
+
+    Paths address keys as in :func:`apply_overrides`.
+
+    Examples:
+        >>> apply_values({"stages": [{"stage": "train", "name": "t", "epochs": 2}]},
+        ...              [("stages.t.epochs", 1)])
+        {'stages': [{'stage': 'train', 'name': 't', 'epochs': 1}]}
+    """
+    result = copy.deepcopy(dict(data))
+    for path, value in values:
+        keys = [k for k in str(path).strip().split(".") if k]
+        if not keys:
+            raise ConfigError(f"--set {path!r}: empty key")
         node: Any = result
         for key in keys[:-1]:
             container, slot = _step(node, key, path)
@@ -121,7 +137,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
                 container[slot] = {}
             node = container[slot]
         container, slot = _step(node, keys[-1], path)
-        container[slot] = value
+        container[slot] = copy.deepcopy(value)
     return result
 
 

@@ -88,6 +88,7 @@ class _Run:
         self.test_loader = self.data.test_loader()
         self.rows: list[dict[str, Any]] = []
         self.compiled: nn.Module | None = None
+        self._teacher: nn.Module | None = None
         self._count_inputs: torch.Tensor | None = None
         self.done: tuple[int, int, bool] = (-1, -1, True)       # (stage, unit, stage finished)
         self.clock = RunClock()                                  # training speed: time left
@@ -99,7 +100,7 @@ class _Run:
             self._load_initial_weights(recipe.model.checkpoint)
 
     # ------------------------------------------------------------------ persistence
-    def _load_initial_weights(self, path: str) -> None:
+    def _load_initial_weights(self, path: str, model: nn.Module | None = None) -> None:
         file = Path(path)
         try:
             content = load_checkpoint(file)
@@ -108,7 +109,21 @@ class _Run:
         if "model" not in content:
             raise CheckpointError(f"model.checkpoint {file} holds no model weights (no 'model' entry)")
         state = content["model"]
-        load_into(self.model, state, f"model.checkpoint {file}")
+        load_into(self.model if model is None else model, state, f"model.checkpoint {file}")
+
+    def teacher(self) -> nn.Module:
+        """The dense model distillation learns from: the one before the first prune/convert stage."""
+        if self._teacher is None:
+            source = dense_source(self.recipe)
+            if isinstance(source, int):
+                self._teacher, _ = load_model(self.stage_dir(source) / "unit-00.pt", self.ctx.device)
+            else:
+                torch.manual_seed(self.recipe.seed)
+                self._teacher = build_model(new_architecture(
+                    self.recipe.model.name, self.recipe.model.args, self.data.in_channels,
+                    self.data.num_classes)).to(self.ctx.device)
+                self._load_initial_weights(source, self._teacher)
+        return self._teacher
 
     def stage_dir(self, index: int) -> Path:
         return self.run_dir / "stages" / f"{index:02d}-{self.recipe.stages[index].name}"
@@ -191,6 +206,7 @@ class _Run:
         start = time.perf_counter()
         result = fit(self.model, loader, config, eval_loader=self.test_loader, callbacks=list(callbacks),
                      ctx=self.ctx, checkpoint=checkpoint,
+                     teacher=self.teacher() if config.distill is not None else None,
                      metrics=self.metrics, progress=self.progress, stage=stage.name,
                      extra_state={"architecture": self.architecture})
         self.clock.record(time.perf_counter() - start, result.steps - (result.resumed_at_step or 0))
@@ -198,6 +214,24 @@ class _Run:
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return len(self.data.train_loader(batch_size, 0))
+
+
+def dense_source(recipe: Recipe) -> int | str:
+    """Where a recipe's dense model is: the index of its last train stage before the first prune or
+    convert stage, else its ``model.checkpoint``.
+
+    Raises:
+        ConfigError: there is neither (nothing to distil from).
+    """
+    first = next((i for i, s in enumerate(recipe.stages) if s.kind in ("prune", "convert")),
+                 len(recipe.stages))
+    trained = [i for i, s in enumerate(recipe.stages[:first]) if isinstance(s, TrainStage)]
+    if trained:
+        return trained[-1]
+    if recipe.model.checkpoint:
+        return recipe.model.checkpoint
+    raise ConfigError("distill needs a dense model to learn from: a train stage before the first "
+                      "prune/convert stage, or model.checkpoint")
 
 
 def stage_index(run: _Run, stage: Any) -> int:
@@ -269,6 +303,8 @@ def _convert(run: _Run, stage: ConvertStage, first_unit: int) -> None:
     start = time.perf_counter()
     tile = stage.tile or run.recipe.tile
     selection = dict(include=stage.include, exclude=stage.exclude, decompose=stage.decompose)
+    if stage.points is not None:
+        selection["points"] = stage.resolved_points(tile)
     if stage.winograd_relu:
         report = apply_transform(run.model, run.architecture, "winograd_relu", tile=tile, **selection)
     else:

@@ -206,7 +206,13 @@ class PruneStage:
 class ConvertStage:
     """``convert``: Winograd layers (``domain``), Winograd-ReLU layers (``winograd_relu``), or
     low-rank Winograd layers (``low_rank``: W = U·V of this rank, an int or a fraction of the
-    positions; Winograd domain)."""
+    positions; Winograd domain).
+
+    ``points``: the interpolation points of the 3×3 layers' F(tile, 3): a set name
+    (``default``, ``lavin``: Lavin & Gray's, which the spatial-Winograd authors used and which
+    change the importance factor matrix M̂; ``naive``) or the n − 1 finite points
+    (``[0, 1, -1, 2, -2]``, ``"1/2"`` for fractions). Default: sparsewino's accurate points.
+    """
 
     name: str
     domain: Literal["spatial", "winograd"] = "winograd"
@@ -216,10 +222,15 @@ class ConvertStage:
     winograd_relu: bool = False
     low_rank: int | float | None = None
     decompose: Literal["auto", "dwm", "none"] = "auto"
+    points: Union[str, list[Union[int, float, str]], None] = None
     kind: str = "convert"
 
     def __post_init__(self) -> None:
         check_range("tile", self.tile, 1)
+        from ..winograd import POINT_SETS
+        if isinstance(self.points, str) and self.points not in POINT_SETS:
+            raise ValueError(f"points: {self.points!r} is not a point set ({', '.join(POINT_SETS)}); "
+                             "or give the list of finite points")
         if self.winograd_relu and self.domain != "winograd":
             raise ValueError("winograd_relu layers keep their weights in the Winograd domain: "
                              "use domain: winograd")
@@ -229,6 +240,15 @@ class ConvertStage:
             if self.domain != "winograd" or self.winograd_relu:
                 raise ValueError("low_rank layers are Winograd-domain layers without "
                                  "Winograd-ReLU: use domain: winograd and no winograd_relu")
+
+    def resolved_points(self, tile: int) -> list[str] | None:
+        """The finite points for F(tile, 3) as strings (plain data for checkpoints), or None."""
+        from ..winograd import named_points, parse_points
+        if self.points is None:
+            return None
+        points = (named_points(self.points, tile, 3) if isinstance(self.points, str)
+                  else parse_points(self.points, tile, 3))
+        return [str(p) for p in points]
 
 
 @dataclass
@@ -407,6 +427,34 @@ def _check_order(stages: list[Stage]) -> None:
                                   f"{_STATE_NAMES[state]}; put {_FIX_FOR_STATE[needs[0]]} first")
 
 
+def _check_points(stages: list[Stage], tile: int) -> None:
+    """Interpolation points of convert stages must make an algorithm for their tile."""
+    from ..winograd import algorithm
+    for index, stage in enumerate(stages):
+        if isinstance(stage, ConvertStage) and stage.points is not None:
+            stage_tile = stage.tile or tile
+            try:
+                algorithm(stage_tile, 3, stage.resolved_points(stage_tile))
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"stages[{index}] (convert {stage.name!r}).points: {exc}") from None
+
+
+def _check_distill(stages: list[Stage], has_checkpoint: bool) -> None:
+    """Distillation learns from the dense model: it must exist before the stage that uses it."""
+    first = next((i for i, s in enumerate(stages) if s.kind in ("prune", "convert")), len(stages))
+    for index, stage in enumerate(stages):
+        config = stage.config if isinstance(stage, TrainStage) else getattr(stage, "finetune", None)
+        if config is None or config.distill is None:
+            continue
+        where = f"stages[{index}] ({stage.kind} {stage.name!r}).distill"
+        if index < first:
+            raise ConfigError(f"{where}: the teacher is the dense model before the first prune or "
+                              "convert stage; this stage comes before it")
+        if not has_checkpoint and not any(isinstance(s, TrainStage) for s in stages[:first]):
+            raise ConfigError(f"{where}: no dense model to learn from (no train stage before the "
+                              "first prune/convert stage and no model.checkpoint)")
+
+
 def parse_recipe(data: Mapping[str, Any], source: str = "recipe") -> Recipe:
     """Validate a recipe mapping (as read from YAML) and build a :class:`Recipe`.
 
@@ -425,6 +473,8 @@ def parse_recipe(data: Mapping[str, Any], source: str = "recipe") -> Recipe:
     head = from_dict(_RecipeHead, data, source)
     stages = [_parse_stage(raw, i) for i, raw in enumerate(head.stages)]
     _check_order(stages)
+    _check_points(stages, head.tile)
+    _check_distill(stages, bool(head.model.checkpoint))
     return Recipe(**{**vars(head), "stages": stages})
 
 

@@ -50,9 +50,10 @@ def rows_to_markdown(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str
     return "\n".join(lines)
 
 
-def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """CSV with the known columns first, then every other key found in the rows."""
-    keys = [c[0] for c in COLUMNS] + _EXTRA_CSV
+def rows_to_csv(rows: Sequence[dict[str, Any]], leading: Sequence[str] = ()) -> str:
+    """CSV with ``leading`` columns, the known columns, then every other key found in the rows."""
+    keys = list(leading) + [c[0] for c in COLUMNS if c[0] not in leading] + \
+        [k for k in _EXTRA_CSV if k not in leading]
     for row in rows:
         keys += [k for k in row if k not in keys and not isinstance(row[k], (dict, list))]
     buffer = io.StringIO()

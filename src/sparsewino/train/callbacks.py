@@ -10,6 +10,7 @@
 - ``after_step(model, step)``: right after each ``optimizer.step()``; ``step`` is the 0-based
   index of the step just taken in this run;
 - ``on_epoch_end(model, epoch)``: after each epoch (0-based; also after a final partial one);
+- ``on_train_end(model)``: once after the last step, before the final evaluation;
 - ``state_dict()`` / ``load_state_dict(d)``: saved in checkpoints (plain data and tensors).
 
 ``model`` is always the bare model, never the DistributedDataParallel wrapper.

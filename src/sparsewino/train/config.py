@@ -9,7 +9,8 @@ import torch
 
 from .schema import NO_RESULT_CHANGE, check_range
 
-__all__ = ["OptimizerConfig", "ScheduleConfig", "TrainConfig", "build_optimizer", "lr_factor"]
+__all__ = ["OptimizerConfig", "ScheduleConfig", "DistillConfig", "TrainConfig", "build_optimizer",
+           "lr_factor"]
 
 
 @dataclass
@@ -65,6 +66,23 @@ class ScheduleConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation (Hinton et al.) from a teacher model while training.
+
+    The loss becomes ``(1 - weight) * CE(z, y) + weight * T² * KL(softmax(t/T) ‖ softmax(z/T))``
+    with the student's logits z, the teacher's t and T = ``temperature``. In recipes the teacher
+    is the dense model: the one before the first prune or convert stage.
+    """
+
+    weight: float = 0.5
+    temperature: float = 4.0
+
+    def __post_init__(self) -> None:
+        check_range("weight", self.weight, 0, 1)
+        check_range("temperature", self.temperature, 0, low_open=True)
+
+
+@dataclass
 class TrainConfig:
     """One training or fine-tuning run.
 
@@ -78,6 +96,7 @@ class TrainConfig:
         checkpoint_every: also checkpoint every this many steps (epoch ends always are).
         eval_every_epoch: evaluate on the test loader after every epoch (else only at the end).
         log_every: steps between metric lines (``metrics.jsonl``).
+        distill: learn from a teacher's outputs too (:class:`DistillConfig`; ``fit(teacher=...)``).
     """
 
     epochs: float = 1.0
@@ -90,6 +109,7 @@ class TrainConfig:
     checkpoint_every: int | None = field(default=None, metadata=NO_RESULT_CHANGE)
     eval_every_epoch: bool = True
     log_every: int = field(default=50, metadata=NO_RESULT_CHANGE)
+    distill: DistillConfig | None = None
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, 0, low_open=True)

@@ -140,11 +140,21 @@ def _set_lr(optimizer: torch.optim.Optimizer, base: float, factor: float) -> flo
     return base * factor
 
 
+def _distilled(loss: torch.Tensor, logits: torch.Tensor, teacher: nn.Module, images: torch.Tensor,
+               distill: Any) -> torch.Tensor:
+    """Mix the hard-label loss with the temperature-softened KL divergence to the teacher."""
+    with torch.no_grad():
+        target = F.softmax(teacher(images) / distill.temperature, dim=1)
+    soft = F.kl_div(F.log_softmax(logits / distill.temperature, dim=1), target, reduction="batchmean")
+    return (1 - distill.weight) * loss + distill.weight * distill.temperature ** 2 * soft
+
+
 def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
         eval_loader: BatchLoader | None = None, callbacks: Iterable[Any] = (),
         ctx: DistContext | None = None, checkpoint: str | Path | None = None, resume: bool = True,
         metrics: MetricsLog | None = None, progress: bool = True, stage: str = "train",
-        extra_state: dict[str, Any] | None = None, identity: dict[str, Any] | None = None) -> TrainResult:
+        extra_state: dict[str, Any] | None = None, identity: dict[str, Any] | None = None,
+        teacher: nn.Module | None = None) -> TrainResult:
     """Train or fine-tune ``model`` (masks respected), resumable from its checkpoint.
 
     Pruning masks live in the model (``weight = weight_orig * weight_mask``), so pruned weights
@@ -180,6 +190,7 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
         extra_state: plain data stored in every checkpoint (e.g. the architecture record).
         identity: plain data describing what is trained on what (model, data); like the
             settings of ``config`` that shape the result, it must match to resume.
+        teacher: the model ``config.distill`` learns from (run in eval mode, no gradients).
 
     Returns:
         :class:`TrainResult`.
@@ -202,6 +213,12 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
         raise ValueError("the training loader yields no batch (dataset smaller than one batch "
                          "with drop_last?)")
     total_steps = max(1, round(config.epochs * steps_per_epoch))
+    if config.distill is not None:
+        if teacher is None:
+            raise ValueError("config.distill needs a teacher model: fit(..., teacher=dense_model)")
+        teacher = teacher.to(ctx.device).eval()
+        for parameter in teacher.parameters():
+            parameter.requires_grad_(False)
     optimizer = build_optimizer(model.parameters(), config.optimizer)
     epoch, batch, step = 0, 0, 0
     loss_sum, loss_count = 0.0, 0
@@ -268,7 +285,10 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
                 images, labels = images.to(ctx.device), labels.to(ctx.device)
                 lr = _set_lr(optimizer, base_lr, lr_factor(config.schedule, step, total_steps, steps_per_epoch))
                 optimizer.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(network(images), labels, label_smoothing=config.label_smoothing)
+                logits = network(images)
+                loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+                if config.distill is not None:
+                    loss = _distilled(loss, logits, teacher, images, config.distill)
                 penalty = regularization_of(callbacks, model)
                 (loss if penalty is None else loss + penalty).backward()
                 if config.grad_clip is not None:
@@ -305,6 +325,7 @@ def fit(model: nn.Module, train_loader: BatchLoader, config: TrainConfig, *,
                 save()
     finally:
         bar.close()
+    call_callbacks(callbacks, "on_train_end", model)
     sync_buffers(model, ctx)                 # masks and BatchNorm statistics of rank 0 everywhere
     evaluation = evaluate(model, eval_loader, ctx) if eval_loader is not None else None
     seconds = time.perf_counter() - started

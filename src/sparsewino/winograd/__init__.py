@@ -17,12 +17,12 @@ from .error import (
     multiplications_per_output,
     tile_error,
 )
-from .points import CURATED_POINTS, LAVIN_POINTS, default_points, naive_points
+from .points import CURATED_POINTS, LAVIN_POINTS, POINT_SETS, default_points, naive_points, named_points
 
 __all__ = [
     "WinogradAlgorithm", "algorithm", "conv_multiplications", "importance_factor_matrix", "parse_points",
     "measure_error", "choose_tile", "tile_error", "DEFAULT_ERROR_BUDGET", "ERROR_LIMIT",
     "WinogradAccuracyWarning", "decompose", "Decomposition", "AxisSplit", "DECOMPOSE_MODES",
     "choose_decomposition", "decomposed_error", "algorithm_error", "multiplications_per_output",
-    "CURATED_POINTS", "LAVIN_POINTS", "default_points", "naive_points",
+    "CURATED_POINTS", "LAVIN_POINTS", "POINT_SETS", "default_points", "naive_points", "named_points",
 ]

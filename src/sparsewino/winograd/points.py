@@ -3,7 +3,12 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-__all__ = ["LAVIN_POINTS", "CURATED_POINTS", "default_points", "naive_points"]
+__all__ = ["LAVIN_POINTS", "CURATED_POINTS", "POINT_SETS", "default_points", "naive_points",
+           "named_points"]
+
+#: Names of point sets (``named_points``): sparsewino's accurate defaults, Lavin & Gray's, the
+#: small integers.
+POINT_SETS = ("default", "lavin", "naive")
 
 Fr = Fraction
 
@@ -69,3 +74,27 @@ def naive_points(count: int) -> tuple[Fraction, ...]:
 def default_points(m: int, r: int) -> tuple[Fraction, ...]:
     """The curated points for F(m, r) if we have them, else the naive ones."""
     return CURATED_POINTS.get((m, r), naive_points(m + r - 2))
+
+
+def named_points(name: str, m: int, r: int) -> tuple[Fraction, ...]:
+    """The finite interpolation points of F(m, r) in the set ``name`` (see :data:`POINT_SETS`).
+
+    Raises:
+        ValueError: an unknown name, or Lavin's points asked for an n = m + r − 1 they do not
+            cover (they exist for n = 4 and 6: F(2,3) and F(4,3)).
+
+    Examples:
+        >>> [str(p) for p in named_points("lavin", 4, 3)]
+        ['0', '1', '-1', '2', '-2']
+    """
+    if name == "default":
+        return default_points(m, r)
+    if name == "naive":
+        return naive_points(m + r - 2)
+    if name == "lavin":
+        if m + r - 1 not in LAVIN_POINTS:
+            raise ValueError(f"Lavin's points are defined for F(2,3) and F(4,3) (n = 4, 6), not "
+                             f"F({m},{r}); use 'default', 'naive' or explicit points")
+        return LAVIN_POINTS[m + r - 1]
+    raise ValueError(f"unknown point set {name!r}; choose one of {', '.join(POINT_SETS)} or give "
+                     "the points")

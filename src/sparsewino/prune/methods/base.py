@@ -117,6 +117,8 @@ class MethodSpec:
         callback: for a method that prunes while training: ``callback(model, include=...,
             exclude=..., **options)`` returning a training callback with ``describe() -> str``
             (the step label) and ``target`` (the sparsity aimed at, or ``None``).
+        takes_model: ``build``/``finish`` accept ``model=`` (the whole model being pruned);
+            :func:`~sparsewino.prune.prune_model` passes it.
     """
 
     name: str
@@ -134,6 +136,7 @@ class MethodSpec:
     densities: bool = False
     prepare: Callable[[dict[str, Any], PruneContext], dict[str, Any]] | None = None
     callback: Callable[..., Any] | None = None
+    takes_model: bool = False
 
     def __post_init__(self) -> None:
         if (self.build is None) == (self.callback is None):

@@ -2,22 +2,26 @@
 
 ``winograd_relu(model)`` rewrites a model: each eligible convolution fed by an ``nn.ReLU``
 becomes a Winograd-domain layer computing Y = Aᵀ[Q ⊙ ReLU(Bᵀ d B)]A, and that spatial ReLU
-is replaced by ``nn.Identity``. Only what can be seen in ``nn.Sequential`` containers is
-rewritten: a ReLU applied in a custom ``forward`` (``torch.relu(x)``) cannot be removed, and
-such convolutions are left alone and reported.
+is replaced by ``nn.Identity`` when an ``nn.Sequential`` shows it feeds only that layer. A
+ReLU that the traced ``forward`` shows feeding the convolution but that a custom ``forward``
+applies, or that other layers read too (the input of a ResNet block also feeds the shortcut),
+stays; the convolution still gets the Winograd-domain ReLU.
 
 ``winograd_relu_prune`` then prunes Q by magnitude to a per-layer density (Liu et al. go
 0.7 → 0.6 → … → 0.1 with retraining in between; see ``StepSchedule.from_densities``).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from torch import nn
+import torch
+from torch import fx, nn
 
 from ...nn.convert import ConversionReport, LayerDecision, convert, describe, eligibility
 from ...nn.kinds import convertible_types, winograd_layer_types
+from ..chains import sequential_chains
 from ..criteria import Magnitude, require_winograd_domain
 from ..layers import NameFilter, is_winograd_layer, matches
 from ..selection import ScoreProblem
@@ -25,6 +29,8 @@ from .base import MethodSpec, element_problem, prune_layer, register_method
 
 __all__ = ["winograd_relu", "winograd_relu_prune", "WINOGRAD_RELU", "WinogradReluReport",
            "ReluDecision"]
+
+logger = logging.getLogger("sparsewino")
 
 #: Modules a ReLU commutes with (ReLU(f(x)) == f(ReLU(x))), so it may sit before them.
 _COMMUTES_WITH_RELU = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.Dropout3d, nn.MaxPool2d,
@@ -46,25 +52,52 @@ class WinogradReluReport(ConversionReport):
         return [d.removed_relu for d in self if d.removed_relu]
 
 
-def _flatten(prefix: str, seq: nn.Sequential) -> list[tuple[str, nn.Module, nn.Module, str]]:
-    """Leaves of a tree of nested Sequentials in execution order: (name, module, parent, key)."""
-    leaves = []
-    for key, child in seq.named_children():
-        name = f"{prefix}.{key}" if prefix else key
-        if isinstance(child, nn.Sequential):
-            leaves += _flatten(name, child)
-        else:
-            leaves.append((name, child, seq, key))
-    return leaves
+_RELU_FUNCTIONS = (torch.relu, torch.nn.functional.relu)
 
 
-def _chains(model: nn.Module) -> list[list[tuple[str, nn.Module, nn.Module, str]]]:
-    parents = {id(child): parent for parent in model.modules() for child in parent.children()}
-    chains = []
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Sequential) and not isinstance(parents.get(id(module)), nn.Sequential):
-            chains.append(_flatten(name, module))
-    return chains
+def _is_relu(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return type(modules.get(str(node.target))) is nn.ReLU
+    if node.op == "call_function":
+        return node.target in _RELU_FUNCTIONS
+    return node.op == "call_method" and node.target in ("relu", "relu_")
+
+
+def _traced_relu_inputs(model: nn.Module) -> dict[str, str]:
+    """Convolution name -> the ReLU its input comes from, as the traced ``forward`` shows.
+
+    Follows ``torch.fx`` graph edges backwards through modules that commute with ReLU. Finds
+    what ``nn.Sequential`` chains cannot see: a ReLU applied in a custom ``forward`` or one
+    whose output other layers read too (a ResNet block's input feeds the shortcut and conv1).
+    Empty when the model cannot be traced.
+    """
+    layer_types = (*convertible_types(), *winograd_layer_types())
+
+    class _Tracer(fx.Tracer):
+        def is_leaf_module(self, module: nn.Module, name: str) -> bool:
+            return isinstance(module, layer_types) or super().is_leaf_module(module, name)
+
+    try:
+        graph = _Tracer().trace(model)
+    except Exception as exc:  # noqa: BLE001 - any tracing failure: fall back to the chains
+        logger.info("winograd_relu: cannot trace %s (%s); following nn.Sequential chains only",
+                    type(model).__name__, exc)
+        return {}
+    modules = dict(model.named_modules(remove_duplicate=False))
+    found = {}
+    for node in graph.nodes:
+        if node.op != "call_module" or not node.args or not isinstance(node.args[0], fx.Node):
+            continue
+        if not isinstance(modules.get(str(node.target)), layer_types):
+            continue
+        source = node.args[0]
+        while source.op == "call_module" and isinstance(modules.get(str(source.target)),
+                                                         _COMMUTES_WITH_RELU):
+            source = source.args[0]
+        if _is_relu(source, modules):
+            found[str(node.target)] = str(source.target if source.op == "call_module" else
+                                          getattr(source.target, "__name__", source.target))
+    return found
 
 
 def _conv_reason(module: nn.Module) -> str | None:
@@ -74,7 +107,8 @@ def _conv_reason(module: nn.Module) -> str | None:
 
 
 def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any = None,
-                  include: NameFilter = None, exclude: NameFilter = None, decompose: Any = "auto"
+                  include: NameFilter = None, exclude: NameFilter = None, decompose: Any = "auto",
+                  traced: bool = True
                   ) -> tuple[nn.Module, WinogradReluReport]:
     """Rewrite ``model`` to Winograd-ReLU layers, in place.
 
@@ -83,7 +117,12 @@ def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any =
     same ``nn.Sequential`` tree (possibly
     through max-pooling, dropout or identity, which commute with ReLU) becomes a
     Winograd-domain layer with ``winograd_relu=True``, and the ReLU becomes ``nn.Identity``.
-    This changes the network (the ReLU now acts on Bᵀ d B): retrain afterwards.
+    With ``traced`` the model's ``forward`` is also followed (``torch.fx``): a convolution fed
+    by a ReLU that a custom ``forward`` applies or that other layers read too (a ResNet
+    block's first conv: the block input also feeds the shortcut) becomes a Winograd-ReLU layer
+    as well, and that spatial ReLU stays. So every 3×3 stride-1 conv of a ResNet-18 is
+    rewritten, as Liu et al. did. This changes the network (the ReLU now acts on Bᵀ d B):
+    retrain afterwards.
 
     Args:
         model: the model, changed in place (the root itself cannot be a convolution).
@@ -92,6 +131,8 @@ def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any =
         include, exclude: convolution-name filters.
         decompose: DWM mode of :func:`sparsewino.nn.convert` (``"none"``: strided convolutions
             are left alone).
+        traced: also rewrite convolutions found by tracing ``forward`` (spatial ReLU kept);
+            ``False``: only what ``nn.Sequential`` chains show.
 
     Returns:
         ``(model, report)``: the report lists every convolution, converted or not, the ReLU
@@ -110,7 +151,7 @@ def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any =
         uses[id(module)] = uses.get(id(module), 0) + 1
     in_chain: dict[str, tuple[str | None, str]] = {}     # conv name -> (relu name, reason)
     relu_slot: dict[str, tuple[nn.Module, str]] = {}
-    for chain in _chains(model):
+    for chain in sequential_chains(model):
         for i, (name, module, _, _) in enumerate(chain):
             if not isinstance(module, (*convertible_types(), *winograd_layer_types())):
                 continue
@@ -130,13 +171,18 @@ def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any =
             else:
                 in_chain[name] = (prev_name, "")
                 relu_slot[prev_name] = (parent, key)
+    traced_inputs = _traced_relu_inputs(model) if traced else {}
     chosen: dict[str, tuple[str, str]] = {}          # conv name -> (ReLU name, original type)
+    kept: dict[str, str] = {}                        # conv name -> the spatial ReLU that stays
     order = [name for name, _ in model.named_modules()]
     for name, module in model.named_modules():
         if not isinstance(module, (*convertible_types(), *winograd_layer_types())):
             continue
         relu_name, reason = in_chain.get(name, (None, "not inside an nn.Sequential: its input is "
                                                       "computed in a custom forward"))
+        if relu_name is None and name in traced_inputs:
+            relu_name, reason = traced_inputs[name], ""
+            kept[name] = relu_name
         conv_reason = _conv_reason(module)
         if conv_reason is None and decompose == "none" and not isinstance(module, winograd_layer_types()) \
                 and any(st != 1 for st in module.stride):
@@ -156,12 +202,16 @@ def winograd_relu(model: nn.Module, tile: int | Sequence[int] = 2, points: Any =
     for name, (relu_name, kind) in chosen.items():
         layer = model.get_submodule(name)        # convert() switched spatial Winograd layers
         layer.winograd_relu = True               # existing Winograd layers keep their flag
+        algorithm = f"Winograd-ReLU, Winograd domain, {describe(layer.algorithms, layer.decomposition)}"
+        if name in kept:
+            report.append(ReluDecision(name, kind, True, f"{algorithm}; spatial ReLU {relu_name} "
+                                       "kept (applied in a custom forward or read by other "
+                                       "layers, e.g. a shortcut)"))
+            continue
         parent, key = relu_slot[relu_name]
         setattr(parent, key, nn.Identity())
         report.append(ReluDecision(name, kind, True,
-                                   f"Winograd-ReLU, Winograd domain, "
-                                   f"{describe(layer.algorithms, layer.decomposition)}; "
-                                   f"ReLU {relu_name} replaced by Identity", relu_name))
+                                   f"{algorithm}; ReLU {relu_name} replaced by Identity", relu_name))
     report.sort(key=lambda decision: order.index(decision.name))
     return model, report
 

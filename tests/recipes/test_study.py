@@ -1,0 +1,121 @@
+"""Studies: a grid of ordinary resumable runs sharing a baseline per seed, one combined report."""
+import csv
+import json
+
+import pytest
+import yaml
+
+from sparsewino.cli import main
+from sparsewino.recipes import run_recipe
+from sparsewino.recipes.rundir import RunDirectoryError
+from sparsewino.recipes.study import StudyError, load_study, parse_study, run_study
+
+FAKE = {"dataset": "fake", "batch_size": 16, "eval_batch_size": 32,
+        "options": {"num_samples": 64, "num_classes": 4, "image_size": 12}}
+STAGES = [
+    {"stage": "train", "name": "baseline", "epochs": 0.5, "optimizer": {"name": "sgd", "lr": 0.05}},
+    {"stage": "prune", "name": "step1", "method": "spatial_winograd", "targets": [0.3, 0.5],
+     "finetune": {"epochs": 0.25}},
+    {"stage": "evaluate", "name": "final"},
+]
+RECIPE = {"name": "cell", "data": FAKE, "model": {"name": "small_vgg", "args": {"widths": [4, "M", 4]}},
+          "stages": STAGES}
+
+
+def _study(tmp_path, **changes):
+    (tmp_path / "cell.yaml").write_text(yaml.safe_dump(RECIPE))
+    magnitude = {**RECIPE, "stages": [STAGES[0], {**STAGES[1], "name": "mag", "method": "magnitude"},
+                                      STAGES[2]]}
+    (tmp_path / "mag.yaml").write_text(yaml.safe_dump(magnitude))
+    study = {"name": "tiny", "seeds": [0, 1], "baseline": {"recipe": "cell.yaml", "stage": "baseline"},
+             "cells": [{"name": "step1", "recipe": "cell.yaml", "method": "step 1"},
+                       {"name": "mag", "recipe": "mag.yaml",
+                        "grid": {"stages.mag.finetune.optimizer.lr": [0.01, 0.001]}}]}
+    study.update(changes)
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def test_study_runs_every_cell_shares_the_baseline_and_reports(tmp_path):
+    path = _study(tmp_path)
+    study = load_study(path, tmp_path / "out")
+    assert [r.key for r in study.runs] == [
+        "baseline-seed0", "baseline-seed1", "step1-seed0", "mag.lr-0.01-seed0", "mag.lr-0.001-seed0",
+        "step1-seed1", "mag.lr-0.01-seed1", "mag.lr-0.001-seed1"]
+    cell = study.runs[2].recipe
+    assert [s.name for s in cell.stages] == ["step1", "final"]       # the baseline stage is shared
+    assert cell.model.checkpoint.endswith("out/baseline/seed-0/model.pt") and cell.seed == 0
+    # an interrupted cell: its first step finished, then the study continues it
+    run_recipe(study.runs[0].recipe, study.runs[0].run_dir, progress=False, log=lambda m: None)
+    partial = study.runs[2]
+    run_recipe(partial.recipe, partial.run_dir, until="step1", progress=False, log=lambda m: None)
+    (partial.run_dir / "stages" / "00-step1" / "unit-01.pt").unlink()   # as if killed mid-stage
+    rows = json.loads((partial.run_dir / "results.json").read_text())
+    (partial.run_dir / "results.json").write_text(json.dumps(rows[:1]))
+    assert partial.status() == "partial"
+    lines = []
+    result = run_study(study, log=lines.append)
+    assert not result.failed and set(result.status.values()) == {"finished"}
+    assert "2 finished" not in lines[0] and "baseline-seed0" not in " ".join(lines[1:3])
+    assert any("step1-seed0: continuing" in line for line in lines)
+    report = result.report.parent
+    steps = list(csv.DictReader(open(report / "steps.csv")))
+    assert {r["cell"] for r in steps} == {"baseline", "step1", "mag.lr-0.01", "mag.lr-0.001"}
+    assert list(steps[0])[:5] == ["cell", "method", "seed", "stages.mag.finetune.optimizer.lr", "index"]
+    assert len([r for r in steps if r["cell"] == "step1"]) == 2 * 3       # 2 seeds x (2 targets + final)
+    summary = (report / "summary.md").read_text()
+    assert "| step1 | step 1 | 2/2 |" in summary and "±" in summary and "## At equal accuracy" in summary
+    finals = json.loads((report / "summary.json").read_text())["finals"]
+    step1 = next(f for f in finals if f["cell"] == "step1")
+    assert step1["runs"] == 2 and step1["delta"] is not None and step1["winograd_sparsity"] > 0.3
+    for name in ("accuracy_vs_sparsity.png", "accuracy_vs_multiplications.png", "runs.csv", "steps.json"):
+        assert (report / name).is_file()
+    again = []
+    run_study(study, log=again.append)                                  # everything is skipped
+    assert "8 finished, 0 to run" in again[0]
+
+
+def test_bad_study_files_are_refused_before_anything_runs(tmp_path):
+    with pytest.raises(StudyError, match="seeds: a non-empty list"):
+        load_study(_study(tmp_path, seeds=[]), tmp_path / "out")
+    with pytest.raises(StudyError, match="no_such.yaml.*neither a file nor a bundled recipe"):
+        load_study(_study(tmp_path, cells=[{"name": "x", "recipe": "no_such.yaml"}]), tmp_path / "o")
+    conflict = {"name": "x", "recipe": "cell.yaml", "set": {"stages.step1.finetune.epochs": 0.5}}
+    with pytest.raises(StudyError, match="conflicts with the study's set"):
+        load_study(_study(tmp_path, set={"stages.step1.finetune.epochs": 0.25}, cells=[conflict]),
+                   tmp_path / "o")
+    twice = {"name": "x", "recipe": "cell.yaml", "set": {"stages.step1.targets": [0.3]},
+             "grid": {"stages.step1.targets": [[0.5]]}}
+    with pytest.raises(StudyError, match="also set by the cell"):
+        load_study(_study(tmp_path, cells=[twice]), tmp_path / "o")
+    apart = {"name": "x", "recipe": "cell.yaml", "set": {"stages.baseline.epochs": 1}}
+    with pytest.raises(StudyError, match="cannot share the study's baseline.*epochs"):
+        load_study(_study(tmp_path, cells=[apart]), tmp_path / "o")
+    with pytest.raises(StudyError, match="cannot be overridden"):
+        load_study(_study(tmp_path, set={"seed": 3}), tmp_path / "o")
+    bad_recipe = {"name": "x", "recipe": "cell.yaml", "set": {"stages.step1.targets": [0.5, 0.3]}}
+    with pytest.raises(StudyError, match="targets must not decrease"):
+        load_study(_study(tmp_path, cells=[bad_recipe]), tmp_path / "o")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".sparsewino-study").write_text("someone_else\n")
+    with pytest.raises(RunDirectoryError, match="holds study 'someone_else'"):
+        run_study(load_study(_study(tmp_path), other), log=lambda m: None)
+    with pytest.raises(StudyError, match="--cell 'nope'"):
+        load_study(_study(tmp_path), tmp_path / "o").select(["nope"])
+    with pytest.raises(StudyError, match="study is a mapping"):
+        parse_study([1, 2])
+
+
+def test_cli_check_lists_runs_and_rejects_bad_input(tmp_path, capsys):
+    path = _study(tmp_path)
+    assert main(["study", str(path), "--run-dir", str(tmp_path / "o"), "--check", "--cell", "mag"]) == 0
+    out = capsys.readouterr().out
+    assert "6 runs" in out and "mag.lr-0.001-seed1" in out and "not started" in out
+    assert main(["study", str(_study(tmp_path, seeds=[])), "--check"]) == 1
+    assert "seeds: a non-empty list" in capsys.readouterr().err
+    assert main(["study", "--list"]) == 0
+    assert "fashion_mnist_methods" in capsys.readouterr().out
+    assert main(["study", "fashion_mnist_methods", "--check", "--run-dir", str(tmp_path / "m")]) == 0
+    assert "45 runs" in capsys.readouterr().out
