@@ -110,6 +110,10 @@ def test_layouts_and_descriptions():
     wide = WinogradConv2d(128, 8, 5, padding=2, tile=4).eval()      # 36 x 128 x 4 > 16384
     assert SparseDecomposedConv2d.choose_layout(wide.decomposition, 128, 6) == "pieces"
     assert SparseDecomposedConv2d.from_layer(wide).spec.layout == "pieces"
+    wide_strided = WinogradConv2d(256, 8, 3, stride=2, padding=1, tile=4).eval()   # 25 x 256 x 4
+    assert SparseDecomposedConv2d.choose_layout(wide_strided.decomposition, 256, 5) == "stacked"
+    wide_valid = WinogradConv2d(128, 8, 5, padding=0, tile=4).eval()    # a piece reads at +2
+    assert SparseDecomposedConv2d.choose_layout(wide_valid.decomposition, 128, 6) == "stacked"
     with pytest.raises(ValueError, match="layout must be"):
         SparseDecomposedConv2d.from_layer(stem, layout="tiled")
     # pieces read the input in place where they can, else their own copy of their sub-image

@@ -19,10 +19,11 @@ with whole tiles): the sub-image's own values, zero only outside the input, so W
 weights outside the range of the filter transform and Winograd-ReLU give the same outputs as
 the PyTorch layer.
 
-:meth:`SparseDecomposedConv2d.choose_layout` picks ``"stacked"`` while the stacked weights of
-one tile block fit the kernel's cache budget (few channels, e.g. the 7x7/2 stem's 3 x 9) and
-``"pieces"`` for many channels, where one wide stacked matrix would shrink the kernel's tile
-blocks and stream the weights more often. A fused residual addition enters the first conv2d
+:meth:`SparseDecomposedConv2d.choose_layout` picks ``"stacked"`` for strided layers (each
+piece would need its own copy anyway) and, at stride 1, while the stacked weights of one tile
+block fit the kernel's cache budget (few channels); ``"pieces"`` for wide stride-1 layers,
+where one wide stacked matrix would shrink the kernel's tile blocks and stream the weights
+more often. A fused residual addition enters the first conv2d
 operation. Compiled layers run alone (``forward``, one ``sw_run_program`` call over their
 operations) or as steps of a compiled
 model's :class:`~sparsewino.engine.program.Program` (:meth:`SparseDecomposedConv2d.lower`).
@@ -222,9 +223,16 @@ class SparseDecomposedConv2d(CompiledConv):
 
     @staticmethod
     def choose_layout(split: Decomposition, in_channels: int, n: int) -> str:
-        """``"stacked"`` while ``n² x C x S`` (positions x stacked channels) is at most
-        :data:`STACKED_MAX_COLUMNS`, else ``"pieces"`` (module docstring)."""
-        return "stacked" if n * n * in_channels * split.pieces <= STACKED_MAX_COLUMNS else "pieces"
+        """``"pieces"`` when every piece reads the input in place (stride 1, non-positive
+        offsets) and ``n² x C x S`` (positions x stacked channels) exceeds
+        :data:`STACKED_MAX_COLUMNS`; else ``"stacked"`` (module docstring).
+
+        Measured (Zen 3, batch 1): stride-1 5x5 layers with 128–512 channels run 1.3–1.5x
+        faster as pieces; strided layers, whose pieces each need a copy anyway, 1.3–1.5x faster
+        stacked (3x3/2 with 64–256 input channels)."""
+        in_place = all(s == 1 for s in split.stride) and max(max(c) for c in split.offsets()) <= 0
+        wide = n * n * in_channels * split.pieces > STACKED_MAX_COLUMNS
+        return "pieces" if in_place and wide else "stacked"
 
     def _in_place(self, offset: Sequence[int]) -> bool:
         """Whether a piece at input ``offset`` reads the input itself in the "pieces" layout."""
