@@ -102,8 +102,8 @@ def test_uncompilable_3d_layers_keep_their_forward_with_the_reason():
         net = nn.Sequential(WinogradConv3d(2, 3, (3, 3, 1), padding=(1, 1, 0), tile=2),
                             WinogradConv3d(3, 3, 3, padding=1, tile=2).double().float())
     fast = engine.compile(net.eval())
-    assert fast.compile_report.fallbacks == {"0": "kernel (3, 3, 1) with tile (2, 2, 1): the "
-                                                  "kernel needs the same F(m, r) along D, H and W"}
+    assert fast.compile_report.fallbacks == {"0": "non-square kernel (3, 3, 1) with tile (2, 2, 1): "
+                                                  "the kernel needs the same F(m, r) along D, H and W"}
     x = torch.randn(1, 2, 4, 4, 4)
     with torch.no_grad():
         assert_matches(fast(x), reference(net, x))

@@ -142,7 +142,7 @@ def test_unsupported_pieces_fall_back_with_a_reason():
                         WinogradConv2d(4, 4, 7, stride=2, padding=3, tile=7, decompose="dwm"))
     fast = engine.compile(net.eval())
     fallbacks = fast.compile_report.fallbacks
-    assert "pieces of at least 2 taps" in fallbacks["0"]
+    assert "DWM pieces F(4,1)" in fallbacks["0"] and "r >= 2" in fallbacks["0"]
     assert "2 <= n <= 8" in fallbacks["2"]                             # F(7,3): n = 9
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():

@@ -43,7 +43,7 @@ from ..nn.functional import positions_first, winograd_conv
 from ..winograd.algorithm import WinogradAlgorithm, algorithm
 from ..winograd.decompose import Decomposition, decompose
 from . import kernels
-from .modules import CompiledConv, _affine
+from .modules import CompiledConv, _affine, kernel_reason
 from .packing import PackedMatrices
 
 __all__ = ["SparseDecomposedConv2d", "DecomposedSpec", "decomposed_unsupported_reason", "LAYOUTS",
@@ -60,23 +60,8 @@ def decomposed_unsupported_reason(layer: nn.Module) -> str | None:
     """Why the engine cannot compile ``layer`` (a decomposed WinogradConv2d), or ``None``."""
     if not isinstance(layer, WinogradConv2d) or layer.decomposition is None:
         return f"{type(layer).__name__} is not a decomposed WinogradConv2d"
-    weight = layer.weight
-    if weight.device.type != "cpu":
-        return f"weights on {weight.device}: the engine runs on CPU"
-    if weight.dtype != torch.float32:
-        return f"dtype {weight.dtype}: the kernels are float32"
-    (rh, rw), (mh, mw) = layer.piece_size, layer.tile
-    if rh != rw or mh != mw:
-        return (f"DWM pieces {layer.piece_size} with tile {layer.tile}: the kernel needs the same "
-                "square F(m, r) along H and W")
-    n = mh + rh - 1
-    if not 2 <= n <= 8 or mh >= n:
-        return (f"DWM pieces F({mh},{rh}) (input tile n = {n}): the kernel supports pieces of at "
-                "least 2 taps with 2 <= n <= 8")
-    if layer.in_channels * layer.pieces > kernels.MAX_COLUMNS:
-        return (f"{layer.in_channels} input channels x {layer.pieces} pieces: the kernel supports "
-                f"at most {kernels.MAX_COLUMNS}")
-    return None
+    return kernel_reason(layer, layer.piece_size, layer.tile, layer.in_channels * layer.pieces,
+                         "H and W", "DWM pieces")
 
 
 @dataclass(frozen=True)

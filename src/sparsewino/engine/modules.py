@@ -33,7 +33,7 @@ from . import kernels
 from .packing import PackedMatrices
 
 __all__ = ["SparseWinogradConv2d", "SparseLinear", "SparsePointwiseConv2d", "LayerSpec",
-           "unsupported_reason", "check_threads", "InferenceModule", "CompiledConv",
+           "unsupported_reason", "kernel_reason", "check_threads", "InferenceModule", "CompiledConv",
            "WinogradInferenceModule", "pack_winograd"]
 
 
@@ -44,27 +44,37 @@ def check_threads(threads: object) -> None:
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
 
 
+def kernel_reason(layer: nn.Module, sizes: Sequence[int], tiles: Sequence[int], columns: int,
+                  axes: str, what: str = "kernel") -> str | None:
+    """The checks every compiled Winograd layer shares, or ``None`` when they pass: float32 CPU
+    weights, one F(m, r) along every axis (``sizes``: the kernel's or its DWM pieces' taps),
+    input tile 2 <= n <= 8, at most :data:`~sparsewino.engine.kernels.MAX_COLUMNS` input
+    columns of the packed matrices."""
+    weight = layer.weight
+    if weight.device.type != "cpu":
+        return f"weights on {weight.device}: the engine runs on CPU"
+    if weight.dtype != torch.float32:
+        return f"dtype {weight.dtype}: the kernels are float32"
+    if len(set(sizes)) != 1 or len(set(tiles)) != 1:
+        return (f"non-square {what} {tuple(sizes)} with tile {tuple(tiles)}: the kernel needs the "
+                f"same F(m, r) along {axes}")
+    m, r = tiles[0], sizes[0]
+    n = m + r - 1
+    if not 2 <= n <= 8 or m >= n:
+        return (f"{what} F({m},{r}), input tile n = {n}: the kernel supports 2 <= n <= 8 and "
+                "r >= 2 (F(2,3), F(4,3), F(6,3), ...)")
+    if columns > kernels.MAX_COLUMNS:
+        return f"{columns} input columns: the kernel supports at most {kernels.MAX_COLUMNS}"
+    return None
+
+
 def unsupported_reason(layer: nn.Module) -> str | None:
     """Why the engine cannot compile ``layer`` (a WinogradConv2d), or ``None`` when it can."""
     if not isinstance(layer, WinogradConv2d):
         return f"{type(layer).__name__} is not a WinogradConv2d"
     if getattr(layer, "decomposition", None) is not None:
         return "a decomposed (DWM) layer: compile it as a SparseDecomposedConv2d"
-    weight = layer.weight
-    if weight.device.type != "cpu":
-        return f"weights on {weight.device}: the engine runs on CPU"
-    if weight.dtype != torch.float32:
-        return f"dtype {weight.dtype}: the kernels are float32"
-    (kh, kw), (mh, mw) = layer.kernel_size, layer.tile
-    if kh != kw or mh != mw:
-        return (f"non-square kernel {layer.kernel_size} or tile {layer.tile}: the kernel "
-                "needs the same F(m, r) along H and W")
-    n = mh + kh - 1
-    if not 2 <= n <= 8 or mh >= n:
-        return f"input tile n = {n}: the kernel supports 2 <= n <= 8 (F(2,3), F(4,3), F(6,3), ...)"
-    if layer.in_channels > kernels.MAX_COLUMNS:
-        return f"{layer.in_channels} input channels: the kernel supports at most {kernels.MAX_COLUMNS}"
-    return None
+    return kernel_reason(layer, layer.kernel_size, layer.tile, layer.in_channels, "H and W")
 
 
 def _affine(weight_rows: torch.Tensor, bias: torch.Tensor | None, scale: torch.Tensor | None,

@@ -17,7 +17,7 @@ import torch
 
 from ..nn.conv import WinogradConv3d
 from . import kernels
-from .modules import WinogradInferenceModule
+from .modules import WinogradInferenceModule, kernel_reason
 
 __all__ = ["SparseWinogradConv3d", "unsupported_reason3d"]
 
@@ -26,23 +26,9 @@ def unsupported_reason3d(layer: Any) -> str | None:
     """Why the engine cannot compile ``layer`` (a WinogradConv3d), or ``None`` when it can."""
     if not isinstance(layer, WinogradConv3d):
         return f"{type(layer).__name__} is not a WinogradConv3d"
-    weight = layer.weight
-    if weight.device.type != "cpu":
-        return f"weights on {weight.device}: the engine runs on CPU"
-    if weight.dtype != torch.float32:
-        return f"dtype {weight.dtype}: the kernels are float32"
-    if len(set(layer.kernel_size)) != 1 or len(set(layer.tile)) != 1:
-        return (f"kernel {layer.kernel_size} with tile {layer.tile}: the kernel needs the same "
-                "F(m, r) along D, H and W")
     if len(set(layer.points)) != 1:
         return "different interpolation points per dimension: the kernel needs one algorithm"
-    m, r = layer.tile[0], layer.kernel_size[0]
-    n = m + r - 1
-    if not 2 <= n <= 8 or m >= n:
-        return f"input tile n = {n}: the kernel supports 2 <= n <= 8 (F(2,3)³, F(4,3)³, ...)"
-    if layer.in_channels > kernels.MAX_COLUMNS:
-        return f"{layer.in_channels} input channels: the kernel supports at most {kernels.MAX_COLUMNS}"
-    return None
+    return kernel_reason(layer, layer.kernel_size, layer.tile, layer.in_channels, "D, H and W")
 
 
 class SparseWinogradConv3d(WinogradInferenceModule):

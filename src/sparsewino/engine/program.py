@@ -318,36 +318,32 @@ class Program:
         args.threads, args.isa = self.threads, self.isa
         return self._emit("pool2d", args, [("x", source)], out_shape, "relu")
 
-    def _conv(self, node: fx.Node, m: SparseWinogradConv2d, out_shape) -> int:
+    def _conv_inputs(self, node: fx.Node, m: nn.Module, dims: int,
+                     out_shape) -> tuple[tuple[int, ...], dict[str, int]]:
+        """A compiled convolution's input shape and value refs (``x``, and ``residual`` for a
+        fused residual addition), checked against what the layer was compiled for."""
         source = self._arg(node)
         shape = self.values[source].shape
-        if len(shape) != 4 or shape[1] != m.in_channels or shape[0] == 0:
+        if len(shape) != dims + 2 or shape[1] != m.in_channels or shape[0] == 0:
             raise UnsupportedGraph(f"{node.name}: input {shape}")
-        args = m.fill_args(shape[0], shape[2], shape[3], self.threads, self.backend)
-        inputs = [("x", source)]
+        refs = {"x": source}
         if m.spec.residual:
-            residual = self._arg(node, 1)
-            if self.values[residual].shape != tuple(out_shape):
+            refs["residual"] = self._arg(node, 1)
+            if self.values[refs["residual"]].shape != tuple(out_shape):
                 raise UnsupportedGraph(f"{node.name}: residual shape")
-            inputs.append(("residual", residual))
         self.keep.append(m)
+        return shape, refs
+
+    def _conv(self, node: fx.Node, m: SparseWinogradConv2d, out_shape) -> int:
+        shape, refs = self._conv_inputs(node, m, 2, out_shape)
+        args = m.fill_args(*shape[:1], *shape[2:], self.threads, self.backend)
         relu_field = None if m.spec.relu_output or m.spec.pool_output else "relu_output"
-        return self._emit("conv2d", args, inputs, out_shape, relu_field)
+        return self._emit("conv2d", args, list(refs.items()), out_shape, relu_field)
 
     def _conv3d(self, node: fx.Node, m: SparseWinogradConv3d, out_shape) -> int:
-        source = self._arg(node)
-        shape = self.values[source].shape
-        if len(shape) != 5 or shape[1] != m.in_channels or shape[0] == 0:
-            raise UnsupportedGraph(f"{node.name}: input {shape}")
-        args = m.fill_args(shape[0], shape[2], shape[3], shape[4], self.threads, self.backend)
-        inputs = [("x", source)]
-        if m.spec.residual:
-            residual = self._arg(node, 1)
-            if self.values[residual].shape != tuple(out_shape):
-                raise UnsupportedGraph(f"{node.name}: residual shape")
-            inputs.append(("residual", residual))
-        self.keep.append(m)
-        return self._emit("conv3d", args, inputs, out_shape,
+        shape, refs = self._conv_inputs(node, m, 3, out_shape)
+        args = m.fill_args(*shape[:1], *shape[2:], self.threads, self.backend)
+        return self._emit("conv3d", args, list(refs.items()), out_shape,
                           None if m.spec.relu_output else "relu_output")
 
     def _pool3d(self, node: fx.Node, m: nn.Module, out_shape) -> int:
@@ -393,21 +389,13 @@ class Program:
         args.kind, args.count_include_pad = kind, 0
         args.threads, args.isa = self.threads, self.isa
         return self._emit("pool2d", args, [("x", source)], out_shape, "relu")
+
     def _decomposed(self, node: fx.Node, m: SparseDecomposedConv2d, out_shape) -> int:
         """A DWM layer's operations (extract + conv2d, or chained conv2d pieces)."""
-        source = self._arg(node)
-        shape = self.values[source].shape
-        if len(shape) != 4 or shape[1] != m.in_channels or shape[0] == 0:
-            raise UnsupportedGraph(f"{node.name}: input {shape}")
+        shape, refs = self._conv_inputs(node, m, 2, out_shape)
         plans = m.lower(shape[0], shape[2], shape[3], self.threads, self.backend)
         if plans[-1].shape != tuple(out_shape):
             raise UnsupportedGraph(f"{node.name}: output shape")
-        refs = {"x": source}
-        if m.spec.residual:
-            refs["residual"] = self._arg(node, 1)
-            if self.values[refs["residual"]].shape != tuple(out_shape):
-                raise UnsupportedGraph(f"{node.name}: residual shape")
-        self.keep.append(m)
         for plan in plans:
             relu_field = None
             if plan.output == "y" and plan.kind == "conv2d" and not m.spec.relu_output:

@@ -307,6 +307,51 @@ static int32_t sw_make_plan3d(const sw_conv3d_args* a, sw_plan3d* p) {
     return SW_OK;
 }
 
+// The planned operations (conv2d, gemm, conv3d) share their entry points: make the plan,
+// check the buffers, run the kernel of the requested instruction set.
+template <class Args, class Plan>
+using sw_kernel_fn = int32_t (*)(const Args*, const Plan*);
+
+template <class Args, class Plan>
+static int32_t planned_workspace(const Args* args, int32_t (*make)(const Args*, Plan*),
+                                 int64_t* floats) {
+    Plan plan;
+    const int32_t status = make(args, &plan);
+    if (status != SW_OK) return status;
+    if (floats) *floats = plan.total_floats;
+    return SW_OK;
+}
+
+template <class Args, class Plan>
+static int32_t planned_describe(const Args* args, int32_t (*make)(const Args*, Plan*),
+                                int32_t* tile_block, int32_t* blocks, int32_t* mode,
+                                int32_t* isa) {
+    Plan plan;
+    const int32_t status = make(args, &plan);
+    if (status != SW_OK) return status;
+    int32_t chosen = 0;
+    if (!runnable(args->isa, &chosen)) return SW_ERR_ISA;
+    if (tile_block) *tile_block = plan.Tb;
+    if (blocks) *blocks = static_cast<int32_t>(plan.blocks);
+    if (mode) *mode = plan.mode;
+    if (isa) *isa = chosen;
+    return SW_OK;
+}
+
+template <class Args, class Plan>
+static int32_t planned_forward(const Args* args, int32_t (*make)(const Args*, Plan*),
+                               sw_kernel_fn<Args, Plan> sw_isa_table::*kernel) {
+    Plan plan;
+    const int32_t status = make(args, &plan);
+    if (status != SW_OK) return status;
+    if (!args->x || !args->y || !args->workspace) return SW_ERR_ARGS;
+    if (args->workspace_floats < plan.total_floats) return SW_ERR_WORKSPACE;
+    if (reinterpret_cast<uintptr_t>(args->workspace) % 64 != 0) return SW_ERR_ALIGN;
+    const sw_isa_table* table = runnable(args->isa, nullptr);
+    if (!table || !(table->*kernel)) return SW_ERR_ISA;
+    return (table->*kernel)(args, &plan);
+}
+
 extern "C" {
 
 SW_EXPORT int32_t sw_abi_version(void) { return SW_ABI_VERSION; }
@@ -323,91 +368,37 @@ SW_EXPORT int32_t sw_isa_lanes(int32_t isa) {
 }
 
 SW_EXPORT int32_t sw_conv2d_workspace(const sw_conv2d_args* args, int64_t* floats) {
-    sw_plan plan;
-    const int32_t status = sw_make_plan(args, &plan);
-    if (status != SW_OK) return status;
-    if (floats) *floats = plan.total_floats;
-    return SW_OK;
+    return planned_workspace(args, sw_make_plan, floats);
 }
 
 SW_EXPORT int32_t sw_gemm_workspace(const sw_gemm_args* args, int64_t* floats) {
-    sw_gemm_plan plan;
-    const int32_t status = sw_make_gemm_plan(args, &plan);
-    if (status != SW_OK) return status;
-    if (floats) *floats = plan.total_floats;
-    return SW_OK;
+    return planned_workspace(args, sw_make_gemm_plan, floats);
+}
+
+SW_EXPORT int32_t sw_conv3d_workspace(const sw_conv3d_args* args, int64_t* floats) {
+    return planned_workspace(args, sw_make_plan3d, floats);
 }
 
 SW_EXPORT int32_t sw_conv2d_plan(const sw_conv2d_args* args, int32_t* tile_block, int32_t* blocks,
                                  int32_t* mode, int32_t* isa) {
-    sw_plan plan;
-    const int32_t status = sw_make_plan(args, &plan);
-    if (status != SW_OK) return status;
-    int32_t chosen = 0;
-    if (!runnable(args->isa, &chosen)) return SW_ERR_ISA;
-    if (tile_block) *tile_block = plan.Tb;
-    if (blocks) *blocks = static_cast<int32_t>(plan.blocks);
-    if (mode) *mode = plan.mode;
-    if (isa) *isa = chosen;
-    return SW_OK;
-}
-
-SW_EXPORT int32_t sw_conv2d_forward(const sw_conv2d_args* args) {
-    sw_plan plan;
-    const int32_t status = sw_make_plan(args, &plan);
-    if (status != SW_OK) return status;
-    if (!args->x || !args->y || !args->workspace) return SW_ERR_ARGS;
-    if (args->workspace_floats < plan.total_floats) return SW_ERR_WORKSPACE;
-    if (reinterpret_cast<uintptr_t>(args->workspace) % 64 != 0) return SW_ERR_ALIGN;
-    const sw_isa_table* table = runnable(args->isa, nullptr);
-    if (!table) return SW_ERR_ISA;
-    return table->conv2d(args, &plan);
-}
-
-SW_EXPORT int32_t sw_gemm_forward(const sw_gemm_args* args) {
-    sw_gemm_plan plan;
-    const int32_t status = sw_make_gemm_plan(args, &plan);
-    if (status != SW_OK) return status;
-    if (!args->x || !args->y || !args->workspace) return SW_ERR_ARGS;
-    if (args->workspace_floats < plan.total_floats) return SW_ERR_WORKSPACE;
-    if (reinterpret_cast<uintptr_t>(args->workspace) % 64 != 0) return SW_ERR_ALIGN;
-    const sw_isa_table* table = runnable(args->isa, nullptr);
-    if (!table) return SW_ERR_ISA;
-    return table->gemm(args, &plan);
-}
-
-SW_EXPORT int32_t sw_conv3d_workspace(const sw_conv3d_args* args, int64_t* floats) {
-    sw_plan3d plan;
-    const int32_t status = sw_make_plan3d(args, &plan);
-    if (status != SW_OK) return status;
-    if (floats) *floats = plan.total_floats;
-    return SW_OK;
+    return planned_describe(args, sw_make_plan, tile_block, blocks, mode, isa);
 }
 
 SW_EXPORT int32_t sw_conv3d_plan(const sw_conv3d_args* args, int32_t* tile_block, int32_t* blocks,
                                  int32_t* mode, int32_t* isa) {
-    sw_plan3d plan;
-    const int32_t status = sw_make_plan3d(args, &plan);
-    if (status != SW_OK) return status;
-    int32_t chosen = 0;
-    if (!runnable(args->isa, &chosen)) return SW_ERR_ISA;
-    if (tile_block) *tile_block = plan.Tb;
-    if (blocks) *blocks = static_cast<int32_t>(plan.blocks);
-    if (mode) *mode = plan.mode;
-    if (isa) *isa = chosen;
-    return SW_OK;
+    return planned_describe(args, sw_make_plan3d, tile_block, blocks, mode, isa);
+}
+
+SW_EXPORT int32_t sw_conv2d_forward(const sw_conv2d_args* args) {
+    return planned_forward(args, sw_make_plan, &sw_isa_table::conv2d);
+}
+
+SW_EXPORT int32_t sw_gemm_forward(const sw_gemm_args* args) {
+    return planned_forward(args, sw_make_gemm_plan, &sw_isa_table::gemm);
 }
 
 SW_EXPORT int32_t sw_conv3d_forward(const sw_conv3d_args* args) {
-    sw_plan3d plan;
-    const int32_t status = sw_make_plan3d(args, &plan);
-    if (status != SW_OK) return status;
-    if (!args->x || !args->y || !args->workspace) return SW_ERR_ARGS;
-    if (args->workspace_floats < plan.total_floats) return SW_ERR_WORKSPACE;
-    if (reinterpret_cast<uintptr_t>(args->workspace) % 64 != 0) return SW_ERR_ALIGN;
-    const sw_isa_table* table = runnable(args->isa, nullptr);
-    if (!table || !table->conv3d) return SW_ERR_ISA;
-    return table->conv3d(args, &plan);
+    return planned_forward(args, sw_make_plan3d, &sw_isa_table::conv3d);
 }
 
 SW_EXPORT int32_t sw_pool2d_forward(const sw_pool2d_args* a) {
