@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -30,7 +29,7 @@ import torch
 from torch import nn
 
 from ..nn.conv import WinogradConv2d
-from ..timing import cpu_flags, cpu_model
+from ..timing import cpu_flags, cpu_model, interleaved_times
 from . import kernels
 
 __all__ = ["TuningChoice", "TuningCache", "record_input_shapes", "candidate_tiles", "tune_layer",
@@ -133,17 +132,6 @@ def candidate_tiles(layer: WinogradConv2d) -> list[int]:
     return tiles or [own]
 
 
-def _median_ms(function: Callable[[], object], runs: int) -> float:
-    with torch.no_grad():
-        function()
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            function()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
 def tune_layer(layer: WinogradConv2d, shape: tuple[int, ...], threads: int,
                build: Callable[[WinogradConv2d, str], nn.Module], cache: TuningCache,
                runs: int = 7) -> TuningChoice:
@@ -159,15 +147,17 @@ def tune_layer(layer: WinogradConv2d, shape: tuple[int, ...], threads: int,
     if cached is not None and cached.tile in candidate_tiles(layer):
         return cached
     x = torch.randn(shape)
-    times: dict[str, float] = {}
+    calls: dict[str, Callable[[], object]] = {}
     for tile in candidate_tiles(layer):
         candidate = layer if tile == layer.tile[0] else WinogradConv2d.from_conv(
             layer.to_conv(), tile=tile, domain="spatial", points=None, decompose="none")
         for rule in FORMAT_RULES:
             compiled = build(candidate, rule)
             compiled.threads = threads
-            times[f"F({tile},{layer.kernel_size[0]})/{rule}"] = _median_ms(lambda m=compiled: m(x),
-                                                                           runs)
+            calls[f"F({tile},{layer.kernel_size[0]})/{rule}"] = lambda m=compiled: m(x)
+    # In turns, so that a burst of load hits every candidate alike.
+    rounds = interleaved_times(calls, warmup=1, repeats=runs)
+    times = {name: statistics.median(values) * 1e3 for name, values in rounds.items()}
     best = min(times, key=times.get)
     tile = int(best.split(",")[0][2:])
     choice = TuningChoice(tile, best.split("/")[1], times)
