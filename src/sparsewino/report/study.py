@@ -133,21 +133,27 @@ def aggregate(study: Any, steps: Sequence[dict[str, Any]]) -> tuple[list[dict[st
         labels = list(dict.fromkeys((r["stage"], r.get("step", "")) for rows in per_seed.values()
                                     for r in rows))
         for stage, step in labels:
-            points = [next((r for r in rows if (r["stage"], r.get("step", "")) == (stage, step)), None)
-                      for rows in per_seed.values()]
-            points = [p for p in points if p is not None]
+            found = {seed: next((r for r in rows if (r["stage"], r.get("step", "")) == (stage, step)),
+                                None) for seed, rows in per_seed.items()}
+            points = [p for p in found.values() if p is not None]
             point: dict[str, Any] = {"cell": cell, "method": methods[cell], "stage": stage, "step": step,
                                      "runs": len(points)}
             for key in ("accuracy", "winograd_sparsity", "spatial_sparsity", "reduction_vs_direct"):
                 point[key], point[key + "_std"], _ = mean_std(p.get(key) for p in points)
+            # paired with the same seed's baseline, like the finals' delta
+            point["delta"], point["delta_std"], _ = mean_std(
+                p["accuracy"] - baseline[seed]["accuracy"] for seed, p in found.items()
+                if p is not None and p.get("accuracy") is not None and baseline.get(seed) is not None)
             curves.append(point)
     return finals, curves
 
 
 def at_equal_accuracy(finals: Sequence[dict[str, Any]], curves: Sequence[dict[str, Any]],
                       budgets: Sequence[float] = LOSS_BUDGETS) -> list[dict[str, Any]]:
-    """Per cell, the highest mean Winograd-domain sparsity among its curve points whose mean
-    accuracy is at most ``budget`` below the baseline's mean (``None`` when none is).
+    """Per cell, the highest mean Winograd-domain sparsity among its curve points that lose at
+    most ``budget`` accuracy against the baseline: the mean paired change (``delta``: each seed
+    against its own baseline) when the points have one, else the mean accuracy against the
+    baseline's mean. ``None`` where no point qualifies.
 
     Examples:
         >>> finals = [{"cell": "baseline", "accuracy": 0.90}]
@@ -155,16 +161,25 @@ def at_equal_accuracy(finals: Sequence[dict[str, Any]], curves: Sequence[dict[st
         ...           {"cell": "a", "method": "A", "step": "u", "accuracy": 0.88, "winograd_sparsity": 0.7}]
         >>> [(r["budget"], r["winograd_sparsity"]) for r in at_equal_accuracy(finals, curves, (0.005, 0.02))]
         [(0.005, 0.5), (0.02, 0.7)]
+        >>> paired = [dict(curves[1], delta=-0.004)]     # its own seeds' baseline was 0.884
+        >>> [r["winograd_sparsity"] for r in at_equal_accuracy(finals, paired, (0.005,))]
+        [0.7]
     """
     base = next((f["accuracy"] for f in finals if f["cell"] == "baseline"), None)
     if base is None:
         return []
+
+    def loss(point: dict[str, Any]) -> float:
+        if point.get("delta") is not None:
+            return -point["delta"]
+        return base - point["accuracy"]
+
     out = []
     for cell in dict.fromkeys(c["cell"] for c in curves):
         points = [c for c in curves if c["cell"] == cell and c.get("accuracy") is not None
                   and c.get("winograd_sparsity") is not None]
         for budget in budgets:
-            ok = [c for c in points if c["accuracy"] >= base - budget - 1e-12]
+            ok = [c for c in points if loss(c) <= budget + 1e-12]
             best = max(ok, key=lambda c: c["winograd_sparsity"], default=None)
             out.append({"cell": cell, "method": points[0]["method"] if points else cell, "budget": budget,
                         "winograd_sparsity": best["winograd_sparsity"] if best else None,
@@ -217,7 +232,8 @@ def _markdown(study: Any, finals: Sequence[dict[str, Any]], curves: Sequence[dic
         budgets = list(dict.fromkeys(e["budget"] for e in equal))
         lines += ["## At equal accuracy", "",
                   "Highest Winograd-domain sparsity (mean over seeds) among each cell's pruning steps "
-                  "whose mean accuracy is at most this far below the baseline's mean:", "",
+                  "whose mean accuracy change against the same seeds' baselines is at most this "
+                  "many points down:", "",
                   "| cell | " + " | ".join(f"≤ {100 * b:.1f} points lost" for b in budgets) + " |",
                   "|---|" + "---:|" * len(budgets)]
         for cell in dict.fromkeys(e["cell"] for e in equal):
