@@ -4,7 +4,9 @@ For 3x3x3 layers (padding 1) shaped like C3D's (Tran et al. 2015) at 8 frames of
 the small C3D of the bundled recipe, the ratio ``conv3d time / engine time`` (> 1: the engine is
 faster) of:
 
-* dense F(2,3)³ and F(4,3)³ layers (the Winograd weights of a random spatial kernel);
+* dense F(2,3)³ and F(4,3)³ layers (the Winograd weights of a random spatial kernel), and
+  the same kernel compiled with ``engine.compile(layer, tune=x)`` (tile F(2,3)³/F(4,3)³/F(6,3)³
+  and formats chosen by measurement at compile time, as users get it);
 * F(4,3)³ with 75 % column sparsity: 162 of the 216 positions pruned whole (a column-pruned
   low-rank layer; the kernel skips those positions);
 * F(4,3)³ with 75 % unstructured sparsity: 75 % of the Winograd weights zeroed at random (the
@@ -42,7 +44,8 @@ SHAPES = [
     ("C3D conv4b", 512, 512, 2, 7),
     ("small C3D conv2", 8, 16, 16, 16), ("small C3D conv3", 16, 32, 8, 8),
 ]
-VARIANTS = ("F(2,3)³ dense", "F(4,3)³ dense", "F(4,3)³ 75% columns", "F(4,3)³ 75% unstructured")
+VARIANTS = ("F(2,3)³ dense", "F(4,3)³ dense", "dense, tuned", "F(4,3)³ 75% columns",
+            "F(4,3)³ 75% unstructured")
 TARGETS = {"F(4,3)³ dense": 2.0, "F(4,3)³ 75% columns": 5.0}
 
 
@@ -71,14 +74,20 @@ def measure(shape: tuple, batch: int, args: argparse.Namespace) -> dict:
     torch.manual_seed(c * 1000 + k)
     x = torch.randn(batch, c, d, h, h)
     spatial = torch.randn(k, c, 3, 3, 3) / (27 * c) ** 0.5
-    layers = {VARIANTS[0]: winograd_layer(spatial, 2, "dense", 0),
-              VARIANTS[1]: winograd_layer(spatial, 4, "dense", 0),
-              VARIANTS[2]: winograd_layer(spatial, 4, "columns", 1),
-              VARIANTS[3]: winograd_layer(spatial, 4, "unstructured", 2)}
+    layers = {"F(2,3)³ dense": winograd_layer(spatial, 2, "dense", 0),
+              "F(4,3)³ dense": winograd_layer(spatial, 4, "dense", 0),
+              "F(4,3)³ 75% columns": winograd_layer(spatial, 4, "columns", 1),
+              "F(4,3)³ 75% unstructured": winograd_layer(spatial, 4, "unstructured", 2)}
     compiled = {variant: engine.compile(layer) for variant, layer in layers.items()}
+    # what a user gets from compile(model, tune=x): tile and formats chosen by measurement
+    plain = WinogradConv3d(c, k, 3, padding=1, bias=False).eval()
+    with torch.no_grad():
+        plain.weight.copy_(spatial)
+    compiled["dense, tuned"] = engine.compile(plain, tune=x, tuning_cache=None)
+    compiled = {variant: compiled[variant] for variant in VARIANTS}
     with torch.no_grad():
         ref = F.conv3d(x.double(), spatial.double(), padding=1)
-        for variant in VARIANTS[:2]:                 # dense: fp32 result vs float64 conv3d
+        for variant in VARIANTS[:3]:                 # dense: fp32 result vs float64 conv3d
             error = float((compiled[variant](x).double() - ref).abs().max() / ref.abs().max())
             assert error < 1e-4, f"{name} {variant}: relative error {error:.2g}"
     functions = {"conv3d": lambda: F.conv3d(x, spatial, padding=1)}

@@ -114,3 +114,25 @@ def test_low_rank_layer_compiles_like_its_full_winograd_layer():
     full = layer.to_winograd().eval()
     a, b = engine.compile(layer), engine.compile(full)
     assert torch.equal(a.dense_weights(), b.dense_weights())
+
+
+@needs_kernel
+def test_tuning_chooses_3d_tiles_by_measurement_and_caches_them(tmp_path):
+    import json
+    net, _ = convert(c3d_like(3), tile=4)                       # spatial F(4,3)^3 layers
+    net[4] = LowRankWinogradConv3d.from_conv(nn.Conv3d(8, 12, 3, padding=1), rank=8, tile=2)
+    net = net.eval()
+    x = torch.randn(2, 1, 6, 10, 10)
+    cache = tmp_path / "tuning.json"
+    fast = engine.compile(net, tune=x, tuning_cache=cache)
+    details = {d.name: d.detail for d in fast.compile_report}
+    assert "tuned: F(" in details["0"] and "tuned: F(" in details["8"]
+    assert "tuned: F(2,r)" in details["4"]                      # Winograd domain: keeps its tile
+    entries = json.loads(cache.read_text())
+    assert len(entries) == 3
+    # spatial layers try F(2,3)^3, F(4,3)^3 and F(6,3)^3, each with three format rules
+    assert max(len(v["times"]) for v in entries.values()) == 9
+    assert {fast[0].spec.tile, fast[8].spec.tile} <= {2, 4, 6}
+    assert_matches(fast(x), reference(net, x), tol=1e-4)
+    again = engine.compile(net, tune=x, tuning_cache=cache)
+    assert "tuned (cached)" in {d.name: d.detail for d in again.compile_report}["0"]

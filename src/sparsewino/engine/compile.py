@@ -46,7 +46,7 @@ from .modules import (
 )
 from .modules3d import SparseWinogradConv3d, unsupported_reason3d
 from .program import Program, build_program, node_op
-from .tuning import TuningCache, default_cache_path, record_input_shapes, tune_layer
+from .tuning import TuningCache, default_cache_path, record_input_shapes, retiled, tune_layer
 
 __all__ = ["compile", "CompileReport", "LayerKernel", "compile_report", "CompiledModel"]
 
@@ -262,17 +262,16 @@ def _build_layer(module: nn.Module, kind: str, options: _Options, relu: bool = F
                  residual: bool = False) -> tuple[InferenceModule, str]:
     """The compiled layer, tuned when compile() got an example input; and a note for the report."""
     formats, note = options.formats, ""
-    if kind == "winograd" and options.shapes is not None and id(module) in options.shapes \
-            and formats == "auto":
+    if kind in ("winograd", "winograd3d") and options.shapes is not None \
+            and id(module) in options.shapes and formats == "auto":
         _refresh_weights(module)
         threads = options.threads or torch.get_num_threads()
         choice = tune_layer(module, options.shapes[id(module)], threads,
-                            lambda layer, rule: _build(layer, "winograd", options.threads, rule,
+                            lambda layer, rule: _build(layer, kind, options.threads, rule,
                                                        precision=options.precision),
                             options.cache)
         if choice.tile != module.tile[0]:
-            module = WinogradConv2d.from_conv(module.to_conv(), tile=choice.tile, domain="spatial",
-                                              decompose="none")
+            module = retiled(module, choice.tile)
         formats, note = choice.formats, choice.describe()
     layer = _build(module, kind, options.threads, formats, relu, affine, pool, residual,
                    options.precision)

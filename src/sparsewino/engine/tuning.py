@@ -28,11 +28,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..nn.conv import WinogradConv2d
+from ..nn.conv import WinogradConv2d, WinogradConv3d
 from ..timing import cpu_flags, cpu_model, interleaved_times
 from . import kernels
 
-__all__ = ["TuningChoice", "TuningCache", "record_input_shapes", "candidate_tiles", "tune_layer",
+__all__ = ["TuningChoice", "TuningCache", "record_input_shapes", "candidate_tiles", "tune_layer", "retiled",
            "default_cache_path"]
 
 logger = logging.getLogger(__name__)
@@ -100,14 +100,14 @@ class TuningCache:
 
 
 def record_input_shapes(model: nn.Module, example: torch.Tensor) -> dict[int, tuple[int, ...]]:
-    """The input shape of every Winograd layer of ``model`` on ``example`` (by ``id``)."""
+    """The input shape of every 2-D and 3-D Winograd layer of ``model`` on ``example`` (by ``id``)."""
     shapes: dict[int, tuple[int, ...]] = {}
 
     def record(module: nn.Module, args: tuple) -> None:
         shapes.setdefault(id(module), tuple(args[0].shape))
 
     handles = [m.register_forward_pre_hook(record) for m in model.modules()
-               if isinstance(m, WinogradConv2d)]
+               if isinstance(m, (WinogradConv2d, WinogradConv3d))]
     try:
         with torch.no_grad():
             model(example)
@@ -117,9 +117,9 @@ def record_input_shapes(model: nn.Module, example: torch.Tensor) -> dict[int, tu
     return shapes
 
 
-def candidate_tiles(layer: WinogradConv2d) -> list[int]:
+def candidate_tiles(layer: WinogradConv2d | WinogradConv3d) -> list[int]:
     """Tiles a layer may run with: its own for Winograd-domain and Winograd-ReLU layers, else
-    2, 4 and 6 (those within the fp32 error limit; square kernels only)."""
+    2, 4 and 6 (those within the fp32 error limit; square/cubic kernels only)."""
     own = layer.tile[0]
     if layer.domain != "spatial" or layer.winograd_relu or \
             len(set(layer.kernel_size)) != 1 or len(set(layer.tile)) != 1:
@@ -132,8 +132,14 @@ def candidate_tiles(layer: WinogradConv2d) -> list[int]:
     return tiles or [own]
 
 
-def tune_layer(layer: WinogradConv2d, shape: tuple[int, ...], threads: int,
-               build: Callable[[WinogradConv2d, str], nn.Module], cache: TuningCache,
+def retiled(layer: WinogradConv2d | WinogradConv3d, tile: int) -> WinogradConv2d | WinogradConv3d:
+    """``layer`` (spatial domain, not decomposed) with another output tile, the same weights."""
+    return type(layer).from_conv(layer.to_conv(), tile=tile, domain="spatial", points=None,
+                                 decompose="none")
+
+
+def tune_layer(layer: WinogradConv2d | WinogradConv3d, shape: tuple[int, ...], threads: int,
+               build: Callable[[nn.Module, str], nn.Module], cache: TuningCache,
                runs: int = 7) -> TuningChoice:
     """Time ``build(candidate_layer, formats)`` for each candidate tile and format rule on
     an input of ``shape``; return (and cache) the fastest."""
@@ -149,8 +155,7 @@ def tune_layer(layer: WinogradConv2d, shape: tuple[int, ...], threads: int,
     x = torch.randn(shape)
     calls: dict[str, Callable[[], object]] = {}
     for tile in candidate_tiles(layer):
-        candidate = layer if tile == layer.tile[0] else WinogradConv2d.from_conv(
-            layer.to_conv(), tile=tile, domain="spatial", points=None, decompose="none")
+        candidate = layer if tile == layer.tile[0] else retiled(layer, tile)
         for rule in FORMAT_RULES:
             compiled = build(candidate, rule)
             compiled.threads = threads
