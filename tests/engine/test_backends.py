@@ -16,13 +16,24 @@ from sparsewino.engine.kernels.backends import Backend, get_backend, register_ba
 from .conftest import COMPILED, assert_matches, needs_kernel, reference, sparse_layer
 
 
+@pytest.fixture(autouse=True)
+def automatic_choice(monkeypatch):
+    """These tests are about the automatic choice: a backend forced from the environment
+    (``SPARSEWINO_ENGINE_BACKEND=avx512 make test``) must not change what they see."""
+    monkeypatch.delenv(kernels.ENV_VAR, raising=False)
+
+
+def _first_verified(available: list[str]) -> str:
+    return next(name for name in available if get_backend(name).verified)
+
+
 @pytest.fixture
 def fresh_loader(monkeypatch):
     """Forget the loaded library so a test can make loading fail; restored afterwards."""
     saved = dict(kernels._state)
-    monkeypatch.setattr(kernels, "_state", {**saved, "loaded": False, "lib": None, "path": None,
-                                            "error": None, "warned": False, "available": None,
+    monkeypatch.setattr(kernels, "_state", {**saved, "warned": False, "available": None,
                                             "choices": {}})
+    monkeypatch.setattr(kernels, "_native", kernels._native.fresh())
     yield
     kernels._state.clear()
     kernels._state.update(saved)
@@ -30,10 +41,11 @@ def fresh_loader(monkeypatch):
 
 def test_backend_names_and_override(monkeypatch):
     available = engine.available_backends()
-    assert available[-1] == "torch" and engine.backend() == available[0]
+    automatic = _first_verified(available)
+    assert available[-1] == "torch" and engine.backend() == automatic
     with engine.use_backend("torch") as name:
         assert name == "torch" and engine.backend() == "torch"
-    assert engine.backend() == available[0]
+    assert engine.backend() == automatic
     monkeypatch.setenv(kernels.ENV_VAR, "torch")
     assert engine.backend() == "torch"
     monkeypatch.setenv(kernels.ENV_VAR, "fastest")
@@ -74,7 +86,7 @@ def test_registry_and_automatic_choice():
     chosen = engine.backend()
     assert kernels.backend_info(chosen).verified               # never an unverified one
     available = engine.available_backends()
-    assert chosen == next(n for n in available if get_backend(n).verified)
+    assert chosen == _first_verified(available)
 
 
 def test_forcing_a_backend_the_cpu_lacks_is_a_clear_error(monkeypatch, fresh_loader):

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib.machinery
 import os
 import threading
 import warnings
 from pathlib import Path
 from typing import Iterator
 
+from ...native import NativeLibrary
 from .backends import Backend, get_backend, registered_backends
 
 __all__ = ["backend", "backend_info", "available_backends", "use_backend", "library",
@@ -133,23 +133,11 @@ class SwOp(ctypes.Structure):
     _fields_ = [("kind", _i32), ("args", _ptr)]
 
 
-_lock = threading.Lock()
-_state: dict[str, object] = {"loaded": False, "lib": None, "error": None,
-                             "warned": False, "available": None, "choices": {}}
+_state: dict[str, object] = {"warned": False, "available": None, "choices": {}}
 _override = threading.local()
 
 
-def library_path() -> Path | None:
-    """Path of the built kernel library inside the package, or ``None`` if it was not built."""
-    here = Path(__file__).resolve().parent
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        candidate = here / f"{_LIBRARY_NAME}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _declare(lib: ctypes.CDLL) -> None:
+def _declare_functions(lib: ctypes.CDLL) -> None:
     """Argument and result types of every exported function."""
     for name in ("sw_abi_version", "sw_dense_rows", "sw_slice_rows", "sw_chunk_rows",
                  "sw_max_n"):
@@ -176,44 +164,31 @@ def _declare(lib: ctypes.CDLL) -> None:
         getattr(lib, name).argtypes = [ctypes.POINTER(struct)] + [ctypes.POINTER(_i32)] * 4
 
 
-def _load() -> None:
-    path = library_path()
-    if path is None:
-        _state["error"] = ("the compiled kernel library was not built (no C++ compiler or a "
-                           "failed build during pip install); reinstall with g++ available: "
-                           "pip install -e .")
-        return
-    try:
-        lib = ctypes.CDLL(str(path))
-        lib.sw_abi_version.restype = _i32
-        version = lib.sw_abi_version()
-        if version != ABI_VERSION:
-            raise OSError(f"ABI version {version}, expected {ABI_VERSION} (stale build; "
-                          "reinstall with pip install -e .)")
-        _declare(lib)
-        constants = (lib.sw_dense_rows(), lib.sw_slice_rows(), lib.sw_chunk_rows())
-        if constants != (DENSE_ROWS, SLICE_ROWS, CHUNK_ROWS):
-            raise OSError("packing constants differ between library and Python (stale build)")
-    except (OSError, AttributeError) as exc:
-        _state["error"] = f"could not load {path.name}: {exc}"
-        return
-    _state["lib"] = lib
+def _declare(lib: ctypes.CDLL) -> None:
+    _declare_functions(lib)
+    constants = (lib.sw_dense_rows(), lib.sw_slice_rows(), lib.sw_chunk_rows())
+    if constants != (DENSE_ROWS, SLICE_ROWS, CHUNK_ROWS):
+        raise OSError("packing constants differ between library and Python (stale build)")
+
+
+_native = NativeLibrary(Path(__file__).resolve().parent, _LIBRARY_NAME,
+                        "the compiled kernel library", "sw_abi_version", ABI_VERSION, _declare,
+                        locate=lambda: library_path())
+
+
+def library_path() -> Path | None:
+    """Path of the built kernel library inside the package, or ``None`` if it was not built."""
+    return _native.find()
 
 
 def library() -> ctypes.CDLL | None:
     """The loaded kernel library, or ``None`` (see :func:`load_error`)."""
-    if not _state["loaded"]:
-        with _lock:
-            if not _state["loaded"]:
-                _load()
-                _state["loaded"] = True
-    return _state["lib"]  # type: ignore[return-value]
+    return _native.get()
 
 
 def load_error() -> str | None:
     """Why the compiled library is unavailable, or ``None`` when it loaded."""
-    library()
-    return _state["error"]  # type: ignore[return-value]
+    return _native.error()
 
 
 def _unavailable_reason(entry: Backend) -> str | None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib.machinery
 import os
 import threading
 import warnings
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+
+from ...native import NativeLibrary
 
 __all__ = ["adder_product", "adder_gradient", "backend", "available_backends", "use_backend",
            "load_error", "BACKENDS", "ENV_VAR", "GRAD_MODES"]
@@ -53,58 +54,31 @@ class _BackwardArgs(ctypes.Structure):
                 ("isa", _i32)]
 
 
-_lock = threading.Lock()
-_state: dict[str, object] = {"loaded": False, "lib": None, "error": None, "warned": False}
+_state: dict[str, object] = {"warned": False}
 _override = threading.local()
 
 
-def _library_path() -> Path | None:
-    here = Path(__file__).resolve().parent
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        candidate = here / f"_adder_kernels{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
+def _declare(lib: ctypes.CDLL) -> None:
+    for name in ("sa_isa_compiled", "sa_isa_supported"):
+        getattr(lib, name).restype = _i32
+        getattr(lib, name).argtypes = [_i32]
+    lib.sa_forward.restype = _i32
+    lib.sa_forward.argtypes = [ctypes.POINTER(_ForwardArgs)]
+    lib.sa_backward.restype = _i32
+    lib.sa_backward.argtypes = [ctypes.POINTER(_BackwardArgs)]
 
 
-def _load() -> None:
-    path = _library_path()
-    if path is None:
-        _state["error"] = ("the adder kernel library was not built (no C++ compiler or a failed "
-                           "build during pip install); reinstall with g++ available: pip install -e .")
-        return
-    try:
-        lib = ctypes.CDLL(str(path))
-        lib.sa_abi_version.restype = _i32
-        if lib.sa_abi_version() != _ABI_VERSION:
-            raise OSError(f"ABI version {lib.sa_abi_version()}, expected {_ABI_VERSION} (stale "
-                          "build; reinstall with pip install -e .)")
-        for name in ("sa_isa_compiled", "sa_isa_supported"):
-            getattr(lib, name).restype = _i32
-            getattr(lib, name).argtypes = [_i32]
-        lib.sa_forward.restype = _i32
-        lib.sa_forward.argtypes = [ctypes.POINTER(_ForwardArgs)]
-        lib.sa_backward.restype = _i32
-        lib.sa_backward.argtypes = [ctypes.POINTER(_BackwardArgs)]
-    except (OSError, AttributeError) as exc:
-        _state["error"] = f"could not load {path.name}: {exc}"
-        return
-    _state["lib"] = lib
+_native = NativeLibrary(Path(__file__).resolve().parent, "_adder_kernels",
+                        "the adder kernel library", "sa_abi_version", _ABI_VERSION, _declare)
 
 
 def _library() -> ctypes.CDLL | None:
-    if not _state["loaded"]:
-        with _lock:
-            if not _state["loaded"]:
-                _load()
-                _state["loaded"] = True
-    return _state["lib"]  # type: ignore[return-value]
+    return _native.get()
 
 
 def load_error() -> str | None:
     """Why the C++ adder kernels are unavailable, or ``None`` when they loaded."""
-    _library()
-    return _state["error"]  # type: ignore[return-value]
+    return _native.error()
 
 
 def _unavailable_reason(name: str) -> str | None:
