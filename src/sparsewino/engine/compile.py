@@ -20,31 +20,24 @@ becomes a :class:`CompiledModel`, the rest keeps its own forward).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
-import operator
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.utils import prune as torch_prune
 
 from ..nn.adder import adder_layer_types
-from ..nn.conv import WinogradConv2d, WinogradConv3d, _WinogradConvNd
-from . import kernels
-from .decomposed import SparseDecomposedConv2d, decomposed_unsupported_reason
-from .modules import (
-    InferenceModule,
-    SparseLinear,
-    SparsePointwiseConv2d,
-    SparseWinogradConv2d,
-    check_threads,
-    unsupported_reason,
-)
-from .modules3d import SparseWinogradConv3d, unsupported_reason3d
+from ..nn.kinds import winograd_layer_types
+from . import kernels, ops
+from .modules import InferenceModule, check_threads
+from .ops.base import BuildOptions, CompiledKind
+from .ops.eltwise import ADD_FUNCTIONS, RELU_FUNCTIONS
+from .packing import PrecisionRangeError
 from .program import Program, build_program, node_op
 from .tuning import TuningCache, default_cache_path, record_input_shapes, retiled, tune_layer
 
@@ -53,8 +46,6 @@ __all__ = ["compile", "CompileReport", "LayerKernel", "compile_report", "Compile
 logger = logging.getLogger(__name__)
 
 _COMPILED_KINDS = ("sparse-winograd", "sparse-gemm")
-_RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_)
-_ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 
 
 @dataclass(frozen=True)
@@ -62,8 +53,9 @@ class LayerKernel:
     """What compile() did with one layer (or one graph node)."""
 
     name: str
-    kernel: str            # "sparse-winograd", "sparse-gemm", "engine" (pool, add, ...),
-                           # "layer-forward" (Winograd layer kept) or "pytorch"
+    kernel: str            # a compiled kind's report ("sparse-winograd", "sparse-gemm"),
+                           # "engine" (pool, add, ...), "layer-forward" (Winograd layer kept)
+                           # or "pytorch"
     detail: str            # algorithm, formats and density, or why it runs in PyTorch
     fused: tuple[str, ...] = ()
 
@@ -163,9 +155,9 @@ def _batchnorm_affine(bn: nn.Module, channels: int, kind: type) -> tuple[torch.T
     return scale.float(), (bias - bn.running_mean.double() * scale).float()
 
 
-def _is_fusable_pool(module: nn.Module, tile: int) -> bool:
-    """A plain 2x2 / stride-2 max-pool (floor mode) that a tile of even size m can absorb."""
-    if type(module) is not nn.MaxPool2d or tile % 2:
+def _is_fusable_pool(module: nn.Module) -> bool:
+    """A plain 2x2 / stride-2 max-pool (floor mode), which a kind that can pool absorbs."""
+    if type(module) is not nn.MaxPool2d:
         return False
     pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
     stride = module.stride if module.stride is not None else module.kernel_size
@@ -174,74 +166,27 @@ def _is_fusable_pool(module: nn.Module, tile: int) -> bool:
             not module.ceil_mode and not module.return_indices)
 
 
-#: Layer kinds of _layer_kind that run the sparse Winograd kernels.
-_WINOGRAD_KINDS = ("winograd", "winograd3d", "decomposed")
-
-
-def _layer_kind(module: nn.Module) -> tuple[str | None, str]:
-    """("winograd" | "winograd3d" | "decomposed" | "linear" | "pointwise" | None, reason when None)."""
+def _layer_kind(module: nn.Module) -> tuple[CompiledKind | None, str]:
+    """The compiled kind of :mod:`sparsewino.engine.ops` that takes ``module``, or ``None`` and
+    why not (empty for modules of no interest)."""
     if user_hooks(module):
         return None, f"has forward hooks {user_hooks(module)}: runs in PyTorch with them"
+    kind = ops.source_kind(module)
+    if kind is not None:
+        reason = kind.reason(module)
+        return (kind, "") if reason is None else (None, reason)
     if isinstance(module, adder_layer_types()):
         return None, (f"{type(module).__name__}: the engine has no adder kernel; runs its own "
                       "forward (the adder product kernel of sparsewino.nn, p = "
                       f"{module.p:g}), nothing fused into it")
-    if isinstance(module, WinogradConv2d):
-        if type(module).forward is not _WinogradConvNd.forward:
-            return None, f"{type(module).__name__} overrides forward(); kept as is"
-        if module.decomposition is not None:
-            reason = decomposed_unsupported_reason(module)
-            return ("decomposed", "") if reason is None else (None, reason)
-        reason = unsupported_reason(module)
-        return ("winograd", "") if reason is None else (None, reason)
-    if isinstance(module, WinogradConv3d):
-        if type(module).forward is not _WinogradConvNd.forward:
-            return None, f"{type(module).__name__} overrides forward(); kept as is"
-        reason = unsupported_reason3d(module)
-        return ("winograd3d", "") if reason is None else (None, reason)
-    if isinstance(module, _WinogradConvNd):
+    if isinstance(module, winograd_layer_types()):
         return None, (f"{type(module).__name__}: only 2-D and 3-D layers are compiled; it runs "
                       "its own (PyTorch) Winograd forward")
-    if type(module) is nn.Linear:
-        if module.weight.dtype != torch.float32 or module.weight.device.type != "cpu":
-            return None, "Linear: float32 CPU weights only"
-        if module.in_features > kernels.MAX_COLUMNS:
-            return None, f"Linear with more than {kernels.MAX_COLUMNS} inputs"
-        return "linear", ""
-    if type(module) is nn.Conv2d:
-        reason = SparsePointwiseConv2d.supported(module)
-        return ("pointwise", "") if reason is None else (None, f"nn.Conv2d: {reason}")
     return None, ""
 
 
-def _describe(layer: nn.Module) -> str:
-    return _describe_formats(layer) + ("; fp16 weights" if layer.packed.precision == "fp16" else "")
-
-
-def _describe_formats(layer: nn.Module) -> str:
-    counts = layer.format_counts()
-    if isinstance(layer, SparseDecomposedConv2d):
-        spec = layer.spec
-        matrices = layer.packed.positions
-        shape = (f"{matrices} positions x {layer.decomposition.pieces} stacked pieces"
-                 if spec.layout == "stacked" else f"{matrices} positions (all pieces)")
-        return (f"DWM {layer.decomposition.describe()} of F({spec.tile},{spec.piece}), "
-                f"{spec.layout}, {shape}: {counts['sparse']} sparse, {counts['dense']} dense, "
-                f"{counts['zero']} zero; weight density {layer.density():.3f}")
-    if isinstance(layer, SparseWinogradConv3d):
-        spec = layer.spec
-        return (f"F({spec.tile},{spec.kernel_size})³, {layer.positions} positions: "
-                f"{counts['sparse']} sparse, {counts['dense']} dense, {counts['zero']} zero; "
-                f"weight density {layer.density():.3f}")
-    if isinstance(layer, SparseWinogradConv2d):
-        spec = layer.spec
-        return (f"F({spec.tile},{spec.kernel_size}), {layer.positions} positions: "
-                f"{counts['sparse']} sparse, {counts['dense']} dense, {counts['zero']} zero; "
-                f"weight density {layer.density():.3f}")
-    what = "Linear" if isinstance(layer, SparseLinear) else f"1x1 conv stride {layer.stride}"
-    fmt = next((k for k in ("sparse", "dense", "zero") if counts[k]), "zero")
-    return (f"{what} {layer.in_features} -> {layer.out_features}, {fmt}, weight density "
-            f"{layer.density():.3f}")
+def _describe(kind: CompiledKind, layer: nn.Module) -> str:
+    return kind.describe(layer) + ("; fp16 weights" if layer.packed.precision == "fp16" else "")
 
 
 @dataclass
@@ -257,52 +202,39 @@ class _Options:
     cache: TuningCache | None = None
 
 
-def _build_layer(module: nn.Module, kind: str, options: _Options, relu: bool = False,
-                 affine: tuple | None = None, pool: int = 0,
-                 residual: bool = False) -> tuple[InferenceModule, str]:
+def _build_layer(module: nn.Module, kind: CompiledKind, options: _Options,
+                 fusion: "_Fusion | None" = None) -> tuple[InferenceModule, str]:
     """The compiled layer, tuned when compile() got an example input; and a note for the report."""
-    formats, note = options.formats, ""
-    if kind in ("winograd", "winograd3d") and options.shapes is not None \
-            and id(module) in options.shapes and formats == "auto":
+    build = BuildOptions(options.threads, options.formats, options.precision)
+    if fusion is not None:
+        scale, shift = fusion.affine if fusion.affine is not None else (None, None)
+        build = dataclasses.replace(build, relu=fusion.relu, scale=scale, shift=shift,
+                                    pool=fusion.pool, residual=fusion.residual is not None)
+    note = ""
+    if kind.tunable and options.shapes is not None and id(module) in options.shapes \
+            and options.formats == "auto":
         _refresh_weights(module)
         threads = options.threads or torch.get_num_threads()
+        plain = BuildOptions(options.threads, precision=options.precision)
         choice = tune_layer(module, options.shapes[id(module)], threads,
-                            lambda layer, rule: _build(layer, kind, options.threads, rule,
-                                                       precision=options.precision),
+                            lambda layer, rule: _build(layer, kind,
+                                                       dataclasses.replace(plain, formats=rule)),
                             options.cache)
         if choice.tile != module.tile[0]:
             module = retiled(module, choice.tile)
-        formats, note = choice.formats, choice.describe()
-    layer = _build(module, kind, options.threads, formats, relu, affine, pool, residual,
-                   options.precision)
-    return layer, note
+        build, note = dataclasses.replace(build, formats=choice.formats), choice.describe()
+    return _build(module, kind, build), note
 
 
-def _build(module: nn.Module, kind: str, threads: int | None, formats: Any, relu: bool = False,
-           affine: tuple | None = None, pool: int = 0, residual: bool = False,
-           precision: str = "fp32") -> InferenceModule:
+def _build(module: nn.Module, kind: CompiledKind, options: BuildOptions) -> InferenceModule:
     _refresh_weights(module)
-    scale, shift = affine if affine is not None else (None, None)
     try:
-        if kind == "winograd":
-            return SparseWinogradConv2d.from_layer(module, threads, formats, relu, scale, shift,
-                                                   pool, residual, precision)
-        if kind == "winograd3d":
-            return SparseWinogradConv3d.from_layer(module, threads, formats, relu, scale, shift,
-                                                   residual, precision)
-        if kind == "decomposed":
-            return SparseDecomposedConv2d.from_layer(module, threads, formats, relu, scale, shift,
-                                                     residual, precision=precision)
-        if kind == "linear":
-            return SparseLinear.from_linear(module, threads, formats, relu, scale, shift,
-                                            residual, precision)
-        return SparsePointwiseConv2d.from_conv(module, threads, formats, relu, scale, shift,
-                                               residual, precision)
-    except ValueError as exc:
-        if precision == "fp32" or "fp16" not in str(exc):
+        return kind.build(module, options)
+    except PrecisionRangeError as exc:
+        if options.precision == "fp32":
             raise
         logger.warning("engine.compile: %s; this layer keeps fp32 weights", exc)
-        return _build(module, kind, threads, formats, relu, affine, pool, residual, "fp32")
+        return kind.build(module, dataclasses.replace(options, precision="fp32"))
 
 
 # ---------------------------------------------------------------------- tracing and fusion
@@ -310,7 +242,8 @@ class _Tracer(fx.Tracer):
     """Leaves: torch.nn modules, Winograd and compiled layers, modules with user hooks."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, (_WinogradConvNd, InferenceModule, CompiledModel, *adder_layer_types())) \
+        if isinstance(m, (*winograd_layer_types(), InferenceModule, CompiledModel,
+                          *adder_layer_types())) \
                 or user_hooks(m):
             return True
         return super().is_leaf_module(m, qualname)
@@ -324,7 +257,7 @@ def _is_relu(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":
         return type(modules.get(node.target)) is nn.ReLU
     if node.op == "call_function":
-        return node.target in _RELU_FUNCTIONS
+        return node.target in RELU_FUNCTIONS
     return node.op == "call_method" and node.target in ("relu", "relu_")
 
 
@@ -344,7 +277,7 @@ def _set_module(root: nn.Module, path: str, module: nn.Module) -> None:
 @dataclass
 class _Fusion:
     node: fx.Node
-    kind: str
+    kind: CompiledKind
     affine: tuple | None = None
     residual: fx.Node | None = None
     relu: bool = False
@@ -352,21 +285,21 @@ class _Fusion:
     absorbed: tuple[fx.Node, ...] = ()
 
 
-def _plan_fusion(node: fx.Node, kind: str, module: nn.Module,
+def _plan_fusion(node: fx.Node, kind: CompiledKind, module: nn.Module,
                  modules: dict[str, nn.Module]) -> _Fusion:
     fusion = _Fusion(node, kind)
     absorbed: list[fx.Node] = []
     current = node
-    channels = module.out_features if kind == "linear" else module.out_channels
+    channels = kind.out_channels(module)
     nxt = _single_user(current)
-    bn_type = {"linear": nn.BatchNorm1d, "winograd3d": nn.BatchNorm3d}.get(kind, nn.BatchNorm2d)
+    bn_type = kind.batchnorm_type(module)
     if nxt is not None and nxt.op == "call_module" and _only_input(nxt, current):
         affine = _batchnorm_affine(modules[nxt.target], channels, bn_type)
         if affine is not None:
             fusion.affine, current = affine, nxt
             absorbed.append(nxt)
     nxt = _single_user(current)
-    if nxt is not None and nxt.op == "call_function" and nxt.target in _ADD_FUNCTIONS and \
+    if nxt is not None and nxt.op == "call_function" and nxt.target in ADD_FUNCTIONS and \
             len(nxt.args) == 2 and not nxt.kwargs and \
             all(isinstance(a, fx.Node) for a in nxt.args) and nxt.args[0] is not nxt.args[1]:
         other = nxt.args[1] if nxt.args[0] is current else nxt.args[0]
@@ -377,9 +310,9 @@ def _plan_fusion(node: fx.Node, kind: str, module: nn.Module,
         fusion.relu, current = True, nxt
         absorbed.append(nxt)
     nxt = _single_user(current)
-    if kind == "winograd" and fusion.residual is None and nxt is not None and \
+    if kind.can_pool(module) and fusion.residual is None and nxt is not None and \
             nxt.op == "call_module" and _only_input(nxt, current) and \
-            _is_fusable_pool(modules[nxt.target], module.tile[0]):
+            _is_fusable_pool(modules[nxt.target]):
         fusion.pool, current = 2, nxt
         absorbed.append(nxt)
     fusion.absorbed = tuple(absorbed)
@@ -431,7 +364,7 @@ def _compile_traced(tree: nn.Module, options: _Options, prefix: str) -> "Compile
         kind, reason = _layer_kind(module)
         name = prefix + node.target
         if kind is None:
-            if reason and isinstance(module, _WinogradConvNd):
+            if reason and isinstance(module, winograd_layer_types()):
                 entries[name] = LayerKernel(name, "layer-forward", reason)
             elif reason:
                 entries[name] = LayerKernel(name, "pytorch", reason)
@@ -448,13 +381,12 @@ def _compile_traced(tree: nn.Module, options: _Options, prefix: str) -> "Compile
         _apply_fusion(graph, fusion)
         if name in entries and entries[name].kernel in _COMPILED_KINDS:
             continue                                 # a shared module, compiled once
-        compiled, note = _build_layer(module, kind, options, fusion.relu, fusion.affine,
-                                      fusion.pool, fusion.residual is not None)
+        compiled, note = _build_layer(module, kind, options, fusion)
         for path in aliases[id(module)]:
             _set_module(tree, path, compiled)
-        entries[name] = LayerKernel(
-            name, "sparse-winograd" if kind in _WINOGRAD_KINDS else "sparse-gemm",
-            _describe(compiled) + (f"; {note}" if note else ""), fused_names)
+        entries[name] = LayerKernel(name, kind.report,
+                                    _describe(kind, compiled) + (f"; {note}" if note else ""),
+                                    fused_names)
     graph.lint()
     gm = fx.GraphModule(tree, graph)
     modules = dict(gm.named_modules())
@@ -475,10 +407,10 @@ def _compile_module(module: nn.Module, name: str, options: _Options) -> nn.Modul
     kind, reason = _layer_kind(module)
     if kind is not None:
         compiled, note = _build_layer(module, kind, options)
-        report.append(LayerKernel(name, "sparse-winograd" if kind in _WINOGRAD_KINDS
-                                  else "sparse-gemm", _describe(compiled) + (f"; {note}" if note else "")))
+        report.append(LayerKernel(name, kind.report,
+                                  _describe(kind, compiled) + (f"; {note}" if note else "")))
         return compiled
-    if isinstance(module, _WinogradConvNd):
+    if isinstance(module, winograd_layer_types()):
         report.append(LayerKernel(name, "layer-forward", reason))
         return module
     if not module._modules:

@@ -54,9 +54,7 @@ from ..winograd.algorithm import conv_multiplications
 from ..winograd.operations import tile_transform_operations
 from ..winograd.tiles import extract_tiles, pad_for_tiles
 from ..winograd.transform import input_transform
-from .decomposed import SparseDecomposedConv2d
-from .modules import SparseWinogradConv2d
-from .modules3d import SparseWinogradConv3d
+from . import ops
 
 __all__ = ["count", "LayerCount", "MultiplicationCount", "EnergyModel", "ENERGY_MODELS"]
 
@@ -218,27 +216,10 @@ class MultiplicationCount:
 
 def _winograd_weights(module: nn.Module) -> tuple[torch.Tensor, tuple, tuple, bool, Any]:
     """(Q (K, C/g, *n) or (K, C/g, S, *n) float64, algorithms, padding pairs, relu,
-    decomposition) of a Winograd layer."""
-    if isinstance(module, SparseWinogradConv2d):
-        spec = module.spec
-        u = module.dense_weights()                                      # (P, K, C)
-        k, c, g = u.shape[1], u.shape[2], spec.groups
-        q = u.permute(1, 2, 0).reshape(k, c, spec.n, spec.n)
-        # Undo the block-diagonal packing of grouped layers: (K, C) -> (K, C/g).
-        q = torch.cat([q[i * k // g:(i + 1) * k // g, i * c // g:(i + 1) * c // g]
-                       for i in range(g)])
-        return q.double(), (spec.algorithm,) * 2, spec.padding, spec.winograd_relu, None
-    if isinstance(module, SparseWinogradConv3d):
-        spec = module.spec
-        u = module.dense_weights()                                      # (P, K, C)
-        k, c, g = u.shape[1], u.shape[2], spec.groups
-        q = u.permute(1, 2, 0).reshape(k, c, spec.n, spec.n, spec.n)
-        q = torch.cat([q[i * k // g:(i + 1) * k // g, i * c // g:(i + 1) * c // g]
-                       for i in range(g)])
-        return q.double(), (spec.algorithm,) * 3, spec.padding, spec.winograd_relu, None
-    if isinstance(module, SparseDecomposedConv2d):
-        return (module.winograd_weight().double(), (module.spec.algorithm,) * 2, module.spec.padding,
-                module.spec.winograd_relu, module.decomposition)
+    decomposition) of a Winograd layer (compiled ones answer through their kind)."""
+    kind = ops.compiled_kind(module)
+    if kind is not None:
+        return kind.winograd_weights(module)
     q = module.winograd_weight().detach()
     return (q.double(), module.algorithms, module._padding_pairs, module.winograd_relu,
             module.decomposition)
@@ -357,15 +338,19 @@ def count(model: nn.Module, input_shape: Sequence[int],
         dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
         device = param.device if param is not None else torch.device("cpu")
         x = torch.zeros(tuple(input_shape), dtype=dtype, device=device)
-    convs = (_WinogradConvNd, SparseWinogradConv2d, SparseWinogradConv3d, SparseDecomposedConv2d,
-             nn.Conv1d, nn.Conv2d, nn.Conv3d, AdderConv2d, WinogradAdderConv2d)
+    compiled = tuple(kind.compiled_type for kind in ops.COMPILED_KINDS.values()
+                     if kind.counts == "winograd")
+    convs = (_WinogradConvNd, *compiled, nn.Conv1d, nn.Conv2d, nn.Conv3d, AdderConv2d,
+             WinogradAdderConv2d)
     layers: list[LayerCount] = []
     handles = []
 
     def hook(name: str):
         def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
             inp = args[0].detach()
-            batched = 5 if isinstance(module, (nn.Conv3d, WinogradConv3d, SparseWinogradConv3d)) else \
+            kind = ops.compiled_kind(module)
+            batched = kind.dims + 2 if kind is not None else \
+                5 if isinstance(module, (nn.Conv3d, WinogradConv3d)) else \
                 3 if isinstance(module, (nn.Conv1d, WinogradConv1d)) else 4
             if inp.dim() == batched - 1:
                 inp, output = inp.unsqueeze(0), output.unsqueeze(0)       # unbatched call

@@ -31,7 +31,7 @@ import torch
 from .kernels import CHUNK_ROWS, DENSE_ROWS, MAX_COLUMNS, SLICE_ROWS, SwMatrices
 
 __all__ = ["FORMATS", "PRECISIONS", "SPARSE_MAX_DENSITY", "SMALL_LAYER_MAX_DENSITY",
-           "choose_format", "PackedMatrices"]
+           "choose_format", "PackedMatrices", "PrecisionRangeError"]
 
 FORMATS = ("zero", "sparse", "dense")
 FORMAT_CODES = {name: code for code, name in enumerate(FORMATS)}
@@ -47,6 +47,12 @@ _DTYPES = {"formats": torch.int8, "slice_ptr": torch.int32, "slice_rows": torch.
            "dense": torch.float32}
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 _HALF_MAX = 65504.0
+
+
+class PrecisionRangeError(ValueError):
+    """A weight does not fit the requested storage precision (``compile`` keeps that layer in
+    fp32 with a warning)."""
+
 _INT32_MAX = 2**31 - 1
 
 
@@ -167,7 +173,8 @@ class PackedMatrices:
 
         Raises:
             ValueError: wrong shape, unknown format or precision, more non-zeros than 32-bit
-                offsets hold, or (fp16) a weight beyond half precision's range.
+                offsets hold.
+            PrecisionRangeError: (fp16) a weight beyond half precision's range.
         """
         if weight_pkc.dim() != 3:
             raise ValueError(f"weights must be (P, K, C), got shape {tuple(weight_pkc.shape)}")
@@ -176,7 +183,7 @@ class PackedMatrices:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         if precision == "fp16" and w.abs().max() > _HALF_MAX:
-            raise ValueError(f"a weight of magnitude {float(w.abs().max()):.3g} does not fit fp16 "
+            raise PrecisionRangeError(f"a weight of magnitude {float(w.abs().max()):.3g} does not fit fp16 "
                              f"(at most {_HALF_MAX}); keep this layer in fp32")
         if min(positions, rows, cols) < 1:
             raise ValueError(f"weights must have P, K, C >= 1, got {tuple(w.shape)}")

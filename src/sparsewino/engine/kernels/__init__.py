@@ -33,6 +33,8 @@ SLICE_ROWS = 4                       # SW_SLICE_ROWS
 CHUNK_ROWS = 24                      # SW_CHUNK_ROWS
 MAX_COLUMNS = 65536                  # SW_MAX_COLUMNS: 16-bit sparse column indices
 OP_KINDS = {"conv2d": 1, "gemm": 2, "pool2d": 3, "eltwise": 4, "conv3d": 5, "extract": 6}
+POOL_MAX, POOL_AVG = 0, 1                        # sw_pool_kind
+ELTWISE_ADD, ELTWISE_AFFINE, ELTWISE_COPY = 0, 1, 2    # sw_eltwise_kind (ReLU: a copy with relu=1)
 ENV_VAR = "SPARSEWINO_ENGINE_BACKEND"
 _LIBRARY_NAME = "_sw_kernels"
 STATUS_MESSAGES = {
