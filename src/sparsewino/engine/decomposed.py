@@ -30,10 +30,9 @@ model's :class:`~sparsewino.engine.program.Program` (:meth:`SparseDecomposedConv
 """
 from __future__ import annotations
 
-import ctypes
 import functools
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -43,7 +42,7 @@ from ..nn.functional import positions_first, winograd_conv
 from ..winograd.algorithm import WinogradAlgorithm, algorithm
 from ..winograd.decompose import Decomposition, decompose
 from . import kernels
-from .modules import CompiledConv, _affine, kernel_reason
+from .modules import CompiledConv, OpPlan, _affine, kernel_reason
 from .packing import PackedMatrices
 
 __all__ = ["SparseDecomposedConv2d", "DecomposedSpec", "decomposed_unsupported_reason", "LAYOUTS",
@@ -93,21 +92,6 @@ class DecomposedSpec:
     @functools.cached_property
     def algorithm(self) -> WinogradAlgorithm:
         return algorithm(self.tile, self.piece, self.points)
-
-
-@dataclass
-class OpPlan:
-    """One kernel operation of a decomposed layer for one input shape.
-
-    ``inputs``/``output`` name buffers: ``"x"``, ``"residual"``, ``"y"`` (the layer's output)
-    or ``"t<i>"`` (an intermediate of this layer); ``shape`` is the output's shape.
-    """
-
-    kind: str
-    args: Any
-    inputs: list[tuple[str, str]]
-    output: str
-    shape: tuple[int, ...]
 
 
 class SparseDecomposedConv2d(CompiledConv):
@@ -351,43 +335,9 @@ class SparseDecomposedConv2d(CompiledConv):
         threads = self.threads or torch.get_num_threads()
         key = (batch, height, width, threads, backend_name, self.tile_block, self.kernel_mode,
                self.lanes)
-        lib = kernels.library()
-        with self._lock:
-            if key != self._last_key:
-                plans = self.lower(batch, height, width, threads, backend_name)
-                need = 0
-                for plan in plans:
-                    if plan.kind == "conv2d":
-                        floats = ctypes.c_int64()
-                        kernels.check_status(lib.sw_conv2d_workspace(ctypes.byref(plan.args),
-                                                                     ctypes.byref(floats)))
-                        need = max(need, floats.value)
-                if self._workspace.numel() < need:
-                    self._workspace = torch.empty(max(need, 16))
-                for plan in plans:
-                    if plan.kind == "conv2d":
-                        plan.args.workspace = self._workspace.data_ptr()
-                        plan.args.workspace_floats = self._workspace.numel()
-                ops = (kernels.SwOp * len(plans))(*[
-                    kernels.SwOp(kernels.OP_KINDS[p.kind],
-                                 ctypes.cast(ctypes.pointer(p.args), ctypes.c_void_p))
-                    for p in plans])
-                self._args, self._last_key = (plans, ops), key
-            plans, ops = self._args
-            buffers = {"x": x, "residual": residual}
-            for plan in plans:
-                buffers[plan.output] = (torch.full(plan.shape, float("nan")) if poison
-                                        else torch.empty(plan.shape))
-            if poison:
-                self._workspace.fill_(float("nan"))
-            for plan in plans:
-                for field, ref in plan.inputs:
-                    setattr(plan.args, field, buffers[ref].data_ptr())
-                plan.args.y = buffers[plan.output].data_ptr()
-            failed = ctypes.c_int32()
-            kernels.check_status(lib.sw_run_program(ops, len(plans), ctypes.byref(failed)),
-                                 f"decomposed layer, operation {failed.value}")
-            return buffers["y"]
+        return self._run_plans(key, lambda: self.lower(batch, height, width, threads,
+                                                       backend_name),
+                               {"x": x, "residual": residual}, poison)
 
     def _torch_forward(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
         spec, split = self._spec, self.decomposition

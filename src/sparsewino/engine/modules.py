@@ -19,7 +19,7 @@ import ctypes
 import functools
 import threading
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,7 @@ from .packing import PackedMatrices
 
 __all__ = ["SparseWinogradConv2d", "SparseLinear", "SparsePointwiseConv2d", "LayerSpec",
            "unsupported_reason", "kernel_reason", "check_threads", "InferenceModule", "CompiledConv",
-           "WinogradInferenceModule", "pack_winograd"]
+           "WinogradInferenceModule", "pack_winograd", "OpPlan"]
 
 
 def check_threads(threads: object) -> None:
@@ -193,26 +193,67 @@ class InferenceModule(nn.Module):
         if x.dtype != torch.float32:
             raise TypeError(f"{name} computes in float32; got {x.dtype}. Cast with x.float()")
 
-    def _run(self, call: str, key: tuple, fill: Any, x: torch.Tensor, y: torch.Tensor,
-             residual: torch.Tensor | None) -> None:
-        """Run the C function ``call`` on pointers of x/y/residual with this module's
-        workspace; ``fill(args)`` sets the geometry when the call key changes."""
+    def _run_plans(self, key: tuple, lower: Callable[[], list["OpPlan"]],
+                   buffers: dict[str, torch.Tensor | None], poison: bool = False) -> torch.Tensor:
+        """Run this layer's operations (``lower()``, planned again only when ``key`` changes) as
+        one ``sw_run_program`` call over ``buffers`` (``"x"``, ``"residual"``, and ``"y"`` when
+        the caller gives the output); returns ``buffers["y"]``. ``poison`` (tests): NaN in every
+        new buffer and the workspace first, so that unwritten data shows up."""
         lib = kernels.library()
         with self._lock:
             if key != self._last_key:
-                args = fill()
-                floats = ctypes.c_int64()
-                kernels.check_status(getattr(lib, call.replace("forward", "workspace"))(
-                    ctypes.byref(args), ctypes.byref(floats)))
-                if self._workspace.numel() < floats.value:
-                    self._workspace = torch.empty(max(floats.value, 16))
-                args.workspace = self._workspace.data_ptr()
-                args.workspace_floats = self._workspace.numel()
-                self._args, self._last_key = args, key
-            args = self._args
-            args.x, args.y = x.data_ptr(), y.data_ptr()
-            args.residual = residual.data_ptr() if residual is not None else None
-            kernels.check_status(getattr(lib, call)(ctypes.byref(args)))
+                plans = lower()
+                need = 0
+                for plan in plans:
+                    if hasattr(plan.args, "workspace"):
+                        floats = ctypes.c_int64()
+                        kernels.check_status(getattr(lib, f"sw_{plan.kind}_workspace")(
+                            ctypes.byref(plan.args), ctypes.byref(floats)))
+                        need = max(need, floats.value)
+                if self._workspace.numel() < need:
+                    self._workspace = torch.empty(max(need, 16))
+                for plan in plans:
+                    if hasattr(plan.args, "workspace"):
+                        plan.args.workspace = self._workspace.data_ptr()
+                        plan.args.workspace_floats = self._workspace.numel()
+                array = (kernels.SwOp * len(plans))(*[
+                    kernels.SwOp(kernels.OP_KINDS[p.kind],
+                                 ctypes.cast(ctypes.pointer(p.args), ctypes.c_void_p))
+                    for p in plans])
+                self._args, self._last_key = (plans, array), key
+            plans, array = self._args
+            for plan in plans:
+                if buffers.get(plan.output) is None:
+                    buffers[plan.output] = (torch.full(plan.shape, float("nan")) if poison
+                                            else torch.empty(plan.shape))
+            if poison:
+                self._workspace.fill_(float("nan"))
+            for plan in plans:
+                for name, ref in plan.inputs:
+                    data = buffers.get(ref)
+                    setattr(plan.args, name, data.data_ptr() if data is not None else None)
+                setattr(plan.args, plan.output_field, buffers[plan.output].data_ptr())
+            failed = ctypes.c_int32()
+            kernels.check_status(lib.sw_run_program(array, len(plans), ctypes.byref(failed)),
+                                 f"{type(self).__name__}, operation {failed.value}")
+            return buffers["y"]
+
+
+@dataclass
+class OpPlan:
+    """One kernel operation of a compiled layer for one input shape.
+
+    ``inputs`` (pointer field, buffer) and ``output`` name buffers: ``"x"``, ``"residual"``,
+    ``"y"`` (the layer's output) or ``"t<i>"`` (an intermediate of the layer); ``shape`` is the
+    output's shape and ``output_field`` the struct field it is written through.
+    """
+
+    kind: str
+    args: Any
+    inputs: list[tuple[str, str]]
+    output: str
+    shape: tuple[int, ...]
+    output_field: str = "y"
 
 
 @dataclass(frozen=True)
@@ -349,12 +390,12 @@ class WinogradInferenceModule(CompiledConv):
     """What the compiled 2-D and 3-D Winograd layers share: the spec, the calling sequence of
     their kernel (``sw_conv2d``/``sw_conv3d``), the PyTorch fallback, state and reports.
 
-    Subclasses set ``_dims`` and ``_call`` and implement ``from_layer``, ``output_size`` and
+    Subclasses set ``_dims`` and ``_op`` (their engine operation) and implement ``from_layer``, ``output_size`` and
     ``fill_args(batch, *sizes, threads, backend_name)``.
     """
 
     _dims = 2
-    _call = "sw_conv2d"
+    _op = "conv2d"
     def __init__(self, spec: LayerSpec, packed: PackedMatrices, bias: torch.Tensor | None,
                  threads: int | None = None) -> None:
         if (packed.positions, packed.rows, packed.cols) != (spec.n ** self._dims,
@@ -430,9 +471,10 @@ class WinogradInferenceModule(CompiledConv):
         threads = self.threads or torch.get_num_threads()
         key = (batch, *sizes, threads, backend_name, self.tile_block, self.kernel_mode,
                self.lanes)
-        self._run(f"{self._call}_forward", key,
-                  lambda: self.fill_args(batch, *sizes, threads, backend_name), x, y, residual)
-        return y
+        return self._run_plans(key, lambda: [OpPlan(
+            self._op, self.fill_args(batch, *sizes, threads, backend_name),
+            [("x", "x"), ("residual", "residual")], "y", shape)],
+            {"x": x, "residual": residual, "y": y})
 
     def plan(self, input_shape: Sequence[int], threads: int | None = None) -> dict[str, Any]:
         """How the kernel would run an input of ``input_shape``: tiles per block, blocks, mode."""
@@ -444,7 +486,7 @@ class WinogradInferenceModule(CompiledConv):
                               threads or self.threads or torch.get_num_threads(),
                               name if name != "torch" else "portable")
         out = [ctypes.c_int32() for _ in range(4)]
-        kernels.check_status(getattr(lib, f"{self._call}_plan")(ctypes.byref(args),
+        kernels.check_status(getattr(lib, f"sw_{self._op}_plan")(ctypes.byref(args),
                                                                  *map(ctypes.byref, out)))
         tb, blocks, mode, isa = (v.value for v in out)
         names = {b.isa: b.name for b in kernels.backends.registered_backends() if b.isa}
@@ -503,7 +545,7 @@ class SparseWinogradConv2d(WinogradInferenceModule):
     """
 
     _dims = 2
-    _call = "sw_conv2d"
+    _op = "conv2d"
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -606,12 +648,12 @@ class _GemmModule(InferenceModule):
             return self._torch_forward(x, residual)
         x = x.contiguous()
         residual = residual.contiguous() if residual is not None else None
-        y = torch.empty(shape)
         threads = self.threads or torch.get_num_threads()
         key = (batch, spatial, threads, name, self.tile_block, self.kernel_mode, self.lanes)
-        self._run("sw_gemm_forward", key, lambda: self.fill_args(batch, spatial, threads, name),
-                  x, y, residual)
-        return y
+        return self._run_plans(key, lambda: [OpPlan(
+            "gemm", self.fill_args(batch, spatial, threads, name),
+            [("x", "x"), ("residual", "residual")], "y", tuple(shape))],
+            {"x": x, "residual": residual})
 
     def _weight_matrix(self) -> torch.Tensor:
         if self._dense_cache is None:

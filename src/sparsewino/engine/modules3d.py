@@ -59,7 +59,7 @@ class SparseWinogradConv3d(WinogradInferenceModule):
     """
 
     _dims = 3
-    _call = "sw_conv3d"
+    _op = "conv3d"
 
     @classmethod
     def from_layer(cls, layer: WinogradConv3d, threads: int | None = None,
