@@ -16,11 +16,12 @@ from typing import Any, Callable, Literal, Sequence
 
 from .data.augment import Augmentation
 from .data.registry import DATASETS
+from .engine.ops import COMPILED_KINDS, NODE_OPS
 from .models.registry import MODELS, model_options
 from .nn.kinds import LAYER_KINDS
 from .prune.methods.base import METHODS, option_fields
 
-__all__ = ["TABLES", "methods_table", "method_options_table", "layer_kinds_table", "datasets_table",
+__all__ = ["TABLES", "methods_table", "method_options_table", "layer_kinds_table", "engine_ops_table", "datasets_table",
            "models_table", "render", "update_docs", "main"]
 
 _BLOCK = re.compile(r"(<!-- generated: (?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
@@ -70,6 +71,14 @@ def layer_kinds_table() -> str:
     return _table(("kind", "converts", "into", "what"), rows)
 
 
+def engine_ops_table() -> str:
+    """Every kind the engine compiles or runs (the registries of :mod:`sparsewino.engine.ops`)."""
+    rows = [(f"`{name}`", "layer", f"`{kind.compiled_names}`", kind.description)
+            for name, kind in COMPILED_KINDS.items()]
+    rows += [(f"`{name}`", "node", "–", op.description) for name, op in NODE_OPS.items()]
+    return _table(("kind", "of", "compiled into", "what"), rows)
+
+
 def _augmentation(aug: Augmentation) -> str:
     parts = []
     if aug.crop_size:
@@ -112,6 +121,7 @@ TABLES: dict[str, tuple[str, Callable[[], str]]] = {
     "layer_kinds": ("layers.md", layer_kinds_table),
     "datasets": ("pipeline.md", datasets_table),
     "models": ("pipeline.md", models_table),
+    "engine_ops": ("performance.md", engine_ops_table),
 }
 
 

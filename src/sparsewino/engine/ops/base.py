@@ -107,6 +107,11 @@ class CompiledKind:
     dims: int = 2
     counts: str | None = None
 
+    @property
+    def compiled_names(self) -> str:
+        """The inference module class(es) it builds, for docs."""
+        return self.compiled_type.__name__
+
     # ------------------------------------------------------------------ source side
     def takes(self, module: nn.Module) -> bool:
         """Whether ``module`` is of this kind (a cheap type test; :meth:`reason` checks the rest)."""

@@ -19,6 +19,7 @@ class GemmKind(CompiledKind):
     description = ("nn.Linear and 1x1 nn.Conv2d (any stride): y = W x over packed sparse or "
                    "dense rows, BatchNorm, residual and ReLU fused")
     compiled_type = _GemmModule
+    compiled_names = "SparseLinear, SparsePointwiseConv2d"
     report = "sparse-gemm"
 
     def takes(self, module: nn.Module) -> bool:
