@@ -46,7 +46,7 @@ def test_docs_tables_are_generated_from_the_registries():
 
 
 def test_doc_tables_check_fails_on_a_stale_table(tmp_path, capsys):
-    for file in ("pruning.md", "pipeline.md", "layers.md"):
+    for file in sorted({file for file, _ in doc_tables.TABLES.values()}):
         (tmp_path / file).write_text((DOCS / file).read_text())
     page = tmp_path / "layers.md"
     page.write_text(page.read_text().replace("| `conv3d` |", "| `conv3e` |"))
