@@ -505,6 +505,12 @@ class CompiledModel(nn.Module):
                 return self._graph_module(x)
             return program.run(x.contiguous())
 
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Load every compiled layer's packed weights under the model's lock: a forward pass
+        running in another thread sees the whole old state or the whole new one, never a mix."""
+        with self._lock:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     # Sequential-style access and attributes of the original model.
     def __getitem__(self, index: Any) -> Any:
         if isinstance(self._tree, (nn.Sequential, nn.ModuleList)):
