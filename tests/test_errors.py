@@ -93,3 +93,32 @@ def test_initial_weights_from_a_state_dict_without_matching_error_text(tmp_path)
     plain.write_bytes(b"PK\x03\x04 damaged")                           # not read as a plain state_dict
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         run_recipe(parse_recipe({**recipe, "name": "w2"}), tmp_path / "run2", **QUIET)
+
+
+@pytest.mark.parametrize("device, message", [
+    ("bogus", "is not a device name"), ("meta", "runs on cpu or cuda"),
+    pytest.param("cuda", "CUDA is not available", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="this machine has CUDA")),
+])
+def test_bad_devices_are_user_errors(checkpoint, device, message, capsys):
+    assert main(["eval", str(checkpoint), "--dataset", "fake", "--device", device]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sparsewino: error: device") and message in err
+    assert "unexpected" not in err
+
+
+@pytest.mark.parametrize("threads", ["0", "-3", "two"])
+def test_bad_thread_counts_are_usage_errors(checkpoint, threads, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--threads", threads, "inspect", str(checkpoint)])
+    assert exit_info.value.code == 2 and "--threads" in capsys.readouterr().err
+
+
+def test_engine_thread_counts_are_bounded():
+    from sparsewino import engine
+    from sparsewino.engine.modules import MAX_THREADS
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4)).eval()
+    for threads in (0, -1, MAX_THREADS + 1, 100000, True):
+        with pytest.raises(ValueError, match="threads"):
+            engine.compile(net, threads=threads)
+    assert engine.compile(net, threads=MAX_THREADS).threads == MAX_THREADS

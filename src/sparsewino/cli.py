@@ -118,6 +118,17 @@ def _add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
                                            "train/prune/convert --output)")
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of threads")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     def global_options(prefix: str) -> argparse.ArgumentParser:
@@ -129,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="no progress bars or progress lines")
         options.add_argument("--device", dest=prefix + "device", metavar="DEVICE",
                              help="auto (CUDA if available; default), cpu, cuda, cuda:1...")
-        options.add_argument("--threads", type=int, dest=prefix + "threads", metavar="N",
+        options.add_argument("--threads", type=_positive_int, dest=prefix + "threads", metavar="N",
                              help="torch CPU threads (default: torch's choice)")
         return options
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
@@ -37,11 +38,18 @@ __all__ = ["SparseWinogradConv2d", "SparseLinear", "SparsePointwiseConv2d", "Lay
            "WinogradInferenceModule", "pack_winograd", "OpPlan"]
 
 
+#: The most OpenMP threads a compiled layer may ask for (far more would exhaust the stacks).
+MAX_THREADS = max(1024, 4 * (os.cpu_count() or 1))
+
+
 def check_threads(threads: object) -> None:
-    """Raise ``ValueError`` unless ``threads`` is a positive int or ``None``."""
+    """Raise ``ValueError`` unless ``threads`` is ``None`` or an int in 1..:data:`MAX_THREADS`."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                 or threads < 1):
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    if threads is not None and threads > MAX_THREADS:
+        raise ValueError(f"threads={threads} is more than {MAX_THREADS} (this machine has "
+                         f"{os.cpu_count()} CPUs); use at most the number of cores, or None")
 
 
 def kernel_reason(layer: nn.Module, sizes: Sequence[int], tiles: Sequence[int], columns: int,

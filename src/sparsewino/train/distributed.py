@@ -16,9 +16,10 @@ import torch.distributed as dist
 import torch.distributed.nn.functional  # noqa: F401  (must come before any process group)
 from torch import nn
 
+from ..errors import UserError
 from ..prune.model import unwrap_model
 
-__all__ = ["DistContext", "init_distributed", "wrap_model", "unwrap_model", "all_reduce_sum",
+__all__ = ["DistContext", "DeviceError", "init_distributed", "wrap_model", "unwrap_model", "all_reduce_sum",
            "sync_buffers", "barrier", "shutdown_distributed", "resolve_device"]
 
 
@@ -42,15 +43,30 @@ class DistContext:
         return self.world_size > 1
 
 
+class DeviceError(UserError, ValueError):
+    """A device name torch does not know, or a device this machine does not have."""
+
+
 def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> torch.device:
-    """``"auto"``/``None`` -> ``cuda:<local_rank>`` when CUDA is available, else CPU."""
+    """``"auto"``/``None`` -> ``cuda:<local_rank>`` when CUDA is available, else CPU.
+
+    Raises:
+        DeviceError: ``device`` is not a device name, or names CUDA on a machine without it.
+    """
     if device is None or str(device) == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise DeviceError(f"device {str(device)!r} is not a device name ({exc}); use auto, cpu, "
+                          "cuda or cuda:N") from None
     if device.type == "cuda" and device.index is None:
         device = torch.device(f"cuda:{local_rank}")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu")
+        raise DeviceError(f"device {str(device)!r} requested but CUDA is not available on this "
+                          "machine; use --device cpu (or auto)")
+    if device.type not in ("cpu", "cuda"):
+        raise DeviceError(f"device {str(device)!r}: sparsewino runs on cpu or cuda")
     return device
 
 
