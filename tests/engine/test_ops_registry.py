@@ -138,3 +138,63 @@ def test_the_emitter_refuses_an_unknown_operation():
     program = Program(gm, torch.randn(1, 2, 3, 3), 1, COMPILED[0])
     with pytest.raises(ValueError, match="unknown engine operation"):
         program.emit("conv9d", None, [], (1,))
+
+
+class ClonePerImage(NodeOp):
+    """``x.clone()`` as one copy per image written into views of one new value (the way a kind
+    writes a batch in parts, e.g. the adder layer's per-image products)."""
+
+    name = "test-clone"
+    description = "x.clone() per image (test)"
+
+    def matches(self, node: fx.Node, module: nn.Module | None) -> bool:
+        return node.op == "call_method" and node.target == "clone"
+
+    def lower(self, emitter: Emitter, node: fx.Node, module: nn.Module | None,
+              inputs: Sequence[int], out_shape: tuple[int, ...]) -> int:
+        batch, per_image = out_shape[0], int(torch.Size(out_shape[1:]).numel())
+        y = emitter.new(out_shape)
+        for b in reversed(range(batch)):                 # any order: each view is one image
+            source = emitter.view(inputs[0], b * per_image, out_shape[1:])
+            copy = emitter.view(y, b * per_image, out_shape[1:])
+            emitter.emit("eltwise", _copy_args(emitter, per_image), [("a", source)],
+                         out_shape[1:], into=copy)
+        with pytest.raises(UnsupportedGraph, match="does not fit"):
+            emitter.view(y, per_image * batch, (1,))
+        return y
+
+
+def _copy_args(emitter: Emitter, count: int) -> kernels.SwEltwiseArgs:
+    args = kernels.SwEltwiseArgs()
+    args.kind, args.relu, args.outer, args.channels, args.inner = kernels.ELTWISE_COPY, 0, 1, 1, count
+    args.threads, args.isa = emitter.threads, emitter.isa
+    return args
+
+
+@needs_kernel
+@pytest.mark.parametrize("backend", COMPILED)
+def test_views_let_operations_write_one_value_in_parts(backend):
+    op = ops.register_node_op(ClonePerImage())
+    try:
+        class Net(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.conv = WinogradConv2d(3, 4, 3, padding=1)
+
+            def forward(self, x):
+                y = self.conv(x).clone()
+                return torch.sigmoid(y) + torch.relu(y)      # a PyTorch step reads the value too
+
+        torch.manual_seed(1)
+        net = Net().eval()
+        x = torch.randn(3, 3, 6, 5)
+        with engine.use_backend(backend), torch.no_grad():
+            fast = engine.compile(net)
+            program = fast.program(x)
+            got = fast(x)
+        assert "sigmoid" in program.torch_nodes and "clone" not in program.torch_nodes
+        with torch.no_grad():
+            ref = net.double()(x.double())
+        assert (got.double() - ref).abs().max() < 1e-4 * max(1.0, ref.abs().max().item())
+    finally:
+        ops.NODE_OPS.unregister(op.name)

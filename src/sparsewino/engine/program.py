@@ -33,6 +33,7 @@ class _Value:
     root: int                      # storage owner (itself unless an alias)
     kind: str = "arena"            # "arena", "input", "dynamic" (PyTorch step results, output)
     offset: int = -1               # arena offset (floats), roots only
+    shift: int = 0                 # floats from the root's start (views into a root)
     first: int = 0                 # step index where it is written
     last: int = 0                  # last step index that reads it
 
@@ -96,16 +97,29 @@ class Program:
         return self.values[value].shape
 
     def emit(self, op: str, args: Any, inputs: list[tuple[str, int]], out_shape,
-             relu_field: str | None = None, output_field: str = "y") -> int:
+             relu_field: str | None = None, output_field: str = "y",
+             into: int | None = None) -> int:
         if op not in kernels.OP_KINDS:
             raise ValueError(f"unknown engine operation {op!r}; known: {sorted(kernels.OP_KINDS)}")
-        out = self._new_value(out_shape)
+        out = self._new_value(out_shape) if into is None else into
         self._segment().ops.append(_Op(op, args, inputs, (output_field, out), relu_field,
                                        self._current))
         return out
 
     def alias(self, source: int, shape) -> int:
         return self._new_value(shape, self.values[source].kind, alias_of=source)
+
+    def new(self, shape) -> int:
+        return self._new_value(shape)
+
+    def view(self, source: int, offset: int, shape) -> int:
+        value = self.values[source]
+        if offset < 0 or value.shift + offset + numel(shape) > self.values[value.root].numel:
+            raise UnsupportedGraph(f"a view of {numel(shape)} elements at {offset} does not fit "
+                                   f"a value of shape {value.shape}")
+        vid = self._new_value(shape, value.kind, alias_of=source)
+        self.values[vid].shift = value.shift + offset
+        return vid
 
     def constant(self, value: Any) -> int:
         vid = self._new_value((), "const")
@@ -137,6 +151,8 @@ class Program:
         vid = len(self.values)
         root = self.values[alias_of].root if alias_of is not None else vid
         self.values[vid] = _Value(tuple(int(s) for s in shape), root, kind)
+        if alias_of is not None:
+            self.values[vid].shift = self.values[alias_of].shift
         return vid
 
     def _segment(self) -> _Segment:
@@ -230,6 +246,7 @@ class Program:
                 order += [(len(order), op) for op in step.ops]
             else:
                 order.append((len(order), step))
+        seen_writes: set[int] = set()
         for index, item in order:
             reads = [v for _, v in item.inputs] if isinstance(item, _Op) else \
                 [self.node_value[a] for a in _node_inputs(item.node)]
@@ -237,7 +254,11 @@ class Program:
                 root = self.values[v].root
                 self.values[root].last = max(self.values[root].last, index)
             written = item.output[1] if isinstance(item, _Op) else self.node_value[item.node]
-            self.values[written].first = index
+            root = self.values[self.values[written].root]
+            if written not in seen_writes and self.values[written].root not in seen_writes:
+                root.first = index                      # the first write (views write in parts)
+            seen_writes.update((written, self.values[written].root))
+            root.last = max(root.last, index)
         out_root = self.values[self.output].root
         if self.values[out_root].kind == "arena":
             self.values[out_root].kind = "dynamic"      # a fresh tensor per call
@@ -261,7 +282,7 @@ class Program:
         self.arena = torch.empty(max(size, _ALIGN))
         base = self.arena.data_ptr()
         # Pointers: fixed for arena values, patched per call for the others.
-        self.patches: list[tuple[Any, str, int]] = []
+        self.patches: list[tuple[Any, str, int, int]] = []     # (struct, field, root, bytes)
         workspace = 0
         lib = kernels.library()
         for step in self.steps:
@@ -269,11 +290,12 @@ class Program:
                 continue
             for op in step.ops:
                 for name, vid in op.inputs + [op.output]:
-                    root = self.values[self.values[vid].root]
+                    value = self.values[vid]
+                    root = self.values[value.root]
                     if root.kind == "arena":
-                        setattr(op.args, name, base + 4 * root.offset)
+                        setattr(op.args, name, base + 4 * (root.offset + value.shift))
                     else:
-                        self.patches.append((op.args, name, self.values[vid].root))
+                        self.patches.append((op.args, name, value.root, 4 * value.shift))
                 if hasattr(op.args, "workspace"):     # planned: the op says how much it needs
                     floats = ctypes.c_int64()
                     call = getattr(lib, f"sw_{op.op}_workspace")
@@ -303,10 +325,13 @@ class Program:
             return self.constants[vid]
         root = self.values[value.root]
         if root.kind == "arena":
-            return self.arena[root.offset:root.offset + value.numel].view(value.shape)
+            start = root.offset + value.shift
+            return self.arena[start:start + value.numel].view(value.shape)
         data = dynamic[value.root]
         if not isinstance(data, torch.Tensor) or vid == value.root:
             return data
+        if value.shift:
+            return data.reshape(-1)[value.shift:value.shift + value.numel].view(value.shape)
         return data.reshape(value.shape)
 
     # ------------------------------------------------------------------ run
@@ -320,8 +345,8 @@ class Program:
         failed = ctypes.c_int32()
         for step in self.steps:
             if isinstance(step, _Segment):
-                for struct, name, root in self.patches_by_segment(step):
-                    setattr(struct, name, dynamic[root].data_ptr())
+                for struct, name, root, shift in self.patches_by_segment(step):
+                    setattr(struct, name, dynamic[root].data_ptr() + shift)
                 status = lib.sw_run_program(step.array, len(step.ops), ctypes.byref(failed))
                 kernels.check_status(status, f"program step {failed.value}")
                 continue
@@ -342,7 +367,7 @@ class Program:
         result = self._tensor(self.output, dynamic)
         return result
 
-    def patches_by_segment(self, segment: _Segment) -> list[tuple[Any, str, int]]:
+    def patches_by_segment(self, segment: _Segment) -> list[tuple[Any, str, int, int]]:
         structs = {id(op.args) for op in segment.ops}
         cached = getattr(segment, "_patches", None)
         if cached is None:

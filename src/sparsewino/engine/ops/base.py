@@ -43,13 +43,22 @@ class Emitter(Protocol):
         """The shape of ``value``."""
 
     def emit(self, op: str, args: Any, inputs: list[tuple[str, int]], out_shape: Sequence[int],
-             relu_field: str | None = None, output_field: str = "y") -> int:
+             relu_field: str | None = None, output_field: str = "y",
+             into: int | None = None) -> int:
         """Append operation ``op`` (an entry of ``kernels.OP_KINDS``) with argument struct
-        ``args`` reading ``inputs`` and writing a new value of ``out_shape``; ``relu_field``
-        names the flag a following ReLU may set instead of running on its own."""
+        ``args`` reading ``inputs`` and writing a new value of ``out_shape`` (or the existing
+        value ``into``, e.g. a :meth:`view` of a larger one); ``relu_field`` names the flag a
+        following ReLU may set instead of running on its own."""
 
     def alias(self, source: int, shape: Sequence[int]) -> int:
         """A new value sharing ``source``'s memory with another shape (same element count)."""
+
+    def new(self, shape: Sequence[int]) -> int:
+        """A new value that operations will write in parts (through views) later."""
+
+    def view(self, source: int, offset: int, shape: Sequence[int]) -> int:
+        """A value of ``shape`` at ``offset`` elements into ``source``'s memory (one image of a
+        batch, say); raises :class:`UnsupportedGraph` when it does not fit."""
 
     def fuse_relu(self, source: int) -> int | None:
         """Set the ReLU flag of the operation that wrote ``source`` when nothing else reads it
