@@ -1,12 +1,13 @@
-"""Build script for the optional C++/OpenMP kernels (loaded with ctypes): the engine's and the adder layers'.
+"""Build script for the optional C++/OpenMP kernel library (loaded with ctypes by sparsewino.native).
 
-All metadata lives in pyproject.toml; this file only declares the two kernel libraries
-(``sparsewino.engine.kernels._sw_kernels`` and ``sparsewino.nn.adder_kernels._adder_kernels``). Each is
+All metadata lives in pyproject.toml; this file only declares the one native library
+``sparsewino.native._sw_kernels``: every operation of the engine and the adder layers' product
+(sources in ``src/sparsewino/engine/kernels``). It is
 built with the system C++ compiler (C++17, OpenMP when available) by the normal
 ``pip install .`` / ``pip install -e .``. No ``-march=native``: the AVX-512 and AVX2+FMA
 builds are compiled per translation unit (``#pragma GCC target``) and chosen at run time,
 next to a portable build. If the compiler is missing or the build fails, installation still succeeds and the
-engine (or the adder layers) fall back to a pure-PyTorch path with a warning.
+engine and the adder layers fall back to a pure-PyTorch path with a warning.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ KERNEL_DIR = os.path.join("src", "sparsewino", "engine", "kernels")
 SOURCES = ["sw_api.cpp", "sw_isa_avx512.cpp", "sw_isa_avx2.cpp", "sw_isa_portable.cpp",
            "sw_extract.cpp"]
 HEADERS = ["sw_kernels.h", "sw_plan.h", "sw_simd_avx2.h", "sw_product_impl.h",
-           "sw_conv2d_impl.h", "sw_conv3d_impl.h", "sw_ops_impl.h", "sw_patterns.h"]
+           "sw_conv2d_impl.h", "sw_conv3d_impl.h", "sw_ops_impl.h", "sw_patterns.h",
+           "sw_adder_impl.h", "sw_adder_avx2.h"]
 OPENMP_COMPILE, OPENMP_LINK = ["-fopenmp"], ["-fopenmp"]
 
 
@@ -45,7 +47,7 @@ class OptionalBuildExt(build_ext):
 
 
 kernel = Extension(
-    "sparsewino.engine.kernels._sw_kernels",
+    "sparsewino.native._sw_kernels",
     sources=[os.path.join(KERNEL_DIR, name) for name in SOURCES],
     depends=[os.path.join(KERNEL_DIR, name) for name in HEADERS],
     language="c++",
@@ -54,16 +56,4 @@ kernel = Extension(
     optional=True,
 )
 
-ADDER_DIR = os.path.join("src", "sparsewino", "nn", "adder_kernels")
-adder_kernel = Extension(
-    "sparsewino.nn.adder_kernels._adder_kernels",
-    sources=[os.path.join(ADDER_DIR, name)
-             for name in ("sa_api.cpp", "sa_isa_avx2.cpp", "sa_isa_portable.cpp")],
-    depends=[os.path.join(ADDER_DIR, name) for name in ("sa_kernels.h", "sa_impl.h")],
-    language="c++",
-    extra_compile_args=["-std=c++17", "-O3", "-g0", "-fvisibility=hidden", *OPENMP_COMPILE],
-    extra_link_args=OPENMP_LINK,
-    optional=True,
-)
-
-setup(ext_modules=[kernel, adder_kernel], cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=[kernel], cmdclass={"build_ext": OptionalBuildExt})

@@ -51,3 +51,13 @@ def write_idx():
 def write_mnist():
     """``write_mnist(root, n_train=12, n_test=5, ...)``: the four MNIST idx files; returns the arrays."""
     return _write_mnist
+
+
+@pytest.fixture
+def fresh_native(monkeypatch):
+    """An unloaded copy of the native library and a forgotten backend choice (restored
+    afterwards), so that a test can make loading fail or change what the CPU check says."""
+    from sparsewino.native import backends, handle
+    monkeypatch.setattr(backends, "_state", {"warned": False, "available": None, "choices": {}})
+    monkeypatch.setattr(handle, "LIBRARY", handle.LIBRARY.fresh())
+    return handle

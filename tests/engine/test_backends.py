@@ -11,7 +11,7 @@ import torch
 from sparsewino import engine
 from sparsewino.engine import kernels
 from sparsewino.engine.kernels import patterns
-from sparsewino.engine.kernels.backends import Backend, get_backend, register_backend, registered_backends
+from sparsewino.native.backends import Backend, get_backend, register_backend, registered_backends
 
 from .conftest import COMPILED, assert_matches, needs_kernel, reference, sparse_layer
 
@@ -28,15 +28,9 @@ def _first_verified(available: list[str]) -> str:
 
 
 @pytest.fixture
-def fresh_loader(monkeypatch):
+def fresh_loader(fresh_native):
     """Forget the loaded library so a test can make loading fail; restored afterwards."""
-    saved = dict(kernels._state)
-    monkeypatch.setattr(kernels, "_state", {**saved, "warned": False, "available": None,
-                                            "choices": {}})
-    monkeypatch.setattr(kernels, "_native", kernels._native.fresh())
-    yield
-    kernels._state.clear()
-    kernels._state.update(saved)
+    return fresh_native
 
 
 def test_backend_names_and_override(monkeypatch):
@@ -109,7 +103,7 @@ def test_forcing_a_backend_the_cpu_lacks_is_a_clear_error(monkeypatch, fresh_loa
 
 
 def test_missing_library_falls_back_to_torch_with_warning(fresh_loader, monkeypatch):
-    monkeypatch.setattr(kernels, "library_path", lambda: None)
+    monkeypatch.setattr(fresh_loader, "library_path", lambda: None)
     layer = sparse_layer(3, 4, sparsity=0.5)
     with pytest.warns(RuntimeWarning, match="not built"):
         fast = engine.compile(layer)
@@ -125,7 +119,7 @@ def test_missing_library_falls_back_to_torch_with_warning(fresh_loader, monkeypa
 def test_broken_library_is_reported(fresh_loader, monkeypatch, tmp_path):
     bogus = tmp_path / "_sw_kernels.so"
     bogus.write_text("not a shared library")
-    monkeypatch.setattr(kernels, "library_path", lambda: bogus)
+    monkeypatch.setattr(fresh_loader, "library_path", lambda: bogus)
     assert kernels.library() is None
     assert "could not load" in kernels.load_error()
     assert engine.available_backends() == ["torch"]

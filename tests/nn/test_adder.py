@@ -8,6 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
+from sparsewino import native
+from sparsewino.native import backends as native_backends
+from sparsewino.native.abi import SwAdderArgs
 from sparsewino.nn import AdderConv2d, adder_kernels
 from sparsewino.nn.adder import AdderProduct
 
@@ -186,32 +189,39 @@ def test_bad_inputs_are_clear_errors():
         AdderConv2d.from_conv(nn.Linear(2, 2))
 
 
-def test_forced_backend_errors(monkeypatch):
+def test_forced_backend_errors(monkeypatch, fresh_native):
     monkeypatch.setenv(adder_kernels.ENV_VAR, "sse9")
     with pytest.raises(ValueError, match="not an adder backend"):
         adder_kernels.backend()
     monkeypatch.setenv(adder_kernels.ENV_VAR, "avx2")
-    monkeypatch.setattr(adder_kernels, "_unavailable_reason",
-                        lambda name: "this CPU lacks avx2 fma" if name == "avx2" else None)
+    monkeypatch.setattr(native_backends, "unavailable_reason",
+                        lambda entry: "this CPU lacks avx2 fma" if entry.name == "avx2" else None)
     with pytest.raises(RuntimeError, match="lacks avx2"):
         adder_kernels.backend()
     monkeypatch.setenv(adder_kernels.ENV_VAR, "torch")
     assert adder_kernels.backend() == "torch"
 
 
+def test_deprecated_adder_variable_is_honoured_with_a_warning(monkeypatch, fresh_native):
+    monkeypatch.delenv(adder_kernels.ENV_VAR, raising=False)
+    monkeypatch.setenv(native_backends.DEPRECATED_ENV_VAR, "torch")
+    with pytest.warns(DeprecationWarning, match="SPARSEWINO_ENGINE_BACKEND=torch"):
+        assert adder_kernels.backend() == "torch"
+
+
 @pytest.mark.skipif(not COMPILED, reason="adder kernels not built")
 def test_library_refuses_an_instruction_set_it_cannot_run():
     import ctypes
-    lib = adder_kernels._library()
+    lib = native.library()
     S, Rt, Y = torch.zeros(1, 4, 4), torch.zeros(1, 4, 4), torch.zeros(1, 4, 4)
-    for isa in (0, 99):
-        args = adder_kernels._ForwardArgs(1, 4, 4, 4, S.data_ptr(), Rt.data_ptr(), Y.data_ptr(),
-                                          1.0, 1, isa)
-        assert lib.sa_forward(ctypes.byref(args)) == -4
-    assert lib.sa_isa_supported(99) == 0
-    bad_p = adder_kernels._ForwardArgs(1, 4, 4, 4, S.data_ptr(), Rt.data_ptr(), Y.data_ptr(),
-                                       3.0, 1, 1)
-    assert lib.sa_forward(ctypes.byref(bad_p)) == -1
+    missing = [b.isa for b in native_backends.registered_backends()
+               if b.isa is not None and b.name not in BACKENDS]
+    for isa in (99, *missing):
+        args = SwAdderArgs(1, 4, 4, 4, S.data_ptr(), Rt.data_ptr(), Y.data_ptr(), 1.0, 1, isa)
+        assert lib.sw_adder_forward(ctypes.byref(args)) == -4
+    assert lib.sw_isa_supported(99) == 0
+    bad_p = SwAdderArgs(1, 4, 4, 4, S.data_ptr(), Rt.data_ptr(), Y.data_ptr(), 3.0, 1, 1)
+    assert lib.sw_adder_forward(ctypes.byref(bad_p)) == -1
 
 
 def test_exponent_outside_range_in_the_product_is_refused():

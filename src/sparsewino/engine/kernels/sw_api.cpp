@@ -1,5 +1,6 @@
 // C entry points: argument checks, execution plans (blocking/threads/workspace), the run-time
-// choice of instruction set (portable, AVX2+FMA, AVX-512) and the program runner.
+// choice of instruction set (portable, AVX2+FMA, AVX-512), the program runner (its switch
+// generated from SW_OPERATIONS) and the ABI tables the Python loader checks.
 #include <cstdint>
 
 #include "sw_kernels.h"
@@ -352,6 +353,44 @@ static int32_t planned_forward(const Args* args, int32_t (*make)(const Args*, Pl
     return (table->*kernel)(args, &plan);
 }
 
+// The adder product and its gradient: the sizes, the exponent and the CPU are checked before
+// any instruction-set code runs; empty products are done without touching the arrays.
+static bool adder_sizes_ok(int64_t B, int64_t A, int64_t C, int64_t J, float p, int32_t threads) {
+    return B >= 0 && A >= 0 && C >= 0 && J >= 0 && p >= 1.0f && p <= 2.0f && threads >= 1;
+}
+
+// One operation of a program: the entry point of its kind (the switch is generated from
+// SW_OPERATIONS).
+static int32_t run_operation(const sw_op& op) {
+#define SW_OP_CASE(NAME, code, name, type) \
+    case SW_OP_##NAME: return sw_##name##_forward(static_cast<const type*>(op.args));
+    switch (op.kind) {
+        SW_OPERATIONS(SW_OP_CASE)
+        default: return SW_ERR_OP;
+    }
+#undef SW_OP_CASE
+}
+
+// The ABI as data (sw_kernels.h), generated from the lists so that it cannot drift.
+#define SW_OP_INFO(NAME, code, name, type) {#name, #type, code, static_cast<int32_t>(sizeof(type))},
+static const sw_op_info kOpTable[] = {SW_OPERATIONS(SW_OP_INFO)};
+#undef SW_OP_INFO
+#define SW_OP_STRUCT(NAME, code, name, type) {#type, static_cast<int32_t>(sizeof(type))},
+#define SW_STRUCT_INFO(type) {#type, static_cast<int32_t>(sizeof(type))},
+static const sw_struct_info kStructTable[] = {SW_OPERATIONS(SW_OP_STRUCT)
+                                              SW_SHARED_STRUCTS(SW_STRUCT_INFO)};
+#undef SW_STRUCT_INFO
+#undef SW_OP_STRUCT
+#define SW_CONSTANT_INFO(constant) {#constant, static_cast<int64_t>(constant)},
+static const sw_constant_info kConstantTable[] = {SW_CONSTANTS(SW_CONSTANT_INFO)};
+#undef SW_CONSTANT_INFO
+
+template <class T, int32_t Count>
+static const T* table_with_count(const T (&table)[Count], int32_t* count) {
+    if (count) *count = Count;
+    return table;
+}
+
 extern "C" {
 
 SW_EXPORT int32_t sw_abi_version(void) { return SW_ABI_VERSION; }
@@ -426,38 +465,46 @@ SW_EXPORT int32_t sw_eltwise_forward(const sw_eltwise_args* a) {
     return table ? table->eltwise(a) : SW_ERR_ISA;
 }
 
+SW_EXPORT int32_t sw_adder_forward(const sw_adder_args* a) {
+    if (!a || !adder_sizes_ok(a->B, a->A, a->C, a->J, a->p, a->threads)) return SW_ERR_ARGS;
+    const sw_isa_table* table = runnable(a->isa, nullptr);
+    if (!table || !table->adder) return SW_ERR_ISA;
+    if (a->B * a->A * a->C == 0) return SW_OK;
+    if (!a->x || !a->wt || !a->y) return SW_ERR_ARGS;
+    return table->adder(a);
+}
+
+SW_EXPORT int32_t sw_adder_backward(const sw_adder_grad_args* a) {
+    if (!a || !adder_sizes_ok(a->B, a->A, a->C, a->J, a->p, a->threads) ||
+        (a->mode != SW_ADDER_GRAD_HARDTANH && a->mode != SW_ADDER_GRAD_EXACT))
+        return SW_ERR_ARGS;
+    const sw_isa_table* table = runnable(a->isa, nullptr);
+    if (!table || !table->adder_backward) return SW_ERR_ISA;
+    if (a->B * a->A * a->J == 0) return SW_OK;
+    if (!a->grad_y || !a->w || !a->x || !a->grad_x) return SW_ERR_ARGS;
+    return table->adder_backward(a);
+}
+
 SW_EXPORT int32_t sw_run_program(const sw_op* ops, int32_t count, int32_t* failed) {
     if (!ops || count < 0) return SW_ERR_ARGS;
     for (int32_t i = 0; i < count; ++i) {
-        int32_t status;
-        switch (ops[i].kind) {
-            case SW_OP_CONV2D:
-                status = sw_conv2d_forward(static_cast<const sw_conv2d_args*>(ops[i].args));
-                break;
-            case SW_OP_GEMM:
-                status = sw_gemm_forward(static_cast<const sw_gemm_args*>(ops[i].args));
-                break;
-            case SW_OP_POOL2D:
-                status = sw_pool2d_forward(static_cast<const sw_pool2d_args*>(ops[i].args));
-                break;
-            case SW_OP_ELTWISE:
-                status = sw_eltwise_forward(static_cast<const sw_eltwise_args*>(ops[i].args));
-                break;
-            case SW_OP_CONV3D:
-                status = sw_conv3d_forward(static_cast<const sw_conv3d_args*>(ops[i].args));
-                break;
-            case SW_OP_EXTRACT:
-                status = sw_extract_forward(static_cast<const sw_extract_args*>(ops[i].args));
-                break;
-            default:
-                status = SW_ERR_OP;
-        }
+        const int32_t status = run_operation(ops[i]);
         if (status != SW_OK) {
             if (failed) *failed = i;
             return status;
         }
     }
     return SW_OK;
+}
+
+SW_EXPORT const sw_op_info* sw_op_table(int32_t* count) {
+    return table_with_count(kOpTable, count);
+}
+SW_EXPORT const sw_struct_info* sw_struct_table(int32_t* count) {
+    return table_with_count(kStructTable, count);
+}
+SW_EXPORT const sw_constant_info* sw_constant_table(int32_t* count) {
+    return table_with_count(kConstantTable, count);
 }
 
 }  // extern "C"

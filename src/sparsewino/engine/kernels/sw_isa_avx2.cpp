@@ -4,6 +4,7 @@
 // Standard headers come first, before the target pragma, so that no inline library function
 // is compiled for AVX2 and later shared with the portable build; everything compiled for
 // AVX2 lives in namespace sw_avx2 with internal linkage.
+#include <cmath>
 #include <cstdint>
 
 #include "sw_plan.h"
@@ -29,8 +30,12 @@ struct Simd : SimdAvx2 {};
 #undef SW_HAS_WIDE
 #undef SW_SPECIALISE_PATTERNS
 
-const sw_isa_table kTable = {&conv2d_forward, &gemm_forward, &pool2d_forward, &eltwise_forward,
-                             Simd::lanes, &conv3d_forward};
+#include "sw_adder_avx2.h"
+#include "sw_adder_impl.h"
+
+const sw_isa_table kTable = {&conv2d_forward, &gemm_forward,          &pool2d_forward,
+                             &eltwise_forward, Simd::lanes,           &conv3d_forward,
+                             &adder::adder_forward, &adder::adder_backward};
 const sw_isa_table* const table = &kTable;
 
 }  // namespace sw_avx2

@@ -6,6 +6,7 @@
 // borders and 32 vector registers); the element-wise stage runs 16 tiles per __m512 when a
 // block has 16 or more tiles. Standard headers come first, before the target pragma (see
 // sw_isa_avx2.cpp).
+#include <cmath>
 #include <cstdint>
 
 #include "sw_plan.h"
@@ -60,8 +61,13 @@ struct Wide {
 #undef SW_HAS_WIDE
 #undef SW_SPECIALISE_PATTERNS
 
-const sw_isa_table kTable = {&conv2d_forward, &gemm_forward, &pool2d_forward, &eltwise_forward,
-                             Wide::lanes, &conv3d_forward};
+// The adder product uses the AVX2 vector (compiled with the AVX-512 target: same results).
+#include "sw_adder_avx2.h"
+#include "sw_adder_impl.h"
+
+const sw_isa_table kTable = {&conv2d_forward, &gemm_forward,          &pool2d_forward,
+                             &eltwise_forward, Wide::lanes,           &conv3d_forward,
+                             &adder::adder_forward, &adder::adder_backward};
 const sw_isa_table* const table = &kTable;
 
 }  // namespace sw_avx512

@@ -2,6 +2,7 @@
 // 16-lane "vectors" made of plain floats (the compiler may still use SSE2). Its 16-lane
 // element-wise stage runs the same code as the AVX-512 build's, so tests check that logic
 // on any CPU.
+#include <cmath>
 #include <cstdint>
 
 #include "sw_plan.h"
@@ -169,8 +170,39 @@ struct Wide {
 #undef SW_HAS_WIDE
 #undef SW_SPECIALISE_PATTERNS
 
-const sw_isa_table kTable = {&conv2d_forward, &gemm_forward, &pool2d_forward, &eltwise_forward,
-                             Simd::lanes, &conv3d_forward};
+// The adder kernels' 8 lanes of plain floats; the general power uses std::pow.
+struct AdderVec {
+    float v[8];
+    static AdderVec zero() { return set1(0.0f); }
+    static AdderVec set1(float x) { AdderVec r; for (int i = 0; i < 8; ++i) r.v[i] = x; return r; }
+    static AdderVec load(const float* p) { AdderVec r; for (int i = 0; i < 8; ++i) r.v[i] = p[i]; return r; }
+    static void store(float* p, AdderVec a) { for (int i = 0; i < 8; ++i) p[i] = a.v[i]; }
+#define SA_LANEWISE(name, expr) \
+    static AdderVec name(AdderVec a, AdderVec b) { AdderVec r; for (int i = 0; i < 8; ++i) { const float x = a.v[i], y = b.v[i]; r.v[i] = (expr); } return r; }
+    SA_LANEWISE(add, x + y)
+    SA_LANEWISE(sub, x - y)
+    SA_LANEWISE(mul, x * y)
+    SA_LANEWISE(min, y < x ? y : x)
+    SA_LANEWISE(max, y > x ? y : x)
+    SA_LANEWISE(pow_abs, pow_abs_scalar(x, y))
+#undef SA_LANEWISE
+    static AdderVec abs(AdderVec a) { AdderVec r; for (int i = 0; i < 8; ++i) r.v[i] = std::fabs(a.v[i]); return r; }
+    static AdderVec sign(AdderVec a) {
+        AdderVec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] > 0.0f ? 1.0f : (a.v[i] < 0.0f ? -1.0f : 0.0f);
+        return r;
+    }
+    static float pow_abs_scalar(float d, float p) {
+        const float a = std::fabs(d);
+        return a == 0.0f ? 0.0f : std::pow(a, p);
+    }
+};
+
+#include "sw_adder_impl.h"
+
+const sw_isa_table kTable = {&conv2d_forward, &gemm_forward,          &pool2d_forward,
+                             &eltwise_forward, Simd::lanes,           &conv3d_forward,
+                             &adder::adder_forward, &adder::adder_backward};
 const sw_isa_table* const table = &kTable;
 
 }  // namespace sw_portable

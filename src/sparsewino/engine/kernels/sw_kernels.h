@@ -1,13 +1,17 @@
 // C interface of the sparse Winograd CPU kernels (loaded from Python with ctypes).
 //
-// Four operations, each one call over a whole layer (OpenMP inside), and a runner that
-// executes a list of them in one call (a compiled model's plan):
+// The operations (listed once in SW_OPERATIONS below), each one call over a whole layer
+// (OpenMP inside), and a runner that executes a list of them in one call (a compiled model's
+// plan):
 //   conv2d  stride-1 2-D Winograd convolution y = A^T [ U (.) (B^T d B) ] A (+ bias, fused
 //           BatchNorm, ReLUs, 2x2 max-pool, residual add), fused per block of tiles:
 //           input transform -> per-position sparse/dense product -> output transform;
 //   gemm    y = W x (+ bias, residual, ReLU) for fully connected layers and 1x1 convolutions;
 //   pool2d  max / average pooling, global average pooling;
-//   eltwise element-wise add (+ ReLU), ReLU, per-channel affine map (+ ReLU), copy.
+//   eltwise element-wise add (+ ReLU), ReLU, per-channel affine map (+ ReLU), copy;
+//   conv3d  the 3-D counterpart of conv2d;
+//   extract sub-images of an input stacked as channels (decomposed convolutions);
+//   adder   the adder product of AdderNet layers, y = -sum |x - w|^p.
 // Weights come pre-packed (see packing.py): per matrix (Winograd position) either "zero",
 // sparse (SELL-4: slices of 4 rows sorted by length, 16-bit column indices) or dense
 // 6-row panels.
@@ -16,7 +20,7 @@
 
 #include <cstdint>
 
-#define SW_ABI_VERSION 6
+#define SW_ABI_VERSION 7
 #define SW_DENSE_ROWS 6          // rows (output channels) per dense weight panel
 #define SW_SLICE_ROWS 4          // rows per sparse (SELL) slice
 #define SW_CHUNK_ROWS 24         // output channels per work chunk (multiple of 4 and 6)
@@ -37,16 +41,47 @@ enum sw_status : int32_t {
     SW_ERR_ALIGN = -5,         // workspace not 64-byte aligned
     SW_ERR_OP = -6,            // unknown operation kind in a program
 };
-enum sw_op_kind : int32_t {
-    SW_OP_CONV2D = 1, SW_OP_GEMM = 2, SW_OP_POOL2D = 3, SW_OP_ELTWISE = 4, SW_OP_CONV3D = 5,
-    SW_OP_EXTRACT = 6,
-};
+// The operations of a program, listed once: X(NAME, code, name, args struct). The list
+// generates enum sw_op_kind (SW_OP_<NAME> = code), the declaration of each entry point
+// sw_<name>_forward(const args*), the sw_run_program switch and the table sw_op_table()
+// returns (checked by the Python loader against its ctypes mirrors). Adding an operation:
+// one line here, its args struct below, sw_<name>_forward in sw_api.cpp, and the same
+// (name, code, struct) in sparsewino/native/abi.py.
+#define SW_OPERATIONS(X)                        \
+    X(CONV2D, 1, conv2d, sw_conv2d_args)        \
+    X(GEMM, 2, gemm, sw_gemm_args)              \
+    X(POOL2D, 3, pool2d, sw_pool2d_args)        \
+    X(ELTWISE, 4, eltwise, sw_eltwise_args)     \
+    X(CONV3D, 5, conv3d, sw_conv3d_args)        \
+    X(EXTRACT, 6, extract, sw_extract_args)     \
+    X(ADDER, 7, adder, sw_adder_args)
+
+#define SW_OP_ENUM(NAME, code, name, type) SW_OP_##NAME = code,
+enum sw_op_kind : int32_t { SW_OPERATIONS(SW_OP_ENUM) };
+#undef SW_OP_ENUM
+
 enum sw_pool_kind : int32_t { SW_POOL_MAX = 0, SW_POOL_AVG = 1 };
 enum sw_eltwise_kind : int32_t {
     SW_ELT_ADD = 0,            // y = a + b
     SW_ELT_AFFINE = 1,         // y = a * scale[c] + shift[c]
-    SW_ELT_COPY = 2,           // y = a
+    SW_ELT_COPY = 2,           // y = a (with relu = 1: a standalone ReLU)
 };
+enum sw_adder_grad_mode : int32_t {
+    SW_ADDER_GRAD_HARDTANH = 0,   // f(d) = clamp(d, -1, 1): AdderNet's input gradient
+    SW_ADDER_GRAD_EXACT = 1,      // f(d) = p |d|^(p-1) sign(d): the derivative of |d|^p
+};
+
+// Every named constant Python uses, exported by sw_constant_table() and checked at load.
+#define SW_CONSTANTS(X)                                                                     \
+    X(SW_DENSE_ROWS) X(SW_SLICE_ROWS) X(SW_CHUNK_ROWS) X(SW_MAX_N) X(SW_MAX_COLUMNS)        \
+    X(SW_ISA_AUTO) X(SW_ISA_PORTABLE) X(SW_ISA_AVX2) X(SW_ISA_AVX512)                       \
+    X(SW_MODE_AUTO) X(SW_MODE_BLOCKS) X(SW_MODE_COOPERATIVE)                                \
+    X(SW_POOL_MAX) X(SW_POOL_AVG) X(SW_ELT_ADD) X(SW_ELT_AFFINE) X(SW_ELT_COPY)             \
+    X(SW_ADDER_GRAD_HARDTANH) X(SW_ADDER_GRAD_EXACT)
+
+// Structs shared by several entry points (not the args of one operation), with their sizes
+// in sw_struct_table() next to every operation's args struct.
+#define SW_SHARED_STRUCTS(X) X(sw_matrices) X(sw_op) X(sw_adder_grad_args)
 
 #define SW_EXPORT __attribute__((visibility("default")))
 
@@ -151,11 +186,8 @@ struct sw_op {
 // Floats of workspace the call described by args needs (x, y, workspace may be null).
 SW_EXPORT int32_t sw_conv2d_workspace(const sw_conv2d_args* args, int64_t* floats);
 SW_EXPORT int32_t sw_gemm_workspace(const sw_gemm_args* args, int64_t* floats);
-// Run one operation. Returns SW_OK or a negative sw_status; y is fully written on success.
-SW_EXPORT int32_t sw_conv2d_forward(const sw_conv2d_args* args);
-SW_EXPORT int32_t sw_gemm_forward(const sw_gemm_args* args);
-SW_EXPORT int32_t sw_pool2d_forward(const sw_pool2d_args* args);
-SW_EXPORT int32_t sw_eltwise_forward(const sw_eltwise_args* args);
+// Each operation's sw_<name>_forward(args) (declared from SW_OPERATIONS at the end) returns
+// SW_OK or a negative sw_status; y is fully written on success.
 // Run `count` operations in order; stops at the first error and returns it. `failed`
 // (may be null) receives the index of the failing operation.
 SW_EXPORT int32_t sw_run_program(const sw_op* ops, int32_t count, int32_t* failed);
@@ -201,7 +233,6 @@ struct sw_conv3d_args {
 
 extern "C" {
 SW_EXPORT int32_t sw_conv3d_workspace(const sw_conv3d_args* args, int64_t* floats);
-SW_EXPORT int32_t sw_conv3d_forward(const sw_conv3d_args* args);
 // Describe the plan sw_conv3d_forward would use: tiles per block, blocks, mode, isa.
 SW_EXPORT int32_t sw_conv3d_plan(const sw_conv3d_args* args, int32_t* tile_block, int32_t* blocks,
                                  int32_t* mode, int32_t* isa);
@@ -222,8 +253,62 @@ struct sw_extract_args {
     int32_t threads;
 };
 
+// ---------------------------------------------------------------------------- adder
+// The adder product of AdderNet layers (AdderConv2d: the im2col patches against the filters;
+// WinogradAdderConv2d: the transformed tiles against the transformed filters at one Winograd
+// position). For b < B, a < A, c < C:
+//   y[b][a][c] = -sum_{j < J} |x[b][a][j] - wt[b][j][c]|^p
+// x is (B, A, J), wt the weights transposed (B, J, C) so that the inner loop runs over c,
+// y is (B, A, C); float32, contiguous. 1 <= p <= 2 (p = 1 and p = 2 have exact fast paths).
+struct sw_adder_args {
+    int64_t B, A, C, J;
+    const float* x;             // B x A x J
+    const float* wt;            // B x J x C
+    float* y;                   // B x A x C
+    float p;                    // the exponent, 1 <= p <= 2
+    int32_t threads, isa;
+};
+
+// Its gradient with respect to x (training, not a program operation):
+//   g_x[b][a][j] = sum_c g_y[b][a][c] * f(w[b][c][j] - x[b][a][j])
+// with f of sw_adder_grad_mode. The weights are not transposed here: w is (B, C, J).
+struct sw_adder_grad_args {
+    int64_t B, A, C, J;
+    const float* grad_y;        // B x A x C
+    const float* w;             // B x C x J
+    const float* x;             // B x A x J
+    float* grad_x;              // B x A x J
+    float p;
+    int32_t mode;               // sw_adder_grad_mode
+    int32_t threads, isa;
+};
+
+// The ABI as data, for the loader's check: each operation's name, code and args struct size;
+// the size of every struct; the value of every constant of SW_CONSTANTS.
+struct sw_op_info {
+    const char* name;           // "conv2d"
+    const char* args_struct;    // "sw_conv2d_args"
+    int32_t code;               // SW_OP_CONV2D
+    int32_t struct_size;        // sizeof(sw_conv2d_args)
+};
+struct sw_struct_info {
+    const char* name;
+    int32_t size;
+};
+struct sw_constant_info {
+    const char* name;
+    int64_t value;
+};
+
+#define SW_OP_DECLARE(NAME, code, name, type) SW_EXPORT int32_t sw_##name##_forward(const type*);
 extern "C" {
-SW_EXPORT int32_t sw_extract_forward(const sw_extract_args* args);
+SW_OPERATIONS(SW_OP_DECLARE)
+SW_EXPORT int32_t sw_adder_backward(const sw_adder_grad_args* args);
+// The tables above; *count receives the number of entries (the arrays are static).
+SW_EXPORT const sw_op_info* sw_op_table(int32_t* count);
+SW_EXPORT const sw_struct_info* sw_struct_table(int32_t* count);
+SW_EXPORT const sw_constant_info* sw_constant_table(int32_t* count);
 }
+#undef SW_OP_DECLARE
 
 #endif

@@ -79,6 +79,8 @@ struct sw_isa_table {
     int32_t (*eltwise)(const sw_eltwise_args*);
     int32_t lanes;          // native lanes of the element-wise stage
     int32_t (*conv3d)(const sw_conv3d_args*, const sw_plan3d*);
+    int32_t (*adder)(const sw_adder_args*);
+    int32_t (*adder_backward)(const sw_adder_grad_args*);
 };
 
 // Each build defines its table (a null table where the build is not compiled in).

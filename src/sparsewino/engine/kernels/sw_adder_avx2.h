@@ -1,36 +1,21 @@
-// AVX2 + FMA build of the adder kernels (chosen at run time on CPUs that have both).
-//
-// Standard headers come before the target pragma so that no inline library function is
-// compiled for AVX2 and shared with the portable build. The general power |d|^p is
-// exp(p log|d|) with Cephes-style polynomial log and exp (relative error ~1e-7).
-#include <cmath>
-#include <cstdint>
-
-#include "sa_kernels.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-
-namespace sa_avx2 {
-namespace {
-
-struct V {
+// The adder kernels' 8-lane vector for the AVX2 + FMA builds (sw_isa_avx2.cpp and
+// sw_isa_avx512.cpp), included inside the build's namespace after the target pragma (see
+// sw_adder_impl.h for the interface). The general power |d|^p is exp(p log|d|) with
+// Cephes-style polynomial log and exp (relative error ~1e-7).
+struct AdderVec {
     __m256 v;
-    static V wrap(__m256 x) { V r; r.v = x; return r; }
-    static V zero() { return wrap(_mm256_setzero_ps()); }
-    static V set1(float x) { return wrap(_mm256_set1_ps(x)); }
-    static V load(const float* p) { return wrap(_mm256_loadu_ps(p)); }
-    static void store(float* p, V a) { _mm256_storeu_ps(p, a.v); }
-    static V add(V a, V b) { return wrap(_mm256_add_ps(a.v, b.v)); }
-    static V sub(V a, V b) { return wrap(_mm256_sub_ps(a.v, b.v)); }
-    static V mul(V a, V b) { return wrap(_mm256_mul_ps(a.v, b.v)); }
-    static V min(V a, V b) { return wrap(_mm256_min_ps(a.v, b.v)); }
-    static V max(V a, V b) { return wrap(_mm256_max_ps(a.v, b.v)); }
-    static V abs(V a) { return wrap(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)); }
-    static V sign(V a) {
+    static AdderVec wrap(__m256 x) { AdderVec r; r.v = x; return r; }
+    static AdderVec zero() { return wrap(_mm256_setzero_ps()); }
+    static AdderVec set1(float x) { return wrap(_mm256_set1_ps(x)); }
+    static AdderVec load(const float* p) { return wrap(_mm256_loadu_ps(p)); }
+    static void store(float* p, AdderVec a) { _mm256_storeu_ps(p, a.v); }
+    static AdderVec add(AdderVec a, AdderVec b) { return wrap(_mm256_add_ps(a.v, b.v)); }
+    static AdderVec sub(AdderVec a, AdderVec b) { return wrap(_mm256_sub_ps(a.v, b.v)); }
+    static AdderVec mul(AdderVec a, AdderVec b) { return wrap(_mm256_mul_ps(a.v, b.v)); }
+    static AdderVec min(AdderVec a, AdderVec b) { return wrap(_mm256_min_ps(a.v, b.v)); }
+    static AdderVec max(AdderVec a, AdderVec b) { return wrap(_mm256_max_ps(a.v, b.v)); }
+    static AdderVec abs(AdderVec a) { return wrap(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)); }
+    static AdderVec sign(AdderVec a) {
         const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
         const __m256 pos = _mm256_and_ps(_mm256_cmp_ps(a.v, zero, _CMP_GT_OQ), one);
         const __m256 neg = _mm256_and_ps(_mm256_cmp_ps(a.v, zero, _CMP_LT_OQ), one);
@@ -79,7 +64,7 @@ struct V {
         const __m256i pow2 = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
         return _mm256_mul_ps(y, _mm256_castsi256_ps(pow2));
     }
-    static V pow_abs(V d, V p) {
+    static AdderVec pow_abs(AdderVec d, AdderVec p) {
         const __m256 a = abs(d).v;
         const __m256 tiny = _mm256_cmp_ps(a, _mm256_set1_ps(1.17549435e-38f), _CMP_LT_OQ);   // 0 and denormals
         const __m256 r = exp_ps(_mm256_mul_ps(p.v, log_ps(_mm256_max_ps(a, _mm256_set1_ps(1.17549435e-38f)))));
@@ -91,23 +76,3 @@ struct V {
         return out[0];
     }
 };
-
-#include "sa_impl.h"
-
-const sa_isa_table kTable = {&forward, &backward};
-
-}  // namespace
-
-const sa_isa_table* const table = &kTable;
-
-}  // namespace sa_avx2
-
-#pragma GCC pop_options
-
-#else  // not x86: no AVX2 build (sa_isa_compiled says 0)
-
-namespace sa_avx2 {
-const sa_isa_table* const table = nullptr;
-}
-
-#endif

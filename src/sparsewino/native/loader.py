@@ -1,8 +1,9 @@
-"""Loading the package's C++ extension libraries (engine kernels, adder kernels) with ctypes.
+"""Loading the package's C++ extension library with ctypes: the mechanism (:class:`NativeLibrary`).
 
-One mechanism for both: the library is found next to its Python package, loaded once (thread
-safe, on first use), its ABI version checked and its functions declared by the caller; a
-missing or stale build is an explanation string, never an exception at import time.
+The library is found next to its Python package, loaded once (thread safe, on first use), its
+ABI version checked and its functions declared (and its tables checked) by the caller's
+``declare``; a missing or stale build is an explanation string, never an exception at import
+time. :mod:`sparsewino.native.library` holds the package's one instance.
 """
 from __future__ import annotations
 

@@ -1,10 +1,16 @@
-// The adder kernels, written once over a SIMD type `V` (8 float lanes) and included by each
-// instruction-set build (sa_isa_avx2.cpp, sa_isa_portable.cpp) inside its own namespace.
+// The adder kernels (sw_kernels.h: sw_adder_forward, sw_adder_backward), written once over an
+// 8-lane SIMD type and included by each instruction-set build (sw_isa_*.cpp) inside its own
+// namespace, after defining `struct AdderVec` (sw_adder_avx2.h, or the portable one).
 //
-// V provides: zero, set1, load, store, add, sub, mul, min, max, abs, sign, pow_abs(v, p)
+// AdderVec provides: zero, set1, load, store, add, sub, mul, min, max, abs, sign, pow_abs(v, p)
 // (|v|^p for 1 < p < 2, 0 at 0) and the scalar helper pow_abs_scalar used for tails.
 // The exponent p is dispatched once per call to one of three specialisations (p = 1: |d|,
 // p = 2: d*d, otherwise the general power), so the hot loops carry no branch.
+// Requires before inclusion: <cmath>, <cstdint>, "sw_plan.h" (OpenMP), struct AdderVec.
+
+namespace adder {
+
+using V = AdderVec;
 
 enum PowerKind { kP1, kP2, kPGeneral };
 
@@ -46,11 +52,11 @@ static inline float slope_scalar(float d, float p) {
 
 // ---------------------------------------------------------------------------- forward
 template <PowerKind K>
-static void forward_rows(const sa_forward_args& a, int64_t b, int64_t a0, int64_t rows) {
+static void forward_rows(const sw_adder_args& a, int64_t b, int64_t a0, int64_t rows) {
     const int64_t C = a.C, J = a.J;
-    const float* S = a.S + (b * a.A + a0) * J;
-    const float* Rt = a.Rt + b * J * C;
-    float* Y = a.Y + (b * a.A + a0) * C;
+    const float* S = a.x + (b * a.A + a0) * J;
+    const float* Rt = a.wt + b * J * C;
+    float* Y = a.y + (b * a.A + a0) * C;
     const V pv = V::set1(a.p);
     int64_t c = 0;
     if (rows == 4) {
@@ -89,7 +95,7 @@ static void forward_rows(const sa_forward_args& a, int64_t b, int64_t a0, int64_
 }
 
 template <PowerKind K>
-static void forward_all(const sa_forward_args& a) {
+static void forward_all(const sw_adder_args& a) {
     const int64_t blocks = (a.A + 3) / 4;
     const int64_t total = a.B * blocks;
 #pragma omp parallel for schedule(static) num_threads(a.threads) if (a.threads > 1 && total > 1)
@@ -100,13 +106,13 @@ static void forward_all(const sa_forward_args& a) {
     }
 }
 
-static int32_t forward(const sa_forward_args* args) {
+static int32_t adder_forward(const sw_adder_args* args) {
     switch (power_kind(args->p)) {
         case kP1: forward_all<kP1>(*args); break;
         case kP2: forward_all<kP2>(*args); break;
         default: forward_all<kPGeneral>(*args); break;
     }
-    return SA_OK;
+    return SW_OK;
 }
 
 // ---------------------------------------------------------------------------- backward
@@ -123,12 +129,12 @@ static inline float grad_scalar(float d, float p) {
 }
 
 template <PowerKind K, bool HardTanh>
-static void backward_rows(const sa_backward_args& a, int64_t b, int64_t a0, int64_t rows) {
+static void backward_rows(const sw_adder_grad_args& a, int64_t b, int64_t a0, int64_t rows) {
     const int64_t C = a.C, J = a.J;
-    const float* G = a.G + (b * a.A + a0) * C;
-    const float* R = a.R + b * C * J;
-    const float* S = a.S + (b * a.A + a0) * J;
-    float* O = a.O + (b * a.A + a0) * J;
+    const float* G = a.grad_y + (b * a.A + a0) * C;
+    const float* R = a.w + b * C * J;
+    const float* S = a.x + (b * a.A + a0) * J;
+    float* O = a.grad_x + (b * a.A + a0) * J;
     const V pv = V::set1(a.p);
     int64_t j = 0;
     if (rows == 4) {
@@ -168,7 +174,7 @@ static void backward_rows(const sa_backward_args& a, int64_t b, int64_t a0, int6
 }
 
 template <PowerKind K, bool HardTanh>
-static void backward_all(const sa_backward_args& a) {
+static void backward_all(const sw_adder_grad_args& a) {
     const int64_t blocks = (a.A + 3) / 4;
     const int64_t total = a.B * blocks;
 #pragma omp parallel for schedule(static) num_threads(a.threads) if (a.threads > 1 && total > 1)
@@ -179,15 +185,17 @@ static void backward_all(const sa_backward_args& a) {
     }
 }
 
-static int32_t backward(const sa_backward_args* args) {
-    if (args->mode == SA_GRAD_HARDTANH) {
+static int32_t adder_backward(const sw_adder_grad_args* args) {
+    if (args->mode == SW_ADDER_GRAD_HARDTANH) {
         backward_all<kP1, true>(*args);             // the clipped gradient ignores p
-        return SA_OK;
+        return SW_OK;
     }
     switch (power_kind(args->p)) {
         case kP1: backward_all<kP1, false>(*args); break;
         case kP2: backward_all<kP2, false>(*args); break;
         default: backward_all<kPGeneral, false>(*args); break;
     }
-    return SA_OK;
+    return SW_OK;
 }
+
+}  // namespace adder
