@@ -8,6 +8,11 @@ whole zero positions), the per-position sparsity map (n×n, or n×n×n; one map 
 ``(S, n, n)``, for DWM layers, with the sparsity of each piece), and, given an input shape, the
 multiplications of a dense and of a sparse execution.
 
+Every layer is read through its layer kind (:mod:`sparsewino.nn.kinds`): its effective weight
+and domain, the parameter its pruning method is recorded on, its rank. Adder layers (kinds with
+``adder=True``) get rows with their sparsity and exponent ``p`` but no multiplications, and stay
+out of the totals (``engine.count`` counts their additions).
+
 Plain convolutions that ``convert`` could turn into Winograd layers are measured as if run
 with F(``tile``, r) and default points (``tile=4`` by default, DWM pieces for strided and large
 kernels, marked "assumed" in the table): their Winograd sparsity is what conversion would give.
@@ -102,7 +107,8 @@ class SparsityReport:
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         weighting = t.get("winograd_weighting", "weights")
-        lines.append(f"(totals over convolutions; winograd total weighted by {weighting}; 'assumed' = "
+        lines.append(f"(totals over multiplying convolutions, adder layers left out; winograd total "
+                     f"weighted by {weighting}; 'assumed' = "
                      "plain conv measured as if converted)")
         if "linear_sparsity" in t:
             lines.append(f"linear layers: {pct(t['linear_sparsity'])} of their weights are zero")
