@@ -318,7 +318,7 @@ def _check_prune_options(args: argparse.Namespace, overrides: dict[str, Any], op
     import re
 
     from .recipes.schema import PruneStage
-    from .train.schema import ConfigError, from_dict
+    from .schema import ConfigError, from_dict
     try:
         return from_dict(PruneStage, {"name": "prune", "method": args.method, "amount": args.amount,
                                       "overrides": overrides, **options}, "prune")
