@@ -14,7 +14,8 @@ from typing import Any, Literal, Mapping, TypeVar, Union
 
 from .errors import UserError
 
-__all__ = ["ConfigError", "from_dict", "to_dict", "check_range", "unknown_key_error", "NO_RESULT_CHANGE"]
+__all__ = ["ConfigError", "OutOfRangeError", "from_dict", "to_dict", "check_range", "unknown_key_error",
+           "NO_RESULT_CHANGE"]
 
 #: Metadata of a config field whose value does not change a run's results (data location,
 #: threads, checkpoint frequency...): a run's identity ignores it, so changing it resumes the run.
@@ -165,17 +166,38 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+class OutOfRangeError(ValueError):
+    """A number outside its allowed range (:func:`check_range`): ``"<key> <requirement>"``.
+
+    Attributes:
+        key: the field (``"lr"``), so a caller can name it its own way (the CLI says ``--lr``)
+            without reading the message.
+        requirement: the rest of the message (``"must be > 0, got -1"``).
+    """
+
+    def __init__(self, key: str, requirement: str) -> None:
+        super().__init__(f"{key} {requirement}")
+        self.key, self.requirement = key, requirement
+
+
 def check_range(name: str, value: float | None, low: float | None = None, high: float | None = None,
                 low_open: bool = False, high_open: bool = False) -> None:
-    """Raise ``ValueError`` when ``value`` is outside ``[low, high]`` (open ends on request).
+    """Raise :class:`OutOfRangeError` (a ``ValueError``) when ``value`` is outside ``[low, high]``
+    (open ends on request).
 
     NaN and infinities are always refused (``--lr nan`` compares false with every bound).
+
+    Examples:
+        >>> check_range("lr", float("nan"), 0)
+        Traceback (most recent call last):
+        ...
+        sparsewino.schema.OutOfRangeError: lr must be a finite number, got nan
     """
     if value is None:
         return
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value}")
+        raise OutOfRangeError(name, f"must be a finite number, got {value}")
     if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+        raise OutOfRangeError(name, f"must be {'>' if low_open else '>='} {low}, got {value}")
     if high is not None and (value > high or (high_open and value == high)):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
+        raise OutOfRangeError(name, f"must be {'<' if high_open else '<='} {high}, got {value}")
