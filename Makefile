@@ -31,7 +31,7 @@ demo: setup dataset
 
 # CNN vs AdderNet vs Winograd AdderNet on Fashion-MNIST (docs/adder.md), about 30 min on 2 cores
 adder: setup dataset
-	$(PY) -m sparsewino.recipes.adder_fashion_mnist $(ADDER_ARGS)
+	$(PY) benchmarks/adder_fashion_mnist.py $(ADDER_ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

@@ -17,9 +17,14 @@ QUIET = dict(progress=False, log=lambda message: None)
 
 @pytest.mark.parametrize("cls", [ConfigError, CheckpointError, NotACheckpointError, DatasetError,
                                  DatasetNotFoundError, RunDirectoryError, CliError, SelectionError,
-                                 errors.UnknownNameError])
+                                 errors.UnknownNameError, errors.PrecisionRangeError])
 def test_user_facing_errors_are_user_errors(cls):
     assert issubclass(cls, errors.UserError)
+
+
+def test_precision_range_error_is_still_a_value_error():
+    # engine.compile's fp16 fallback catches this class; code catching ValueError keeps working
+    assert issubclass(errors.PrecisionRangeError, ValueError)
 
 
 @pytest.fixture

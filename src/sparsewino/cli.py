@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from .errors import UserError
+from .schema import OutOfRangeError
 
 __all__ = ["main", "build_parser"]
 
@@ -315,9 +316,10 @@ def _train_config(args: argparse.Namespace, prefix: str, epochs: float) -> Any:
                                                      weight_decay=get("weight_decay")),
                            schedule=ScheduleConfig(get("schedule")), seed=getattr(args, "seed", 0),
                            checkpoint_every=getattr(args, "checkpoint_every", None))
-    except ValueError as exc:           # "lr must be a finite number, got nan" -> "--lr must be ..."
-        field, _, rest = str(exc).partition(" ")
-        raise CliError(f"--{(prefix + field).replace('_', '-')} {rest}") from None
+    except OutOfRangeError as exc:      # "lr must be a finite number, got nan" -> "--lr must be ..."
+        raise CliError(f"--{(prefix + exc.key).replace('_', '-')} {exc.requirement}") from None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _check_prune_options(args: argparse.Namespace, overrides: dict[str, Any], options: dict[str, Any]) -> Any:
@@ -329,7 +331,7 @@ def _check_prune_options(args: argparse.Namespace, overrides: dict[str, Any], op
     import re
 
     from .recipes.schema import PruneStage
-    from .train.schema import ConfigError, from_dict
+    from .schema import ConfigError, from_dict
     try:
         return from_dict(PruneStage, {"name": "prune", "method": args.method, "amount": args.amount,
                                       "overrides": overrides, **options}, "prune")

@@ -64,11 +64,23 @@ def method_options_table() -> str:
     return _table(("method", "recipe key", "CLI flag (`prune`)", "values", "meaning"), rows)
 
 
+#: How each ``LayerKind.made_by`` reads in the layer-kinds table.
+_MADE_BY = {"convert": "`convert(model)`", "low_rank": "`convert(model, low_rank=...)`",
+            None: "its `from_conv` (convert leaves it)"}
+
+
 def layer_kinds_table() -> str:
-    """Every layer kind ``convert`` handles."""
-    rows = [(f"`{name}`", f"`nn.{kind.conv_type.__name__}`", f"`{kind.winograd_type.__name__}`",
-             kind.description) for name, kind in sorted(LAYER_KINDS.items())]
-    return _table(("kind", "converts", "into", "what"), rows)
+    """Every layer kind: the torch layer it comes from, its layer class, what makes it, its traits."""
+    rows = []
+    for name, kind in sorted(LAYER_KINDS.items()):
+        traits = [f"weight {kind.domain}" if kind.domain else "weight in its `domain`"]
+        if kind.low_rank:
+            traits.append(f"W = u·v, positions masked on `{kind.mask_name}`")
+        if kind.adder:
+            traits.append("adder (-|x - w|^p)")
+        rows.append((f"`{name}`", f"`nn.{kind.conv_type.__name__}`", f"`{kind.winograd_type.__name__}`",
+                     _MADE_BY[kind.made_by], "; ".join(traits), kind.description))
+    return _table(("kind", "from", "layer", "made by", "traits", "what"), rows)
 
 
 def engine_ops_table() -> str:

@@ -1,7 +1,7 @@
 """Errors caused by input the user can fix; the CLI prints them as one line without a traceback."""
 from __future__ import annotations
 
-__all__ = ["UserError", "UnknownNameError"]
+__all__ = ["UserError", "UnknownNameError", "PrecisionRangeError"]
 
 
 class UserError(Exception):
@@ -16,3 +16,11 @@ class UserError(Exception):
 
 class UnknownNameError(UserError, ValueError):
     """A name nobody registered: a pruning method, layer kind, dataset, model, or an option of one."""
+
+
+class PrecisionRangeError(UserError, ValueError):
+    """A weight does not fit the storage precision asked for (fp16 holds magnitudes up to 65504).
+
+    Raised where the weights are packed; ``engine.compile(..., weights="fp16")`` catches this
+    class (never the message) and keeps that layer in fp32.
+    """

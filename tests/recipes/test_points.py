@@ -4,7 +4,7 @@ import torch
 
 from sparsewino.nn import WinogradConv2d
 from sparsewino.recipes import load_model, load_recipe, run_recipe
-from sparsewino.train.schema import ConfigError
+from sparsewino.schema import ConfigError
 from sparsewino.winograd import LAVIN_POINTS, importance_factor_matrix
 
 OVERRIDES = ["model.args={widths: [4, 4, M, 8]}"]

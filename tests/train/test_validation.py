@@ -5,7 +5,9 @@ import math
 import pytest
 import torch
 
+from sparsewino.files import write_text_atomic
 from sparsewino.prune.serialization import check_mask_values
+from sparsewino.schema import check_range
 from sparsewino.train import (
     CheckpointError,
     ConfigError,
@@ -16,8 +18,6 @@ from sparsewino.train import (
     load_checkpoint,
     save_checkpoint,
 )
-from sparsewino.train.checkpoint import write_text_atomic
-from sparsewino.train.schema import check_range
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])

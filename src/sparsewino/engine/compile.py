@@ -31,13 +31,12 @@ import torch
 from torch import fx, nn
 from torch.nn.utils import prune as torch_prune
 
-from ..nn.adder import adder_layer_types
-from ..nn.kinds import winograd_layer_types
+from ..errors import PrecisionRangeError
+from ..nn.kinds import adder_layer_types, is_adder_layer, kind_of, winograd_layer_types
 from . import kernels, ops
 from .modules import InferenceModule, check_threads
 from .ops.base import BuildOptions, CompiledKind
 from .ops.eltwise import ADD_FUNCTIONS, RELU_FUNCTIONS
-from .packing import PrecisionRangeError
 from .program import Program, build_program, node_op
 from .tuning import TuningCache, default_cache_path, record_input_shapes, retiled, tune_layer
 
@@ -175,10 +174,10 @@ def _layer_kind(module: nn.Module) -> tuple[CompiledKind | None, str]:
     if kind is not None:
         reason = kind.reason(module)
         return (kind, "") if reason is None else (None, reason)
-    if isinstance(module, adder_layer_types()):
+    if is_adder_layer(module):
         return None, (f"{type(module).__name__}: the engine has no adder kernel; runs its own "
                       "forward (the adder product kernel of sparsewino.nn, p = "
-                      f"{module.p:g}), nothing fused into it")
+                      f"{kind_of(module).exponent(module):g}), nothing fused into it")
     if isinstance(module, winograd_layer_types()):
         return None, (f"{type(module).__name__}: only 2-D and 3-D layers are compiled; it runs "
                       "its own (PyTorch) Winograd forward")

@@ -46,10 +46,8 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from ..nn.adder import AdderConv2d
-from ..nn.conv import WinogradConv1d, WinogradConv3d, _WinogradConvNd
 from ..nn.convert import describe
-from ..nn.winograd_adder import WinogradAdderConv2d
+from ..nn.kinds import kind_of, layer_kind
 from ..winograd.algorithm import conv_multiplications
 from ..winograd.operations import tile_transform_operations
 from ..winograd.tiles import extract_tiles, pad_for_tiles
@@ -279,14 +277,31 @@ def _direct_layer(name: str, module: nn.Module, x: torch.Tensor, output: torch.T
                       additions=sparse, multiplications=sparse)
 
 
+#: Dimensions of a batched input of each torch convolution type.
+_BATCHED = {nn.Conv1d: 3, nn.Conv2d: 4, nn.Conv3d: 5}
+
+
+def _how_to_count(module: nn.Module) -> tuple[str, int] | None:
+    """(``"winograd"``, ``"adder"`` or ``"direct"``, dimensions of a batched input) for a layer
+    ``count`` counts, from the engine's compiled kinds and the layer kinds; ``None`` for others."""
+    compiled = ops.compiled_kind(module)
+    if compiled is not None:
+        return (compiled.counts, compiled.dims + 2) if compiled.counts else None
+    kind = layer_kind(module)
+    if kind is not None:
+        return ("adder" if kind.adder else "winograd"), _BATCHED[kind.conv_type]
+    torch_type = next((t for t in _BATCHED if isinstance(module, t)), None)
+    return ("direct", _BATCHED[torch_type]) if torch_type is not None else None
+
+
 def _adder_layer(name: str, module: nn.Module, x: torch.Tensor) -> LayerCount:
-    ops = module.operations(tuple(x.shape))
-    winograd = isinstance(module, WinogradAdderConv2d)
+    counted = module.operations(tuple(x.shape))
+    winograd = kind_of(module).weight_domain(module) == "winograd"
     algorithm = f"{describe(module.algorithms)} {module.transforms}" if winograd else "adder"
-    mults = ops["multiplications"]
+    mults = counted["multiplications"]
     return LayerCount(name, "winograd-adder" if winograd else "adder", tuple(x.shape),
                       algorithm, mults, mults, mults,
-                      ops["nonzero"] / module.weight.numel(), additions=ops["additions"],
+                      counted["nonzero"] / module.weight.numel(), additions=counted["additions"],
                       multiplications=mults)
 
 
@@ -338,33 +353,26 @@ def count(model: nn.Module, input_shape: Sequence[int],
         dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
         device = param.device if param is not None else torch.device("cpu")
         x = torch.zeros(tuple(input_shape), dtype=dtype, device=device)
-    compiled = tuple(kind.compiled_type for kind in ops.COMPILED_KINDS.values()
-                     if kind.counts == "winograd")
-    convs = (_WinogradConvNd, *compiled, nn.Conv1d, nn.Conv2d, nn.Conv3d, AdderConv2d,
-             WinogradAdderConv2d)
     layers: list[LayerCount] = []
     handles = []
 
-    def hook(name: str):
+    def hook(name: str, how: str, batched: int):
         def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
             inp = args[0].detach()
-            kind = ops.compiled_kind(module)
-            batched = kind.dims + 2 if kind is not None else \
-                5 if isinstance(module, (nn.Conv3d, WinogradConv3d)) else \
-                3 if isinstance(module, (nn.Conv1d, WinogradConv1d)) else 4
             if inp.dim() == batched - 1:
                 inp, output = inp.unsqueeze(0), output.unsqueeze(0)       # unbatched call
-            if isinstance(module, (AdderConv2d, WinogradAdderConv2d)):
+            if how == "adder":
                 layers.append(_adder_layer(name, module, inp))
-            elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            elif how == "direct":
                 layers.append(_direct_layer(name, module, inp, output, inputs is not None))
             else:
                 layers.append(_winograd_layer(name, module, inp, inputs is not None))
         return record
 
     for name, module in model.named_modules():
-        if isinstance(module, convs):
-            handles.append(module.register_forward_hook(hook(name)))
+        counted = _how_to_count(module)
+        if counted is not None:
+            handles.append(module.register_forward_hook(hook(name, *counted)))
     was_training = model.training
     model.eval()
     try:

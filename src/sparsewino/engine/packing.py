@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..errors import PrecisionRangeError
 from .kernels import CHUNK_ROWS, DENSE_ROWS, MAX_COLUMNS, SLICE_ROWS, SwMatrices
 
 __all__ = ["FORMATS", "PRECISIONS", "SPARSE_MAX_DENSITY", "SMALL_LAYER_MAX_DENSITY",
@@ -47,11 +48,6 @@ _DTYPES = {"formats": torch.int8, "slice_ptr": torch.int32, "slice_rows": torch.
            "dense": torch.float32}
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 _HALF_MAX = 65504.0
-
-
-class PrecisionRangeError(ValueError):
-    """A weight does not fit the requested storage precision (``compile`` keeps that layer in
-    fp32 with a warning)."""
 
 _INT32_MAX = 2**31 - 1
 

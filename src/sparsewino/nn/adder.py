@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .adder_kernels import adder_gradient, adder_product
+from .kinds import LayerKind, register_layer_kind
+from .kinds import adder_layer_types as _registered_adder_types
 
 __all__ = ["AdderConv2d", "AdderProduct", "adder_layer_types", "GRAD_RULES", "scale_gradient",
            "check_exponent"]
@@ -275,6 +277,11 @@ class AdderConv2d(nn.Module):
 
 
 def adder_layer_types() -> tuple[type[nn.Module], ...]:
-    """The adder layer classes (AdderConv2d and WinogradAdderConv2d)."""
-    from .winograd_adder import WinogradAdderConv2d
-    return (AdderConv2d, WinogradAdderConv2d)
+    """The adder layer classes (AdderConv2d and WinogradAdderConv2d): the layer classes of the
+    adder kinds of :data:`~sparsewino.nn.LAYER_KINDS`."""
+    return _registered_adder_types()
+
+
+register_layer_kind(LayerKind(
+    "adder2d", "AdderConv2d (AdderNet): -sum |x - w|^p instead of products", nn.Conv2d,
+    AdderConv2d, made_by=None, domain="spatial", adder=True))

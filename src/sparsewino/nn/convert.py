@@ -12,8 +12,8 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from ..winograd.error import WinogradAccuracyWarning
-from .kinds import convertible_types, kind_of, winograd_layer_types
-from .lowrank import LowRankArg, is_low_rank, low_rank_type, resolve_rank
+from .kinds import convertible_types, kind_of, layer_kind, low_rank_kind
+from .lowrank import LowRankArg, resolve_rank
 from .masks import carry_mask, pruning_hook, spatial_mask, winograd_mask
 
 __all__ = ["convert", "revert", "ConversionReport", "LayerDecision", "eligibility",
@@ -140,9 +140,10 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
     if low_rank is not None:
         resolve_rank(low_rank, 2**31, 2**31, who="convert(low_rank=...)")    # 0, 1.5, NaN fail here
     for name, module in list(model.named_modules()):
-        is_winograd = isinstance(module, winograd_layer_types())
-        if not is_winograd and not isinstance(module, convertible_types()):
+        layer_of = kind_of(module)
+        if layer_of is None or layer_of.made_by is None:      # not a convolution convert handles
             continue
+        is_winograd = isinstance(module, layer_of.winograd_type)
         kind = type(module).__name__
         reason = None if is_winograd else eligibility(module)
         if reason is None and not is_winograd and decompose == "none" and \
@@ -153,9 +154,9 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
         if reason is None and exclude is not None and _matches(name, module, exclude):
             reason = "matched by exclude"
         if reason is None and low_rank is not None:
-            if is_low_rank(module):
-                reason = f"already a low-rank Winograd layer (rank {module.rank})"
-            elif low_rank_type(module) is None:
+            if layer_of.low_rank:
+                reason = f"already a low-rank Winograd layer (rank {layer_of.rank(module)})"
+            elif low_rank_kind(module) is None:
                 reason = f"no low-rank Winograd layer for {kind}"
             elif (module.decomposition is not None) if is_winograd else \
                     (any(st != 1 for st in module.stride) or max(module.kernel_size) > 3):
@@ -168,7 +169,7 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
             continue
         _refresh(module)
         if low_rank is not None:
-            layer_type = low_rank_type(module)
+            layer_type = low_rank_kind(module).winograd_type
             tiles = module.tile if is_winograd else layer_type.resolve_tile(module.kernel_size,
                                                                             tile, points)[0]
             if not is_winograd and all(m == 1 or r == 1 for m, r in zip(tiles, module.kernel_size)):
@@ -193,12 +194,11 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
             report.append(LayerDecision(name, kind, True,
                                         f"low-rank Winograd, {describe(layer.algorithms)}{note}"))
             continue
-        if is_low_rank(module):                         # back to a full layer (spatial domain)
-            layer = module.to_spatial()
+        if layer_of.to_full is not None:                # back to a full layer (spatial domain)
+            layer, note = layer_of.to_full(module)
             _set_submodule(model, name, layer)
             report.append(LayerDecision(name, kind, True, (
-                f"low-rank -> spatial domain, {describe(layer.algorithms)}; least-squares "
-                f"relative residual {module.last_spatial_residual:.3g}")))
+                f"{layer_of.name} -> spatial domain, {describe(layer.algorithms)}; {note}")))
             continue
         if is_winograd:
             # Switch domains; the layer keeps its own tile and points, and its masks.
@@ -208,7 +208,7 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
             report.append(LayerDecision(name, kind, True, f"{module.domain} -> {domain} domain, "
                                         f"{describe(layer.algorithms, layer.decomposition)}{note}"))
             continue
-        layer_type = kind_of(module).winograd_type
+        layer_type = layer_of.winograd_type
         (tiles, pieces), accuracy = layer_type.resolve_algorithms(
             module.kernel_size, tile, points, stride=module.stride, decompose=decompose)
         if accuracy is not None:
@@ -235,14 +235,17 @@ def convert(model: nn.Module, tile: Any = 4, domain: str = "spatial",
 def revert(model: nn.Module) -> nn.Module:
     """Replace every Winograd layer of ``model`` by the equivalent nn.Conv2d/nn.Conv3d, in place.
 
-    Winograd-domain weights (low-rank U·V included) become spatial by least squares (a warning
-    says when inexact); masks are carried like ``convert(model, domain="spatial")`` carries them.
+    Winograd-domain weights (low-rank U·V included, through their kind's ``to_full``) become
+    spatial by least squares (a warning says when inexact); masks are carried like
+    ``convert(model, domain="spatial")`` carries them. Layers of kinds ``convert`` does not make
+    (``made_by=None``: the adder layers, which compute another function) are left as they are.
     """
     for name, module in list(model.named_modules()):
-        if isinstance(module, winograd_layer_types()):
+        kind = layer_kind(module)
+        if kind is not None and kind.made_by is not None:   # a layer convert makes (not an adder)
             _refresh(module)
-            if is_low_rank(module):
-                module = module.to_spatial()
+            if kind.to_full is not None:
+                module, _ = kind.to_full(module)
             conv = module.to_conv()
             _carry_masks(module, conv, module.domain, "spatial", module)
             _set_submodule(model, name, conv)

@@ -32,6 +32,7 @@ from torch import nn
 from ..errors import UserError
 from ..winograd.transform import filter_transform
 from .conv import TileArg, WinogradConv2d, WinogradConv3d, _WinogradConvNd
+from .kinds import LayerKind, layer_kind, low_rank_kind, register_layer_kind
 from .masks import carry_mask, exact_spatial_weight, pruning_hook
 
 __all__ = ["LowRankWinogradConv2d", "LowRankWinogradConv3d", "RankError", "resolve_rank",
@@ -113,16 +114,17 @@ def truncated_factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, to
 
 
 def low_rank_type(module: nn.Module) -> type | None:
-    """The low-rank layer class for ``module`` (a convolution or vanilla Winograd layer), if any."""
-    for cls in (LowRankWinogradConv3d, LowRankWinogradConv2d):
-        if isinstance(module, (cls._vanilla, cls._vanilla._conv_type)):
-            return cls
-    return None
+    """The low-rank layer class for ``module`` (a convolution or vanilla Winograd layer), if any
+    (the layer class of :func:`~sparsewino.nn.kinds.low_rank_kind`)."""
+    kind = low_rank_kind(module)
+    return None if kind is None else kind.winograd_type
 
 
 def is_low_rank(module: nn.Module) -> bool:
-    """Whether ``module`` is a low-rank Winograd layer (its Winograd weight is U·V)."""
-    return isinstance(module, _LowRankWinograd)
+    """Whether ``module`` is a low-rank Winograd layer (its kind has ``low_rank=True``: its
+    Winograd weight is U·V)."""
+    kind = layer_kind(module)
+    return kind is not None and kind.low_rank
 
 
 class _LowRankWinograd:
@@ -449,3 +451,22 @@ class LowRankWinogradConv2d(_LowRankWinograd, WinogradConv2d):
     """
 
     _vanilla = WinogradConv2d
+
+
+def _to_full_spatial(layer: _LowRankWinograd) -> tuple[_WinogradConvNd, str]:
+    """``convert(domain="spatial")``/``revert``'s first step: the least-squares spatial layer."""
+    full = layer.to_spatial()
+    return full, f"least-squares relative residual {layer.last_spatial_residual:.3g}"
+
+
+def _product(layer: _LowRankWinograd) -> torch.Tensor:
+    return layer.winograd_weight()
+
+
+for _layer_type, _conv_type, _name in ((LowRankWinogradConv2d, nn.Conv2d, "lowrank2d"),
+                                       (LowRankWinogradConv3d, nn.Conv3d, "lowrank3d")):
+    register_layer_kind(LayerKind(
+        _name, f"nn.{_conv_type.__name__} -> {_layer_type.__name__}: Winograd weight W = u·v "
+        "(Qin et al.)", _conv_type, _layer_type,
+        made_by="low_rank", domain="winograd", mask_name="v", low_rank=True, effective=_product,
+        to_full=_to_full_spatial))

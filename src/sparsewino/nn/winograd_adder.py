@@ -34,6 +34,7 @@ from .adder import (
 )
 from .conv import WinogradConv2d
 from .functional import positions_first, winograd_conv
+from .kinds import LayerKind, is_adder_layer, register_layer_kind
 
 __all__ = ["WinogradAdderConv2d", "TRANSFORMS", "SUPPORTED_TILES", "set_exponent"]
 
@@ -229,6 +230,12 @@ def set_exponent(model: nn.Module, p: float) -> nn.Module:
     """
     value = check_exponent(p, "set_exponent")
     for module in model.modules():
-        if isinstance(module, (AdderConv2d, WinogradAdderConv2d)):
+        if is_adder_layer(module):
             module.p = value
     return model
+
+
+register_layer_kind(LayerKind(
+    "winograd_adder2d", "WinogradAdderConv2d (Li et al.): -|U - V|^p per tile, U trained in the "
+    "Winograd domain", nn.Conv2d, WinogradAdderConv2d,
+    made_by=None, domain="winograd", adder=True))

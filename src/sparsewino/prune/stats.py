@@ -8,6 +8,11 @@ whole zero positions), the per-position sparsity map (n×n, or n×n×n; one map 
 ``(S, n, n)``, for DWM layers, with the sparsity of each piece), and, given an input shape, the
 multiplications of a dense and of a sparse execution.
 
+Every layer is read through its layer kind (:mod:`sparsewino.nn.kinds`): its effective weight
+and domain, the parameter its pruning method is recorded on, its rank. Adder layers (kinds with
+``adder=True``) get rows with their sparsity and exponent ``p`` but no multiplications, and stay
+out of the totals (``engine.count`` counts their additions).
+
 Plain convolutions that ``convert`` could turn into Winograd layers are measured as if run
 with F(``tile``, r) and default points (``tile=4`` by default, DWM pieces for strided and large
 kernels, marked "assumed" in the table): their Winograd sparsity is what conversion would give.
@@ -24,7 +29,7 @@ from torch import nn
 
 from ..nn.convert import describe
 from ..nn.functional import winograd_weight
-from ..nn.lowrank import is_low_rank
+from ..nn.kinds import adder_layer_types, kind_of
 from ..winograd.algorithm import conv_multiplications
 from .criteria import effective
 from .layers import conv_layer_types, is_winograd_layer, winograd_view
@@ -50,6 +55,7 @@ class LayerSparsity:
     method: str | None = None
     rank: int | None = None                   # low-rank Winograd layers (W = u·v)
     piece_sparsity: list[float] | None = None    # DWM layers: Winograd sparsity of each piece's Q
+    exponent: float | None = None             # adder layers (-sum |x - w|^p): p; no multiplications
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -101,7 +107,8 @@ class SparsityReport:
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         weighting = t.get("winograd_weighting", "weights")
-        lines.append(f"(totals over convolutions; winograd total weighted by {weighting}; 'assumed' = "
+        lines.append(f"(totals over multiplying convolutions, adder layers left out; winograd total "
+                     f"weighted by {weighting}; 'assumed' = "
                      "plain conv measured as if converted)")
         if "linear_sparsity" in t:
             lines.append(f"linear layers: {pct(t['linear_sparsity'])} of their weights are zero")
@@ -154,23 +161,27 @@ def _direct_multiplications(module: nn.Module, shape: tuple[int, ...]) -> float:
 
 def _measure(name: str, module: nn.Module, tile: int | Sequence[int] | None, points: Any,
              input_shape: tuple[int, ...] | None) -> LayerSparsity:
-    winograd_domain = is_winograd_layer(module, "winograd")
+    kind = kind_of(module)                  # None: a plain convolution whose kind is unregistered
+    own = kind is not None and isinstance(module, kind.winograd_type)   # a layer of its kind
+    winograd_domain = kind is not None and kind.weight_domain(module) == "winograd"
+    adder = kind is not None and kind.adder
     view = winograd_view(module, tile, points) if (tile is not None or
                                                     is_winograd_layer(module)) else None
-    algorithms = None if view is None else view.algorithms
+    algorithms = module.algorithms if view is None and winograd_domain else \
+        None if view is None else view.algorithms
     split = None if view is None else view.decomposition
-    low_rank = is_low_rank(module)          # its Winograd weight is the product u·v
-    weight = module.winograd_weight().detach() if low_rank else effective(module, "weight")
+    # the weight the layer computes with, in its own domain (u·v of a low-rank layer)
+    weight = effective(module, "weight") if kind is None else kind.effective_weight(module).detach()
     spatial_sparsity = None if winograd_domain else float((weight == 0).double().mean())
-    domain = module.domain if is_winograd_layer(module) else "conv"
+    domain = kind.weight_domain(module) if own else "conv"
     label = q = None
     if algorithms is not None:
         q = weight.double() if winograd_domain else winograd_weight(weight.double(), algorithms, split)
         label = describe(algorithms, split)
-        if not is_winograd_layer(module):
+        if not own:
             label += " assumed"
     mults = None
-    if input_shape is not None:
+    if input_shape is not None and not adder:       # adder layers add (see engine.count)
         direct = _direct_multiplications(module, input_shape)
         if algorithms is not None:
             counts = conv_multiplications(algorithms, module.in_channels, module.out_channels,
@@ -189,10 +200,12 @@ def _measure(name: str, module: nn.Module, tile: int | Sequence[int] | None, poi
         winograd_weights=None if q is None else q.numel(),
         winograd_sparsity=None if q is None else float((q == 0).double().mean()),
         position_sparsity=None if q is None else (q == 0).double().mean(dim=(0, 1)),
-        multiplications=mults, method=pruning_info(module, "v" if low_rank else "weight").get("method"),
-        rank=module.rank if low_rank else None,
+        multiplications=mults,
+        method=pruning_info(module, kind.mask_name if kind else "weight").get("method"),
+        rank=kind.rank(module) if kind else None,
         piece_sparsity=None if q is None or split is None else
-        (q == 0).double().flatten(3).mean(dim=(0, 1, 3)).tolist())
+        (q == 0).double().flatten(3).mean(dim=(0, 1, 3)).tolist(),
+        exponent=kind.exponent(module) if kind else None)
 
 
 def _measure_linear(name: str, module: nn.Linear, input_shape: tuple[int, ...] | None) -> LayerSparsity:
@@ -231,21 +244,22 @@ def stats(model: nn.Module, input_shape: Sequence[int] | None = None,
         (0.0, (6, 6))
     """
     shapes = _input_shapes(model, input_shape) if input_shape is not None else {}
-    convs = conv_layer_types()
+    convs = (*conv_layer_types(), *adder_layer_types())
     rows = [_measure(name, module, tile, points, shapes.get(module)) if isinstance(module, convs)
             else _measure_linear(name, module, shapes.get(module))
             for name, module in model.named_modules() if isinstance(module, (*convs, nn.Linear))]
     layers = [row for row in rows if row.domain != "linear"]
+    measured = [row for row in layers if row.exponent is None]     # totals: multiplying layers
     linear = [row for row in rows if row.domain == "linear"]
     totals: dict[str, float] = {}
     if linear:
         totals["linear_sparsity"] = (sum(l.spatial_sparsity * l.weights for l in linear)
                                      / sum(l.weights for l in linear))
-    spatial = [l for l in layers if l.spatial_sparsity is not None]
+    spatial = [l for l in measured if l.spatial_sparsity is not None]
     if spatial:
         weights = sum(l.weights for l in spatial)
         totals["spatial_sparsity"] = sum(l.spatial_sparsity * l.weights for l in spatial) / weights
-    wino = [l for l in layers if l.winograd_sparsity is not None]
+    wino = [l for l in measured if l.winograd_sparsity is not None]
     if wino and all(l.multiplications for l in wino):
         dense = sum(l.multiplications["dense"] for l in wino)
         totals["winograd_sparsity"] = 1.0 - sum(l.multiplications["sparse"] for l in wino) / dense
@@ -254,10 +268,10 @@ def stats(model: nn.Module, input_shape: Sequence[int] | None = None,
         count = sum(l.winograd_weights for l in wino)
         totals["winograd_sparsity"] = sum(l.winograd_sparsity * l.winograd_weights for l in wino) / count
         totals["winograd_weighting"] = "weights"
-    if layers and all(l.multiplications for l in layers):
-        totals["direct_multiplications"] = sum(l.multiplications["direct"] for l in layers)
-        totals["dense_multiplications"] = sum(l.multiplications["dense"] for l in layers)
-        totals["sparse_multiplications"] = sum(l.multiplications["sparse"] for l in layers)
+    if measured and all(l.multiplications for l in measured):
+        totals["direct_multiplications"] = sum(l.multiplications["direct"] for l in measured)
+        totals["dense_multiplications"] = sum(l.multiplications["dense"] for l in measured)
+        totals["sparse_multiplications"] = sum(l.multiplications["sparse"] for l in measured)
     return SparsityReport(layers, totals, linear)
 
 

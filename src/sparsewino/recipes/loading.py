@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..train.schema import ConfigError
+from ..schema import ConfigError
 from .schema import Recipe, parse_recipe
 
 __all__ = ["bundled_recipes", "find_recipe", "load_recipe", "read_recipe_data", "apply_overrides", "apply_values",

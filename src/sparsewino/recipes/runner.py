@@ -31,12 +31,13 @@ import torch
 from torch import nn
 
 from .. import engine
+from ..files import write_text_atomic
 from ..prune import CubicSchedule, PruneContext, PruningCallback, method_options, prune_model
+from ..schema import ConfigError
 from ..timing import busy_warning, describe_speedup
 from ..train import DistContext, MetricsLog, TrainConfig, evaluate, fit, init_distributed
-from ..train.checkpoint import CheckpointError, NotACheckpointError, load_checkpoint, write_text_atomic
+from ..train.checkpoint import CheckpointError, NotACheckpointError, load_checkpoint
 from ..train.distributed import barrier
-from ..train.schema import ConfigError
 from .architecture import apply_transform, build_model, load_into, load_model, new_architecture, save_model
 from .data_setup import RecipeData, prepare_data
 from .measure import benchmark, sparsity_summary

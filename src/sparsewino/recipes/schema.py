@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Union
 
 from ..prune.methods.base import METHODS, MethodSpec, option_fields, validate_options
+from ..schema import NO_RESULT_CHANGE, ConfigError, check_range, from_dict, to_dict, unknown_key_error
 from ..train.config import TrainConfig
-from ..train.schema import NO_RESULT_CHANGE, ConfigError, check_range, from_dict, to_dict, unknown_key_error
 
 __all__ = ["Recipe", "DataConfig", "ModelConfig", "TrainStage", "PruneStage", "GradualConfig",
            "ConvertStage", "EvaluateStage", "CompileStage", "BenchmarkStage", "ReportStage",
@@ -515,7 +515,7 @@ def recipe_identity(recipe: Recipe) -> dict[str, Any]:
 
     Values equal to their defaults are left out (so an upgrade that adds a defaulted field keeps
     old runs resuming, and writing a default explicitly changes nothing), and so are fields
-    marked :data:`~sparsewino.train.schema.NO_RESULT_CHANGE` (data location, threads, device,
+    marked :data:`~sparsewino.schema.NO_RESULT_CHANGE` (data location, threads, device,
     description, checkpoint and log frequency).
 
     Examples:

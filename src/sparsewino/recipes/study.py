@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import UserError
-from ..train.checkpoint import write_text_atomic
-from ..train.schema import ConfigError
+from ..files import write_text_atomic
+from ..schema import ConfigError
 from .loading import apply_values, find_recipe, read_recipe_data
 from .rundir import RunDirectoryError
 from .schema import Recipe, identity_changes, parse_recipe, recipe_identity, recipe_to_dict

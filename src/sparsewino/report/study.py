@@ -20,7 +20,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..train.checkpoint import write_text_atomic
+from ..files import write_text_atomic
 from .plots import pyplot
 from .tables import rows_to_csv
 

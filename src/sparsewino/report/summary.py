@@ -8,9 +8,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..files import write_text_atomic
 from ..prune import plot_position_sparsity, stats
 from ..timing import busy_warning, cpu_model, describe_speedup
-from ..train.checkpoint import write_text_atomic
 from .plots import plot_accuracy_vs_sparsity, plot_layer_sparsity
 from .tables import format_value, rows_to_csv, rows_to_json, rows_to_markdown
 

@@ -1,4 +1,5 @@
 """Mask-aware training: loops, optimizers/schedules, DDP, atomic checkpoints, metrics."""
+from ..schema import ConfigError, from_dict, to_dict
 from .adder import L2ToL1Schedule
 from .callbacks import call_callbacks, regularization_of
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -16,7 +17,6 @@ from .distributed import (
 )
 from .loop import TrainResult, evaluate, fit, load_model_state
 from .metrics import MetricsLog, read_metrics
-from .schema import ConfigError, from_dict, to_dict
 
 __all__ = ["fit", "evaluate", "TrainResult", "TrainConfig", "OptimizerConfig", "ScheduleConfig", "DistillConfig",
            "build_optimizer", "lr_factor", "call_callbacks", "regularization_of",

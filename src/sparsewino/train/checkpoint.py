@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
+from ..files import write_text_atomic  # re-exported: the old import path
 
 __all__ = ["CheckpointError", "NotACheckpointError", "save_checkpoint", "load_checkpoint",
            "describe_foreign_file", "write_text_atomic", "CHECKPOINT_FORMAT"]
@@ -66,25 +67,6 @@ def save_checkpoint(path: str | Path, content: dict[str, Any]) -> Path:
         Path(handle.name).unlink(missing_ok=True)
         if isinstance(exc, (OSError, RuntimeError)):     # ENOSPC; torch's "unexpected pos 704 vs 598"
             raise CheckpointError(_write_failure(path, exc, existed)) from exc
-        raise
-    return path
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and :func:`os.replace`.
-
-    Readers see the old or the new content, never half; a symbolic link planted at ``path``
-    is replaced by the file, never followed (it could point anywhere).
-    """
-    path = Path(path)
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent,
-                                         prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(text)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
         raise
     return path
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 
-from .schema import NO_RESULT_CHANGE, check_range
+from ..schema import NO_RESULT_CHANGE, check_range
 
 __all__ = ["OptimizerConfig", "ScheduleConfig", "DistillConfig", "TrainConfig", "build_optimizer",
            "lr_factor"]

@@ -13,13 +13,13 @@ from torch import nn
 
 from ..data.loader import BatchLoader, batch_seed
 from ..prune.serialization import check_mask_values
+from ..schema import to_dict
 from .callbacks import call_callbacks, callback_states, load_callback_states, regularization_of
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig, build_optimizer, lr_factor
 from .distributed import DistContext, all_reduce_sum, sync_buffers, unwrap_model, wrap_model
 from .metrics import MetricsLog
 from .progress import ProgressLines, progress_bar, show_progress, show_progress_lines
-from .schema import to_dict
 
 __all__ = ["fit", "evaluate", "TrainResult", "show_progress", "load_model_state", "check_masks",
            "progress_bar"]

@@ -25,7 +25,7 @@ from typing import Literal, Union
 import torch
 from torch import nn
 
-from ...nn.lowrank import is_low_rank
+from ...nn.kinds import LayerKind, layer_kind
 from ..layers import is_winograd_layer
 from ..mask import effective_weight, get_mask
 from ..selection import ScoreProblem
@@ -43,6 +43,19 @@ class ColumnImportance(ABC):
         """Scores ``(P,)`` in float64, positions in the layer's row-major order."""
 
 
+def _low_rank(module: nn.Module) -> bool:
+    """Whether ``module``'s kind is low-rank (its Winograd weight is the product u·v)."""
+    kind = layer_kind(module)
+    return kind is not None and kind.low_rank
+
+
+def _kind(module: nn.Module) -> LayerKind:
+    kind = layer_kind(module)
+    if kind is None:
+        raise TypeError(f"{type(module).__name__} is not a layer of a registered layer kind")
+    return kind
+
+
 def _factors(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """A low-rank layer's effective (masked) ``u`` and ``v`` in float64, detached."""
     return (effective_weight(module, "u").detach().double(),
@@ -50,11 +63,8 @@ def _factors(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _matrix(module: nn.Module) -> torch.Tensor:
-    """The effective Winograd weight as ``(rows, P)`` float64."""
-    if is_low_rank(module):
-        u, v = _factors(module)
-        return u @ v
-    q = effective_weight(module, "weight").detach().double()
+    """The effective Winograd weight as ``(rows, P)`` float64 (u·v of a low-rank layer)."""
+    q = _kind(module).winograd_weight(module).detach().double()
     return q.reshape(q.shape[0] * q.shape[1], -1)
 
 
@@ -77,7 +87,7 @@ class ColumnNorm(ColumnImportance):
         self.p = p
 
     def __call__(self, module: nn.Module) -> torch.Tensor:
-        if self.p == 2 and is_low_rank(module):
+        if self.p == 2 and _low_rank(module):
             u, v = _factors(module)                       # ||U v_j||² = v_jᵀ (UᵀU) v_j
             squares = ((u.T @ u) @ v * v).sum(dim=0).clamp_min(0.0)
             return (squares / u.shape[0]).sqrt()
@@ -91,7 +101,7 @@ class FactorNorm(ColumnImportance):
     """Root mean square of each column of a low-rank layer's ``v``: ``||V[:, j]|| / sqrt(R)``."""
 
     def __call__(self, module: nn.Module) -> torch.Tensor:
-        if not is_low_rank(module):
+        if not _low_rank(module):
             raise ValueError(f"importance 'factor' scores the columns of v and needs a low-rank "
                              f"layer (LowRankWinogradConv3d/2d), got {type(module).__name__}; "
                              "use 'l2' for vanilla Winograd-domain layers")
@@ -130,12 +140,9 @@ def column_importance(module: nn.Module, importance: ImportanceArg = None) -> to
 def pruned_columns(module: nn.Module) -> torch.Tensor:
     """Boolean ``(P,)``: positions whose whole column is masked (pruned earlier)."""
     positions = math.prod(module.winograd_size)
-    name = "v" if is_low_rank(module) else "weight"
-    mask = get_mask(module, name)
+    mask = get_mask(module, _kind(module).mask_name)      # v (R, P) or weight (K, C/groups, *n)
     if mask is None:
         return torch.zeros(positions, dtype=torch.bool)
-    if is_low_rank(module):
-        return (mask == 0).all(dim=0).cpu()
     return (mask.reshape(-1, positions) == 0).all(dim=0).cpu()
 
 
@@ -150,11 +157,10 @@ class ColumnOptions:
 
 
 def _accept(module: nn.Module, **_: object) -> str | None:
-    if is_low_rank(module):
-        return None
-    if not is_winograd_layer(module):
+    kind = layer_kind(module)
+    if kind is None or kind.adder or not is_winograd_layer(module):
         return "-"
-    if module.domain != "winograd":
+    if kind.weight_domain(module) != "winograd":
         return ("spatial-domain Winograd layer (convert with domain='winograd', or with "
                 "low_rank, first)")
     return None
@@ -167,22 +173,19 @@ def _build(module: nn.Module, name: str = "weight", importance: ImportanceArg = 
         raise ValueError(f"column pruning needs a low-rank Winograd layer (LowRankWinogradConv3d"
                          f"/2d) or a Winograd-domain layer, got {type(module).__name__}"
                          + ("" if reason == "-" else f": {reason}"))
-    low_rank = is_low_rank(module)
-    if name not in (("weight", "v") if low_rank else ("weight",)):
+    target = _kind(module).mask_name                # "v" (columns of u·v's factor) or "weight"
+    if name not in {"weight", target}:
         raise ValueError(f"column pruning masks whole positions of the Winograd weight "
-                         f"({'the columns of v' if low_rank else 'weight'}); got name={name!r}")
+                         f"({'the columns of ' + target if target != 'weight' else 'weight'}); "
+                         f"got name={name!r}")
     scores = column_importance(module, importance)
     scores = scores.masked_fill(pruned_columns(module).to(scores.device), float("-inf"))
-    if low_rank:
-        rank = module.rank
+    tensor = effective_weight(module, target)         # its rows are flattened as (rows, P)
+    positions = scores.numel()
 
-        def expand(keep: torch.Tensor) -> dict[str, torch.Tensor]:
-            return {"v": keep.reshape(1, -1).expand(rank, -1).to(module.v.dtype)}
-    else:
-        shape = (1, 1, *module.winograd_size)
-
-        def expand(keep: torch.Tensor) -> dict[str, torch.Tensor]:
-            return {"weight": keep.reshape(shape).expand_as(module.weight).to(module.weight.dtype)}
+    def expand(keep: torch.Tensor) -> dict[str, torch.Tensor]:
+        mask = keep.reshape(1, positions).expand(tensor.numel() // positions, positions)
+        return {target: mask.reshape(tensor.shape).to(tensor.dtype)}
     return ScoreProblem(module, scores, expand, "winograd")
 
 

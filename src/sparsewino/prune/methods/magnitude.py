@@ -6,17 +6,16 @@ from typing import Literal
 
 from torch import nn
 
-from ...nn.adder import adder_layer_types
-from ...nn.winograd_adder import WinogradAdderConv2d
+from ...nn.kinds import adder_layer_types, kind_of
 from ..criteria import Importance, Magnitude
-from ..layers import conv_layer_types, is_winograd_layer
+from ..layers import conv_layer_types
 from ..selection import ScoreProblem
 from .base import MethodSpec, element_problem, option, prune_layer, register_method
 
 __all__ = ["magnitude", "MAGNITUDE", "MagnitudeOptions", "LAYER_TYPES"]
 
 #: Which layers ``prune_model(model, "magnitude", ..., layers=...)`` prunes ("conv" includes
-#: the adder layers, AdderConv2d and WinogradAdderConv2d).
+#: the layers of the adder kinds, AdderConv2d and WinogradAdderConv2d).
 LAYER_TYPES = {"conv": lambda: (*conv_layer_types(), *adder_layer_types()),
                "linear": lambda: (nn.Linear,),
                "all": lambda: (*conv_layer_types(), *adder_layer_types(), nn.Linear)}
@@ -40,7 +39,8 @@ def _accept(module: nn.Module, layers: str = "conv", **_: object) -> str | None:
 def _build(module: nn.Module, name: str = "weight", importance: Importance | None = None,
            **_: object) -> ScoreProblem:
     scores = (importance or Magnitude())(module, name)
-    winograd = is_winograd_layer(module, "winograd") or isinstance(module, WinogradAdderConv2d)
+    kind = kind_of(module)                  # nn.Linear and other modules: spatial
+    winograd = kind is not None and kind.weight_domain(module) == "winograd"
     domain = "winograd" if winograd and name == "weight" else "spatial"
     return element_problem(module, name, scores, domain)
 

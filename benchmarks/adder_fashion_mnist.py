@@ -1,4 +1,4 @@
-"""Fashion-MNIST recipe: CNN vs AdderNet vs Winograd AdderNet (standard; balanced + l2-to-l1).
+"""Fashion-MNIST comparison: CNN vs AdderNet vs Winograd AdderNet (standard; balanced + l2-to-l1).
 
 The four models share the network (:func:`sparsewino.models.adder_cnn`: a stem convolution,
 three 3x3 body layers with BatchNorm, a linear classifier), the data, the schedule and the
@@ -16,8 +16,8 @@ For each: test accuracy, additions, multiplications and energy of one 28x28 imag
 ``results.csv`` and ``results.md`` to the output directory. Each model's training is
 checkpointed there, so a second run reuses finished models (``--fresh`` retrains).
 
-Run: ``python -m sparsewino.recipes.adder_fashion_mnist [--epochs 2] [--train-limit 20000]
-[--out DIR]``: by default 2 epochs over the first 20000 training images (312 steps), measured
+Run: ``python benchmarks/adder_fashion_mnist.py [--epochs 2] [--train-limit 20000]
+[--out DIR]`` (``make adder``): by default 2 epochs over the first 20000 training images (312 steps), measured
 at 2 min for the CNN and about 10 min for each adder model on 2 cores shared with other jobs,
 about 30 min in all (``--smoke`` trains on 512 images for a quick check).
 """
@@ -34,13 +34,13 @@ from typing import Any, Sequence
 
 import torch
 
-from ..engine import count
-from ..models import create_model
-from ..nn.winograd_adder import set_exponent
-from ..timing import cpu_flags, cpu_model
-from ..train import DistContext, L2ToL1Schedule, OptimizerConfig, ScheduleConfig, TrainConfig, fit
-from .data_setup import prepare_data
-from .schema import DataConfig
+from sparsewino.engine import count
+from sparsewino.models import create_model
+from sparsewino.nn import set_exponent
+from sparsewino.recipes.data_setup import prepare_data
+from sparsewino.recipes.schema import DataConfig
+from sparsewino.timing import cpu_flags, cpu_model
+from sparsewino.train import DistContext, L2ToL1Schedule, OptimizerConfig, ScheduleConfig, TrainConfig, fit
 
 __all__ = ["COMPARISON", "ABLATIONS", "ModelSetting", "run", "main"]
 
@@ -167,7 +167,7 @@ def _write(out: Path, rows: list[dict[str, Any]], epochs: float, batch_size: int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sparsewino.recipes.adder_fashion_mnist",
+    parser = argparse.ArgumentParser(prog="python benchmarks/adder_fashion_mnist.py",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/adder_fashion_mnist"))
     parser.add_argument("--epochs", type=float, default=2.0)
