@@ -10,22 +10,22 @@ from torch import fx, nn
 
 from sparsewino import engine
 from sparsewino.engine import kernels, ops
-from sparsewino.engine.modules import InferenceModule
+from sparsewino.engine.modules import CompiledLayer
 from sparsewino.engine.ops.base import Emitter, NodeOp, UnsupportedGraph
 from sparsewino.engine.ops.eltwise import eltwise
 from sparsewino.engine.program import Program
-from sparsewino.nn import WinogradConv2d, WinogradConv3d
+from sparsewino.nn import AdderConv2d, WinogradConv2d, WinogradConv3d
 
 from .conftest import COMPILED, needs_kernel
 
 
 def test_every_kind_answers_the_protocol():
-    assert list(ops.COMPILED_KINDS) == ["conv2d", "conv3d", "dwm", "gemm"]
+    assert list(ops.COMPILED_KINDS) == ["adder", "conv2d", "conv3d", "dwm", "gemm"]
     assert {"pool2d", "pool3d", "relu", "add", "affine", "alias", "size"} <= set(ops.NODE_OPS)
     for kind in ops.COMPILED_KINDS.values():
-        assert kind.description and issubclass(kind.compiled_type, InferenceModule)
-        assert kind.report in ("sparse-winograd", "sparse-gemm")
-        assert kind.counts in ("winograd", None) and kind.dims in (2, 3)
+        assert kind.description and issubclass(kind.compiled_type, CompiledLayer)
+        assert kind.report in ("sparse-winograd", "sparse-gemm", "adder")
+        assert kind.counts in ("winograd", "adder", None) and kind.dims in (2, 3)
     for op in ops.NODE_OPS.values():
         assert op.description and op.name
     with pytest.raises(ValueError, match="already registered"):
@@ -43,6 +43,7 @@ def test_every_kind_answers_the_protocol():
     (nn.Conv2d(5, 6, 1, stride=2), "gemm", None),
     (nn.Conv2d(5, 6, 3), "gemm", "nn.Conv2d"),
     (WinogradConv2d(3, 4, 3, padding=1).double(), "conv2d", "float64"),
+    (AdderConv2d(3, 4, 3, stride=2, padding=1), "adder", None),
     (nn.ReLU(), None, None),
 ])
 def test_source_kinds_and_their_reasons(module, name, refused):

@@ -34,7 +34,7 @@ from torch.nn.utils import prune as torch_prune
 from ..errors import PrecisionRangeError
 from ..nn.kinds import adder_layer_types, is_adder_layer, kind_of, winograd_layer_types
 from . import kernels, ops
-from .modules import InferenceModule, check_threads
+from .modules import CompiledLayer, check_threads
 from .ops.base import BuildOptions, CompiledKind
 from .ops.eltwise import ADD_FUNCTIONS, RELU_FUNCTIONS
 from .program import Program, build_program, node_op
@@ -44,7 +44,11 @@ __all__ = ["compile", "CompileReport", "LayerKernel", "compile_report", "Compile
 
 logger = logging.getLogger(__name__)
 
-_COMPILED_KINDS = ("sparse-winograd", "sparse-gemm")
+
+
+def _compiled_reports() -> set[str]:
+    """The report names of the compiled kinds (``"sparse-winograd"``, ``"sparse-gemm"``...)."""
+    return {kind.report for kind in ops.COMPILED_KINDS.values()}
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ class LayerKernel:
 
     @property
     def compiled(self) -> bool:
-        return self.kernel in _COMPILED_KINDS
+        return self.kernel in _compiled_reports()
 
 
 class CompileReport(list):
@@ -175,8 +179,8 @@ def _layer_kind(module: nn.Module) -> tuple[CompiledKind | None, str]:
         reason = kind.reason(module)
         return (kind, "") if reason is None else (None, reason)
     if is_adder_layer(module):
-        return None, (f"{type(module).__name__}: the engine has no adder kernel; runs its own "
-                      "forward (the adder product kernel of sparsewino.nn, p = "
+        return None, (f"{type(module).__name__}: the engine has no kernel for its Winograd "
+                      "transforms; runs its own forward (the adder product kernel, p = "
                       f"{kind_of(module).exponent(module):g}), nothing fused into it")
     if isinstance(module, winograd_layer_types()):
         return None, (f"{type(module).__name__}: only 2-D and 3-D layers are compiled; it runs "
@@ -185,7 +189,9 @@ def _layer_kind(module: nn.Module) -> tuple[CompiledKind | None, str]:
 
 
 def _describe(kind: CompiledKind, layer: nn.Module) -> str:
-    return kind.describe(layer) + ("; fp16 weights" if layer.packed.precision == "fp16" else "")
+    packed = getattr(layer, "packed", None)
+    return kind.describe(layer) + ("; fp16 weights" if getattr(packed, "precision", "") == "fp16"
+                                   else "")
 
 
 @dataclass
@@ -202,7 +208,7 @@ class _Options:
 
 
 def _build_layer(module: nn.Module, kind: CompiledKind, options: _Options,
-                 fusion: "_Fusion | None" = None) -> tuple[InferenceModule, str]:
+                 fusion: "_Fusion | None" = None) -> tuple[CompiledLayer, str]:
     """The compiled layer, tuned when compile() got an example input; and a note for the report."""
     build = BuildOptions(options.threads, options.formats, options.precision)
     if fusion is not None:
@@ -225,7 +231,7 @@ def _build_layer(module: nn.Module, kind: CompiledKind, options: _Options,
     return _build(module, kind, build), note
 
 
-def _build(module: nn.Module, kind: CompiledKind, options: BuildOptions) -> InferenceModule:
+def _build(module: nn.Module, kind: CompiledKind, options: BuildOptions) -> CompiledLayer:
     _refresh_weights(module)
     try:
         return kind.build(module, options)
@@ -241,7 +247,7 @@ class _Tracer(fx.Tracer):
     """Leaves: torch.nn modules, Winograd and compiled layers, modules with user hooks."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, (*winograd_layer_types(), InferenceModule, CompiledModel,
+        if isinstance(m, (*winograd_layer_types(), CompiledLayer, CompiledModel,
                           *adder_layer_types())) \
                 or user_hooks(m):
             return True
@@ -378,7 +384,7 @@ def _compile_traced(tree: nn.Module, options: _Options, prefix: str) -> "Compile
             if absorbed.op == "call_module" and calls.get(absorbed.target) == 1:
                 _set_module(tree, absorbed.target, nn.Identity())
         _apply_fusion(graph, fusion)
-        if name in entries and entries[name].kernel in _COMPILED_KINDS:
+        if name in entries and entries[name].kernel in _compiled_reports():
             continue                                 # a shared module, compiled once
         compiled, note = _build_layer(module, kind, options, fusion)
         for path in aliases[id(module)]:
@@ -460,7 +466,7 @@ class CompiledModel(nn.Module):
     def _setup(self) -> None:
         self._lock = threading.RLock()
         self._programs: dict[tuple, Program | None] = {}
-        self._layers = [m for m in self._graph_module.modules() if isinstance(m, InferenceModule)]
+        self._layers = [m for m in self._graph_module.modules() if isinstance(m, CompiledLayer)]
         self._submodules = list(self._graph_module.modules())
         for layer in self._layers:
             layer.share_lock(self._lock)

@@ -296,7 +296,8 @@ def _how_to_count(module: nn.Module) -> tuple[str, int] | None:
 
 def _adder_layer(name: str, module: nn.Module, x: torch.Tensor) -> LayerCount:
     counted = module.operations(tuple(x.shape))
-    winograd = kind_of(module).weight_domain(module) == "winograd"
+    kind = kind_of(module)                         # None for a compiled adder layer (spatial)
+    winograd = kind is not None and kind.weight_domain(module) == "winograd"
     algorithm = f"{describe(module.algorithms)} {module.transforms}" if winograd else "adder"
     mults = counted["multiplications"]
     return LayerCount(name, "winograd-adder" if winograd else "adder", tuple(x.shape),

@@ -19,7 +19,7 @@ import ctypes
 import functools
 import os
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
@@ -33,7 +33,7 @@ from ..winograd.tiles import output_size
 from . import kernels
 from .packing import PackedMatrices
 
-__all__ = ["SparseWinogradConv2d", "SparseLinear", "SparsePointwiseConv2d", "LayerSpec",
+__all__ = ["CompiledLayer", "SparseWinogradConv2d", "SparseLinear", "SparsePointwiseConv2d", "LayerSpec",
            "unsupported_reason", "kernel_reason", "check_threads", "InferenceModule", "CompiledConv",
            "WinogradInferenceModule", "pack_winograd", "OpPlan"]
 
@@ -98,75 +98,19 @@ def _affine(weight_rows: torch.Tensor, bias: torch.Tensor | None, scale: torch.T
     return weight_rows, bias
 
 
-class InferenceModule(nn.Module):
-    """Base of the compiled layers: inference only, packed weights, a lock, a threads setting.
+class CompiledLayer(nn.Module):
+    """Base of every compiled layer: inference only, a threads setting, a lock (shared with the
+    compiled model that holds it), and one runner for its operations (:meth:`_run_plans`).
 
-    Subclasses implement ``_forward_kernel`` (the C library), ``_torch_forward`` (the
-    ``torch`` backend) and ``fill_args`` (the argument struct for one input shape).
+    ``generation`` changes whenever the weights do (compiled models re-plan their programs).
     """
 
-    def __init__(self, packed: PackedMatrices, bias: torch.Tensor | None, out_features: int,
-                 threads: int | None) -> None:
+    def __init__(self, threads: int | None) -> None:
         super().__init__()
         check_threads(threads)
         self.threads = threads
         self._lock = threading.RLock()
-        self._install(packed, bias if bias is not None else torch.zeros(out_features))
-        self.eval()
-
-    def _install(self, packed: PackedMatrices, bias: torch.Tensor) -> None:
-        bias = bias.detach().to(device="cpu", dtype=torch.float32).reshape(-1).clone()
-        if bias.shape != (packed.rows,):
-            raise ValueError(f"bias must have {packed.rows} entries, got {tuple(bias.shape)}")
-        self._packed, self._bias = packed, bias.contiguous()
-        self._dense_cache: torch.Tensor | None = None
-        self._workspace = torch.empty(0)
-        self._last_key: tuple | None = None
-        self._args: Any = None
-        self.generation = getattr(self, "generation", 0) + 1     # programs re-plan on change
-
-    # ------------------------------------------------------------------ weights, read-only
-    @property
-    def packed(self) -> PackedMatrices:
-        """The packed weights (immutable)."""
-        return self._packed
-
-    @property
-    def bias(self) -> torch.Tensor:
-        """A copy of the bias (folded BatchNorm included)."""
-        return self._bias.clone()
-
-    def format_counts(self) -> dict[str, int]:
-        """How many weight matrices (Winograd positions) are stored in each format."""
-        return self._packed.format_counts()
-
-    def dense_weights(self) -> torch.Tensor:
-        """The packed weights as a new dense ``(P, K, C)`` tensor."""
-        return self._packed.dense()
-
-    def density(self) -> float:
-        """Fraction of non-zero weights (over P x K x C; block-diagonal for groups)."""
-        p = self._packed
-        return float((p.dense() != 0).sum()) / (p.positions * p.rows * p.cols)
-
-    # ------------------------------------------------------------------ state
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"packed": self._packed.state(), "bias": self._bias.clone()}
-
-    def set_extra_state(self, state: Any) -> None:
-        if not isinstance(state, dict) or "packed" not in state or "bias" not in state:
-            raise ValueError(f"{type(self).__name__}: not a compiled layer's state")
-        packed = PackedMatrices.from_state(state["packed"])          # validated
-        self._check_packed(packed)
-        with self._lock:                                              # never under a running call
-            self._install(packed, torch.as_tensor(state["bias"]))
-
-    def _check_packed(self, packed: PackedMatrices) -> None:
-        mine = self._packed
-        if (packed.positions, packed.rows, packed.cols) != (mine.positions, mine.rows, mine.cols):
-            raise ValueError(f"{type(self).__name__}: packed weights of shape "
-                             f"{(packed.positions, packed.rows, packed.cols)} do not fit this "
-                             f"layer {(mine.positions, mine.rows, mine.cols)}")
+        self._changed()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -183,6 +127,13 @@ class InferenceModule(nn.Module):
     def share_lock(self, lock: threading.RLock) -> None:
         """Use ``lock`` (a compiled model's) so that reloading weights waits for its calls."""
         self._lock = lock
+
+    def _changed(self) -> None:
+        """The weights changed: plan again, and so do the programs that hold this layer."""
+        self._workspace = torch.empty(0)
+        self._last_key: tuple | None = None
+        self._args: Any = None
+        self.generation = getattr(self, "generation", 0) + 1
 
     # ------------------------------------------------------------------ calling
     def _check_common(self, x: torch.Tensor, dims: int) -> None:
@@ -239,13 +190,80 @@ class InferenceModule(nn.Module):
             for plan in plans:
                 for name, ref in plan.inputs:
                     data = buffers.get(ref)
-                    setattr(plan.args, name, data.data_ptr() if data is not None else None)
-                setattr(plan.args, plan.output_field, buffers[plan.output].data_ptr())
+                    setattr(plan.args, name, data.data_ptr() + 4 * plan.offsets.get(name, 0)
+                            if data is not None else None)
+                setattr(plan.args, plan.output_field, buffers[plan.output].data_ptr()
+                        + 4 * plan.offsets.get(plan.output_field, 0))
             failed = ctypes.c_int32()
             kernels.check_status(lib.sw_run_program(array, len(plans), ctypes.byref(failed)),
                                  f"{type(self).__name__}, operation {failed.value}")
             return buffers["y"]
 
+
+
+class InferenceModule(CompiledLayer):
+    """Base of the compiled layers with packed weights (:class:`PackedMatrices`) and a bias.
+
+    Subclasses implement ``_forward_kernel`` (the C library), ``_torch_forward`` (the
+    ``torch`` backend) and ``fill_args`` (the argument struct for one input shape).
+    """
+
+    def __init__(self, packed: PackedMatrices, bias: torch.Tensor | None, out_features: int,
+                 threads: int | None) -> None:
+        super().__init__(threads)
+        self._install(packed, bias if bias is not None else torch.zeros(out_features))
+        self.eval()
+
+    def _install(self, packed: PackedMatrices, bias: torch.Tensor) -> None:
+        bias = bias.detach().to(device="cpu", dtype=torch.float32).reshape(-1).clone()
+        if bias.shape != (packed.rows,):
+            raise ValueError(f"bias must have {packed.rows} entries, got {tuple(bias.shape)}")
+        self._packed, self._bias = packed, bias.contiguous()
+        self._dense_cache: torch.Tensor | None = None
+        self._changed()
+
+    # ------------------------------------------------------------------ weights, read-only
+    @property
+    def packed(self) -> PackedMatrices:
+        """The packed weights (immutable)."""
+        return self._packed
+
+    @property
+    def bias(self) -> torch.Tensor:
+        """A copy of the bias (folded BatchNorm included)."""
+        return self._bias.clone()
+
+    def format_counts(self) -> dict[str, int]:
+        """How many weight matrices (Winograd positions) are stored in each format."""
+        return self._packed.format_counts()
+
+    def dense_weights(self) -> torch.Tensor:
+        """The packed weights as a new dense ``(P, K, C)`` tensor."""
+        return self._packed.dense()
+
+    def density(self) -> float:
+        """Fraction of non-zero weights (over P x K x C; block-diagonal for groups)."""
+        p = self._packed
+        return float((p.dense() != 0).sum()) / (p.positions * p.rows * p.cols)
+
+    # ------------------------------------------------------------------ state
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"packed": self._packed.state(), "bias": self._bias.clone()}
+
+    def set_extra_state(self, state: Any) -> None:
+        if not isinstance(state, dict) or "packed" not in state or "bias" not in state:
+            raise ValueError(f"{type(self).__name__}: not a compiled layer's state")
+        packed = PackedMatrices.from_state(state["packed"])          # validated
+        self._check_packed(packed)
+        with self._lock:                                              # never under a running call
+            self._install(packed, torch.as_tensor(state["bias"]))
+
+    def _check_packed(self, packed: PackedMatrices) -> None:
+        mine = self._packed
+        if (packed.positions, packed.rows, packed.cols) != (mine.positions, mine.rows, mine.cols):
+            raise ValueError(f"{type(self).__name__}: packed weights of shape "
+                             f"{(packed.positions, packed.rows, packed.cols)} do not fit this "
+                             f"layer {(mine.positions, mine.rows, mine.cols)}")
 
 @dataclass
 class OpPlan:
@@ -253,7 +271,9 @@ class OpPlan:
 
     ``inputs`` (pointer field, buffer) and ``output`` name buffers: ``"x"``, ``"residual"``,
     ``"y"`` (the layer's output) or ``"t<i>"`` (an intermediate of the layer); ``shape`` is the
-    output's shape and ``output_field`` the struct field it is written through.
+    output's shape and ``output_field`` the struct field it is written through. ``offsets``
+    (field -> elements) points a field into its buffer (one image of a batch); an operation
+    that writes part of a buffer needs the buffer made beforehand (given to ``_run_plans``).
     """
 
     kind: str
@@ -262,6 +282,7 @@ class OpPlan:
     output: str
     shape: tuple[int, ...]
     output_field: str = "y"
+    offsets: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -77,4 +77,4 @@ def lookup(name: str) -> CompiledKind | NodeOp:
 
 
 # Registration (order matters for source_kind: the first kind that takes a layer compiles it).
-from . import conv2d, conv3d, dwm, eltwise, gemm, pool  # noqa: E402,F401
+from . import adder, conv2d, conv3d, dwm, eltwise, gemm, pool  # noqa: E402,F401

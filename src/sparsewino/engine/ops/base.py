@@ -19,7 +19,7 @@ import torch
 from torch import fx, nn
 
 __all__ = ["UnsupportedGraph", "Emitter", "BuildOptions", "CompiledKind", "NodeOp",
-           "forward_overridden", "pair", "numel", "conv_inputs", "grouped_weights"]
+           "forward_overridden", "pair", "numel", "conv_inputs", "grouped_weights", "emit_plans"]
 
 
 class UnsupportedGraph(Exception):
@@ -228,3 +228,38 @@ def grouped_weights(u: torch.Tensor, groups: int, n: int, dims: int) -> torch.Te
     q = torch.cat([q[i * k // groups:(i + 1) * k // groups, i * c // groups:(i + 1) * c // groups]
                    for i in range(groups)])
     return q.double()
+
+
+def emit_plans(emitter: Emitter, plans: Sequence[Any], refs: dict[str, int],
+               partial: dict[str, Sequence[int]] | None = None,
+               final_relu_field: str | None = None) -> int:
+    """Emit a compiled layer's operations (``OpPlan``s naming buffers, as its standalone forward
+    runs them) and return the value of its output ``"y"``.
+
+    ``refs`` maps the layer's inputs (``"x"``, ``"residual"``) to values; ``partial`` names the
+    buffers that operations write in parts (at ``plan.offsets``), made first with their shape;
+    ``final_relu_field`` is the flag of the operation writing ``"y"`` that a following ReLU may
+    set.
+    """
+    refs = dict(refs)
+    for name, shape in (partial or {}).items():
+        refs[name] = emitter.new(tuple(shape))
+    for plan in plans:
+        inputs = []
+        for name, ref in plan.inputs:
+            value = refs[ref]
+            offset = plan.offsets.get(name)
+            if offset is not None:
+                rest = numel(emitter.shape(value)) - offset
+                value = emitter.view(value, offset, (rest,))
+            inputs.append((name, value))
+        offset = plan.offsets.get(plan.output_field)
+        relu_field = final_relu_field if plan.output == "y" and offset is None else None
+        if offset is not None:
+            into = emitter.view(refs[plan.output], offset, plan.shape)
+            emitter.emit(plan.kind, plan.args, inputs, plan.shape, relu_field, plan.output_field,
+                         into=into)
+        else:
+            refs[plan.output] = emitter.emit(plan.kind, plan.args, inputs, plan.shape,
+                                             relu_field, plan.output_field)
+    return refs["y"]

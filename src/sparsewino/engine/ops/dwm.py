@@ -10,7 +10,15 @@ from torch import nn
 from ...nn.conv import WinogradConv2d, _WinogradConvNd
 from ..decomposed import SparseDecomposedConv2d, decomposed_unsupported_reason
 from . import register_kind
-from .base import BuildOptions, CompiledKind, Emitter, UnsupportedGraph, conv_inputs, forward_overridden
+from .base import (
+    BuildOptions,
+    CompiledKind,
+    Emitter,
+    UnsupportedGraph,
+    conv_inputs,
+    emit_plans,
+    forward_overridden,
+)
 
 
 class DwmKind(CompiledKind):
@@ -46,14 +54,8 @@ class DwmKind(CompiledKind):
         plans = layer.lower(shape[0], shape[2], shape[3], emitter.threads, emitter.backend)
         if plans[-1].shape != tuple(out_shape):
             raise UnsupportedGraph(f"{name}: output shape")
-        for plan in plans:
-            relu_field = None
-            if plan.output == "y" and plan.kind == "conv2d" and not layer.spec.relu_output:
-                relu_field = "relu_output"
-            refs[plan.output] = emitter.emit(plan.kind, plan.args,
-                                             [(field, refs[ref]) for field, ref in plan.inputs],
-                                             plan.shape, relu_field)
-        return refs["y"]
+        final = None if layer.spec.relu_output else "relu_output"
+        return emit_plans(emitter, plans, refs, final_relu_field=final)
 
     def winograd_weights(self, layer: nn.Module) -> tuple:
         spec = layer.spec
