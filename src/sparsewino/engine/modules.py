@@ -67,10 +67,10 @@ def kernel_reason(layer: nn.Module, sizes: Sequence[int], tiles: Sequence[int], 
         return (f"non-square {what} {tuple(sizes)} with tile {tuple(tiles)}: the kernel needs the "
                 f"same F(m, r) along {axes}")
     m, r = tiles[0], sizes[0]
-    n = m + r - 1
-    if not 2 <= n <= 8 or m >= n:
-        return (f"{what} F({m},{r}), input tile n = {n}: the kernel supports 2 <= n <= 8 and "
-                "r >= 2 (F(2,3), F(4,3), F(6,3), ...)")
+    n, largest = m + r - 1, kernels.max_n()
+    if not 2 <= n <= largest or m >= n:
+        return (f"{what} F({m},{r}), input tile n = {n}: the kernel supports 2 <= n <= "
+                f"{largest} and r >= 2 (F(2,3), F(4,3), F(6,3), ...)")
     if columns > kernels.MAX_COLUMNS:
         return f"{columns} input columns: the kernel supports at most {kernels.MAX_COLUMNS}"
     return None
@@ -520,7 +520,8 @@ class WinogradInferenceModule(CompiledConv):
         tb, blocks, mode, isa = (v.value for v in out)
         names = {b.isa: b.name for b in kernels.backends.registered_backends() if b.isa}
         return {"tile_block": tb, "blocks": blocks,
-                "mode": {1: "blocks", 2: "cooperative"}[mode], "isa": names[isa]}
+                "mode": {kernels.MODE_BLOCKS: "blocks", kernels.MODE_COOPERATIVE: "cooperative"}[mode],
+                "isa": names[isa]}
 
     def extra_repr(self) -> str:
         spec = self._spec
