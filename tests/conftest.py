@@ -58,6 +58,7 @@ def fresh_native(monkeypatch):
     """An unloaded copy of the native library and a forgotten backend choice (restored
     afterwards), so that a test can make loading fail or change what the CPU check says."""
     from sparsewino.native import backends, handle
+    monkeypatch.delenv(backends.ENV_VAR, raising=False)     # the automatic choice, whatever is set
     monkeypatch.setattr(backends, "_state", {"warned": False, "available": None, "choices": {}})
     monkeypatch.setattr(handle, "LIBRARY", handle.LIBRARY.fresh())
     return handle

@@ -95,7 +95,7 @@ def get_backend(name: str) -> Backend:
 
 
 register_backend(Backend(
-    "avx512", abi.ISA_AVX512, 30, verified=False,
+    "avx512", abi.ISA_AVX512, 30, verified=True,
     description="AVX-512 F/BW/VL/DQ + FMA build: 16-tile element-wise stage, masked borders",
     cpu_flags=("avx512f", "avx512bw", "avx512vl", "avx512dq", "fma", "f16c")))
 register_backend(Backend(
