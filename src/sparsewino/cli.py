@@ -657,8 +657,8 @@ def cmd_count(args: argparse.Namespace) -> int:
         _print_json(counts.to_dict())
         return 0
     print(counts)
-    print(f"(input {tuple(shape)}; element-wise stage of Winograd layers, transforms excluded; plain "
-          "convolutions run directly" + ("; 'dynamic' measured on test images" if inputs is not None else "") + ")")
+    print(f"(input {tuple(shape)}; plain convolutions run directly"
+          + ("; 'dynamic' measured on test images" if inputs is not None else "") + ")")
     return 0
 
 

@@ -99,3 +99,13 @@ def test_counts_survive_fusion():
     assert fast.compile_report[0].fused == ("1", "2", "3")
     assert engine.count(fast, (2, 3, 12, 12)).to_dict()["layers"] == \
         engine.count(net, (2, 3, 12, 12)).to_dict()["layers"]
+
+
+def test_each_table_says_whether_it_counts_the_transforms():
+    from sparsewino.nn import WinogradConv2d
+    counts = engine.count(nn.Sequential(WinogradConv2d(3, 8, 3, padding=1, tile=4)), (1, 3, 8, 8))
+    text = str(counts)
+    first, second = text.split("\n\n")
+    assert "transforms excluded" in first and "transforms excluded" not in second
+    assert "input and output transforms" in second
+    assert f"{counts.operations['multiplications']:,}" in second

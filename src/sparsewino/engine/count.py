@@ -175,6 +175,8 @@ class MultiplicationCount:
                             for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
         lines.append(f"energy per operation ({model.name}): add {model.add_pj:g} pJ, "
                      f"multiply {model.mult_pj:g} pJ")
+        lines.append("(every operation as run: the element-wise stage plus the input and output "
+                     "transforms' additions and multiplications by constants)")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -209,6 +211,8 @@ class MultiplicationCount:
         lines.append(f"reduction vs direct: dense Winograd {red['winograd']:.2f}x, sparse "
                      f"Winograd {red['sparse']:.2f}x"
                      + (f", dynamic {red['dynamic']:.2f}x" if dynamic else ""))
+        lines.append("(multiplications of the element-wise stage: transforms excluded, as in "
+                     "the papers)")
         return "\n".join(lines) + "\n\n" + self.operations_table()
 
 
