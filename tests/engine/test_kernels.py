@@ -10,6 +10,7 @@ from torch import nn
 
 from sparsewino import engine
 from sparsewino.engine import SparseLinear, SparsePointwiseConv2d, SparseWinogradConv2d
+from sparsewino.nn import WinogradConv2d
 
 from .conftest import COMPILED, LANE_CASES, assert_matches, needs_kernel, reference, sparse_layer
 
@@ -313,3 +314,20 @@ def test_compile_with_fp16_weights_reports_and_falls_back_per_layer(caplog):
         torch.testing.assert_close(fast(x), net(x), rtol=2e-3, atol=2e-3)
     with pytest.raises(ValueError, match="weights"):
         engine.compile(net, weights="int8")
+
+
+def test_fp16_weights_report_their_output_error_and_warn_for_large_tiles(caplog):
+    torch.manual_seed(0)
+    errors = {}
+    for tile in (2, 6):
+        net = nn.Sequential(WinogradConv2d(64, 64, 3, padding=1, tile=tile)).eval()
+        caplog.clear()
+        fast = engine.compile(net, weights="fp16")
+        detail = next(e.detail for e in fast.compile_report if e.compiled)
+        errors[tile] = float(detail.split("fp16 rounding ")[1].split(" ")[0])
+        x = torch.randn(1, 64, 16, 16)
+        with torch.no_grad(), engine.use_backend("torch"):
+            measured = float((fast(x) - net(x)).abs().max() / net(x).abs().max())
+        assert measured < 4 * errors[tile]                  # the probe's estimate is the right size
+        assert ("amplifies the weight rounding" in caplog.text) == (errors[tile] > 3e-3)
+    assert errors[2] < 3e-3 < errors[6]

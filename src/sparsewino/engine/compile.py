@@ -228,7 +228,43 @@ def _build_layer(module: nn.Module, kind: CompiledKind, options: _Options,
         if choice.tile != module.tile[0]:
             module = retiled(module, choice.tile)
         build, note = dataclasses.replace(build, formats=choice.formats), choice.describe()
-    return _build(module, kind, build), note
+    layer = _build(module, kind, build)
+    if getattr(getattr(layer, "packed", None), "precision", "") == "fp16" and \
+            kind.counts == "winograd":
+        error = _fp16_output_error(module, kind, build, layer)
+        note = "; ".join(filter(None, [note, f"fp16 rounding {error:.1e} of the output"]))
+        if error > FP16_WARN_ERROR:
+            logger.warning("engine.compile: fp16 weights change the output of a %s with tile "
+                           "%s by %.2g of its largest value (above %g: the transform of a large "
+                           "tile amplifies the weight rounding); compile it with "
+                           "weights='fp32' or a smaller tile where that matters",
+                           type(module).__name__, layer.spec.tile, error, FP16_WARN_ERROR)
+    return layer, note
+
+
+#: Output error (relative to the largest output) above which fp16 weights draw a warning.
+FP16_WARN_ERROR = 3e-3
+
+
+def _fp16_output_error(module: nn.Module, kind: CompiledKind, build: BuildOptions,
+                       layer: nn.Module) -> float:
+    """How far the fp16-weight layer's output is from the fp32 one's on a random probe input
+    (max absolute difference over the largest output), both computed in PyTorch."""
+    reference = _build(module, kind, dataclasses.replace(build, precision="fp32"))
+    spec = layer.spec
+    kernel = spec.kernel_size if isinstance(spec.kernel_size, int) else max(spec.kernel_size)
+    sizes = (max(8, 2 * (spec.tile + kernel)),) * kind.dims
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1, layer.in_channels, *sizes, generator=generator)
+    with torch.no_grad():
+        residual = None
+        if spec.residual:
+            shape = (1, layer.out_channels, *layer.output_size(*sizes))
+            residual = torch.zeros(shape)
+        y32 = reference._torch_forward(x, residual)
+        y16 = layer._torch_forward(x, residual)
+    scale = float(y32.abs().max())
+    return float((y16 - y32).abs().max()) / scale if scale > 0 else 0.0
 
 
 def _build(module: nn.Module, kind: CompiledKind, options: BuildOptions) -> CompiledLayer:
