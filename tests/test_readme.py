@@ -29,7 +29,8 @@ def test_readme_approximate_expectations_are_checked():
     assert len(approximate) >= 2 and all(float(v) > 0 for v in approximate)
 
 
-def test_readme_python_blocks_run_as_written():
+def test_readme_python_blocks_run_as_written(monkeypatch):
+    monkeypatch.delenv("SPARSEWINO_ENGINE_BACKEND", raising=False)   # as a user runs them
     for block in python_blocks():
         out = io.StringIO()
         with contextlib.redirect_stdout(out):

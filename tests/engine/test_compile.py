@@ -64,7 +64,8 @@ def test_whole_model_matches_original(backend):
     assert set(report.fallbacks) == {"9"} and "1x1" in report.fallbacks["9"]
     assert "4 of 4 Winograd layers compiled, 2 GEMM layers" in str(report)
     if backend != "torch":
-        program = fast.program(x)
+        with engine.use_backend(backend):
+            program = fast.program(x)
         assert program.torch_nodes == ["_9"] and len(program.steps) == 3
 
 
