@@ -60,3 +60,79 @@ def test_clear_run_dir_removes_links_without_following_them(tmp_path):
     (run_dir / MARKER).symlink_to(tmp_path / "planted")        # a linked marker does not count
     with pytest.raises(RunDirectoryError):
         clear_run_dir(run_dir)
+
+
+def test_a_plain_run_does_not_take_over_a_folder_it_did_not_create(tmp_path):
+    folder = tmp_path / "myexp"
+    folder.mkdir()
+    recipe_text = "# my notes\nname: mine\n"
+    (folder / "recipe.yaml").write_text(recipe_text)
+    (folder / "model.pt").write_bytes(b"my model")
+    recipe = load_recipe("fashion_mnist_native", TINY, smoke=True)
+    with pytest.raises(RunDirectoryError, match="not a sparsewino run directory"):
+        run_recipe(recipe, folder, until=0, **QUIET)
+    assert (folder / "recipe.yaml").read_text() == recipe_text
+    assert (folder / "model.pt").read_bytes() == b"my model" and not (folder / MARKER).exists()
+
+
+def test_report_refuses_a_folder_it_did_not_create(tmp_path, capsys):
+    folder = tmp_path / "userdir"
+    (folder / "report").mkdir(parents=True)
+    (folder / "results.json").write_text("[]")
+    (folder / "report" / "summary.md").write_text("mine")
+    assert main(["report", str(folder)]) == 1
+    assert "sparsewino did not create it" in capsys.readouterr().err
+    assert (folder / "report" / "summary.md").read_text() == "mine"
+
+
+def test_one_process_at_a_time_in_a_run_directory(tmp_path):
+    import os
+
+    from sparsewino.recipes.rundir import LOCK, locked_run_dir
+    run_dir = tmp_path / "run"
+    recipe = load_recipe("fashion_mnist_native", TINY, smoke=True)
+    with locked_run_dir(run_dir):                      # another run holds it
+        with pytest.raises(RunDirectoryError, match=f"in use by another sparsewino process "
+                                                    f"\\(pid {os.getpid()}\\)"):
+            run_recipe(recipe, run_dir, until=0, **QUIET)
+    result = run_recipe(recipe, run_dir, until=0, **QUIET)   # released: runs
+    assert result.stages_run and (run_dir / LOCK).is_file()
+    kept = clear_run_dir(run_dir)
+    assert kept == []                                   # the lock file is not "someone's file"
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="prctl is Linux")
+def test_a_study_run_ends_when_its_study_is_killed(tmp_path):
+    """kill -9 of the study process: the run it started gets SIGTERM (PR_SET_PDEATHSIG)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    parent = (
+        "import os, subprocess, sys\n"
+        "from sparsewino.recipes.study import PARENT_ENV\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'from sparsewino.recipes.study import "
+        "follow_parent; follow_parent(); import time; time.sleep(60)'],\n"
+        "                         env={**os.environ, PARENT_ENV: str(os.getpid())})\n"
+        "print(child.pid, flush=True)\n"
+        "import time; time.sleep(60)\n")
+    study = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    child = int(study.stdout.readline())
+    time.sleep(1.5)                                    # the child has set its death signal
+    os.kill(study.pid, signal.SIGKILL)
+    study.wait()
+    for _ in range(100):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        try:
+            if open(f"/proc/{child}/stat").read().split()[2] == "Z":
+                break                                  # ended, not reaped yet
+        except FileNotFoundError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the run outlived its study")

@@ -21,6 +21,7 @@ e.g. dataset not found) is taken over by the new recipe.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -42,7 +43,14 @@ from .architecture import apply_transform, build_model, load_into, load_model, n
 from .data_setup import RecipeData, prepare_data
 from .measure import benchmark, sparsity_summary
 from .progress import RunClock, stage_label
-from .rundir import RunDirectoryError, clear_run_dir, create_run_dir
+from .rundir import (
+    RunDirectoryError,
+    check_takeover,
+    clear_run_dir,
+    create_run_dir,
+    is_run_dir,
+    locked_run_dir,
+)
 from .schema import (
     BenchmarkStage,
     CompileStage,
@@ -472,18 +480,27 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool
         torch.set_num_threads(recipe.threads)
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / recipe.name
     last = last_stage(recipe, until)
-    if ctx.is_main:
-        saved = run_dir / "recipe.yaml"
-        if run_dir.exists() and fresh:
-            clear_run_dir(run_dir)
-        elif saved.is_file():
-            _check_identity(recipe, run_dir, log)
-        elif run_dir.exists() and any(p.name != ".sparsewino-run" for p in run_dir.iterdir()):
-            raise RunDirectoryError(f"{run_dir} exists and is not a sparsewino run directory; "
-                                    "choose another --run-dir")
-        create_run_dir(run_dir)
-        write_text_atomic(saved, _yaml_dump(recipe_to_dict(recipe)))
-    barrier(ctx)
+    with contextlib.ExitStack() as hold:
+        if ctx.is_main:
+            if fresh and run_dir.exists() and not is_run_dir(run_dir):
+                clear_run_dir(run_dir)           # refuses: sparsewino did not create it
+            if not (fresh and is_run_dir(run_dir)):
+                check_takeover(run_dir)          # new, empty or ours: never a user's folder
+            hold.enter_context(locked_run_dir(run_dir))
+            if fresh and is_run_dir(run_dir):
+                clear_run_dir(run_dir)
+            saved = run_dir / "recipe.yaml"
+            if saved.is_file():
+                _check_identity(recipe, run_dir, log)
+            create_run_dir(run_dir)
+            write_text_atomic(saved, _yaml_dump(recipe_to_dict(recipe)))
+        barrier(ctx)
+        return _run_stages(recipe, run_dir, last, ctx, progress, log, started)
+
+
+def _run_stages(recipe: Recipe, run_dir: Path, last: int, ctx: DistContext, progress: bool,
+                log: Callable[[str], None], started: float) -> RunResult:
+    """The stages of :func:`run_recipe` (``run_dir`` prepared, its lock held by the main rank)."""
     run = _Run(recipe, run_dir, ctx, progress, log)
     run.restore()
     report = None

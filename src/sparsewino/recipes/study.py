@@ -479,12 +479,37 @@ def _run_in_process(run: StudyRun, log: Callable[[str], None]) -> None:
     run_recipe(run.recipe, run.run_dir, progress=False, log=log)
 
 
+#: Set for the ``sparsewino run`` processes of a study: the study's pid (see :func:`follow_parent`).
+PARENT_ENV = "SPARSEWINO_PARENT_PID"
+
+
+def follow_parent() -> None:
+    """In a process started by a study: end when the study ends, even by ``kill -9``.
+
+    Linux only (``prctl(PR_SET_PDEATHSIG, SIGTERM)``); if the study already ended before this
+    ran, exit at once. Elsewhere nothing happens.
+    """
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if str(os.getppid()) != parent:
+        raise SystemExit(f"sparsewino: the study (pid {parent}) that started this run ended")
+
+
 def _run_subprocess(run: StudyRun, recipe_file: Path, log_file: Path, threads: int) -> None:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "sparsewino.cli", "--threads", str(threads), "run",
                str(recipe_file), "--run-dir", str(run.run_dir)]
+    env = {**os.environ, PARENT_ENV: str(os.getpid())}      # the run ends with the study
     with open(log_file, "a", encoding="utf-8") as out:
-        status = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+        status = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False,
+                                env=env).returncode
     if status != 0:
         tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
         raise RuntimeError(f"exit status {status}: {tail[0] if tail else ''} (log: {log_file})")
