@@ -24,6 +24,7 @@ struct Simd : SimdAvx2 {};
 #define SW_SPECIALISE_PATTERNS 1
 #define SW_HAS_WIDE 0
 #include "sw_product_impl.h"
+#include "sw_winograd_impl.h"
 #include "sw_conv2d_impl.h"
 #include "sw_conv3d_impl.h"
 #include "sw_ops_impl.h"

@@ -164,6 +164,7 @@ struct Wide {
 #define SW_SPECIALISE_PATTERNS 0
 #define SW_HAS_WIDE 1
 #include "sw_product_impl.h"
+#include "sw_winograd_impl.h"
 #include "sw_conv2d_impl.h"
 #include "sw_conv3d_impl.h"
 #include "sw_ops_impl.h"
