@@ -207,6 +207,17 @@ static int32_t plan_winograd(const Args& a, int64_t v_budget, Plan* p, int64_t* 
     return SW_OK;
 }
 
+// The end of a Winograd convolution's layout: slots of slot_floats, then per thread an input
+// buffer of buffer_floats followed by its fp16 conversion scratch.
+template <class Args>
+static void plan_regions(const Args& a, int64_t slot_floats, int64_t buffer_floats,
+                         sw_winograd_plan* p) {
+    p->slot_floats = slot_floats;
+    p->off_scratch = buffer_floats;
+    p->thread_floats = buffer_floats + sw_scratch_floats(a.w);
+    p->total_floats = p->slots * slot_floats + p->threads * p->thread_floats;
+}
+
 static int32_t sw_make_plan(const sw_conv2d_args* a, sw_plan* p) {
     if (!a || !p) return SW_ERR_ARGS;
     if (a->N < 1 || a->C < 1 || a->H < 1 || a->W < 1 || a->K < 1 || a->Ho < 1 || a->Wo < 1)
@@ -231,12 +242,9 @@ static int32_t sw_make_plan(const sw_conv2d_args* a, sw_plan* p) {
     off += align16(tb * 9);                                   // 9 int32 arrays of Tb
     p->off_out_off = off;
     off += align16(tb * 2);
-    p->slot_floats = off;
     // Band buffers: n rows per band; a band of k tiles needs (k-1)*m + 8 columns rounded up
     // to 8, so all bands together need at most n * Tb * (m + 15) floats.
-    p->off_scratch = align16(static_cast<int64_t>(a->n) * tb * (a->m + 15));
-    p->thread_floats = p->off_scratch + sw_scratch_floats(a->w);
-    p->total_floats = p->slots * p->slot_floats + p->threads * p->thread_floats;
+    plan_regions(*a, off, align16(static_cast<int64_t>(a->n) * tb * (a->m + 15)), p);
     return SW_OK;
 }
 
@@ -289,10 +297,7 @@ static int32_t sw_make_plan3d(const sw_conv3d_args* a, sw_plan3d* p) {
     const int64_t tb = p->Tb;
     p->off_tiles = off;
     off += align16(tb * 4 + tb * 7);                         // 2 int64 and 7 int32 per tile
-    p->slot_floats = off;
-    p->off_threads = p->slots * p->slot_floats;
-    p->thread_floats = sw_scratch_floats(a->w);
-    p->total_floats = p->off_threads + a->threads * p->thread_floats;
+    plan_regions(*a, off, 0, p);                             // no input buffer
     return SW_OK;
 }
 

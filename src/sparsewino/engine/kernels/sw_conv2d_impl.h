@@ -83,13 +83,6 @@ Block2 slot_block2(const Ctx2& cx, float* slot) {
     return b;
 }
 
-// A thread's own region: its band buffer for the input transform (returned) and, after
-// off_scratch floats, its fp16 conversion scratch.
-float* thread_band(const Ctx2& cx, int thread) {
-    const sw_plan& p = *cx.p;
-    return cx.a->workspace + p.slots * p.slot_floats + thread * p.thread_floats;
-}
-
 void setup_block2(const Ctx2& cx, int64_t block, Block2& b) {
     const sw_conv2d_args& a = *cx.a;
     const int N = a.n;
@@ -369,7 +362,6 @@ void output_group(const Ctx2& cx, const Block2& b, const Coeffs& k, int grp, int
 // The 2-D geometry of the generic convolution (sw_winograd_impl.h).
 struct Geometry2d {
     using Args = sw_conv2d_args;
-    using Plan = sw_plan;
     using Ctx = Ctx2;
     using Block = Block2;
     static constexpr bool specialises(int) { return true; }
@@ -379,10 +371,6 @@ struct Geometry2d {
     }
     // One input item is one channel of every tile of the block (through the band buffer).
     static int64_t input_items(const Ctx& cx, const Block&) { return cx.a->C; }
-    static float* thread_buffer(const Ctx& cx, int thread) { return thread_band(cx, thread); }
-    static float* thread_scratch(const Ctx& cx, int thread) {
-        return thread_band(cx, thread) + cx.p->off_scratch;
-    }
     template <int N, uint64_t NZ, uint64_t ONE, uint64_t NEG>
     static constexpr auto input = &input_channel<N, NZ, ONE, NEG>;
     template <int N, int MM, uint64_t NZ, uint64_t ONE, uint64_t NEG>

@@ -250,7 +250,6 @@ void output_group3(const Ctx3& cx, const Block3& b, const Coeffs& k, int grp, in
 // The 3-D geometry of the generic convolution (sw_winograd_impl.h).
 struct Geometry3d {
     using Args = sw_conv3d_args;
-    using Plan = sw_plan3d;
     using Ctx = Ctx3;
     using Block = Block3;
     // The pattern-specialised transforms only for the tiles 3-D layers use in practice
@@ -263,10 +262,6 @@ struct Geometry3d {
     // One input item is one channel of 8 tiles.
     static int64_t input_items(const Ctx& cx, const Block& b) {
         return static_cast<int64_t>(cx.a->C) * b.groups;
-    }
-    static float* thread_buffer(const Ctx&, int) { return nullptr; }
-    static float* thread_scratch(const Ctx& cx, int thread) {
-        return cx.a->workspace + cx.p->off_threads + thread * cx.p->thread_floats;
     }
     template <int N, uint64_t NZ, uint64_t ONE, uint64_t NEG>
     static constexpr auto input = &input_group3<N, NZ, ONE, NEG>;

@@ -34,10 +34,7 @@ struct Simd : SimdAvx2 {};
 #include "sw_adder_avx2.h"
 #include "sw_adder_impl.h"
 
-const sw_isa_table kTable = {&conv2d_forward, &gemm_forward,          &pool2d_forward,
-                             &eltwise_forward, Simd::lanes,           &conv3d_forward,
-                             &adder::adder_forward, &adder::adder_backward};
-const sw_isa_table* const table = &kTable;
+SW_DEFINE_ISA_TABLE(Simd::lanes)
 
 }  // namespace sw_avx2
 

@@ -11,10 +11,10 @@
 //                     and the output transforms read zeros for it (position_is_zero);
 //   output transform  G's output function per (output channel, 8 tiles).
 //
-// The geometry policy provides: types Args, Plan, Ctx (per-call constants with members a and
-// p), Block (with members V, M, groups); slot_block(cx, slot), setup_block(cx, block, b),
-// input_items(cx, b), thread_buffer(cx, thread), thread_scratch(cx, thread); the transforms
-// as pointers input<N, NZ, ONE, NEG> (to f(cx, b, coeffs, buffer, item)) and
+// The geometry policy provides: the types Args, Ctx (per-call constants: the args in a, the
+// plan, a sw_winograd_plan, in p) and Block (the tiles of a block, with V, M and groups);
+// slot_block(cx, slot), setup_block(cx, block, b) and input_items(cx, b); the transforms as
+// pointers input<N, NZ, ONE, NEG> (to f(cx, b, coeffs, buffer, item)) and
 // output<N, MM, NZ, ONE, NEG> (to f(cx, b, coeffs, grp, kk)); and
 // specialises(n): whether the pattern-specialised transforms are compiled for tile n.
 //
@@ -149,6 +149,12 @@ Transforms<G> choose_transforms(const typename G::Args& a) {
     }
 }
 
+// A thread's region of the workspace (after the slots): its input buffer (2-D: the band
+// buffer), then at off_scratch its fp16 conversion scratch.
+inline float* thread_region(const sw_winograd_plan& p, float* workspace, int thread) {
+    return workspace + p.slots * p.slot_floats + thread * p.thread_floats;
+}
+
 // Element-wise stage of position pos for the output channels of chunks [j0, j1); all-zero
 // positions are skipped.
 template <class G>
@@ -173,8 +179,8 @@ void run_blocks(const typename G::Ctx& cx, Transforms<G> tf) {
     {
         const int thread = omp_get_thread_num();
         typename G::Block b = G::slot_block(cx, a.workspace + thread * p.slot_floats);
-        float* buffer = G::thread_buffer(cx, thread);
-        float* scratch = G::thread_scratch(cx, thread);
+        float* buffer = thread_region(p, a.workspace, thread);
+        float* scratch = buffer + p.off_scratch;
         const Coeffs k(a.bt, a.at, a.n, a.m);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t blk = 0; blk < p.blocks; ++blk) {
@@ -201,9 +207,8 @@ void run_cooperative(const typename G::Ctx& cx, Transforms<G> tf) {
     typename G::Block shared = G::slot_block(cx, a.workspace);
 #pragma omp parallel num_threads(p.threads)
     {
-        const int thread = omp_get_thread_num();
-        float* buffer = G::thread_buffer(cx, thread);
-        float* scratch = G::thread_scratch(cx, thread);
+        float* buffer = thread_region(p, a.workspace, omp_get_thread_num());
+        float* scratch = buffer + p.off_scratch;
         const Coeffs k(a.bt, a.at, a.n, a.m);
         for (int64_t blk = 0; blk < p.blocks; ++blk) {
 #pragma omp single
