@@ -21,7 +21,7 @@ SOURCES = ["sw_api.cpp", "sw_isa_avx512.cpp", "sw_isa_avx2.cpp", "sw_isa_portabl
            "sw_extract.cpp"]
 HEADERS = ["sw_kernels.h", "sw_plan.h", "sw_simd_avx2.h", "sw_product_impl.h",
            "sw_conv2d_impl.h", "sw_conv3d_impl.h", "sw_ops_impl.h", "sw_patterns.h",
-           "sw_adder_impl.h", "sw_adder_avx2.h"]
+           "sw_adder_impl.h", "sw_adder_avx2.h", "sw_winograd_impl.h"]
 OPENMP_COMPILE, OPENMP_LINK = ["-fopenmp"], ["-fopenmp"]
 
 

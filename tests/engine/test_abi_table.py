@@ -120,3 +120,27 @@ def test_the_adder_operation_refuses_bad_arguments():
         kernels.run_adder(x, w, 2.5, backend_name=COMPILED[-1])
     with pytest.raises(RuntimeError, match="compiled backend"):
         kernels.run_adder(x, w, 1.0, backend_name="torch")
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", COMPILED)
+def test_adder_and_eltwise_run_as_one_program(name):
+    """The adder operation composes with the others in one sw_run_program call: the product
+    of (B, A, C), then a per-row affine map + ReLU (ELTWISE_AFFINE over channels = A), in place."""
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 9, 13), torch.randn(2, 6, 13)
+    wt, y = w.transpose(1, 2).contiguous(), torch.empty(2, 9, 6)
+    scale, shift = torch.rand(9) + 0.5, torch.full((9,), 14.0)
+    isa = kernels.isa_code(name)
+    adder = kernels.adder_args(x, wt, y, 1.0, 2, isa)
+    affine = kernels.SwEltwiseArgs(kind=kernels.ELTWISE_AFFINE, relu=1, outer=2, channels=9,
+                                   inner=6, a=y.data_ptr(), scale=scale.data_ptr(),
+                                   shift=shift.data_ptr(), y=y.data_ptr(), threads=2, isa=isa)
+    kernels.run_program([("adder", adder), ("eltwise", affine)])
+    ref = (_adder_reference(x, w, 1.0) * scale.double()[:, None] + shift.double()[:, None])
+    ref = ref.clamp(min=0)
+    assert 0 < (ref > 0).double().mean() < 1                   # the ReLU cuts some, not all
+    assert (y.double() - ref).abs().max().item() <= 2e-5 * max(1.0, ref.abs().max().item())
+    adder.p = 3.0                                              # refused: outside [1, 2]
+    with pytest.raises(RuntimeError, match=r"program step 0 \(adder\).*invalid arguments"):
+        kernels.run_program([("adder", adder), ("eltwise", affine)])

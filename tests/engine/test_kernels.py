@@ -56,6 +56,24 @@ def test_random_shapes_match_float64(batch, c, k, h, w, tile, padding, sparsity,
 
 
 @needs_kernel
+@pytest.mark.parametrize("case", LANE_CASES)
+@pytest.mark.parametrize("mode", [1, 2])
+def test_all_zero_positions_are_skipped_and_read_as_zero(case, mode):
+    """Whole Winograd positions pruned (as 3-D column pruning does): their product is skipped
+    and the output transform reads zeros, in both thread modes, with a NaN-poisoned workspace."""
+    backend, lanes = case
+    layer = sparse_layer(8, 30, tile=4, sparsity=0.3, seed=3)
+    with torch.no_grad():
+        layer.weight[..., ::2, 1::2] = 0.0                    # 9 of the 36 positions all zero
+        layer.weight[..., 5, :] = 0.0                         # and a whole row of positions
+    fast = SparseWinogradConv2d.from_layer(layer, threads=2)
+    assert fast.format_counts()["zero"] == 9 + 6
+    fast.kernel_mode, fast.lanes = mode, lanes
+    x = torch.randn(2, 8, 13, 11)
+    assert_matches(run_poisoned(fast, x, backend), reference(layer, x))
+
+
+@needs_kernel
 @pytest.mark.parametrize("backend", COMPILED)
 @pytest.mark.parametrize("kernel,tile,points", [
     (3, 4, [0, 1, -1, 2, -2]),     # Lavin's F(4,3): a specialised pattern

@@ -50,6 +50,19 @@ static inline float slope_scalar(float d, float p) {
     return p * V::pow_abs_scalar(d, p - 1.0f) * s;
 }
 
+// Rows(a, b, a0, rows) for every b < B and every block of 4 rows a0 .. a0 + rows of A (the
+// last block may be shorter), the blocks shared by the threads.
+template <auto Rows, class Args>
+static void over_row_blocks(const Args& a) {
+    const int64_t blocks = (a.A + 3) / 4;
+    const int64_t total = a.B * blocks;
+#pragma omp parallel for schedule(static) num_threads(a.threads) if (a.threads > 1 && total > 1)
+    for (int64_t t = 0; t < total; ++t) {
+        const int64_t b = t / blocks, a0 = (t % blocks) * 4;
+        Rows(a, b, a0, a.A - a0 < 4 ? a.A - a0 : 4);
+    }
+}
+
 // ---------------------------------------------------------------------------- forward
 template <PowerKind K>
 static void forward_rows(const sw_adder_args& a, int64_t b, int64_t a0, int64_t rows) {
@@ -96,14 +109,7 @@ static void forward_rows(const sw_adder_args& a, int64_t b, int64_t a0, int64_t 
 
 template <PowerKind K>
 static void forward_all(const sw_adder_args& a) {
-    const int64_t blocks = (a.A + 3) / 4;
-    const int64_t total = a.B * blocks;
-#pragma omp parallel for schedule(static) num_threads(a.threads) if (a.threads > 1 && total > 1)
-    for (int64_t t = 0; t < total; ++t) {
-        const int64_t b = t / blocks, a0 = (t % blocks) * 4;
-        const int64_t rows = a.A - a0 < 4 ? a.A - a0 : 4;
-        forward_rows<K>(a, b, a0, rows);
-    }
+    over_row_blocks<&forward_rows<K>>(a);
 }
 
 static int32_t adder_forward(const sw_adder_args* args) {
@@ -175,14 +181,7 @@ static void backward_rows(const sw_adder_grad_args& a, int64_t b, int64_t a0, in
 
 template <PowerKind K, bool HardTanh>
 static void backward_all(const sw_adder_grad_args& a) {
-    const int64_t blocks = (a.A + 3) / 4;
-    const int64_t total = a.B * blocks;
-#pragma omp parallel for schedule(static) num_threads(a.threads) if (a.threads > 1 && total > 1)
-    for (int64_t t = 0; t < total; ++t) {
-        const int64_t b = t / blocks, a0 = (t % blocks) * 4;
-        const int64_t rows = a.A - a0 < 4 ? a.A - a0 : 4;
-        backward_rows<K, HardTanh>(a, b, a0, rows);
-    }
+    over_row_blocks<&backward_rows<K, HardTanh>>(a);
 }
 
 static int32_t adder_backward(const sw_adder_grad_args* args) {

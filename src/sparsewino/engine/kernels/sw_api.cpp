@@ -134,74 +134,117 @@ int64_t weight_bytes(const sw_matrices& w) {
 
 }  // namespace
 
-static int32_t sw_make_plan(const sw_conv2d_args* a, sw_plan* p) {
-    if (!a || !p) return SW_ERR_ARGS;
-    if (a->N < 1 || a->C < 1 || a->H < 1 || a->W < 1 || a->K < 1 || a->Ho < 1 || a->Wo < 1)
-        return SW_ERR_ARGS;
-    if (a->n < 2 || a->n > SW_MAX_N || a->m < 1 || a->m >= a->n) return SW_ERR_TILE;
-    if (a->pad_top < 0 || a->pad_left < 0 || a->threads < 1 || a->tile_block < 0)
-        return SW_ERR_ARGS;
-    if (a->pool != 0 && (a->pool != 2 || a->m % 2 != 0 || a->Ho < 2 || a->Wo < 2 || a->residual))
-        return SW_ERR_ARGS;
-    if (a->lanes != 0 && a->lanes != 8 && a->lanes != 16) return SW_ERR_ARGS;
-    if (!a->bt || !a->at || !matrices_ok(a->w, a->n * a->n, a->K, a->C)) return SW_ERR_ARGS;
-    // Any Ho/Wo is safe: image reads are masked to [0,H)x[0,W), writes stay in Ho x Wo.
-    p->P = a->n * a->n;
-    p->th = static_cast<int32_t>(ceil_div(a->Ho, a->m));
-    p->tw = static_cast<int32_t>(ceil_div(a->Wo, a->m));
-    p->T = static_cast<int64_t>(a->N) * p->th * p->tw;
-    p->threads = a->threads;
-    // Tiles per block: a power of two (8..64) so that sparse column indices become V rows by a
-    // shift; as many as keep the block's V (P x C x Tb floats) within kVBudget.
-    const int64_t cache_tb = clamp64(pow2_floor(kVBudget / (4 * int64_t{p->P} * a->C)), 8,
-                                     kMaxTileBlock);
+// Tiles per block a cache budget allows: a power of two (8..64, so that sparse column indices
+// become V rows by a shift), as many as keep `floats_per_tile` x Tb floats within `bytes`.
+static int64_t cache_tile_block(int64_t bytes, int64_t floats_per_tile) {
+    return clamp64(pow2_floor(bytes / (4 * floats_per_tile)), 8, kMaxTileBlock);
+}
+
+// The one thread-mode and tile-block rule of the planned operations (conv2d, conv3d, gemm),
+// filling Tb, shift, blocks, mode, chunks and lanes of the plan from its T and threads.
+// Mode: independent blocks (no barriers; robust when a core is busy) unless there are fewer
+// 8-tile groups than threads, or fewer than two per thread while the weights are large
+// (`always_large`, or more than kLargeWeights bytes): then the threads share one block and
+// each streams only part of the weights. Tiles per block: the caller's, else in block mode
+// the balanced size up to cache_tb, else (cooperative) all tiles up to cache_tb.
+template <class Args, class Plan>
+static int32_t plan_blocking(const Args& a, int64_t cache_tb, Plan* p, bool always_large = false) {
     const int64_t groups = ceil_div(p->T, 8);
-    int32_t mode = a->mode;
-    // Independent blocks (no barriers; robust when a core is busy) unless there are fewer
-    // 8-tile groups than threads, or fewer than two per thread while the weights are large:
-    // then the threads share one block and each streams only part of the weights.
+    int32_t mode = a.mode;
     if (mode == SW_MODE_AUTO) {
-        const bool share = groups < a->threads ||
-                           (groups < 2 * a->threads && weight_bytes(a->w) > kLargeWeights);
-        mode = a->threads > 1 && share ? SW_MODE_COOPERATIVE : SW_MODE_BLOCKS;
+        const bool large = always_large || weight_bytes(a.w) > kLargeWeights;
+        const bool share = groups < a.threads || (groups < 2 * a.threads && large);
+        mode = a.threads > 1 && share ? SW_MODE_COOPERATIVE : SW_MODE_BLOCKS;
     }
     if (mode != SW_MODE_BLOCKS && mode != SW_MODE_COOPERATIVE) return SW_ERR_ARGS;
     int64_t tb;
-    if (a->tile_block > 0) {
-        tb = a->tile_block;
-    } else if (mode == SW_MODE_BLOCKS) {
-        tb = balanced_block(p->T, a->threads, cache_tb);
-    } else {
+    if (a.tile_block > 0)
+        tb = a.tile_block;
+    else if (mode == SW_MODE_BLOCKS)
+        tb = balanced_block(p->T, a.threads, cache_tb);
+    else
         tb = p->T < cache_tb ? p->T : cache_tb;
-    }
     tb = clamp64(pow2_ceil(tb < 8 ? 8 : tb), 8, kMaxTileBlock);
     p->Tb = static_cast<int32_t>(tb);
     p->shift = log2_exact(tb);
     p->blocks = ceil_div(p->T, tb);
     p->mode = mode;
-    p->slots = mode == SW_MODE_BLOCKS ? a->threads : 1;
-    p->chunks = static_cast<int32_t>(ceil_div(a->K, SW_CHUNK_ROWS));
-    p->lanes = plan_lanes(a->lanes, runnable(a->isa, nullptr), tb);
-    p->v_pstride = odd_lines(static_cast<int64_t>(a->C) * tb);
-    // M rows of whole chunks (the last chunk's padding rows are written, never read).
-    p->m_pstride = odd_lines(static_cast<int64_t>(p->chunks) * SW_CHUNK_ROWS * tb);
+    p->chunks = static_cast<int32_t>(ceil_div(a.K, SW_CHUNK_ROWS));
+    p->lanes = plan_lanes(a.lanes, runnable(a.isa, nullptr), tb);
+    return SW_OK;
+}
+
+// The checks every Winograd convolution's arguments share (after its own size checks): the
+// tile n, m, the threads, tile block and lanes, the transforms and the n^dims packed matrices.
+template <class Args>
+static int32_t winograd_args_status(const Args& a, int dims) {
+    if (a.n < 2 || a.n > SW_MAX_N || a.m < 1 || a.m >= a.n) return SW_ERR_TILE;
+    if (a.threads < 1 || a.tile_block < 0) return SW_ERR_ARGS;
+    if (a.lanes != 0 && a.lanes != 8 && a.lanes != 16) return SW_ERR_ARGS;
+    int32_t positions = 1;
+    for (int d = 0; d < dims; ++d) positions *= a.n;
+    if (!a.bt || !a.at || !matrices_ok(a.w, positions, a.K, a.C)) return SW_ERR_ARGS;
+    return SW_OK;
+}
+
+// The blocking of a Winograd convolution (conv2d, conv3d) whose plan has P and T, and the
+// start of its slots: one slot per thread in block mode, one shared slot in cooperative mode,
+// each beginning with V (P x C x Tb) and M (P x whole chunks x Tb; the last chunk's padding
+// rows are written, never read), the floats between positions padded to an odd number of
+// cache lines. Tb keeps the block's V within v_budget bytes. *slot_end: the offset after M.
+template <class Args, class Plan>
+static int32_t plan_winograd(const Args& a, int64_t v_budget, Plan* p, int64_t* slot_end) {
+    p->threads = a.threads;
+    const int64_t cache_tb = cache_tile_block(v_budget, int64_t{p->P} * a.C);
+    const int32_t status = plan_blocking(a, cache_tb, p);
+    if (status != SW_OK) return status;
+    p->slots = p->mode == SW_MODE_BLOCKS ? a.threads : 1;
+    p->v_pstride = odd_lines(static_cast<int64_t>(a.C) * p->Tb);
+    p->m_pstride = odd_lines(static_cast<int64_t>(p->chunks) * SW_CHUNK_ROWS * p->Tb);
+    p->off_v = 0;
+    p->off_m = p->P * p->v_pstride;
+    *slot_end = p->off_m + p->P * p->m_pstride;
+    return SW_OK;
+}
+
+// The end of a Winograd convolution's layout: slots of slot_floats, then per thread an input
+// buffer of buffer_floats followed by its fp16 conversion scratch.
+template <class Args>
+static void plan_regions(const Args& a, int64_t slot_floats, int64_t buffer_floats,
+                         sw_winograd_plan* p) {
+    p->slot_floats = slot_floats;
+    p->off_scratch = buffer_floats;
+    p->thread_floats = buffer_floats + sw_scratch_floats(a.w);
+    p->total_floats = p->slots * slot_floats + p->threads * p->thread_floats;
+}
+
+static int32_t sw_make_plan(const sw_conv2d_args* a, sw_plan* p) {
+    if (!a || !p) return SW_ERR_ARGS;
+    if (a->N < 1 || a->C < 1 || a->H < 1 || a->W < 1 || a->K < 1 || a->Ho < 1 || a->Wo < 1)
+        return SW_ERR_ARGS;
+    const int32_t checked = winograd_args_status(*a, 2);
+    if (checked != SW_OK) return checked;
+    if (a->pad_top < 0 || a->pad_left < 0) return SW_ERR_ARGS;
+    if (a->pool != 0 && (a->pool != 2 || a->m % 2 != 0 || a->Ho < 2 || a->Wo < 2 || a->residual))
+        return SW_ERR_ARGS;
+    // Any Ho/Wo is safe: image reads are masked to [0,H)x[0,W), writes stay in Ho x Wo.
+    p->P = a->n * a->n;
+    p->th = static_cast<int32_t>(ceil_div(a->Ho, a->m));
+    p->tw = static_cast<int32_t>(ceil_div(a->Wo, a->m));
+    p->T = static_cast<int64_t>(a->N) * p->th * p->tw;
     int64_t off = 0;
-    p->off_v = off;
-    off += p->P * p->v_pstride;
-    p->off_m = off;
-    off += p->P * p->m_pstride;
+    const int32_t status = plan_winograd(*a, kVBudget, p, &off);
+    if (status != SW_OK) return status;
+    const int64_t tb = p->Tb;
     p->off_band_base = off;
     off += align16(tb * 2);                                   // int64 per band
     p->off_ints = off;
     off += align16(tb * 9);                                   // 9 int32 arrays of Tb
     p->off_out_off = off;
     off += align16(tb * 2);
-    p->slot_floats = off;
     // Band buffers: n rows per band; a band of k tiles needs (k-1)*m + 8 columns rounded up
     // to 8, so all bands together need at most n * Tb * (m + 15) floats.
-    p->off_scratch = align16(static_cast<int64_t>(a->n) * tb * (a->m + 15));
-    p->thread_floats = p->off_scratch + sw_scratch_floats(a->w);
-    p->total_floats = p->slots * p->slot_floats + p->threads * p->thread_floats;
+    plan_regions(*a, off, align16(static_cast<int64_t>(a->n) * tb * (a->m + 15)), p);
     return SW_OK;
 }
 
@@ -213,27 +256,12 @@ static int32_t sw_make_gemm_plan(const sw_gemm_args* a, sw_gemm_plan* p) {
     if (!matrices_ok(a->w, 1, a->K, a->C)) return SW_ERR_ARGS;
     p->T = static_cast<int64_t>(a->N) * a->S;
     p->threads = a->threads;
-    const int64_t cache_tb = clamp64(pow2_floor(kGemmVBudget / (4 * int64_t{a->C})), 8,
-                                     kMaxTileBlock);
-    int64_t tb;
-    int32_t mode = a->mode;
-    if (mode == SW_MODE_AUTO)
-        mode = a->threads > 1 && ceil_div(p->T, 8) < 2 * a->threads ? SW_MODE_COOPERATIVE
-                                                                     : SW_MODE_BLOCKS;
-    if (mode != SW_MODE_BLOCKS && mode != SW_MODE_COOPERATIVE) return SW_ERR_ARGS;
-    if (a->tile_block > 0)
-        tb = a->tile_block;
-    else if (mode == SW_MODE_BLOCKS)
-        tb = balanced_block(p->T, a->threads, cache_tb);
-    else
-        tb = p->T < cache_tb ? p->T : cache_tb;
-    tb = clamp64(pow2_ceil(tb < 8 ? 8 : tb), 8, kMaxTileBlock);
-    p->Tb = static_cast<int32_t>(tb);
-    p->shift = log2_exact(tb);
-    p->blocks = ceil_div(p->T, tb);
-    p->mode = mode;
-    p->chunks = static_cast<int32_t>(ceil_div(a->K, SW_CHUNK_ROWS));
-    p->lanes = plan_lanes(a->lanes, runnable(a->isa, nullptr), tb);
+    // A block of x columns (C x Tb floats) within kGemmVBudget. A gemm streams its whole
+    // weight matrix per block, so it counts as large weights in the thread-mode rule.
+    const int64_t cache_tb = cache_tile_block(kGemmVBudget, a->C);
+    const int32_t status = plan_blocking(*a, cache_tb, p, /*always_large=*/true);
+    if (status != SW_OK) return status;
+    const int64_t tb = p->Tb;
     p->off_v = 0;
     p->off_m = align16(static_cast<int64_t>(a->C) * tb);
     p->off_scratch = p->off_m + align16(static_cast<int64_t>(SW_CHUNK_ROWS) * tb);
@@ -254,57 +282,22 @@ static int32_t sw_make_plan3d(const sw_conv3d_args* a, sw_plan3d* p) {
     if (a->N < 1 || a->C < 1 || a->D < 1 || a->H < 1 || a->W < 1 || a->K < 1 || a->Do < 1 ||
         a->Ho < 1 || a->Wo < 1)
         return SW_ERR_ARGS;
-    if (a->n < 2 || a->n > SW_MAX_N || a->m < 1 || a->m >= a->n) return SW_ERR_TILE;
-    if (a->pad_front < 0 || a->pad_top < 0 || a->pad_left < 0 || a->threads < 1 ||
-        a->tile_block < 0)
-        return SW_ERR_ARGS;
-    if (a->lanes != 0 && a->lanes != 8 && a->lanes != 16) return SW_ERR_ARGS;
-    if (!a->bt || !a->at || !matrices_ok(a->w, a->n * a->n * a->n, a->K, a->C)) return SW_ERR_ARGS;
+    const int32_t checked = winograd_args_status(*a, 3);
+    if (checked != SW_OK) return checked;
+    if (a->pad_front < 0 || a->pad_top < 0 || a->pad_left < 0) return SW_ERR_ARGS;
     // Any Do/Ho/Wo is safe: reads are masked to the volume, writes stay in Do x Ho x Wo.
     p->P = a->n * a->n * a->n;
     p->td = static_cast<int32_t>(ceil_div(a->Do, a->m));
     p->th = static_cast<int32_t>(ceil_div(a->Ho, a->m));
     p->tw = static_cast<int32_t>(ceil_div(a->Wo, a->m));
     p->T = static_cast<int64_t>(a->N) * p->td * p->th * p->tw;
-    p->threads = a->threads;
-    const int64_t cache_tb = clamp64(pow2_floor(kV3Budget / (4 * int64_t{p->P} * a->C)), 8,
-                                     kMaxTileBlock);
-    const int64_t groups = ceil_div(p->T, 8);
-    int32_t mode = a->mode;
-    if (mode == SW_MODE_AUTO) {              // the rule of conv2d (sw_make_plan)
-        const bool share = groups < a->threads ||
-                           (groups < 2 * a->threads && weight_bytes(a->w) > kLargeWeights);
-        mode = a->threads > 1 && share ? SW_MODE_COOPERATIVE : SW_MODE_BLOCKS;
-    }
-    if (mode != SW_MODE_BLOCKS && mode != SW_MODE_COOPERATIVE) return SW_ERR_ARGS;
-    int64_t tb;
-    if (a->tile_block > 0)
-        tb = a->tile_block;
-    else if (mode == SW_MODE_BLOCKS)
-        tb = balanced_block(p->T, a->threads, cache_tb);
-    else
-        tb = p->T < cache_tb ? p->T : cache_tb;
-    tb = clamp64(pow2_ceil(tb < 8 ? 8 : tb), 8, kMaxTileBlock);
-    p->Tb = static_cast<int32_t>(tb);
-    p->shift = log2_exact(tb);
-    p->blocks = ceil_div(p->T, tb);
-    p->mode = mode;
-    p->slots = mode == SW_MODE_BLOCKS ? a->threads : 1;
-    p->chunks = static_cast<int32_t>(ceil_div(a->K, SW_CHUNK_ROWS));
-    p->lanes = plan_lanes(a->lanes, runnable(a->isa, nullptr), tb);
-    p->v_pstride = odd_lines(static_cast<int64_t>(a->C) * tb);
-    p->m_pstride = odd_lines(static_cast<int64_t>(p->chunks) * SW_CHUNK_ROWS * tb);
     int64_t off = 0;
-    p->off_v = off;
-    off += p->P * p->v_pstride;
-    p->off_m = off;
-    off += p->P * p->m_pstride;
+    const int32_t status = plan_winograd(*a, kV3Budget, p, &off);
+    if (status != SW_OK) return status;
+    const int64_t tb = p->Tb;
     p->off_tiles = off;
     off += align16(tb * 4 + tb * 7);                         // 2 int64 and 7 int32 per tile
-    p->slot_floats = off;
-    p->off_threads = p->slots * p->slot_floats;
-    p->thread_floats = sw_scratch_floats(a->w);
-    p->total_floats = p->off_threads + a->threads * p->thread_floats;
+    plan_regions(*a, off, 0, p);                             // no input buffer
     return SW_OK;
 }
 

@@ -1,7 +1,7 @@
-// Fused sparse Winograd 2-D convolution, written once against a SIMD policy `Simd`.
+// Fused sparse Winograd 2-D convolution: the 2-D geometry (Geometry2d) of the generic
+// convolution of sw_winograd_impl.h, written once against a SIMD policy `Simd`.
 //
-// Included by sw_conv2d_avx2.cpp (AVX2+FMA intrinsics) and sw_conv2d_portable.cpp (plain C++),
-// each inside its own namespace, so the two builds never share a symbol.
+// Included by each sw_isa_*.cpp inside its own namespace, so the builds never share a symbol.
 //
 // Data layout of one block of Tb tiles (the transforms' vectors always hold 8 tiles):
 //   V[p][c][Tb]  transformed input   (p = Winograd position, c = input channel)
@@ -12,42 +12,36 @@
 //     rows outside the image are zero padding), then per 8 tiles: each tile's n-column window,
 //     8x8 transpose, B^T along W, optional ReLU;
 //   element-wise stage, per position (V[p] stays in L1/L2 while all its output channels are
-//     computed): sparse slices x V, dense 6-row panels x V, or zeros (sw_product_impl.h);
+//     computed): sparse slices x V or dense 6-row panels x V (sw_product_impl.h); all-zero
+//     positions are skipped and read as zeros by the output transform;
 //   output transform, per 8 tiles and output channel: A^T along H then W, bias, residual,
 //     optional ReLU and 2x2 max-pool, transpose back, store the m x m (or pooled) tile
 //     clipped at the border.
 // Every output element belongs to exactly one tile and every tile to exactly one block, so
 // the output is fully written.
 //
-// SW_SPECIALISE_PATTERNS (0/1) says whether to compile the pattern-specialised transforms.
 // ReLU and max-pool propagate NaN like PyTorch (max0 / maxnan).
 // Requires before inclusion: <cstdint>, "sw_plan.h" (OpenMP or its stub),
-// "sw_product_impl.h", and in the enclosing namespace a struct Simd with: vec, mask, zero,
+// "sw_product_impl.h", "sw_winograd_impl.h", and in the enclosing namespace a struct Simd with: vec, mask, zero,
 // set1, load, store, fmadd, add, sub, maxnan, max0, make_mask(bits), maskload(ptr, mask),
 // transpose8(vec[8]), transpose4x8(vec[4], vec[4]), store_first(ptr, vec, count),
 // store_half(ptr, vec, half, count), load_first(ptr, count).
 
 namespace {
 
-inline int imin(int a, int b) { return a < b ? a : b; }
-inline int imax(int a, int b) { return a > b ? a : b; }
-inline int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
-
-using vec = Simd::vec;
-using mask = Simd::mask;
-
 // Per-call constants.
-struct Ctx {
+struct Ctx2 {
     const sw_conv2d_args* a;
     const sw_plan* p;
     int64_t plane_in, plane_out;   // H*W and the output plane (Ho*Wo, or pooled)
     int32_t out_h, out_w, out_m;   // output plane and per-tile output size (pooled if pool)
+    bool any_zero;                 // some position is all zero (skipped, read as zeros)
 };
 
 // Description of the tiles of the block a slot is working on. The input transform works on
 // "bands": the n image rows under one row of tiles (one image, one tile row), restricted to
 // the block's tiles in that row.
-struct Block {
+struct Block2 {
     int64_t first;                 // global index of the first tile
     int count;                     // tiles in this block (<= Tb)
     int groups;                    // ceil(count / 8)
@@ -67,9 +61,9 @@ struct Block {
     float* M;
 };
 
-Block slot_block(const Ctx& cx, float* slot) {
+Block2 slot_block2(const Ctx2& cx, float* slot) {
     const sw_plan& p = *cx.p;
-    Block b;
+    Block2 b;
     b.first = 0;
     b.count = b.groups = b.bands = 0;
     b.V = slot + p.off_v;
@@ -89,14 +83,7 @@ Block slot_block(const Ctx& cx, float* slot) {
     return b;
 }
 
-// A thread's own region: its band buffer for the input transform (returned) and, after
-// off_scratch floats, its fp16 conversion scratch.
-float* thread_band(const Ctx& cx, int thread) {
-    const sw_plan& p = *cx.p;
-    return cx.a->workspace + p.slots * p.slot_floats + thread * p.thread_floats;
-}
-
-void setup_block(const Ctx& cx, int64_t block, Block& b) {
+void setup_block2(const Ctx2& cx, int64_t block, Block2& b) {
     const sw_conv2d_args& a = *cx.a;
     const int N = a.n;
     const sw_plan& p = *cx.p;
@@ -154,60 +141,15 @@ void setup_block(const Ctx& cx, int64_t block, Block& b) {
     }
 }
 
-// Transform coefficients broadcast once per thread: bt[i*n + j], at[i*n + j] (row-major).
-struct Coeffs {
-    vec bt[SW_MAX_N * SW_MAX_N];
-    vec at[SW_MAX_N * SW_MAX_N];
-    explicit Coeffs(const sw_conv2d_args& a) {
-        const int nn = a.n * a.n;
-        for (int i = 0; i < SW_MAX_N * SW_MAX_N; ++i) {
-            bt[i] = Simd::set1(i < nn ? a.bt[i] : 0.0f);
-            at[i] = Simd::set1(i < a.m * a.n ? a.at[i] : 0.0f);
-        }
-    }
-};
-
-// out[r] = sum_j A[r][j] in[j] for an R x N matrix A given by its values `coef` (row-major,
-// row stride N) and its pattern (bit r*N + j): zero terms are skipped and ±1 terms become
-// additions. With the pattern "all non-zero" this is the general matrix-vector product.
-template <int R, int N, uint64_t NZ, uint64_t ONE, uint64_t NEG>
-inline void apply_matrix(const vec* coef, const vec* in, vec* out) {
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-        vec acc = Simd::zero();
-#pragma GCC unroll 8
-        for (int j = 0; j < N; ++j) {
-            const int bit = r * N + j;
-            if (!((NZ >> bit) & 1)) continue;
-            if ((ONE >> bit) & 1)
-                acc = (NEG >> bit) & 1 ? Simd::sub(acc, in[j]) : Simd::add(acc, in[j]);
-            else
-                acc = Simd::fmadd(coef[bit], in[j], acc);
-        }
-        out[r] = acc;
-    }
-}
-
-constexpr uint64_t full_pattern(int rows, int cols) {
-    return rows * cols >= 64 ? ~0ull : (1ull << (rows * cols)) - 1;
-}
-
-// Lanes j of the 8 columns from image column x that lie inside [0, width).
-inline int column_bits(int x, int width) {
-    int bits = 0;
-    for (int j = 0; j < 8; ++j)
-        if (x + j >= 0 && x + j < width) bits |= 1 << j;
-    return bits;
-}
-
-// Input transform of channel c for every tile of the block: V[p][c][0 .. groups*8].
+// Input transform of channel c = item for every tile of the block: V[p][c][0 .. groups*8].
 // 1. B^T along H on each band, 8 image columns at a time (contiguous loads, no transposes,
 //    the columns shared by neighbouring tiles done once): band[a][x].
 // 2. Per group of 8 tiles: each tile's n-column window of band row a, one 8x8 transpose,
 //    B^T along W, optional ReLU, store to V.
 template <int N, uint64_t NZ, uint64_t ONE, uint64_t NEG>
-void input_channel(const Ctx& cx, const Block& b, const Coeffs& k, float* buf, int c) {
+void input_channel(const Ctx2& cx, const Block2& b, const Coeffs& k, float* buf, int64_t item) {
     const sw_conv2d_args& a = *cx.a;
+    const int c = static_cast<int>(item);
     const int64_t w = a.W;
     for (int bi = 0; bi < b.bands; ++bi) {
         const float* xc = a.x + b.band_base[bi] + static_cast<int64_t>(c) * cx.plane_in;
@@ -298,18 +240,23 @@ inline void store_rows(vec* r, float* const* dst, const int* rows, const int* co
 // MM: the output tile m when known at compile time (with A^T's pattern), 0 to read m from
 // the arguments and treat A^T as dense.
 template <int N, int MM, uint64_t NZ, uint64_t ONE, uint64_t NEG>
-void output_group(const Ctx& cx, const Block& b, const Coeffs& k, int grp, int kk) {
+void output_group(const Ctx2& cx, const Block2& b, const Coeffs& k, int grp, int kk) {
     const sw_conv2d_args& a = *cx.a;
     constexpr int R = MM ? MM : N - 1;               // rows computed (m <= n - 1)
     const int m = MM ? MM : imin(a.m, N - 1);
     const int64_t pstride = cx.p->m_pstride;
     const float* in = b.M + static_cast<int64_t>(kk) * cx.p->Tb + grp * 8;
+    const bool any_zero = cx.any_zero;
     vec z[N][R];                                     // A^T applied along H: [b][i]
 #pragma GCC unroll 8
     for (int bb = 0; bb < N; ++bb) {
         vec col[N];
 #pragma GCC unroll 8
-        for (int aa = 0; aa < N; ++aa) col[aa] = Simd::load(in + (aa * N + bb) * pstride);
+        for (int aa = 0; aa < N; ++aa) {
+            const int pos = aa * N + bb;
+            col[aa] = any_zero && position_is_zero(a.w, pos) ? Simd::zero()
+                                                             : Simd::load(in + pos * pstride);
+        }
         apply_matrix<R, N, NZ, ONE, NEG>(k.at, col, z[bb]);
     }
     const vec bias = Simd::set1(a.bias ? a.bias[kk] : 0.0f);
@@ -412,131 +359,28 @@ void output_group(const Ctx& cx, const Block& b, const Coeffs& k, int grp, int k
     }
 }
 
-// The transforms for one (n, m), instantiated with the tile sizes as constants.
-using InputFn = void (*)(const Ctx&, const Block&, const Coeffs&, float*, int);
-using OutputFn = void (*)(const Ctx&, const Block&, const Coeffs&, int, int);
-struct Transforms {
-    InputFn input;
-    OutputFn output;
+// The 2-D geometry of the generic convolution (sw_winograd_impl.h).
+struct Geometry2d {
+    using Args = sw_conv2d_args;
+    using Ctx = Ctx2;
+    using Block = Block2;
+    static constexpr bool specialises(int) { return true; }
+    static Block slot_block(const Ctx& cx, float* slot) { return slot_block2(cx, slot); }
+    static void setup_block(const Ctx& cx, int64_t block, Block& b) {
+        setup_block2(cx, block, b);
+    }
+    // One input item is one channel of every tile of the block (through the band buffer).
+    static int64_t input_items(const Ctx& cx, const Block&) { return cx.a->C; }
+    template <int N, uint64_t NZ, uint64_t ONE, uint64_t NEG>
+    static constexpr auto input = &input_channel<N, NZ, ONE, NEG>;
+    template <int N, int MM, uint64_t NZ, uint64_t ONE, uint64_t NEG>
+    static constexpr auto output = &output_group<N, MM, NZ, ONE, NEG>;
 };
-
-#include "sw_patterns.h"
-
-// Bit masks of the zero, ±1 and -1 entries of a rows x n row-major matrix.
-void pattern_of(const float* mat, int rows, int n, uint64_t* nz, uint64_t* one, uint64_t* neg) {
-    *nz = *one = *neg = 0;
-    for (int i = 0; i < rows * n; ++i) {
-        const uint64_t bit = 1ull << i;
-        if (mat[i] != 0.0f) *nz |= bit;
-        if (mat[i] == 1.0f || mat[i] == -1.0f) *one |= bit;
-        if (mat[i] == -1.0f) *neg |= bit;
-    }
-}
-
-template <int N>
-Transforms general_transforms() {
-    constexpr uint64_t full_bt = full_pattern(N, N);
-    constexpr uint64_t full_at = full_pattern(N - 1, N);
-    return {&input_channel<N, full_bt, 0, 0>, &output_group<N, 0, full_at, 0, 0>};
-}
-
-// The specialised transforms when B^T and A^T match a pattern of sw_patterns.h exactly,
-// else the general ones (any matrix, m read at run time).
-Transforms choose_transforms(const sw_conv2d_args& a) {
-    uint64_t bnz, bone, bneg, anz, aone, aneg;
-    pattern_of(a.bt, a.n, a.n, &bnz, &bone, &bneg);
-    pattern_of(a.at, a.m, a.n, &anz, &aone, &aneg);
-#define SW_MATCH(n_, m_, b1, b2, b3, a1, a2, a3)                                         \
-    if (a.n == n_ && a.m == m_ && bnz == b1 && bone == b2 && bneg == b3 && anz == a1 &&   \
-        aone == a2 && aneg == a3)                                                         \
-        return {&input_channel<n_, b1, b2, b3>, &output_group<n_, m_, a1, a2, a3>};
-#if SW_SPECIALISE_PATTERNS
-    SW_PATTERN_LIST(SW_MATCH)
-#endif
-#undef SW_MATCH
-    switch (a.n) {
-        case 2: return general_transforms<2>();
-        case 3: return general_transforms<3>();
-        case 4: return general_transforms<4>();
-        case 5: return general_transforms<5>();
-        case 6: return general_transforms<6>();
-        case 7: return general_transforms<7>();
-        default: return general_transforms<8>();
-    }
-}
-
-// Element-wise stage of position pos for the output channels of chunks [j0, j1).
-inline void position_chunks(const Ctx& cx, const Block& b, int pos, int j0, int j1,
-                            float* scratch) {
-    const sw_plan& p = *cx.p;
-    const float* V = b.V + pos * p.v_pstride;
-    float* M = b.M + pos * p.m_pstride;
-    for (int j = j0; j < j1; ++j)
-        chunk_rows_lanes(p.lanes, cx.a->w, pos, j, V, p.shift, b.groups,
-                         M + static_cast<int64_t>(j) * SW_CHUNK_ROWS * p.Tb, scratch);
-}
-
-// Block mode: each thread runs whole blocks in its own workspace slot.
-void run_blocks(const Ctx& cx, Transforms tf) {
-    const sw_conv2d_args& a = *cx.a;
-    const sw_plan& p = *cx.p;
-#pragma omp parallel num_threads(p.threads)
-    {
-        const int thread = omp_get_thread_num();
-        Block b = slot_block(cx, a.workspace + thread * p.slot_floats);
-        float* band = thread_band(cx, thread);
-        const Coeffs k(a);
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t blk = 0; blk < p.blocks; ++blk) {
-            setup_block(cx, blk, b);
-            for (int c = 0; c < a.C; ++c) tf.input(cx, b, k, band, c);
-            for (int pos = 0; pos < p.P; ++pos)
-                position_chunks(cx, b, pos, 0, p.chunks, band + p.off_scratch);
-            for (int kk = 0; kk < a.K; ++kk)
-                for (int grp = 0; grp < b.groups; ++grp) tf.output(cx, b, k, grp, kk);
-        }
-    }
-}
-
-// Cooperative mode: all threads share each block (few tiles, many channels): the input
-// transform is split over input channels, the element-wise stage over (position, chunk)
-// items, the output transform over (output channel, 8 tiles).
-void run_cooperative(const Ctx& cx, Transforms tf) {
-    const sw_conv2d_args& a = *cx.a;
-    const sw_plan& p = *cx.p;
-    Block shared = slot_block(cx, a.workspace);
-#pragma omp parallel num_threads(p.threads)
-    {
-        float* band = thread_band(cx, omp_get_thread_num());
-        const Coeffs k(a);
-        for (int64_t blk = 0; blk < p.blocks; ++blk) {
-#pragma omp single
-            setup_block(cx, blk, shared);
-            const Block b = shared;
-            // Dynamic schedules everywhere: if one thread is descheduled (a busy machine),
-            // the others take over its work instead of waiting at the barrier.
-#pragma omp for schedule(dynamic, 4)
-            for (int c = 0; c < a.C; ++c) tf.input(cx, b, k, band, c);
-            const int64_t items = static_cast<int64_t>(p.P) * p.chunks;
-#pragma omp for schedule(dynamic, 1)
-            for (int64_t item = 0; item < items; ++item) {
-                const int pos = static_cast<int>(item / p.chunks);
-                const int j = static_cast<int>(item % p.chunks);
-                position_chunks(cx, b, pos, j, j + 1, band + p.off_scratch);
-            }
-            const int64_t out_items = static_cast<int64_t>(a.K) * b.groups;
-#pragma omp for schedule(dynamic, 8)
-            for (int64_t item = 0; item < out_items; ++item)
-                tf.output(cx, b, k, static_cast<int>(item % b.groups),
-                          static_cast<int>(item / b.groups));
-        }
-    }
-}
 
 }  // namespace
 
 int32_t conv2d_forward(const sw_conv2d_args* args, const sw_plan* plan) {
-    Ctx cx;
+    Ctx2 cx;
     cx.a = args;
     cx.p = plan;
     cx.plane_in = static_cast<int64_t>(args->H) * args->W;
@@ -545,11 +389,7 @@ int32_t conv2d_forward(const sw_conv2d_args* args, const sw_plan* plan) {
     cx.out_w = args->Wo / pool;
     cx.out_m = args->m / pool;
     cx.plane_out = static_cast<int64_t>(cx.out_h) * cx.out_w;
-    if (args->n < 2 || args->n > SW_MAX_N) return SW_ERR_TILE;
-    const Transforms tf = choose_transforms(*args);
-    if (plan->mode == SW_MODE_COOPERATIVE)
-        run_cooperative(cx, tf);
-    else
-        run_blocks(cx, tf);
-    return SW_OK;
+    cx.any_zero = false;
+    for (int pos = 0; pos < plan->P; ++pos) cx.any_zero |= position_is_zero(args->w, pos);
+    return run_winograd<Geometry2d>(cx);
 }

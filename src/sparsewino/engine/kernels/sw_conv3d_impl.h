@@ -1,9 +1,10 @@
-// Fused sparse Winograd 3-D convolution F(m, r)^3, written once against a SIMD policy `Simd`.
+// Fused sparse Winograd 3-D convolution F(m, r)^3: the 3-D geometry (Geometry3d) of the generic
+// convolution of sw_winograd_impl.h, written once against a SIMD policy `Simd`.
 //
-// Included by the sw_isa_*.cpp builds after sw_product_impl.h and sw_conv2d_impl.h, inside the
-// build's namespace: it reuses their element-wise stage (chunk_rows_lanes over the packed
-// matrices, one per Winograd position) and their transform helpers (apply_matrix with the
-// zero/±1 patterns of sw_patterns.h, pattern_of, column_bits).
+// Included by the sw_isa_*.cpp builds after sw_product_impl.h and sw_winograd_impl.h, inside
+// the build's namespace: the blocking, cooperation, transform choice and element-wise stage
+// are the generic ones; this file holds the tiles of a block and the 3-D transforms (built
+// from apply_matrix with the zero/±1 patterns of sw_patterns.h).
 //
 // Data layout of one block of Tb tiles (vectors hold 8 tiles):
 //   V[p][c][Tb]  transformed input   (p = (i*n + j)*n + l: position along D, H, W)
@@ -19,7 +20,7 @@
 //   output transform, per 8 tiles and output channel: A^T along D, H, W, bias, residual,
 //     optional ReLU, transpose back, store the m x m x m tile clipped at the border.
 // Every output element belongs to exactly one tile and every tile to exactly one block.
-// Requires before inclusion: "sw_plan.h", "sw_product_impl.h", "sw_conv2d_impl.h", struct Simd.
+// Requires before inclusion: "sw_plan.h", "sw_product_impl.h", "sw_winograd_impl.h", struct Simd.
 
 namespace {
 
@@ -106,22 +107,11 @@ void setup_block3(const Ctx3& cx, int64_t block, Block3& b) {
     }
 }
 
-// Transform coefficients broadcast once per thread: bt[i*n + j], at[i*n + j] (row-major).
-struct Coeffs3 {
-    vec bt[SW_MAX_N * SW_MAX_N];
-    vec at[SW_MAX_N * SW_MAX_N];
-    explicit Coeffs3(const sw_conv3d_args& a) {
-        for (int i = 0; i < SW_MAX_N * SW_MAX_N; ++i) {
-            bt[i] = Simd::set1(i < a.n * a.n ? a.bt[i] : 0.0f);
-            at[i] = Simd::set1(i < a.m * a.n ? a.at[i] : 0.0f);
-        }
-    }
-};
-
-// Input transform of channel c for the 8 tiles of group grp: V[p][c][grp*8 .. +8].
+// Input transform of one channel of 8 tiles (item = c * groups + grp): V[p][c][grp*8 .. +8].
 template <int N, uint64_t NZ, uint64_t ONE, uint64_t NEG>
-void input_group3(const Ctx3& cx, const Block3& b, const Coeffs3& k, int grp, int c) {
+void input_group3(const Ctx3& cx, const Block3& b, const Coeffs& k, float*, int64_t item) {
     const sw_conv3d_args& a = *cx.a;
+    const int grp = static_cast<int>(item % b.groups), c = static_cast<int>(item / b.groups);
     const int64_t area = static_cast<int64_t>(a.H) * a.W;
     const float* base[8];
     int z0[8], y0[8], x0[8];
@@ -184,13 +174,12 @@ void input_group3(const Ctx3& cx, const Block3& b, const Coeffs3& k, int grp, in
 // MM: the output tile m when known at compile time (with A^T's pattern), 0 to read m from
 // the arguments and treat A^T as dense.
 template <int N, int MM, uint64_t NZ, uint64_t ONE, uint64_t NEG>
-void output_group3(const Ctx3& cx, const Block3& b, const Coeffs3& k, int grp, int kk) {
+void output_group3(const Ctx3& cx, const Block3& b, const Coeffs& k, int grp, int kk) {
     const sw_conv3d_args& a = *cx.a;
     constexpr int R = MM ? MM : N - 1;               // rows computed (m <= n - 1)
     const int m = MM ? MM : imin(a.m, N - 1);
     const int64_t pstride = cx.p->m_pstride;
     const float* in = b.M + static_cast<int64_t>(kk) * cx.p->Tb + grp * 8;
-    const int8_t* formats = a.w.formats;
     vec z[R][N][N];                                  // A^T along D: z[i][h][w]
     for (int h = 0; h < N; ++h)
         for (int w = 0; w < N; ++w) {
@@ -198,7 +187,7 @@ void output_group3(const Ctx3& cx, const Block3& b, const Coeffs3& k, int grp, i
 #pragma GCC unroll 8
             for (int d = 0; d < N; ++d) {
                 const int pos = (d * N + h) * N + w;
-                col[d] = formats[pos] == SW_ZERO ? Simd::zero() : Simd::load(in + pos * pstride);
+                col[d] = position_is_zero(a.w, pos) ? Simd::zero() : Simd::load(in + pos * pstride);
             }
             apply_matrix<R, N, NZ, ONE, NEG>(k.at, col, out);
 #pragma GCC unroll 8
@@ -258,128 +247,27 @@ void output_group3(const Ctx3& cx, const Block3& b, const Coeffs3& k, int grp, i
     }
 }
 
-using InputFn3 = void (*)(const Ctx3&, const Block3&, const Coeffs3&, int, int);
-using OutputFn3 = void (*)(const Ctx3&, const Block3&, const Coeffs3&, int, int);
-struct Transforms3 {
-    InputFn3 input;
-    OutputFn3 output;
+// The 3-D geometry of the generic convolution (sw_winograd_impl.h).
+struct Geometry3d {
+    using Args = sw_conv3d_args;
+    using Ctx = Ctx3;
+    using Block = Block3;
+    // The pattern-specialised transforms only for the tiles 3-D layers use in practice
+    // (F(2,3)^3 and F(4,3)^3: n = 4 and 6), to bound the build time.
+    static constexpr bool specialises(int n) { return n == 4 || n == 6; }
+    static Block slot_block(const Ctx& cx, float* slot) { return slot_block3(cx, slot); }
+    static void setup_block(const Ctx& cx, int64_t block, Block& b) {
+        setup_block3(cx, block, b);
+    }
+    // One input item is one channel of 8 tiles.
+    static int64_t input_items(const Ctx& cx, const Block& b) {
+        return static_cast<int64_t>(cx.a->C) * b.groups;
+    }
+    template <int N, uint64_t NZ, uint64_t ONE, uint64_t NEG>
+    static constexpr auto input = &input_group3<N, NZ, ONE, NEG>;
+    template <int N, int MM, uint64_t NZ, uint64_t ONE, uint64_t NEG>
+    static constexpr auto output = &output_group3<N, MM, NZ, ONE, NEG>;
 };
-
-template <int N>
-Transforms3 general_transforms3() {
-    constexpr uint64_t full_bt = full_pattern(N, N);
-    constexpr uint64_t full_at = full_pattern(N - 1, N);
-    return {&input_group3<N, full_bt, 0, 0>, &output_group3<N, 0, full_at, 0, 0>};
-}
-
-// The pattern-specialised transforms of one sw_patterns.h entry, compiled only for the tiles
-// 3-D layers use in practice (F(2,3)^3 and F(4,3)^3: n = 4 and 6), to bound the build time.
-template <int N, int MM, uint64_t B1, uint64_t B2, uint64_t B3, uint64_t A1, uint64_t A2,
-          uint64_t A3>
-bool match_pattern3(const sw_conv3d_args& a, const uint64_t* bt, const uint64_t* at,
-                    Transforms3* out) {
-    if constexpr (N == 4 || N == 6) {
-        if (a.n == N && a.m == MM && bt[0] == B1 && bt[1] == B2 && bt[2] == B3 && at[0] == A1 &&
-            at[1] == A2 && at[2] == A3) {
-            *out = {&input_group3<N, B1, B2, B3>, &output_group3<N, MM, A1, A2, A3>};
-            return true;
-        }
-    }
-    return false;
-}
-
-Transforms3 choose_transforms3(const sw_conv3d_args& a) {
-    uint64_t bt[3], at[3];
-    pattern_of(a.bt, a.n, a.n, &bt[0], &bt[1], &bt[2]);
-    pattern_of(a.at, a.m, a.n, &at[0], &at[1], &at[2]);
-    [[maybe_unused]] Transforms3 found;
-#define SW_MATCH3(n_, m_, b1, b2, b3, a1, a2, a3) \
-    if (match_pattern3<n_, m_, b1, b2, b3, a1, a2, a3>(a, bt, at, &found)) return found;
-#if SW_SPECIALISE_PATTERNS
-    SW_PATTERN_LIST(SW_MATCH3)
-#endif
-#undef SW_MATCH3
-    switch (a.n) {
-        case 2: return general_transforms3<2>();
-        case 3: return general_transforms3<3>();
-        case 4: return general_transforms3<4>();
-        case 5: return general_transforms3<5>();
-        case 6: return general_transforms3<6>();
-        case 7: return general_transforms3<7>();
-        default: return general_transforms3<8>();
-    }
-}
-
-// Element-wise stage of position pos for the output channels of chunks [j0, j1); all-zero
-// positions are skipped (the output transform reads zeros for them).
-inline void position_chunks3(const Ctx3& cx, const Block3& b, int pos, int j0, int j1,
-                             float* scratch) {
-    const sw_plan3d& p = *cx.p;
-    if (cx.a->w.formats[pos] == SW_ZERO) return;
-    const float* V = b.V + pos * p.v_pstride;
-    float* M = b.M + pos * p.m_pstride;
-    for (int j = j0; j < j1; ++j)
-        chunk_rows_lanes(p.lanes, cx.a->w, pos, j, V, p.shift, b.groups,
-                         M + static_cast<int64_t>(j) * SW_CHUNK_ROWS * p.Tb, scratch);
-}
-
-// Block mode: each thread runs whole blocks in its own workspace slot.
-void run_blocks3(const Ctx3& cx, Transforms3 tf) {
-    const sw_conv3d_args& a = *cx.a;
-    const sw_plan3d& p = *cx.p;
-#pragma omp parallel num_threads(p.threads)
-    {
-        const int thread = omp_get_thread_num();
-        Block3 b = slot_block3(cx, a.workspace + thread * p.slot_floats);
-        float* scratch = a.workspace + p.off_threads + thread * p.thread_floats;
-        const Coeffs3 k(a);
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t blk = 0; blk < p.blocks; ++blk) {
-            setup_block3(cx, blk, b);
-            for (int c = 0; c < a.C; ++c)
-                for (int grp = 0; grp < b.groups; ++grp) tf.input(cx, b, k, grp, c);
-            for (int pos = 0; pos < p.P; ++pos) position_chunks3(cx, b, pos, 0, p.chunks, scratch);
-            for (int kk = 0; kk < a.K; ++kk)
-                for (int grp = 0; grp < b.groups; ++grp) tf.output(cx, b, k, grp, kk);
-        }
-    }
-}
-
-// Cooperative mode: all threads share each block (few tiles, many channels): the input
-// transform is split over (channel, 8 tiles), the element-wise stage over (live position,
-// chunk), the output transform over (output channel, 8 tiles).
-void run_cooperative3(const Ctx3& cx, Transforms3 tf) {
-    const sw_conv3d_args& a = *cx.a;
-    const sw_plan3d& p = *cx.p;
-    Block3 shared = slot_block3(cx, a.workspace);
-#pragma omp parallel num_threads(p.threads)
-    {
-        float* scratch = a.workspace + p.off_threads + omp_get_thread_num() * p.thread_floats;
-        const Coeffs3 k(a);
-        for (int64_t blk = 0; blk < p.blocks; ++blk) {
-#pragma omp single
-            setup_block3(cx, blk, shared);
-            const Block3 b = shared;
-            const int64_t in_items = static_cast<int64_t>(a.C) * b.groups;
-#pragma omp for schedule(dynamic, 4)
-            for (int64_t item = 0; item < in_items; ++item)
-                tf.input(cx, b, k, static_cast<int>(item % b.groups),
-                         static_cast<int>(item / b.groups));
-            const int64_t items = static_cast<int64_t>(p.P) * p.chunks;
-#pragma omp for schedule(dynamic, 1)
-            for (int64_t item = 0; item < items; ++item) {
-                const int pos = static_cast<int>(item / p.chunks);
-                const int j = static_cast<int>(item % p.chunks);
-                position_chunks3(cx, b, pos, j, j + 1, scratch);
-            }
-            const int64_t out_items = static_cast<int64_t>(a.K) * b.groups;
-#pragma omp for schedule(dynamic, 8)
-            for (int64_t item = 0; item < out_items; ++item)
-                tf.output(cx, b, k, static_cast<int>(item % b.groups),
-                          static_cast<int>(item / b.groups));
-        }
-    }
-}
 
 }  // namespace
 
@@ -390,11 +278,5 @@ int32_t conv3d_forward(const sw_conv3d_args* args, const sw_plan3d* plan) {
     cx.plane_in = static_cast<int64_t>(args->D) * args->H * args->W;
     cx.area_out = static_cast<int64_t>(args->Ho) * args->Wo;
     cx.plane_out = static_cast<int64_t>(args->Do) * cx.area_out;
-    if (args->n < 2 || args->n > SW_MAX_N) return SW_ERR_TILE;
-    const Transforms3 tf = choose_transforms3(*args);
-    if (plan->mode == SW_MODE_COOPERATIVE)
-        run_cooperative3(cx, tf);
-    else
-        run_blocks3(cx, tf);
-    return SW_OK;
+    return run_winograd<Geometry3d>(cx);
 }

@@ -24,6 +24,7 @@ struct Simd : SimdAvx2 {};
 #define SW_SPECIALISE_PATTERNS 1
 #define SW_HAS_WIDE 0
 #include "sw_product_impl.h"
+#include "sw_winograd_impl.h"
 #include "sw_conv2d_impl.h"
 #include "sw_conv3d_impl.h"
 #include "sw_ops_impl.h"
@@ -33,10 +34,7 @@ struct Simd : SimdAvx2 {};
 #include "sw_adder_avx2.h"
 #include "sw_adder_impl.h"
 
-const sw_isa_table kTable = {&conv2d_forward, &gemm_forward,          &pool2d_forward,
-                             &eltwise_forward, Simd::lanes,           &conv3d_forward,
-                             &adder::adder_forward, &adder::adder_backward};
-const sw_isa_table* const table = &kTable;
+SW_DEFINE_ISA_TABLE(Simd::lanes)
 
 }  // namespace sw_avx2
 

@@ -55,6 +55,7 @@ struct Wide {
 #define SW_SPECIALISE_PATTERNS 1
 #define SW_HAS_WIDE 1
 #include "sw_product_impl.h"
+#include "sw_winograd_impl.h"
 #include "sw_conv2d_impl.h"
 #include "sw_conv3d_impl.h"
 #include "sw_ops_impl.h"
@@ -65,10 +66,7 @@ struct Wide {
 #include "sw_adder_avx2.h"
 #include "sw_adder_impl.h"
 
-const sw_isa_table kTable = {&conv2d_forward, &gemm_forward,          &pool2d_forward,
-                             &eltwise_forward, Wide::lanes,           &conv3d_forward,
-                             &adder::adder_forward, &adder::adder_backward};
-const sw_isa_table* const table = &kTable;
+SW_DEFINE_ISA_TABLE(Wide::lanes)
 
 }  // namespace sw_avx512
 

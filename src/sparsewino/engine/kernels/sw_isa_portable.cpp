@@ -164,6 +164,7 @@ struct Wide {
 #define SW_SPECIALISE_PATTERNS 0
 #define SW_HAS_WIDE 1
 #include "sw_product_impl.h"
+#include "sw_winograd_impl.h"
 #include "sw_conv2d_impl.h"
 #include "sw_conv3d_impl.h"
 #include "sw_ops_impl.h"
@@ -200,9 +201,6 @@ struct AdderVec {
 
 #include "sw_adder_impl.h"
 
-const sw_isa_table kTable = {&conv2d_forward, &gemm_forward,          &pool2d_forward,
-                             &eltwise_forward, Simd::lanes,           &conv3d_forward,
-                             &adder::adder_forward, &adder::adder_backward};
-const sw_isa_table* const table = &kTable;
+SW_DEFINE_ISA_TABLE(Simd::lanes)
 
 }  // namespace sw_portable

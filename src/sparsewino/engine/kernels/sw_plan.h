@@ -14,12 +14,14 @@
 inline int omp_get_thread_num() { return 0; }
 #endif
 
-// Workspace of one conv2d call: `slots` slots (block mode: one per thread; cooperative: one
-// shared) holding a block's V, M and tile tables, then one band buffer per thread.
-struct sw_plan {
-    int32_t P;              // Winograd positions n*n
-    int32_t th, tw;         // tiles per image along H and W
-    int64_t T;              // tiles in the batch (N * th * tw)
+// What the plan of every Winograd convolution holds (the generic code of sw_winograd_impl.h
+// reads only these). Workspace: `slots` slots (block mode: one per thread; cooperative: one
+// shared) holding a block's V, M and tile tables, then one region of thread_floats per thread:
+// its input buffer at 0 (2-D: the band buffer; 3-D: none) and its fp16 conversion scratch at
+// off_scratch.
+struct sw_winograd_plan {
+    int32_t P;              // Winograd positions n^dims
+    int64_t T;              // tiles in the batch
     int32_t Tb;             // tiles per block (power of two, 8..64): the V/M row length
     int32_t shift;          // log2(Tb)
     int64_t blocks;         // ceil(T / Tb)
@@ -29,13 +31,17 @@ struct sw_plan {
     int32_t chunks;         // ceil(K / SW_CHUNK_ROWS)
     int32_t lanes;          // vector lanes of the element-wise stage (8 or 16)
     // Floats between Winograd positions in V (C*Tb) and M (K*Tb, whole chunks), padded to an
-    // odd number of cache lines so that the n*n rows of one tile never share an L1 set.
+    // odd number of cache lines so that the n^dims rows of one tile never share an L1 set.
     int64_t v_pstride, m_pstride;
-    // Offsets (floats) inside a slot; a thread's region holds its band buffer (offset 0) and
-    // its fp16 conversion scratch (off_scratch).
-    int64_t off_v, off_m, off_band_base, off_ints, off_out_off, slot_floats;
-    int64_t off_scratch, thread_floats;
+    int64_t off_v, off_m, slot_floats;      // inside a slot
+    int64_t off_scratch, thread_floats;     // inside a thread's region
     int64_t total_floats;
+};
+
+// conv2d: tile rows and columns per image; the slot's band and tile tables.
+struct sw_plan : sw_winograd_plan {
+    int32_t th, tw;         // tiles per image along H and W (T = N * th * tw)
+    int64_t off_band_base, off_ints, off_out_off;
 };
 
 // Workspace of one gemm call: per thread, a block of Tb columns of x (C x Tb, "V") and an
@@ -56,19 +62,10 @@ inline int64_t sw_scratch_floats(const sw_matrices& w) {
     return (most + 8 + 15) / 16 * 16;          // + 8: conversion writes whole groups of 8
 }
 
-// Workspace of one conv3d call: `slots` slots (block mode: one per thread; cooperative: one
-// shared), each holding a block's V, M and tile tables.
-struct sw_plan3d {
-    int32_t P;              // Winograd positions n*n*n
-    int32_t td, th, tw;     // tiles per image along D, H and W
-    int64_t T;              // tiles in the batch (N * td * th * tw)
-    int32_t Tb, shift;      // tiles per block (power of two, 8..64) and log2(Tb)
-    int64_t blocks;
-    int32_t mode, threads, slots, chunks, lanes;
-    int64_t v_pstride, m_pstride;       // floats between positions in V and M (odd lines)
-    int64_t off_v, off_m, off_tiles, slot_floats;
-    int64_t off_threads, thread_floats;  // after the slots: per-thread fp16 conversion scratch
-    int64_t total_floats;
+// conv3d: tiles per image along each dimension; the slot's tile tables.
+struct sw_plan3d : sw_winograd_plan {
+    int32_t td, th, tw;     // tiles per image along D, H and W (T = N * td * th * tw)
+    int64_t off_tiles;
 };
 
 // The operations one instruction-set build provides.
@@ -83,7 +80,14 @@ struct sw_isa_table {
     int32_t (*adder_backward)(const sw_adder_grad_args*);
 };
 
-// Each build defines its table (a null table where the build is not compiled in).
+// Each build defines its table from the kernels its *_impl.h headers define, with this one
+// line (a null table where the build is not compiled in).
+#define SW_DEFINE_ISA_TABLE(elementwise_lanes)                                                 \
+    const sw_isa_table kTable = {&conv2d_forward,  &gemm_forward,        &pool2d_forward,       \
+                                 &eltwise_forward, (elementwise_lanes), &conv3d_forward,       \
+                                 &adder::adder_forward, &adder::adder_backward};                \
+    const sw_isa_table* const table = &kTable;
+
 namespace sw_portable { extern const sw_isa_table* const table; }
 namespace sw_avx2 { extern const sw_isa_table* const table; }
 namespace sw_avx512 { extern const sw_isa_table* const table; }
