@@ -100,6 +100,11 @@ def shutdown_distributed() -> None:
     still whole (the CLI does; see the import note at the top of this module).
     """
     if dist.is_available() and dist.is_initialized():
+        # Every rank reaches this point before any tears its backend down: a rank destroying
+        # its gloo group while its peer still has the connection open hung, now and then, in
+        # the peer's destroy (seen in tests/prune/test_ddp.py under load).
+        if dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 
