@@ -127,3 +127,25 @@ def test_engine_thread_counts_are_bounded():
         with pytest.raises(ValueError, match="threads"):
             engine.compile(net, threads=threads)
     assert engine.compile(net, threads=MAX_THREADS).threads == MAX_THREADS
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (lambda a: a["args"].update(widths="abc"), "args {'widths': 'abc'} cannot be built"),
+    (lambda a: a.update(transforms=[{"op": "convert", "tile": 99}]), "transforms[0]"),
+])
+def test_tampered_architecture_values_are_checkpoint_errors(checkpoint, tamper, message, capsys):
+    content = torch.load(checkpoint, weights_only=True)
+    tamper(content["architecture"])
+    save_checkpoint(checkpoint, {k: v for k, v in content.items() if k not in ("format", "version")})
+    with pytest.raises(CheckpointError, match="invalid architecture record"):
+        load_model(checkpoint)
+    assert main(["inspect", str(checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "unexpected" not in err
+
+
+def test_a_bad_backend_variable_is_a_user_error(checkpoint, monkeypatch, capsys):
+    monkeypatch.setenv("SPARSEWINO_ENGINE_BACKEND", "avx999")
+    assert main(["bench", str(checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert "'avx999' is not a backend" in err and "unexpected" not in err

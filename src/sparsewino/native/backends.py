@@ -28,12 +28,13 @@ import warnings
 from dataclasses import dataclass
 from typing import Iterator
 
+from ..errors import UnknownNameError, UserError
 from . import abi
 from . import handle as _handle
 
 __all__ = ["Backend", "register_backend", "registered_backends", "get_backend", "backend",
            "available_backends", "use_backend", "isa_code", "unavailable_reason", "ENV_VAR",
-           "DEPRECATED_ENV_VAR"]
+           "DEPRECATED_ENV_VAR", "BackendUnavailableError"]
 
 ENV_VAR = "SPARSEWINO_ENGINE_BACKEND"
 DEPRECATED_ENV_VAR = "SPARSEWINO_ADDER_BACKEND"
@@ -81,16 +82,20 @@ def registered_backends() -> list[Backend]:
     return sorted(_REGISTRY.values(), key=lambda b: -b.rank)
 
 
+class BackendUnavailableError(UserError, RuntimeError):
+    """A backend asked for by name cannot run on this machine (the message says why)."""
+
+
 def get_backend(name: str) -> Backend:
     """The backend called ``name``.
 
     Raises:
-        ValueError: no such backend.
+        UnknownNameError: no such backend (a ``ValueError``).
     """
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"{name!r} is not a backend; use one of "
+        raise UnknownNameError(f"{name!r} is not a backend; use one of "
                          f"{['auto'] + [b.name for b in registered_backends()]}") from None
 
 
@@ -163,9 +168,10 @@ def backend(noun: str = "backend") -> str:
         noun: how error messages name a backend (``"adder backend"`` for the adder layers).
 
     Raises:
-        ValueError: the requested name is not a backend.
-        RuntimeError: a backend was requested by name but cannot run here (the message says
-            why: missing CPU flags, missing build, library not loaded).
+        UnknownNameError: the requested name is not a backend (a ``ValueError``).
+        BackendUnavailableError: a backend was requested by name but cannot run here (a
+            ``RuntimeError``; the message says why: missing CPU flags, missing build, library
+            not loaded).
 
     Examples:
         >>> backend() in available_backends()
@@ -187,11 +193,11 @@ def backend(noun: str = "backend") -> str:
     else:
         if requested not in _REGISTRY:
             article = "an" if noun[0] in "aeiou" else "a"
-            raise ValueError(f"{ENV_VAR}={raw!r} is not {article} {noun}; use one of "
+            raise UnknownNameError(f"{ENV_VAR}={raw!r} is not {article} {noun}; use one of "
                              f"{['auto'] + [b.name for b in registered_backends()]}")
         reason = unavailable_reason(_REGISTRY[requested])
         if reason is not None:
-            raise RuntimeError(f"sparsewino {noun} {requested!r} is not available: {reason}. "
+            raise BackendUnavailableError(f"sparsewino {noun} {requested!r} is not available: {reason}. "
                                f"Available here: {available}")
         chosen = requested
     _state["choices"][raw] = chosen  # type: ignore[index]

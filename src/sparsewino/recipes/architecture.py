@@ -80,13 +80,20 @@ def build_model(architecture: dict[str, Any]) -> nn.Module:
     """A fresh model with the recorded structure (weights freshly initialised, no masks).
 
     Raises:
-        CheckpointError: the record is malformed (errors while building a well-formed record are
-            not hidden behind it).
+        CheckpointError: the record is malformed, or holds a value the model builder or a
+            transform refuses (``ValueError``); other errors while building (defects) are not
+            hidden behind it.
     """
     check_architecture(architecture)
-    model = create_model(architecture["model"], in_channels=architecture["in_channels"],
-                         num_classes=architecture["num_classes"], **architecture.get("args", {}))
-    for transform in architecture.get("transforms", []):
+    try:
+        model = create_model(architecture["model"], in_channels=architecture["in_channels"],
+                             num_classes=architecture["num_classes"],
+                             **architecture.get("args", {}))
+    except ValueError as exc:            # a value the builder refuses (a bug would be another type)
+        raise CheckpointError(f"invalid architecture record: model {architecture['model']!r} "
+                              f"with args {architecture.get('args', {})!r} cannot be built: "
+                              f"{exc}") from None
+    for index, transform in enumerate(architecture.get("transforms", [])):
         params = {k: v for k, v in transform.items() if k != "op"}
         # Records written before DWM (no "decompose") converted only stride-1 convolutions
         # with plain F(m, r): rebuild them as they were, so their weights fit.
@@ -94,7 +101,11 @@ def build_model(architecture: dict[str, Any]) -> nn.Module:
         if transform["op"] == "winograd_relu":
             # records written before tracing existed rewrote only what nn.Sequential chains show
             params.setdefault("traced", False)
-        apply_transform(model, {"transforms": []}, transform["op"], **params)
+        try:
+            apply_transform(model, {"transforms": []}, transform["op"], **params)
+        except ValueError as exc:
+            raise CheckpointError(f"invalid architecture record: transforms[{index}] "
+                                  f"{transform!r} cannot be applied: {exc}") from None
     return model
 
 
