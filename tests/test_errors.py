@@ -149,3 +149,28 @@ def test_a_bad_backend_variable_is_a_user_error(checkpoint, monkeypatch, capsys)
     assert main(["bench", str(checkpoint)]) == 1
     err = capsys.readouterr().err
     assert "'avx999' is not a backend" in err and "unexpected" not in err
+
+
+class Payload:
+    """A Python object a checkpoint must not bring in."""
+
+
+def test_checkpoint_refusals_never_advise_unsafe_loading(tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"x": Payload()}, evil)
+    with pytest.raises(CheckpointError) as refused:
+        load_model(evil)
+    text = str(refused.value)
+    assert "Payload" in text and "never runs code" in text
+    assert "weights_only" not in text and "\x1b" not in text and "trust the source" not in text
+    good = tmp_path / "good.pt"
+    architecture = new_architecture("small_vgg", {"widths": [4, "M", 8]}, 1, 10)
+    save_model(good, architecture_module.build_model(architecture), architecture)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:300])
+    with pytest.raises(CheckpointError) as damaged:
+        load_model(truncated)
+    text = str(damaged.value)
+    assert "truncated or corrupt" in text and "checkpoint file is." not in text
+    reason = text.split(": ", 1)[1].split(". The file")[0]
+    assert not reason.endswith((" f", " fi")) and len(reason) <= 204

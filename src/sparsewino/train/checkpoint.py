@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -29,8 +30,20 @@ class NotACheckpointError(CheckpointError):
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first sentence of the first line of ``exc``'s message, cut at a word (at most 200
+    characters): enough to say what torch found, without its advice for trusted files."""
     lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    sentence = re.sub(r"\x1b\[[0-9;]*m", "", lines[0]).split(". ")[0].rstrip(". ")
+    if len(sentence) > 200:
+        sentence = sentence[:200].rsplit(" ", 1)[0] + " ..."
+    return sentence
+
+
+def _forbidden_globals(exc: BaseException) -> list[str]:
+    """The Python objects a ``weights_only`` load refused (``GLOBAL module.Name``), if named."""
+    return sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(exc))))
 
 
 def save_checkpoint(path: str | Path, content: dict[str, Any]) -> Path:
@@ -145,9 +158,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         content = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"refusing to load {path}: it holds objects other than tensors and "
-                              f"plain data ({_first_line(exc)}); only load checkpoints you trust, "
-                              "and re-save them with sparsewino") from None
+        found = _forbidden_globals(exc)
+        what = f" ({', '.join(found)})" if found else ""
+        raise CheckpointError(f"refusing to load {path}: it holds Python objects{what}, not only "
+                              "tensors and plain data, and sparsewino never runs code from a "
+                              "checkpoint. Re-save the model's state_dict (tensors only) with "
+                              "sparsewino, from a copy you trust") from None
     except Exception as exc:  # torch raises many types for damaged files (RuntimeError, KeyError...)
         raise CheckpointError(f"cannot read checkpoint {path}: {_first_line(exc)}. "
                               "The file is truncated or corrupt; use an earlier checkpoint or "
