@@ -55,16 +55,22 @@ def _count(minimum: int):
     return parse
 
 
-def _add_data_args(parser: argparse.ArgumentParser, required: bool) -> None:
+def _add_data_args(parser: argparse.ArgumentParser, required: bool, training: bool = True) -> None:
+    """The data flags; ``training=False`` (evaluation only) hides the training ones from the
+    help (still accepted, so that one set of flags works with every command)."""
     from .data.registry import available_datasets
     group = parser.add_argument_group("data")
+
+    def shown(text: str) -> str:
+        return text if training else argparse.SUPPRESS
     group.add_argument("--dataset", required=required, help=", ".join(available_datasets()))
     group.add_argument("--data-dir", help="directory of the dataset files (default: its standard place)")
-    group.add_argument("--batch-size", type=int, default=128, help="training batch per process (128)")
+    group.add_argument("--batch-size", type=int, default=128,
+                       help=shown("training batch per process (128)"))
     group.add_argument("--eval-batch-size", type=int, default=500, help="evaluation batch (500)")
-    group.add_argument("--train-limit", type=int, help="use only the first N training images")
+    group.add_argument("--train-limit", type=int, help=shown("use only the first N training images"))
     group.add_argument("--test-limit", type=int, help="use only the first N test images")
-    group.add_argument("--no-augment", action="store_true", help="disable random crops/flips")
+    group.add_argument("--no-augment", action="store_true", help=shown("disable random crops/flips"))
 
 
 def _add_train_args(parser: argparse.ArgumentParser, prefix: str, epochs: float | None, lr: float) -> None:
@@ -260,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="test accuracy, sparsity and multiplications of a checkpoint")
     _add_checkpoint_arg(evaluate)
-    _add_data_args(evaluate, required=True)
+    _add_data_args(evaluate, required=True, training=False)
     evaluate.add_argument("--tile", type=int, default=4, help="tile assumed for plain convolutions (4)")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
 
@@ -463,7 +469,10 @@ def _print_headline(result: Any) -> None:
               "an earlier run")
     else:
         print(f"wall time                {result.seconds:.0f} s")
-    print(f"report: {result.report if result.report is not None else result.run_dir}")
+    if result.report is not None:
+        print(f"report: {result.report}")
+    else:
+        print(f"results: {result.run_dir} (no report stage ran)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -173,6 +173,6 @@ def test_demo_entry_point(tmp_path, capsys):
             "model.args={widths: [4, M, 8]}"]
     assert demo_main(args) == 0
     out = capsys.readouterr().out
-    assert "baseline accuracy" in out and f"report: {run_dir}" in out
+    assert "baseline accuracy" in out and f"results: {run_dir} (no report stage ran)" in out
     assert demo_main(args) == 0                                     # second run reuses the directory
     assert demo_main(["--help"]) == 0 and "make demo" in capsys.readouterr().out

@@ -33,3 +33,29 @@ def test_a_reused_run_says_its_wall_time_is_not_the_runs(tmp_path, capsys):
     assert main(argv) == 0
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("wall time"))
     assert "now: every step was reused from the run directory (they took " in line
+
+
+def test_a_run_without_a_report_stage_does_not_claim_a_report(tmp_path, capsys):
+    argv = ["run", "fashion_mnist_native", "--smoke", "--quiet", "--run-dir", str(tmp_path / "K1"),
+            "--set", "model.args={widths: [4, M, 8]}", "--set", "stages=[{stage: train, name: b}]"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "report:" not in out and "(no report stage ran)" in out
+
+
+def test_eval_help_lists_no_training_flags(capsys):
+    import pytest
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = capsys.readouterr().out
+    assert "--test-limit" in text and "--eval-batch-size" in text
+    assert "--train-limit" not in text and "--no-augment" not in text and "--batch-size " not in text
+
+
+def test_pruning_a_spatial_model_with_a_winograd_method_says_to_convert_first():
+    import pytest
+    from torch import nn
+
+    from sparsewino.prune import SelectionError, prune_model
+    with pytest.raises(SelectionError, match="convert the model to the Winograd domain first"):
+        prune_model(nn.Sequential(nn.Conv2d(3, 4, 3)), "winograd_domain", 0.5)

@@ -66,6 +66,7 @@ def test_study_runs_every_cell_shares_the_baseline_and_reports(tmp_path):
     assert len([r for r in steps if r["cell"] == "step1"]) == 2 * 3       # 2 seeds x (2 targets + final)
     summary = (report / "summary.md").read_text()
     assert "| step1 | step 1 | 2/2 |" in summary and "±" in summary and "## At equal accuracy" in summary
+    assert "(busy)" not in summary                 # no benchmark ran: no footnote about one
     finals = json.loads((report / "summary.json").read_text())["finals"]
     step1 = next(f for f in finals if f["cell"] == "step1")
     assert step1["runs"] == 2 and step1["delta"] is not None and step1["winograd_sparsity"] > 0.3

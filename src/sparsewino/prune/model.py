@@ -94,7 +94,7 @@ def prune_model(model: nn.Module, method: str | MethodSpec, amount: float | int,
         raise ValueError(f"method {spec.name!r} has no global amount; use scope='layer'")
     layers, skipped = prunable_layers(model, spec, include, exclude, **options)
     if not layers:
-        raise SelectionError(f"no layer of the model can be pruned by {spec.name!r}; skipped: {skipped}")
+        raise SelectionError(_nothing_to_prune(spec, skipped))
     importance = options.get("importance")
     if (importance == "particle_filter" or isinstance(importance, ParticleFilter)) and scope == "global":
         raise ValueError("particle filtering searches one layer at a time; use scope='layer'")
@@ -114,3 +114,25 @@ def prune_model(model: nn.Module, method: str | MethodSpec, amount: float | int,
         logger.info("prune_model(%s): skipped %s: %s", spec.name, layer_name, reason)
     return model
 
+
+#: What to do when a method finds no layer in the state it prunes.
+_STATE_HINTS = {
+    "winograd": "convert the model to the Winograd domain first (a convert stage with domain: "
+                "winograd, or `sparsewino convert CHECKPOINT --domain winograd`)",
+    "winograd_relu": "rewrite it as a Winograd-ReLU model first (the winograd_relu method)",
+    "spatial": "convert it to spatial-domain Winograd layers first (a convert stage, or "
+               "`sparsewino convert CHECKPOINT`)",
+}
+
+
+def _nothing_to_prune(spec: Any, skipped: dict[str, str]) -> str:
+    """Why no layer can be pruned by ``spec``, and what to do about it."""
+    text = f"no layer of the model can be pruned by {spec.name!r}"
+    if skipped:
+        text += "; skipped: " + ", ".join(f"{name} ({why})" for name, why in skipped.items())
+    else:
+        text += "; the model has no layer of the kind it prunes"
+    hints = [_STATE_HINTS[state] for state in spec.states if state in _STATE_HINTS]
+    if spec.states and "conv" not in spec.states and hints:
+        text += f". {spec.name!r} prunes {' or '.join(spec.states)} layers: {hints[0]}"
+    return text

@@ -226,7 +226,10 @@ def _markdown(study: Any, finals: Sequence[dict[str, Any]], curves: Sequence[dic
                      f"{_pm(f['reduction_vs_direct'], f['reduction_vs_direct_std'], 'x')} | "
                      f"{_pm(f['reduction_dynamic'], f['reduction_dynamic_std'], 'x')} | {speed} | "
                      f"{_pm(f['seconds'], f['seconds_std'], 'min')} |")
-    lines += ["", "(busy): the machine was busy during a benchmark (timings spread by more than 20 %).", ""]
+    lines.append("")
+    if any(f["busy"] for f in finals):
+        lines += ["(busy): the machine was busy during a benchmark (timings spread by more than "
+                  "20 %).", ""]
     equal = at_equal_accuracy(finals, curves)
     if equal:
         budgets = list(dict.fromkeys(e["budget"] for e in equal))
