@@ -174,3 +174,16 @@ def test_checkpoint_refusals_never_advise_unsafe_loading(tmp_path):
     assert "truncated or corrupt" in text and "checkpoint file is." not in text
     reason = text.split(": ", 1)[1].split(". The file")[0]
     assert not reason.endswith((" f", " fi")) and len(reason) <= 204
+
+
+def test_a_loaded_checkpoint_still_says_how_it_was_pruned(tmp_path):
+    from sparsewino.prune import pruning_info
+    architecture = new_architecture("small_vgg", {"widths": [4, "M", 8]}, 1, 10)
+    model = architecture_module.build_model(architecture)
+    architecture_module.apply_transform(model, architecture, "convert", tile=4, domain="winograd")
+    prune_model(model, "winograd_domain", 0.5)
+    path = save_model(tmp_path / "m.pt", model, architecture, input_shape=[1, 1, 28, 28])
+    loaded, _ = load_model(path)
+    info = pruning_info(loaded.get_submodule("features.0"))
+    assert info["method"] == "winograd_domain" and info["amount"] == pytest.approx(0.5)
+    assert info == pruning_info(model.get_submodule("features.0"))

@@ -31,7 +31,9 @@ from .mask import (
                    get_mask,
                    masked_tensors,
                    pruning_info,
+                   pruning_records,
                    refresh,
+                   restore_pruning_records,
                    set_grad_scale,
                    temporary_mask,
 )
@@ -67,7 +69,8 @@ from .stats import LayerSparsity, SparsityReport, plot_position_sparsity, stats
 __all__ = [
     # mechanism
     "Mask", "apply_mask", "get_mask", "get_grad_scale", "set_grad_scale", "effective_weight",
-    "masked_tensors", "pruning_info", "temporary_mask", "refresh", "finalize", "SelectionError",
+    "masked_tensors", "pruning_info", "pruning_records", "restore_pruning_records",
+    "temporary_mask", "refresh", "finalize", "SelectionError",
     "save_masks", "load_masks", "masks_state", "load_pruned_state_dict", "amount_to_count",
     # criteria
     "Importance", "Magnitude", "IFMMagnitude", "OutputNormMagnitude", "GroupMax",

@@ -33,6 +33,8 @@ __all__ = [
     "effective_weight",
     "masked_tensors",
     "pruning_info",
+    "pruning_records",
+    "restore_pruning_records",
     "temporary_mask",
     "finalize",
     "refresh",
@@ -280,6 +282,34 @@ def pruning_info(module: nn.Module, name: str = "weight") -> dict[str, Any]:
     """
     hook = _hook_key(module, name)[1]
     return dict(getattr(hook, "info", {}) or {})
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def pruning_records(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """``{"<module>.<tensor>": pruning_info}`` of every pruned tensor that has a record, plain
+    values only (what a checkpoint keeps so that a loaded model still says how it was pruned)."""
+    records = {}
+    for module_name, module, tensor_name in masked_tensors(model):
+        info = {k: v for k, v in pruning_info(module, tensor_name).items() if isinstance(v, _PLAIN)}
+        if info:
+            records[f"{module_name}.{tensor_name}" if module_name else tensor_name] = info
+    return records
+
+
+def restore_pruning_records(model: nn.Module, records: Any) -> nn.Module:
+    """Put :func:`pruning_records` back on the pruning hooks of a loaded ``model`` (entries for
+    tensors that are not pruned in it, or that are not plain mappings, are ignored)."""
+    if not isinstance(records, dict):
+        return model
+    for module_name, module, tensor_name in masked_tensors(model):
+        key = f"{module_name}.{tensor_name}" if module_name else tensor_name
+        info = records.get(key)
+        if isinstance(info, dict):
+            hook = _hook_key(module, tensor_name)[1]
+            hook.info = {k: v for k, v in info.items() if isinstance(k, str) and isinstance(v, _PLAIN)}
+    return model
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..models import create_model
 from ..nn import convert
-from ..prune import load_pruned_state_dict, winograd_relu
+from ..prune import load_pruned_state_dict, pruning_records, restore_pruning_records, winograd_relu
 from ..train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..train.loop import check_masks, load_model_state
 
@@ -112,7 +112,8 @@ def build_model(architecture: dict[str, Any]) -> nn.Module:
 def save_model(path: str | Path, model: nn.Module, architecture: dict[str, Any], **extra: Any) -> Path:
     """Write a model checkpoint (architecture record + state dict + ``extra`` plain data)."""
     return save_checkpoint(path, {"kind": "model", "architecture": architecture,
-                                  "model": model.state_dict(), **extra})
+                                  "model": model.state_dict(), "pruning": pruning_records(model),
+                                  **extra})
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu"
@@ -143,6 +144,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"
         raise CheckpointError(f"{path} holds no model weights (no 'model' entry)")
     model = build_model(architecture)
     load_into(model, checkpoint["model"], f"checkpoint {path}")
+    restore_pruning_records(model, checkpoint.get("pruning"))     # how each tensor was pruned
     return model.to(map_location).eval(), checkpoint
 
 
