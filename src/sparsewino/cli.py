@@ -199,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--check", action="store_true", help="validate the study and list its runs; run nothing")
     study.add_argument("--report", action="store_true", help="only rewrite the combined report")
     study.add_argument("--list", action="store_true", help="list the bundled studies")
+    study.add_argument("--smoke", action="store_true",
+                       help="every run on a few fake images for a few steps (the study end to end "
+                            "in minutes; study directory runs/studies/<name>-smoke)")
 
     train = commands.add_parser("train", help="train a registry model and save a checkpoint",
                                 description="Train a model from the registry; resumes from OUTPUT.train.pt "
@@ -416,7 +419,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         return 0
     if not args.study:
         raise CliError("study needs a STUDY (a YAML file or a bundled name; see sparsewino study --list)")
-    study = load_study(args.study, args.run_dir)
+    study = load_study(args.study, args.run_dir, smoke=args.smoke)
     runs = study.select(args.cell, args.seed)
     if args.check or args.report:
         if args.report:

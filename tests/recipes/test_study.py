@@ -120,3 +120,15 @@ def test_cli_check_lists_runs_and_rejects_bad_input(tmp_path, capsys):
     assert "fashion_mnist_methods" in capsys.readouterr().out
     assert main(["study", "fashion_mnist_methods", "--check", "--run-dir", str(tmp_path / "m")]) == 0
     assert "45 runs" in capsys.readouterr().out
+
+
+def test_a_smoke_study_runs_every_recipe_on_fake_data(tmp_path, capsys):
+    from sparsewino.cli import main
+    study = load_study("fashion_mnist_methods", smoke=True)
+    assert study.run_dir.name == "fashion_mnist_methods-smoke"
+    assert {run.recipe.data.dataset for run in study.runs} == {"fake"}
+    assert {run.key for run in study.runs} == {run.key for run in load_study("fashion_mnist_methods").runs}
+    out = tmp_path / "smoke"
+    assert main(["study", "fashion_mnist_methods", "--smoke", "--quiet", "--cell", "magnitude",
+                 "--seed", "0", "--run-dir", str(out)]) == 0
+    assert (out / "baseline" / "seed-0" / "model.pt").is_file()

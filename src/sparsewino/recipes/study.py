@@ -46,7 +46,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ..errors import UserError
 from ..files import write_text_atomic
 from ..schema import ConfigError
-from .loading import apply_values, find_recipe, read_recipe_data
+from .loading import apply_values, find_recipe, read_recipe_data, smoke_variant
 from .rundir import RunDirectoryError
 from .schema import Recipe, identity_changes, parse_recipe, recipe_identity, recipe_to_dict
 
@@ -269,13 +269,17 @@ def _build(data: Mapping[str, Any], source: Path, where: str) -> Recipe:
 
 
 def parse_study(data: Mapping[str, Any], source: str | Path = "study.yaml",
-                run_dir: str | Path | None = None) -> Study:
+                run_dir: str | Path | None = None, smoke: bool = False) -> Study:
     """Validate a study mapping and plan its runs (nothing runs).
 
     Args:
         data: the study file's content.
         source: its path (recipes named in it are looked up next to it first).
-        run_dir: the study directory (default ``runs/studies/<name>``).
+        run_dir: the study directory (default ``runs/studies/<name>``, ``<name>-smoke`` for a
+            smoke study).
+        smoke: every run on a few fake images for a few steps (each recipe's
+            :func:`~sparsewino.recipes.loading.smoke_variant`): the whole study end to end in
+            minutes, before spending hours on it.
 
     Raises:
         StudyError: unknown keys, an empty seed list, an unknown recipe, conflicting or invalid
@@ -305,7 +309,9 @@ def parse_study(data: Mapping[str, Any], source: str | Path = "study.yaml",
     common = _mapping(data.get("set"), f"{source}.set")
     _check_set(common, f"{source}.set")
     base = source.parent
-    root = Path(run_dir) if run_dir is not None else Path("runs") / "studies" / name
+    root = Path(run_dir) if run_dir is not None else \
+        Path("runs") / "studies" / (f"{name}-smoke" if smoke else name)
+    smoked = smoke_variant if smoke else (lambda raw: raw)
     raw_cells = data.get("cells")
     if not isinstance(raw_cells, list) or not raw_cells:
         raise StudyError(f"{source}.cells: a non-empty list of cells expected")
@@ -325,8 +331,8 @@ def parse_study(data: Mapping[str, Any], source: str | Path = "study.yaml",
                              f"{baseline_stage!r}")
         own = _mapping(baseline.get("set"), f"{where}.set")
         _check_set(own, f"{where}.set")
-        raw = apply_values(read_recipe_data(_recipe_path(baseline.get("recipe"), base, where)),
-                           [*common.items(), *own.items()])
+        raw = smoked(apply_values(read_recipe_data(_recipe_path(baseline.get("recipe"), base, where)),
+                                  [*common.items(), *own.items()]))
         index = _stage_index(raw, baseline_stage)
         if index is None:
             raise StudyError(f"{where}.stage: the recipe has no stage {baseline_stage!r}")
@@ -374,7 +380,7 @@ def parse_study(data: Mapping[str, Any], source: str | Path = "study.yaml",
         cells.append(cell)
         template = read_recipe_data(cell.recipe)
         for variant, params in cell.variants():
-            raw = apply_values(template, [*common.items(), *own.items(), *params.items()])
+            raw = smoked(apply_values(template, [*common.items(), *own.items(), *params.items()]))
             raw["name"] = f"{name}-{variant}"
             if baseline_data is not None:
                 raw = _share_baseline(raw, baseline_data, baseline_stage, where)
@@ -416,7 +422,8 @@ def _share_baseline(raw: dict[str, Any], baseline: Mapping[str, Any], stage: str
     return {**raw, "stages": rest}
 
 
-def load_study(name_or_path: str | Path, run_dir: str | Path | None = None) -> Study:
+def load_study(name_or_path: str | Path, run_dir: str | Path | None = None,
+               smoke: bool = False) -> Study:
     """Read and validate a study file (a path or a bundled study name); see :func:`parse_study`."""
     path = find_study(name_or_path)
     yaml = _yaml()
@@ -424,7 +431,7 @@ def load_study(name_or_path: str | Path, run_dir: str | Path | None = None) -> S
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise StudyError(f"{path}: not valid YAML: {exc}") from None
-    return parse_study(data, path, run_dir)
+    return parse_study(data, path, run_dir, smoke)
 
 
 @dataclass
