@@ -1,13 +1,16 @@
 """Progress of a recipe run: stage labels and the estimated time left in the whole run.
 
 The time left is the number of training steps the remaining stages will run (train and
-fine-tune stages, one fine-tune per pruning target) times the seconds per step measured so
-far in this run (evaluations included). Stages without training (convert, evaluate,
-compile, benchmark, report) take seconds and are not counted.
+fine-tune stages, one fine-tune per pruning target) times the wall time per training step so
+far in this run: everything this process did since it started (evaluations, pruning, converting
+and the rest, not only the steps) divided by the steps it trained, so that the work between
+the steps is priced in. Stages without training of their own (compile, benchmark, report) are
+not predicted, and the message says so: "left in the training stages".
 """
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Callable, Sequence
 
 from ..train.progress import format_duration
@@ -42,8 +45,10 @@ def training_steps(stage: Any, steps_per_epoch: Callable[[int], int], first_unit
 class RunClock:
     """Seconds per training step measured during a run, and the time left from there."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self.seconds, self.steps = 0.0, 0
+        self._clock = clock
+        self._start = clock()
 
     def record(self, seconds: float, steps: int) -> None:
         """A training run of ``steps`` new steps took ``seconds``."""
@@ -58,11 +63,13 @@ class RunClock:
             return None
         total = sum(training_steps(stage, steps_per_epoch, first_unit if i == 0 else 0)
                     for i, stage in enumerate(stages))
-        return total * self.seconds / self.steps
+        elapsed = max(self.seconds, self._clock() - self._start)    # the work between steps too
+        return total * elapsed / self.steps
 
     def describe_left(self, *args: Any, **kwargs: Any) -> str:
-        """``", about 3.5 min left in the run"`` (empty when unknown or nothing is left)."""
+        """``", about 3.5 min left in the training stages"`` (empty when unknown or nothing is
+        left)."""
         left = self.seconds_left(*args, **kwargs)
         if left is None or not math.isfinite(left) or left < 1:
             return ""
-        return f", about {format_duration(left)} left in the run"
+        return f", about {format_duration(left)} left in the training stages"
