@@ -43,6 +43,7 @@ test: lint
 # (numpy < 2, onnx < 1.15) in its own .venv-deepsparse, which peers.py finds by itself.
 peers: setup
 	$(PY) -m pip install --quiet -e ".[peers]" "$(TORCH)"
+	-test -x $(VENV)/bin/opt_in_out && $(VENV)/bin/opt_in_out --opt_out >/dev/null   # OpenVINO telemetry off
 	test -x .venv-deepsparse/bin/python || $(PYTHON) -m venv .venv-deepsparse
 	.venv-deepsparse/bin/python -m pip install --quiet "deepsparse==1.8.0" "numpy<2" "onnx<1.15"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,8 +69,16 @@ class OnnxRuntimePeer:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        feed = {"x": example.numpy()}
-        return lambda: session.run(None, feed)[0]
+        # zero-copy: the input and the output are bound once to their buffers
+        binding = session.io_binding()
+        x = example.contiguous().numpy()
+        binding.bind_cpu_input(session.get_inputs()[0].name, x)
+        binding.bind_output(session.get_outputs()[0].name, "cpu")
+
+        def run() -> np.ndarray:
+            session.run_with_iobinding(binding)
+            return binding.get_outputs()[0].numpy()
+        return run
 
 
 class OpenVinoPeer:
@@ -90,12 +99,14 @@ class OpenVinoPeer:
         if self.requested:
             config["INFERENCE_PRECISION_HINT"] = self.requested
         compiled = self.core.compile_model(str(path), "CPU", config)
-        self.precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        hint = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.precision = next((short for long, short in (("bfloat16", "bf16"), ("float16", "fp16"),
+                                                          ("float32", "fp32")) if long in hint), hint)
         request = compiled.create_infer_request()
-        x = example.numpy()
+        request.set_input_tensor(0, self.ov.Tensor(example.contiguous().numpy(), shared_memory=True))
 
-        def run() -> np.ndarray:
-            request.infer({0: x})
+        def run() -> np.ndarray:                          # zero-copy input, output read in place
+            request.infer()
             return request.get_output_tensor(0).data
         return run
 
@@ -163,8 +174,17 @@ class DeepSparsePeer:
                 self.process.kill()
 
 
+def telemetry_off() -> None:
+    """Opt out of OpenVINO's telemetry (its thread deadlocks beside DeepSparse in one process)."""
+    os.environ.setdefault("OPENVINO_TELEMETRY_DISABLE", "1")
+    tool = shutil.which("opt_in_out") or str(Path(sys.executable).with_name("opt_in_out"))
+    if Path(tool).exists():
+        subprocess.run([tool, "--opt_out"], capture_output=True, timeout=60, check=False)
+
+
 def start_peers(threads: int, deepsparse_python: str | None, log=print) -> dict[str, object]:
     """Every peer that can run here, by name; missing ones are logged and left out."""
+    telemetry_off()
     peers: dict[str, object] = {}
     for factory in (lambda: OnnxRuntimePeer(threads), lambda: OpenVinoPeer(threads, "f32"),
                     lambda: OpenVinoPeer(threads, None)):

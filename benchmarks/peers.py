@@ -14,7 +14,10 @@ all of them), as the median over rounds of the median of ``runs`` calls after wa
   (DeepSparse's own sparse kernels), in its own Python (``--deepsparse-python``).
 
 Ratios are ``torch time / engine time`` (> 1: faster than PyTorch); "vs best dense" divides
-the fastest dense time of torch, ONNX Runtime and OpenVINO fp32 for that shape by ours.
+the fastest dense time of torch, ONNX Runtime, OpenVINO fp32 and OpenVINO's default precision
+(bf16 where the CPU has AVX512_BF16/AMX; the cell names it) for that shape by ours. Peers get
+their input bound once (ONNX Runtime I/O binding, an OpenVINO tensor sharing the memory), and
+each engine is timed after a pause, so that the previous one's spinning threads are idle.
 
     python benchmarks/peers.py --layers                 # 3x3 layer table (batch 1 and 8)
     python benchmarks/peers.py --models                 # VGG-nagadomi, ResNet-18-max
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import os
 import statistics
@@ -62,7 +66,9 @@ MODELS = {
     "resnet70": ("ResNet-18-max 70%", resnet18_max, 224, 0.70),
 }
 FIRST_CONV_SPARSITY = 0.2           # the spatial-Winograd authors prune the first conv lightly
-DENSE_PEERS = ("torch", "onnxruntime", "openvino-f32")
+#: The dense runtimes whose fastest is "best dense": OpenVINO's default precision included (bf16
+#: on CPUs with AVX512_BF16/AMX: the table says which), as a user deploying it would get.
+DENSE_PEERS = ("torch", "onnxruntime", "openvino-f32", "openvino-default")
 
 
 def prune_random(weight: torch.Tensor, sparsity: float, seed: int) -> torch.Tensor:
@@ -139,11 +145,19 @@ class Case:
     errors: dict[str, float] = field(default_factory=dict)
 
 
-class Timer:
-    """Median of ``runs`` calls after ``warmup``, ``runs`` chosen per callable for ~``budget`` s."""
+#: Warm-up time after the pause, whatever the call count (thread pools and clocks wake up).
+WARMUP_SECONDS = 0.05
 
-    def __init__(self, warmup: int, min_runs: int, max_runs: int, budget: float) -> None:
+
+class Timer:
+    """Median of ``runs`` calls after ``warmup``, ``runs`` chosen per callable for ~``budget`` s;
+    ``pause`` seconds of sleep before each engine, so that the previous engine's worker threads
+    (OpenMP and the runtimes' pools spin after their work) are idle before the next is timed."""
+
+    def __init__(self, warmup: int, min_runs: int, max_runs: int, budget: float,
+                 pause: float = 0.0) -> None:
         self.warmup, self.min_runs, self.max_runs, self.budget = warmup, min_runs, max_runs, budget
+        self.pause = pause
         self.runs: dict[str, int] = {}
 
     def runs_for(self, key: str, once: float) -> int:
@@ -152,11 +166,15 @@ class Timer:
         return self.runs[key]
 
     def measure(self, key: str, function: Callable[[], object]) -> float:
+        time.sleep(self.pause)
         with torch.no_grad():
             start = time.perf_counter()
             function()
             runs = self.runs_for(key, time.perf_counter() - start)
-            for _ in range(self.warmup):
+            warm_until = time.perf_counter() + WARMUP_SECONDS    # and at least `warmup` calls
+            for done in itertools.count():
+                if done >= self.warmup and time.perf_counter() >= warm_until:
+                    break
                 function()
             times = []
             for _ in range(runs):
@@ -240,6 +258,7 @@ def measure_case(case: Case, peers: dict, timer: Timer, rounds: int, tmp: Path,
         for key, run in runners.items():
             case.times[key].append(timer.measure(f"{case.name}/{key}", run))
         for key, handle in handles.items():
+            time.sleep(timer.pause)
             once = deepsparse.time(handle, 0, 1)
             runs = timer.runs_for(f"{case.name}/{key}", once)
             case.times[key].append(deepsparse.time(handle, timer.warmup, runs))
@@ -298,7 +317,9 @@ def report(cases: list[Case], sparsities: list[float], peers: dict, title: str) 
                     summary[c].append(v)
             cells += [fmt(v, "x") for v in values]
         results[case.name]["best_dense"] = best_name
-        print(f"| {case.name} | {best_name} {best:.3g} ms | " + " | ".join(cells) + " |")
+        precision = getattr(peers.get(best_name), "precision", "")
+        label = f"{best_name} ({precision})" if best_name == "openvino-default" else best_name
+        print(f"| {case.name} | {label} {best:.3g} ms | " + " | ".join(cells) + " |")
     medians = {c: statistics.median(v) for c, v in summary.items() if v}
     worst = {c: min(v) for c, v in summary.items() if v}
     print("| **median** | | " + " | ".join(fmt(medians.get(c), "x") for c in cols) + " |")
@@ -324,6 +345,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--runs", type=int, default=30, help="most timed calls per measurement")
+    parser.add_argument("--pause", type=float, default=0.2,
+                        help="seconds of sleep before each engine is timed (0.2)")
     parser.add_argument("--budget", type=float, default=0.1,
                         help="seconds per measurement (fewer runs for slow cases, at least 3)")
     parser.add_argument("--quick", action="store_true", help="4 layer cases, 2 rounds")
@@ -348,9 +371,11 @@ def main() -> None:
     print(f"threads: {args.threads} | torch {torch.__version__} | sparsewino engine backend: "
           f"{engine.backend()} | peers: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print(f"timing: {args.rounds} alternating rounds, each the median of 3..{args.runs} calls "
-          f"(~{args.budget} s) after {args.warmup} warm-up calls; the median over rounds")
+          f"(~{args.budget} s) after {args.warmup} warm-up calls and {WARMUP_SECONDS} s, a "
+          f"{args.pause} s pause before "
+          "each engine; the median over rounds; peers' inputs bound once (zero-copy)")
     print(f"command: python benchmarks/peers.py {' '.join(sys.argv[1:])}")
-    timer = Timer(args.warmup, 3, args.runs, args.budget)
+    timer = Timer(args.warmup, 3, args.runs, args.budget, args.pause)
     results: dict[str, dict] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
