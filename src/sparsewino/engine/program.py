@@ -368,9 +368,9 @@ class Program:
         return result
 
     def patches_by_segment(self, segment: _Segment) -> list[tuple[Any, str, int, int]]:
-        structs = {id(op.args) for op in segment.ops}
         cached = getattr(segment, "_patches", None)
         if cached is None:
+            structs = {id(op.args) for op in segment.ops}
             cached = [p for p in self.patches if id(p[0]) in structs]
             segment._patches = cached  # type: ignore[attr-defined]
         return cached
