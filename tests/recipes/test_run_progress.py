@@ -59,3 +59,5 @@ def test_the_time_left_prices_in_the_work_between_training_steps():
     left = clock.seconds_left(recipe.stages, lambda batch: 50)
     assert left == pytest.approx(50 * 30.0 / 100)            # 0.3 s per step, not 0.1
     assert clock.describe_left(recipe.stages, lambda batch: 50).endswith("left in the training stages")
+    clock.record(40.0, 100)                       # a slower stage (Winograd-domain fine-tuning)
+    assert clock.seconds_left(recipe.stages, lambda batch: 50) == pytest.approx(50 * 0.4)

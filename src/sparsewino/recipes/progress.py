@@ -4,7 +4,8 @@ The time left is the number of training steps the remaining stages will run (tra
 fine-tune stages, one fine-tune per pruning target) times the wall time per training step so
 far in this run: everything this process did since it started (evaluations, pruning, converting
 and the rest, not only the steps) divided by the steps it trained, so that the work between
-the steps is priced in. Stages without training of their own (compile, benchmark, report) are
+the steps is priced in, or the latest training run's seconds per step when that is slower
+(fine-tuning Winograd-domain layers is slower per step than training spatial ones). Stages without training of their own (compile, benchmark, report) are
 not predicted, and the message says so: "left in the training stages".
 """
 from __future__ import annotations
@@ -47,6 +48,7 @@ class RunClock:
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self.seconds, self.steps = 0.0, 0
+        self.last_rate = 0.0                       # seconds per step of the latest training run
         self._clock = clock
         self._start = clock()
 
@@ -54,6 +56,7 @@ class RunClock:
         """A training run of ``steps`` new steps took ``seconds``."""
         if steps > 0:
             self.seconds, self.steps = self.seconds + seconds, self.steps + steps
+            self.last_rate = seconds / steps
 
     def seconds_left(self, stages: Sequence[Any], steps_per_epoch: Callable[[int], int],
                      first_unit: int = 0) -> float | None:
@@ -64,7 +67,9 @@ class RunClock:
         total = sum(training_steps(stage, steps_per_epoch, first_unit if i == 0 else 0)
                     for i, stage in enumerate(stages))
         elapsed = max(self.seconds, self._clock() - self._start)    # the work between steps too
-        return total * elapsed / self.steps
+        # Winograd-domain layers train slower than spatial ones: the latest run's speed, when
+        # slower than the average, is the better guess for the stages after it
+        return total * max(elapsed / self.steps, self.last_rate)
 
     def describe_left(self, *args: Any, **kwargs: Any) -> str:
         """``", about 3.5 min left in the training stages"`` (empty when unknown or nothing is
