@@ -2,11 +2,12 @@
 
 The time left is the number of training steps the remaining stages will run (train and
 fine-tune stages, one fine-tune per pruning target) times the wall time per training step so
-far in this run: everything this process did since it started (evaluations, pruning, converting
-and the rest, not only the steps) divided by the steps it trained, so that the work between
-the steps is priced in, or the latest training run's seconds per step when that is slower
-(fine-tuning Winograd-domain layers is slower per step than training spatial ones). Stages without training of their own (compile, benchmark, report) are
-not predicted, and the message says so: "left in the training stages".
+far in this run: everything this process did since it started (evaluations, pruning,
+converting and the rest, not only the steps) divided by the steps it trained, so that the work
+between the steps is priced in, or the latest training run's seconds per step when that is
+slower (fine-tuning Winograd-domain layers is slower per step than training spatial ones).
+Stages without training of their own (compile, benchmark, report) are not predicted, and the
+message says so: "left in the training stages".
 """
 from __future__ import annotations
 
