@@ -135,15 +135,25 @@ def test_product_addernet_rule_at_the_function_level():
 
 
 def test_adaptive_learning_rate_scales_the_filter_gradient():
+    """AdderNet's rule is per layer: the whole filter gradient times one scalar
+    eta * sqrt(k) / ||grad||₂ (k = the layer's filter entries), so the scaled gradient is the
+    plain one times a single number (a per-filter normalisation, which has the same total norm,
+    would scale each filter by its own number and fail here)."""
     torch.manual_seed(0)
     layer = AdderConv2d(3, 4, 3, padding=1, eta=0.2)
-    layer(torch.randn(2, 3, 6, 6)).pow(2).mean().backward()
+    x = torch.randn(2, 3, 6, 6)
+    layer(x).pow(2).mean().backward()
     expected = 0.2 * layer.weight.numel() ** 0.5
     assert abs(layer.weight.grad.norm().item() - expected) < 1e-4 * expected
     plain = AdderConv2d(3, 4, 3, padding=1, eta=None)
     plain.load_state_dict(layer.state_dict())
-    plain(torch.randn(2, 3, 6, 6)).pow(2).mean().backward()
+    plain(x).pow(2).mean().backward()
     assert abs(plain.weight.grad.norm().item() - expected) > 1e-3
+    ratio = layer.weight.grad / plain.weight.grad
+    per_filter = ratio.reshape(ratio.shape[0], -1)
+    assert torch.allclose(per_filter, per_filter.flatten()[0].expand_as(per_filter), rtol=1e-4)
+    norms = plain.weight.grad.reshape(4, -1).norm(dim=1)
+    assert norms.max() > 1.05 * norms.min()           # the filters differ: the test can tell
 
 
 def test_from_conv_copies_weights_and_is_no_convolution():
