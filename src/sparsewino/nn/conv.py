@@ -5,10 +5,14 @@ compatible with ``nn.Conv1d``/``nn.Conv2d``/``nn.Conv3d``); the forward pass run
 ``domain="winograd"``: the parameter ``weight`` is the Winograd-domain weight
 Q = G g Gᵀ of shape ``(K, C/groups, n_1, ..., n_d)``, trained directly.
 
-Kernels larger than 3 taps and strides above 1 are decomposed (DWM, Huang et al. 2020;
-:mod:`sparsewino.winograd.decompose`) into S stride-1 pieces of at most 3 taps that run as one
-Winograd convolution of the stacked sub-images; the Winograd-domain weight then holds one Q
-per piece, ``(K, C/groups, S, n_1, ..., n_d)``.
+Strides above 1 and, where that is accurate with fewer multiplications, kernels larger than 3
+taps are decomposed (DWM, Huang et al. 2020; :mod:`sparsewino.winograd.decompose`) into S
+stride-1 pieces that run as one Winograd convolution of the stacked sub-images; the
+Winograd-domain weight then holds one Q per piece, ``(K, C/groups, S, n_1, ..., n_d)``.
+``decompose="auto"`` (the default) compares plain F(m, r) and the piece sizes by error budget
+and multiplications, so a 5x5 kernel may stay plain F(2,5) and a 7x7/2 stem may run 4-tap
+pieces; ``decompose="dwm"`` always takes pieces of at most 3 taps (closest to direct
+convolution's accuracy, DWM's point).
 """
 from __future__ import annotations
 
