@@ -162,23 +162,14 @@ class CompiledLayer(nn.Module):
         with self._lock:
             if key != self._last_key:
                 plans = lower()
-                need = 0
-                for plan in plans:
-                    if hasattr(plan.args, "workspace"):
-                        floats = ctypes.c_int64()
-                        kernels.check_status(getattr(lib, f"sw_{plan.kind}_workspace")(
-                            ctypes.byref(plan.args), ctypes.byref(floats)))
-                        need = max(need, floats.value)
+                need = max(kernels.workspace_floats(p.kind, p.args) for p in plans)
                 if self._workspace.numel() < need:
                     self._workspace = torch.empty(max(need, 16))
                 for plan in plans:
                     if hasattr(plan.args, "workspace"):
                         plan.args.workspace = self._workspace.data_ptr()
                         plan.args.workspace_floats = self._workspace.numel()
-                array = (kernels.SwOp * len(plans))(*[
-                    kernels.SwOp(kernels.OP_KINDS[p.kind],
-                                 ctypes.cast(ctypes.pointer(p.args), ctypes.c_void_p))
-                    for p in plans])
+                array = kernels.op_array([(p.kind, p.args) for p in plans])
                 self._args, self._last_key = (plans, array), key
             plans, array = self._args
             for plan in plans:

@@ -51,10 +51,6 @@ class _Op:
     relu_field: str | None = None  # field to set for a fused following ReLU
     name: str = ""                 # the graph node it computes (for profiles)
 
-    @property
-    def kind(self) -> int:
-        return kernels.OP_KINDS[self.op]
-
 
 @dataclass
 class _TorchStep:
@@ -284,7 +280,6 @@ class Program:
         # Pointers: fixed for arena values, patched per call for the others.
         self.patches: list[tuple[Any, str, int, int]] = []     # (struct, field, root, bytes)
         workspace = 0
-        lib = kernels.library()
         for step in self.steps:
             if not isinstance(step, _Segment):
                 continue
@@ -296,12 +291,7 @@ class Program:
                         setattr(op.args, name, base + 4 * (root.offset + value.shift))
                     else:
                         self.patches.append((op.args, name, value.root, 4 * value.shift))
-                if hasattr(op.args, "workspace"):     # planned: the op says how much it needs
-                    floats = ctypes.c_int64()
-                    call = getattr(lib, f"sw_{op.op}_workspace")
-                    kernels.check_status(call(ctypes.byref(op.args), ctypes.byref(floats)),
-                                         "planning")
-                    workspace = max(workspace, floats.value)
+                workspace = max(workspace, kernels.workspace_floats(op.op, op.args))
         self.workspace = torch.empty(max(workspace, _ALIGN))
         for step in self.steps:
             if isinstance(step, _Segment):
@@ -309,9 +299,7 @@ class Program:
                     if hasattr(op.args, "workspace"):
                         op.args.workspace = self.workspace.data_ptr()
                         op.args.workspace_floats = self.workspace.numel()
-                step.array = (kernels.SwOp * len(step.ops))(
-                    *[kernels.SwOp(op.kind, ctypes.cast(ctypes.pointer(op.args), ctypes.c_void_p))
-                      for op in step.ops])
+                step.array = kernels.op_array([(op.op, op.args) for op in step.ops])
         self.kernel_ops = sum(len(s.ops) for s in self.steps if isinstance(s, _Segment))
         self._input = next(v for v, value in self.values.items() if value.kind == "input")
         self._fresh_output = self.values[out_root].kind == "dynamic" and out_root != \

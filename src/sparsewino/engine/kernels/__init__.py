@@ -70,7 +70,7 @@ __all__ = ["backend", "backend_info", "available_backends", "use_backend", "libr
            "MAX_COLUMNS", "MAX_N", "max_n", "OP_KINDS", "OPERATIONS", "Operation", "ENV_VAR",
            "check_status", "ELTWISE_ADD", "ELTWISE_AFFINE", "ELTWISE_COPY", "ELTWISE_RELU",
            "POOL_MAX", "POOL_AVG", "MODE_AUTO", "MODE_BLOCKS", "MODE_COOPERATIVE", "run_adder",
-           "adder_args", "run_program", "abi", "backends", "get_backend"]
+           "adder_args", "run_program", "op_array", "workspace_floats", "abi", "backends", "get_backend"]
 
 
 def backend_info(name: str | None = None) -> Backend:
@@ -86,6 +86,25 @@ def max_n() -> int:
     return int(lib.sw_max_n()) if lib is not None else MAX_N
 
 
+def op_array(ops: list[tuple[str, ctypes.Structure]]) -> ctypes.Array:
+    """The ``sw_op`` array of ``(operation name, args struct)`` steps for ``sw_run_program``
+    (the structs must stay alive as long as the array is used)."""
+    return (SwOp * len(ops))(*[SwOp(OP_KINDS[name], ctypes.cast(ctypes.pointer(args),
+                                                                 ctypes.c_void_p))
+                               for name, args in ops])
+
+
+def workspace_floats(name: str, args: ctypes.Structure) -> int:
+    """Floats of workspace operation ``name`` needs for ``args`` (0 for operations without a
+    ``workspace`` field); raises ``RuntimeError`` for arguments the library refuses."""
+    if not hasattr(args, "workspace"):
+        return 0
+    floats = ctypes.c_int64()
+    check_status(getattr(library(), f"sw_{name}_workspace")(ctypes.byref(args),
+                                                              ctypes.byref(floats)), "planning")
+    return floats.value
+
+
 def run_program(ops: list[tuple[str, ctypes.Structure]]) -> None:
     """Run ``(operation name, args struct)`` steps in order with one ``sw_run_program`` call.
 
@@ -95,9 +114,7 @@ def run_program(ops: list[tuple[str, ctypes.Structure]]) -> None:
     lib = library()
     if lib is None:
         raise RuntimeError(f"no compiled kernel: {load_error()}")
-    array = (SwOp * len(ops))(*[SwOp(OP_KINDS[name], ctypes.cast(ctypes.pointer(args),
-                                                                 ctypes.c_void_p))
-                                for name, args in ops])
+    array = op_array(ops)
     failed = ctypes.c_int32(-1)
     status = lib.sw_run_program(array, len(ops), ctypes.byref(failed))
     check_status(status, f"program step {failed.value} ({ops[failed.value][0]})"
