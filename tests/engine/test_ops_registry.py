@@ -166,10 +166,7 @@ class ClonePerImage(NodeOp):
 
 
 def _copy_args(emitter: Emitter, count: int) -> kernels.SwEltwiseArgs:
-    args = kernels.SwEltwiseArgs()
-    args.kind, args.relu, args.outer, args.channels, args.inner = kernels.ELTWISE_COPY, 0, 1, 1, count
-    args.threads, args.isa = emitter.threads, emitter.isa
-    return args
+    return kernels.eltwise_args(kernels.ELTWISE_COPY, False, (count,), emitter.threads, emitter.isa)
 
 
 @needs_kernel

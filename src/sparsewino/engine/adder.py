@@ -169,23 +169,15 @@ class CompiledAdderConv2d(CompiledLayer):
         """Bias/BatchNorm (affine), residual addition and ReLU on the products."""
         plans, source = [], "products"
         if self._affine or not self.residual:
-            args = kernels.SwEltwiseArgs()
-            args.kind = kernels.ELTWISE_AFFINE if self._affine else kernels.ELTWISE_COPY
-            args.relu = int(self.relu and not self.residual)
-            args.outer, args.channels = out_shape[0], out_shape[1]
-            args.inner = out_shape[2] * out_shape[3]
-            if self._affine:
-                args.scale, args.shift = self._scale.data_ptr(), self._shift.data_ptr()
-            args.threads, args.isa = threads, isa
+            kind = kernels.ELTWISE_AFFINE if self._affine else kernels.ELTWISE_COPY
+            affine = (self._scale, self._shift) if self._affine else ()
+            args = kernels.eltwise_args(kind, self.relu and not self.residual, out_shape, threads,
+                                        isa, *affine)
             target = "scaled" if self.residual else "y"
             plans.append(OpPlan("eltwise", args, [("a", source)], target, out_shape))
             source = target
         if self.residual:
-            args = kernels.SwEltwiseArgs()
-            args.kind, args.relu = kernels.ELTWISE_ADD, int(self.relu)
-            args.outer, args.channels = 1, 1
-            args.inner = out_shape[0] * out_shape[1] * out_shape[2] * out_shape[3]
-            args.threads, args.isa = threads, isa
+            args = kernels.eltwise_args(kernels.ELTWISE_ADD, self.relu, out_shape, threads, isa)
             plans.append(OpPlan("eltwise", args, [("a", source), ("b", "residual")], "y",
                                 out_shape))
         return plans

@@ -14,6 +14,7 @@ instruction. Without the compiled library the engine warns once and runs the ``t
 from __future__ import annotations
 
 import ctypes
+import math
 
 import torch
 
@@ -70,7 +71,8 @@ __all__ = ["backend", "backend_info", "available_backends", "use_backend", "libr
            "MAX_COLUMNS", "MAX_N", "max_n", "OP_KINDS", "OPERATIONS", "Operation", "ENV_VAR",
            "check_status", "ELTWISE_ADD", "ELTWISE_AFFINE", "ELTWISE_COPY", "ELTWISE_RELU",
            "POOL_MAX", "POOL_AVG", "MODE_AUTO", "MODE_BLOCKS", "MODE_COOPERATIVE", "run_adder",
-           "adder_args", "run_program", "op_array", "workspace_floats", "abi", "backends", "get_backend"]
+           "adder_args", "eltwise_args", "run_program", "op_array", "workspace_floats", "abi",
+           "backends", "get_backend"]
 
 
 def backend_info(name: str | None = None) -> Backend:
@@ -103,6 +105,24 @@ def workspace_floats(name: str, args: ctypes.Structure) -> int:
     check_status(getattr(library(), f"sw_{name}_workspace")(ctypes.byref(args),
                                                               ctypes.byref(floats)), "planning")
     return floats.value
+
+
+def eltwise_args(kind: int, relu: bool, shape: tuple[int, ...], threads: int, isa: int,
+                 scale: torch.Tensor | None = None,
+                 shift: torch.Tensor | None = None) -> SwEltwiseArgs:
+    """The ``sw_eltwise_args`` of one element-wise operation over a tensor of ``shape``
+    (``kind``: ``ELTWISE_*``; the affine kind reads per-channel ``scale``/``shift`` over dim 1;
+    data pointers are left unset)."""
+    args = SwEltwiseArgs()
+    args.kind, args.relu = kind, int(relu)
+    affine = kind == ELTWISE_AFFINE
+    args.outer = shape[0] if affine else 1
+    args.channels = shape[1] if affine else 1
+    args.inner = math.prod(shape) // (args.outer * args.channels)
+    if scale is not None:
+        args.scale, args.shift = scale.data_ptr(), shift.data_ptr()
+    args.threads, args.isa = threads, isa
+    return args
 
 
 def run_program(ops: list[tuple[str, ctypes.Structure]]) -> None:

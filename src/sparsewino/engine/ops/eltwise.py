@@ -23,16 +23,7 @@ def eltwise(emitter: Emitter, kind: int, a: int, b: int | None, shape: tuple[int
             relu: bool, scale: torch.Tensor | None = None,
             shift: torch.Tensor | None = None) -> int:
     """One ``eltwise`` operation (``kind``: ``kernels.ELTWISE_*``) writing a value of ``shape``."""
-    args = kernels.SwEltwiseArgs()
-    args.kind, args.relu = kind, int(relu)
-    affine = kind == kernels.ELTWISE_AFFINE
-    channels = shape[1] if affine else 1
-    args.outer = shape[0] if affine else 1
-    args.channels = channels
-    args.inner = numel(shape) // (args.outer * channels)
-    if scale is not None:
-        args.scale, args.shift = scale.data_ptr(), shift.data_ptr()
-    args.threads, args.isa = emitter.threads, emitter.isa
+    args = kernels.eltwise_args(kind, relu, shape, emitter.threads, emitter.isa, scale, shift)
     inputs = [("a", a)] + ([("b", b)] if b is not None else [])
     return emitter.emit("eltwise", args, inputs, shape, "relu")
 
