@@ -148,22 +148,25 @@ class CompiledAdderConv2d(CompiledLayer):
         ext.offsets = self._offsets.data_ptr()
         ext.threads = threads
         plans = [OpPlan("extract", ext, [("x", "x")], "patches", (batch, j, ho, wo))]
-        finish = self._affine or self.relu or self.residual
-        products = "products" if finish else "y"
+        products = "products" if self._finishes else "y"
         for image in range(batch):
             args = kernels.SwAdderArgs(1, k, columns, j, self._weight.data_ptr(), None, None,
                                        self.p, threads, isa)
             plans.append(OpPlan("adder", args, [("wt", "patches")], products, (k, ho, wo),
                                 offsets={"wt": image * j * columns, "y": image * k * columns}))
-        if finish:
+        if self._finishes:
             plans += self._finish_plans(out_shape, threads, isa)
         return plans, self._partial(batch, height, width)
 
+    @property
+    def _finishes(self) -> bool:
+        """Whether an element-wise step follows the products (bias/BatchNorm, residual, ReLU)."""
+        return self._affine or self.relu or self.residual
+
     def _partial(self, batch: int, height: int, width: int) -> dict[str, tuple[int, ...]]:
         """The buffer the per-image products write in parts, with its shape."""
-        finish = self._affine or self.relu or self.residual
-        return {"products" if finish else "y": (batch, self.out_channels,
-                                                *self.output_size(height, width))}
+        return {"products" if self._finishes else "y": (batch, self.out_channels,
+                                                        *self.output_size(height, width))}
 
     def _finish_plans(self, out_shape: tuple[int, ...], threads: int, isa: int) -> list[OpPlan]:
         """Bias/BatchNorm (affine), residual addition and ReLU on the products."""

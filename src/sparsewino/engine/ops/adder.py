@@ -9,7 +9,7 @@ from torch import nn
 from ...nn.adder import AdderConv2d
 from ..adder import CompiledAdderConv2d, adder_unsupported_reason
 from . import register_kind
-from .base import BuildOptions, CompiledKind, Emitter, UnsupportedGraph, emit_plans, forward_overridden
+from .base import BuildOptions, CompiledKind, Emitter, conv_inputs, emit_plans, forward_overridden
 
 
 class AdderKind(CompiledKind):
@@ -37,17 +37,9 @@ class AdderKind(CompiledKind):
 
     def lower(self, emitter: Emitter, layer: nn.Module, inputs: Sequence[int],
               out_shape: tuple[int, ...], name: str) -> int:
-        shape = emitter.shape(inputs[0])
-        if len(shape) != 4 or shape[1] != layer.in_channels or shape[0] == 0:
-            raise UnsupportedGraph(f"{name}: input {shape}")
-        refs = {"x": inputs[0]}
-        if layer.residual:
-            if len(inputs) < 2 or emitter.shape(inputs[1]) != tuple(out_shape):
-                raise UnsupportedGraph(f"{name}: residual shape")
-            refs["residual"] = inputs[1]
+        shape, refs = conv_inputs(emitter, layer, 2, inputs, out_shape, name, layer.residual)
         plans, partial = layer.lower(shape[0], shape[2], shape[3], emitter.threads,
                                      emitter.backend)
-        emitter.keep(layer)
         return emit_plans(emitter, plans, refs, partial,
                           None if layer.relu else "relu")
 

@@ -203,16 +203,18 @@ def numel(shape: Sequence[int]) -> int:
 
 
 def conv_inputs(emitter: Emitter, layer: nn.Module, dims: int, inputs: Sequence[int],
-                out_shape: Sequence[int], name: str) -> tuple[tuple[int, ...], dict[str, int]]:
+                out_shape: Sequence[int], name: str,
+                residual: bool | None = None) -> tuple[tuple[int, ...], dict[str, int]]:
     """A compiled convolution's input shape and value refs (``x``, and ``residual`` for a fused
-    residual addition), checked against what the layer was compiled for."""
+    residual addition: ``residual``, default ``layer.spec.residual``), checked against what the
+    layer was compiled for."""
     if not inputs:
         raise UnsupportedGraph(f"{name}: no tensor input")
     shape = emitter.shape(inputs[0])
     if len(shape) != dims + 2 or shape[1] != layer.in_channels or shape[0] == 0:
         raise UnsupportedGraph(f"{name}: input {shape}")
     refs = {"x": inputs[0]}
-    if layer.spec.residual:
+    if layer.spec.residual if residual is None else residual:
         if len(inputs) < 2 or emitter.shape(inputs[1]) != tuple(out_shape):
             raise UnsupportedGraph(f"{name}: residual shape")
         refs["residual"] = inputs[1]
