@@ -188,10 +188,15 @@ def _layer_kind(module: nn.Module) -> tuple[CompiledKind | None, str]:
     return None, ""
 
 
-def _describe(kind: CompiledKind, layer: nn.Module) -> str:
-    packed = getattr(layer, "packed", None)
-    return kind.describe(layer) + ("; fp16 weights" if getattr(packed, "precision", "") == "fp16"
-                                   else "")
+def _fp16(layer: nn.Module) -> bool:
+    """Whether the compiled layer stores fp16 weights (kinds without packed weights: never)."""
+    return getattr(getattr(layer, "packed", None), "precision", "") == "fp16"
+
+
+def _describe(kind: CompiledKind, layer: nn.Module, note: str = "") -> str:
+    """The report's line for a compiled layer: the kind's description, fp16, the build note."""
+    return kind.describe(layer) + ("; fp16 weights" if _fp16(layer) else "") + \
+        (f"; {note}" if note else "")
 
 
 @dataclass
@@ -229,8 +234,7 @@ def _build_layer(module: nn.Module, kind: CompiledKind, options: _Options,
             module = retiled(module, choice.tile)
         build, note = dataclasses.replace(build, formats=choice.formats), choice.describe()
     layer = _build(module, kind, build)
-    if getattr(getattr(layer, "packed", None), "precision", "") == "fp16" and \
-            kind.counts == "winograd":
+    if _fp16(layer) and kind.counts == "winograd":
         error = _fp16_output_error(module, kind, build, layer)
         note = "; ".join(filter(None, [note, f"fp16 rounding {error:.1e} of the output"]))
         if error > FP16_WARN_ERROR:
@@ -425,8 +429,7 @@ def _compile_traced(tree: nn.Module, options: _Options, prefix: str) -> "Compile
         compiled, note = _build_layer(module, kind, options, fusion)
         for path in aliases[id(module)]:
             _set_module(tree, path, compiled)
-        entries[name] = LayerKernel(name, kind.report,
-                                    _describe(kind, compiled) + (f"; {note}" if note else ""),
+        entries[name] = LayerKernel(name, kind.report, _describe(kind, compiled, note),
                                     fused_names)
     graph.lint()
     gm = fx.GraphModule(tree, graph)
@@ -448,8 +451,7 @@ def _compile_module(module: nn.Module, name: str, options: _Options) -> nn.Modul
     kind, reason = _layer_kind(module)
     if kind is not None:
         compiled, note = _build_layer(module, kind, options)
-        report.append(LayerKernel(name, kind.report,
-                                  _describe(kind, compiled) + (f"; {note}" if note else "")))
+        report.append(LayerKernel(name, kind.report, _describe(kind, compiled, note)))
         return compiled
     if isinstance(module, winograd_layer_types()):
         report.append(LayerKernel(name, "layer-forward", reason))
