@@ -681,10 +681,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not (run_dir / "results.json").is_file():
         # a missing or wrong input path is a failure to run (1), like `inspect missing.pt`
         raise FileNotFoundError(f"{run_dir} is not a run directory (no results.json); run a recipe first")
-    from .recipes.rundir import MARKER, RunDirectoryError, is_run_dir
-    if not is_run_dir(run_dir):
-        raise RunDirectoryError(f"{run_dir} has no {MARKER} marker: sparsewino did not create it, "
-                                "so the report will not write into it")
+    from .recipes.rundir import check_takeover
+    check_takeover(run_dir, "report")
     rows = json.loads((run_dir / "results.json").read_text())
     recipe = load_recipe(run_dir / "recipe.yaml") if (run_dir / "recipe.yaml").is_file() else None
     model = shape = None

@@ -39,8 +39,9 @@ def is_run_dir(run_dir: Path) -> bool:
     return run_dir.is_dir() and marker.is_file() and not marker.is_symlink()
 
 
-def check_takeover(run_dir: Path, what: str = "run") -> None:
-    """Refuse to write into ``run_dir`` unless it is new, empty, or a sparsewino run directory.
+def check_takeover(run_dir: Path, what: str = "run", fresh: bool = False) -> None:
+    """Refuse to write into ``run_dir`` (or, ``fresh``, to delete its files) unless it is new,
+    empty, or a sparsewino run directory.
 
     Raises:
         RunDirectoryError: it holds files and sparsewino did not create it.
@@ -55,9 +56,10 @@ def check_takeover(run_dir: Path, what: str = "run") -> None:
     if others:
         shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
         raise RunDirectoryError(
-            f"{run_dir} is not a sparsewino run directory: it holds files ({shown}) and no "
-            f"{MARKER} marker, so the {what} will not write over them. Choose a new or empty "
-            "--run-dir")
+            f"{'refusing to delete the files of ' if fresh else ''}{run_dir}: it is not a "
+            f"sparsewino run directory (sparsewino did not create it: no {MARKER} marker) and "
+            f"holds files ({shown}), which the {what} will not "
+            f"{'delete' if fresh else 'write over'}. Choose a new or empty --run-dir")
 
 
 @contextlib.contextmanager

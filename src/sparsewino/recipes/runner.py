@@ -482,10 +482,7 @@ def run_recipe(recipe: Recipe, run_dir: str | Path | None = None, *, fresh: bool
     last = last_stage(recipe, until)
     with contextlib.ExitStack() as hold:
         if ctx.is_main:
-            if fresh and run_dir.exists() and not is_run_dir(run_dir):
-                clear_run_dir(run_dir)           # refuses: sparsewino did not create it
-            if not (fresh and is_run_dir(run_dir)):
-                check_takeover(run_dir)          # new, empty or ours: never a user's folder
+            check_takeover(run_dir, fresh=fresh)     # new, empty or ours: never a user's folder
             hold.enter_context(locked_run_dir(run_dir))
             if fresh and is_run_dir(run_dir):
                 clear_run_dir(run_dir)
