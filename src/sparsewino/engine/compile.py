@@ -35,7 +35,7 @@ from ..errors import PrecisionRangeError
 from ..nn.kinds import adder_layer_types, is_adder_layer, kind_of, winograd_layer_types
 from . import kernels, ops
 from .modules import CompiledLayer, check_threads
-from .ops.base import BuildOptions, CompiledKind
+from .ops.base import BuildOptions, CompiledKind, pair
 from .ops.eltwise import ADD_FUNCTIONS, RELU_FUNCTIONS
 from .program import Program, build_program, node_op
 from .tuning import TuningCache, default_cache_path, record_input_shapes, retiled, tune_layer
@@ -162,7 +162,6 @@ def _is_fusable_pool(module: nn.Module) -> bool:
     """A plain 2x2 / stride-2 max-pool (floor mode), which a kind that can pool absorbs."""
     if type(module) is not nn.MaxPool2d:
         return False
-    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
     stride = module.stride if module.stride is not None else module.kernel_size
     return (pair(module.kernel_size) == (2, 2) and pair(stride) == (2, 2) and
             pair(module.padding) == (0, 0) and pair(module.dilation) == (1, 1) and

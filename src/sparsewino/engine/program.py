@@ -11,6 +11,7 @@ Per call only the input and output pointers (and those of PyTorch steps' results
 from __future__ import annotations
 
 import ctypes
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,7 +21,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from . import kernels, ops
 from .ops import node_op
-from .ops.base import UnsupportedGraph, numel
+from .ops.base import UnsupportedGraph
 
 __all__ = ["Program", "build_program", "node_op", "UnsupportedGraph"]
 
@@ -39,7 +40,7 @@ class _Value:
 
     @property
     def numel(self) -> int:
-        return numel(self.shape)
+        return math.prod(self.shape)
 
 
 @dataclass
@@ -110,8 +111,8 @@ class Program:
 
     def view(self, source: int, offset: int, shape) -> int:
         value = self.values[source]
-        if offset < 0 or value.shift + offset + numel(shape) > self.values[value.root].numel:
-            raise UnsupportedGraph(f"a view of {numel(shape)} elements at {offset} does not fit "
+        if offset < 0 or value.shift + offset + math.prod(shape) > self.values[value.root].numel:
+            raise UnsupportedGraph(f"a view of {math.prod(shape)} elements at {offset} does not fit "
                                    f"a value of shape {value.shape}")
         vid = self._new_value(shape, value.kind, alias_of=source)
         self.values[vid].shift = value.shift + offset

@@ -12,6 +12,7 @@ lowering code never imports the program, so there is no import cycle, and a kind
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
@@ -19,7 +20,7 @@ import torch
 from torch import fx, nn
 
 __all__ = ["UnsupportedGraph", "Emitter", "BuildOptions", "CompiledKind", "NodeOp",
-           "forward_overridden", "pair", "numel", "conv_inputs", "grouped_weights", "emit_plans"]
+           "forward_overridden", "pair", "conv_inputs", "grouped_weights", "emit_plans"]
 
 
 class UnsupportedGraph(Exception):
@@ -194,14 +195,6 @@ def pair(value: Any) -> tuple[int, int]:
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)  # type: ignore
 
 
-def numel(shape: Sequence[int]) -> int:
-    """Elements of a tensor of ``shape``."""
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
-
-
 def conv_inputs(emitter: Emitter, layer: nn.Module, dims: int, inputs: Sequence[int],
                 out_shape: Sequence[int], name: str,
                 residual: bool | None = None) -> tuple[tuple[int, ...], dict[str, int]]:
@@ -252,7 +245,7 @@ def emit_plans(emitter: Emitter, plans: Sequence[Any], refs: dict[str, int],
             value = refs[ref]
             offset = plan.offsets.get(name)
             if offset is not None:
-                rest = numel(emitter.shape(value)) - offset
+                rest = math.prod(emitter.shape(value)) - offset
                 value = emitter.view(value, offset, (rest,))
             inputs.append((name, value))
         offset = plan.offsets.get(plan.output_field)

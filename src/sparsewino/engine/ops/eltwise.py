@@ -3,6 +3,7 @@ additions, eval BatchNorm as a per-channel affine map → ``eltwise``; aliases (
 identity, eval dropout) and ``x.size()`` cost nothing."""
 from __future__ import annotations
 
+import math
 import operator
 from typing import Sequence
 
@@ -12,7 +13,7 @@ from torch import fx, nn
 
 from .. import kernels
 from . import register_node_op
-from .base import Emitter, NodeOp, UnsupportedGraph, numel
+from .base import Emitter, NodeOp, UnsupportedGraph
 
 RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_)
 ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
@@ -103,7 +104,7 @@ class Alias(NodeOp):
 
     def lower(self, emitter: Emitter, node: fx.Node, module: nn.Module | None,
               inputs: Sequence[int], out_shape: tuple[int, ...]) -> int:
-        if numel(emitter.shape(inputs[0])) != numel(out_shape):
+        if math.prod(emitter.shape(inputs[0])) != math.prod(out_shape):
             raise UnsupportedGraph(f"{node.name} changes the number of elements")
         return emitter.alias(inputs[0], out_shape)
 
