@@ -71,6 +71,7 @@ class CompileReport(list):
     """List of :class:`LayerKernel`; ``str()`` gives a table."""
 
     backend: str = "?"
+    precision: str = "fp32"          # of the products (compile's ``precision``)
 
     @property
     def compiled(self) -> list[str]:
@@ -99,7 +100,8 @@ class CompileReport(list):
         done = sum(d.compiled for d in winograd)
         others = [d for d in self if d.kernel == "sparse-gemm"]
         lines.append(f"{done} of {len(winograd)} Winograd layers compiled, {len(others)} "
-                     f"GEMM layers; {len(self.fallbacks)} in PyTorch; backend: {self.backend}")
+                     f"GEMM layers; {len(self.fallbacks)} in PyTorch; backend: {self.backend}"
+                     + (f"; {self.precision} products" if self.precision != "fp32" else ""))
         return "\n".join(lines)
 
 
@@ -187,14 +189,25 @@ def _layer_kind(module: nn.Module) -> tuple[CompiledKind | None, str]:
     return None, ""
 
 
-def _fp16(layer: nn.Module) -> bool:
-    """Whether the compiled layer stores fp16 weights (kinds without packed weights: never)."""
-    return getattr(getattr(layer, "packed", None), "precision", "") == "fp16"
+#: What ``compile(precision=...)`` accepts: the precision of the products.
+PRODUCT_PRECISIONS = ("fp32", "bf16")
+
+
+def _reduced(layer: nn.Module) -> str | None:
+    """The compiled layer's reduced precision: ``"fp16"`` (weights), ``"bf16"`` (products) or
+    ``None`` (fp32, and kinds without packed weights)."""
+    precision = getattr(getattr(layer, "packed", None), "precision", None)
+    return precision if precision in REDUCED_WARN_ERROR else None
+
+
+_REDUCED_NOTE = {"fp16": "fp16 weights", "bf16": "bf16 products"}
 
 
 def _describe(kind: CompiledKind, layer: nn.Module, note: str = "") -> str:
-    """The report's line for a compiled layer: the kind's description, fp16, the build note."""
-    return kind.describe(layer) + ("; fp16 weights" if _fp16(layer) else "") + \
+    """The report's line for a compiled layer: the kind's description, its reduced precision,
+    the build note."""
+    reduced = _reduced(layer)
+    return kind.describe(layer) + (f"; {_REDUCED_NOTE[reduced]}" if reduced else "") + \
         (f"; {note}" if note else "")
 
 
@@ -233,26 +246,33 @@ def _build_layer(module: nn.Module, kind: CompiledKind, options: _Options,
             module = retiled(module, choice.tile)
         build, note = dataclasses.replace(build, formats=choice.formats), choice.describe()
     layer = _build(module, kind, build)
-    if _fp16(layer) and kind.counts == "winograd":
-        error = _fp16_output_error(module, kind, build, layer)
-        note = "; ".join(filter(None, [note, f"fp16 rounding {error:.1e} of the output"]))
-        if error > FP16_WARN_ERROR:
-            logger.warning("engine.compile: fp16 weights change the output of a %s with tile "
-                           "%s by %.2g of its largest value (above %g: the transform of a large "
-                           "tile amplifies the weight rounding); compile it with "
-                           "weights='fp32' or a smaller tile where that matters",
-                           type(module).__name__, layer.spec.tile, error, FP16_WARN_ERROR)
+    reduced = _reduced(layer)
+    if reduced and kind.counts == "winograd":
+        error = _reduced_output_error(module, kind, build, layer)
+        note = "; ".join(filter(None, [note, f"{reduced} rounding {error:.1e} of the output"]))
+        if error > REDUCED_WARN_ERROR[reduced]:
+            what = "weights" if reduced == "fp16" else "products"
+            logger.warning("engine.compile: %s %s change the output of a %s with tile %s by %.2g "
+                           "of its largest value (above %g: the transform of a large tile "
+                           "amplifies the rounding); compile it in fp32 or with a smaller tile "
+                           "where that matters", reduced, what, type(module).__name__,
+                           layer.spec.tile, error, REDUCED_WARN_ERROR[reduced])
     return layer, note
 
 
-#: Output error (relative to the largest output) above which fp16 weights draw a warning.
-FP16_WARN_ERROR = 3e-3
+#: Output error (relative to the largest output) above which a reduced precision draws a
+#: warning, per precision. fp16 weights: 3e-3. bf16 products (weights and input tiles rounded
+#: in the Winograd domain, relative 2^-9 each, amplified by the output transform): on random
+#: 64-channel layers 2.6e-3 for direct convolution in bf16, 3.8e-3 with F(2,3), 1.7e-2 with
+#: F(4,3) and 1.0e-1 with F(6,3) (docs/performance.md); the warning marks the last.
+REDUCED_WARN_ERROR = {"fp16": 3e-3, "bf16": 3e-2}
+FP16_WARN_ERROR = REDUCED_WARN_ERROR["fp16"]
 
 
-def _fp16_output_error(module: nn.Module, kind: CompiledKind, build: BuildOptions,
-                       layer: nn.Module) -> float:
-    """How far the fp16-weight layer's output is from the fp32 one's on a random probe input
-    (max absolute difference over the largest output), both computed in PyTorch."""
+def _reduced_output_error(module: nn.Module, kind: CompiledKind, build: BuildOptions,
+                          layer: nn.Module) -> float:
+    """How far the reduced-precision layer's output is from the fp32 one's on a random probe
+    input (max absolute difference over the largest output), both computed in PyTorch."""
     reference = _build(module, kind, dataclasses.replace(build, precision="fp32"))
     spec = layer.spec
     kernel = spec.kernel_size if isinstance(spec.kernel_size, int) else max(spec.kernel_size)
@@ -265,9 +285,9 @@ def _fp16_output_error(module: nn.Module, kind: CompiledKind, build: BuildOption
             shape = (1, layer.out_channels, *layer.output_size(*sizes))
             residual = torch.zeros(shape)
         y32 = reference._torch_forward(x, residual)
-        y16 = layer._torch_forward(x, residual)
+        reduced = layer._torch_forward(x, residual)
     scale = float(y32.abs().max())
-    return float((y16 - y32).abs().max()) / scale if scale > 0 else 0.0
+    return float((reduced - y32).abs().max()) / scale if scale > 0 else 0.0
 
 
 def _build(module: nn.Module, kind: CompiledKind, options: BuildOptions) -> CompiledLayer:
@@ -277,7 +297,7 @@ def _build(module: nn.Module, kind: CompiledKind, options: BuildOptions) -> Comp
     except PrecisionRangeError as exc:
         if options.precision == "fp32":
             raise
-        logger.warning("engine.compile: %s; this layer keeps fp32 weights", exc)
+        logger.warning("engine.compile: %s; this layer stays fp32", exc)
         return kind.build(module, dataclasses.replace(options, precision="fp32"))
 
 
@@ -590,7 +610,7 @@ class CompiledModel(nn.Module):
 
 def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
             formats: str | Sequence[str] = "auto", weights: str = "fp32",
-            tune: torch.Tensor | None = None,
+            precision: str = "fp32", tune: torch.Tensor | None = None,
             tuning_cache: str | Path | None = "default") -> nn.Module:
     """An inference copy of ``model`` whose layers run the sparse CPU kernels.
 
@@ -631,6 +651,13 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
         weights: ``"fp32"`` or ``"fp16"``: store the packed weights in half precision (half
             the bytes streamed per call; fp32 arithmetic; a layer whose weights exceed fp16's
             range keeps fp32 with a warning). See docs/performance.md for its accuracy.
+        precision: the products of the Winograd, DWM and GEMM layers: ``"fp32"``, or
+            ``"bf16"`` (weights and input tiles rounded to bf16 to nearest even, fp32
+            accumulation; AVX512-BF16 ``vdpbf16ps`` where the CPU has it, else an exact
+            software equivalent, same results and slower than fp32, with a warning). The
+            report gives each layer's rounding of its output (a warning above
+            :data:`REDUCED_WARN_ERROR`); transforms, bias, BatchNorm, pooling and adder
+            layers stay fp32. Not with ``weights="fp16"`` (bf16 weights are already 16-bit).
 
     Returns:
         The compiled copy (a :class:`CompiledModel` for traceable models, a compiled layer for
@@ -653,9 +680,22 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
         raise TypeError(f"compile() expects an nn.Module, got {type(model).__name__}")
     if weights not in ("fp32", "fp16"):
         raise ValueError(f"weights must be 'fp32' or 'fp16', got {weights!r}")
+    if precision not in PRODUCT_PRECISIONS:
+        raise ValueError(f"precision must be one of {PRODUCT_PRECISIONS} (the precision of the "
+                         f"products), got {precision!r}")
+    if precision == "bf16" and weights == "fp16":
+        raise ValueError("precision='bf16' stores bf16 weights; leave weights='fp32' (fp16 "
+                         "weights are for fp32 products)")
     report = CompileReport()
     report.backend = kernels.backend()
-    options = _Options(threads, fuse, formats, weights, report)
+    report.precision = precision
+    if precision == "bf16" and not kernels.bf16_hardware(report.backend):
+        logger.warning("engine.compile: precision='bf16' on backend %r without AVX512-BF16 "
+                       "instructions: the products are rounded in software (the same results "
+                       "as the hardware, slower than fp32); use it to check accuracy, or "
+                       "precision='fp32' for speed", report.backend)
+    options = _Options(threads, fuse, formats, "bf16" if precision == "bf16" else weights,
+                       report)
     with torch.inference_mode(False), torch.no_grad():      # works under inference_mode too
         result = _copy_model(model)
         result.eval()

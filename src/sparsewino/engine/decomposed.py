@@ -42,7 +42,7 @@ from ..nn.functional import positions_first, winograd_conv
 from ..winograd.algorithm import WinogradAlgorithm, algorithm
 from ..winograd.decompose import Decomposition, decompose
 from . import kernels
-from .modules import CompiledConv, OpPlan, _affine, kernel_reason
+from .modules import CompiledConv, OpPlan, _affine, kernel_reason, torch_product
 from .packing import PackedMatrices
 
 __all__ = ["SparseDecomposedConv2d", "DecomposedSpec", "decomposed_unsupported_reason", "LAYOUTS",
@@ -351,7 +351,8 @@ class SparseDecomposedConv2d(CompiledConv):
             self._dense_cache = u.contiguous()
         with torch.no_grad():
             y = winograd_conv(split.stack(x, (spec.tile, spec.tile)), self._dense_cache, self._bias,
-                              (spec.algorithm,) * 2, ((0, 0), (0, 0)), 1, spec.winograd_relu)
+                              (spec.algorithm,) * 2, ((0, 0), (0, 0)), 1, spec.winograd_relu,
+                              torch_product(self._packed, self._dense_cache))
             y = y[..., :x_out[0], :x_out[1]].contiguous()
             if residual is not None:
                 y = y + residual

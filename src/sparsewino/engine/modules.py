@@ -31,7 +31,7 @@ from ..nn.functional import positions_first, winograd_conv
 from ..winograd.algorithm import WinogradAlgorithm, algorithm
 from ..winograd.tiles import output_size
 from . import kernels
-from .packing import PackedMatrices
+from .packing import PackedMatrices, round_bf16
 
 __all__ = ["CompiledLayer", "SparseWinogradConv2d", "SparseLinear", "SparsePointwiseConv2d", "LayerSpec",
            "unsupported_reason", "kernel_reason", "check_threads", "InferenceModule", "CompiledConv",
@@ -83,6 +83,16 @@ def unsupported_reason(layer: nn.Module) -> str | None:
     if getattr(layer, "decomposition", None) is not None:
         return "a decomposed (DWM) layer: compile it as a SparseDecomposedConv2d"
     return kernel_reason(layer, layer.kernel_size, layer.tile, layer.in_channels, "H and W")
+
+
+def torch_product(packed: PackedMatrices, weights: torch.Tensor
+                  ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The Winograd-domain product of the PyTorch path for ``packed``'s precision: ``None``
+    (winograd_conv's own) or, for bf16 products, one that rounds the input tiles to bf16 as
+    the kernels do (the weights ``(P, K, C)`` already are)."""
+    if packed.precision != "bf16":
+        return None
+    return lambda v: torch.matmul(weights, round_bf16(v))
 
 
 def _affine(weight_rows: torch.Tensor, bias: torch.Tensor | None, scale: torch.Tensor | None,
@@ -464,7 +474,8 @@ class WinogradInferenceModule(CompiledConv):
             self._dense_cache = self._packed.dense()
         with torch.no_grad():
             y = winograd_conv(x, self._dense_cache, self._bias, (spec.algorithm,) * self._dims,
-                              spec.padding, 1, spec.winograd_relu)
+                              spec.padding, 1, spec.winograd_relu,
+                              torch_product(self._packed, self._dense_cache))
             if residual is not None:
                 y = y + residual
             if spec.relu_output:
@@ -731,6 +742,8 @@ class SparseLinear(_GemmModule):
         return self._gemm(x, (x.shape[0], self.out_features), x.shape[0], 1, residual)
 
     def _torch_forward(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        if self._packed.precision == "bf16":
+            x = round_bf16(x)
         with torch.no_grad():
             return self._finish(F.linear(x, self._weight_matrix(), self._bias), residual)
 
@@ -808,6 +821,8 @@ class SparsePointwiseConv2d(_GemmModule):
                           residual)
 
     def _torch_forward(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        if self._packed.precision == "bf16":
+            x = round_bf16(x)
         with torch.no_grad():
             w = self._weight_matrix()
             return self._finish(F.conv2d(x, w.reshape(*w.shape, 1, 1), self._bias), residual)

@@ -21,6 +21,14 @@ be edited in place, only replaced by packing again (recompile, or ``load_state_d
 half the weight bytes, converted to fp32 per slice / panel inside the kernel, fp32
 arithmetic. Useful where streaming the weights is the limit (batch 1, large layers); the
 rounding (relative 2^-11 per weight) is measured in docs/performance.md.
+
+``precision="bf16"`` makes the products bf16 with fp32 accumulation (``engine.compile(...,
+precision="bf16")``): the weights are rounded to bf16 (to nearest even) and stored in pairs of
+input channels, ``(2j, 2j+1)`` in one 32-bit entry (channel ``2j`` in the low half); a
+column is a pair, so the matrices have ``ceil(C / 2)`` columns, and a pair is stored when
+either of its weights is non-zero. The kernel rounds its input tiles to bf16 the same way and
+multiplies the pairs with AVX512-BF16's ``vdpbf16ps`` where the CPU has it, else with an exact
+software equivalent (:func:`round_bf16` is the rounding).
 """
 from __future__ import annotations
 
@@ -29,10 +37,11 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import PrecisionRangeError
+from ..native.abi import PRECISION_BF16, PRECISION_FP16, PRECISION_FP32
 from .kernels import CHUNK_ROWS, DENSE_ROWS, MAX_COLUMNS, SLICE_ROWS, SwMatrices
 
 __all__ = ["FORMATS", "PRECISIONS", "SPARSE_MAX_DENSITY", "SMALL_LAYER_MAX_DENSITY",
-           "choose_format", "PackedMatrices", "PrecisionRangeError"]
+           "choose_format", "PackedMatrices", "PrecisionRangeError", "round_bf16"]
 
 FORMATS = ("zero", "sparse", "dense")
 FORMAT_CODES = {name: code for code, name in enumerate(FORMATS)}
@@ -46,7 +55,9 @@ _NAMES = ("formats", "slice_ptr", "slice_rows", "col", "val", "dense_index", "de
 _DTYPES = {"formats": torch.int8, "slice_ptr": torch.int32, "slice_rows": torch.int32,
            "col": torch.int16, "val": torch.float32, "dense_index": torch.int32,
            "dense": torch.float32}
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
+#: Storage type of the values per precision (bf16: 32-bit pairs of bf16 bit patterns).
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.int32}
+_CODES = {"fp32": PRECISION_FP32, "fp16": PRECISION_FP16, "bf16": PRECISION_BF16}
 _HALF_MAX = 65504.0
 
 _INT32_MAX = 2**31 - 1
@@ -92,13 +103,58 @@ def choose_format(nonzeros: int, rows: int, cols: int,
     return "sparse" if nonzeros <= max_sparse_density * rows * cols else "dense"
 
 
+def _bf16_bits(t: torch.Tensor) -> torch.Tensor:
+    """bf16 bit patterns (int64, 16 bits) of float32 ``t``: rounded to nearest even, subnormals
+    and zeros of either sign to 0 (the kernel's rounding, ``sw_bf16_bits``)."""
+    bits = t.to(torch.bfloat16).view(torch.int16).to(torch.int64) & 0xFFFF
+    return torch.where((bits & 0x7F80) == 0, torch.zeros_like(bits), bits)
+
+
+def _bf16_values(bits: torch.Tensor) -> torch.Tensor:
+    """float32 values of bf16 bit patterns (int64 holding 16 bits)."""
+    return ((bits & 0xFFFF) << 16).to(torch.int32).view(torch.float32)
+
+
+def round_bf16(t: torch.Tensor) -> torch.Tensor:
+    """``t`` rounded to bf16 as the kernels round (nearest even, subnormals to zero), as float32.
+
+    Examples:
+        >>> round_bf16(torch.tensor([1.0, 1 + 2**-9, 1 + 3 * 2**-9, 1e-39])).tolist()
+        [1.0, 1.0, 1.015625, 0.0]
+    """
+    return _bf16_values(_bf16_bits(t.to(torch.float32)))
+
+
+def _bf16_pairs(w: torch.Tensor) -> torch.Tensor:
+    """(P, K, C) float32 -> (P, K, ceil(C/2)) int64 pair bits: channel 2j low, 2j+1 high."""
+    bits = _bf16_bits(w)
+    if (bits & 0x7FFF).eq(0x7F80).logical_and(torch.isfinite(w)).any():
+        raise PrecisionRangeError(f"a weight of magnitude {float(w.abs().max()):.3g} rounds to "
+                                  "infinity in bf16; keep this layer in fp32")
+    if w.shape[2] % 2:
+        bits = torch.nn.functional.pad(bits, (0, 1))
+    pairs = bits.reshape(*bits.shape[:2], -1, 2)
+    return pairs[..., 0] | (pairs[..., 1] << 16)
+
+
+def _unpair_bf16(pairs: torch.Tensor, cols: int) -> torch.Tensor:
+    """Inverse of :func:`_bf16_pairs`: (..., ceil(C/2)) pair bits -> (..., C) float32."""
+    values = torch.stack([_bf16_values(pairs), _bf16_values(pairs >> 16)], dim=-1)
+    return values.reshape(*pairs.shape[:-1], -1)[..., :cols]
+
+
+def _int32_bits(t: torch.Tensor) -> torch.Tensor:
+    """32-bit patterns held in int64 (0 .. 2^32-1) as int32 (wrapping)."""
+    return torch.where(t >= 2**31, t - 2**32, t).to(torch.int32)
+
+
 def _slices(rows: int) -> int:
     return -(-rows // SLICE_ROWS)
 
 
 def _pack_sparse(w: torch.Tensor, offset: int) -> tuple[torch.Tensor, ...]:
     """SELL-4 packing of one (K, C) matrix: slice pointers (from ``offset``), slice rows,
-    columns and values."""
+    columns and values (of ``w``'s dtype: floats, or bf16 pair bits)."""
     rows, cols = w.shape
     nonzero = w != 0
     counts = nonzero.sum(dim=1)
@@ -115,7 +171,7 @@ def _pack_sparse(w: torch.Tensor, offset: int) -> tuple[torch.Tensor, ...]:
     ptr[1:] = torch.cumsum(lengths * SLICE_ROWS, 0)
     total = int(ptr[-1])
     col = torch.zeros(total, dtype=torch.int64)
-    val = torch.zeros(total, dtype=torch.float32)
+    val = torch.zeros(total, dtype=w.dtype)
     if total:
         where = nonzero.nonzero()                                   # (row, col), row-major
         row_of, col_of = where[:, 0], where[:, 1]
@@ -165,12 +221,14 @@ class PackedMatrices:
             formats: ``"auto"`` (:func:`choose_format` per matrix), ``"sparse"`` or ``"dense"``
                 for every matrix (all-zero matrices always become ``"zero"``), or one name per
                 matrix.
-            precision: ``"fp32"`` or ``"fp16"`` (values stored in half precision).
+            precision: ``"fp32"``, ``"fp16"`` (values stored in half precision) or ``"bf16"``
+                (bf16 products: values rounded to bf16, stored in pairs of columns).
 
         Raises:
             ValueError: wrong shape, unknown format or precision, more non-zeros than 32-bit
                 offsets hold.
-            PrecisionRangeError: (fp16) a weight beyond half precision's range.
+            PrecisionRangeError: a weight beyond fp16's range (fp16), or rounding to
+                infinity (bf16).
         """
         if weight_pkc.dim() != 3:
             raise ValueError(f"weights must be (P, K, C), got shape {tuple(weight_pkc.shape)}")
@@ -183,20 +241,23 @@ class PackedMatrices:
                              f"(at most {_HALF_MAX}); keep this layer in fp32")
         if min(positions, rows, cols) < 1:
             raise ValueError(f"weights must have P, K, C >= 1, got {tuple(w.shape)}")
-        counts = (w != 0).sum(dim=(1, 2)).tolist()
+        # What is stored: the weights, or (bf16) pairs of columns as 32-bit patterns.
+        stored = _bf16_pairs(w) if precision == "bf16" else w
+        columns = stored.shape[2]
+        counts = (stored != 0).sum(dim=(1, 2)).tolist()
         if isinstance(formats, str):
             if formats not in ("auto", "sparse", "dense"):
                 raise ValueError(f"formats must be 'auto', 'sparse', 'dense' or one name per "
                                  f"matrix, got {formats!r}")
-            chosen = [choose_format(c, rows, cols) if formats == "auto" else formats
+            chosen = [choose_format(c, rows, columns) if formats == "auto" else formats
                       for c in counts]
         else:
             chosen = list(formats)
             if len(chosen) != positions or any(f not in FORMATS for f in chosen):
                 raise ValueError(f"need {positions} formats from {FORMATS}, got {formats!r}")
         chosen = ["zero" if c == 0 else f for f, c in zip(chosen, counts)]
-        if cols > MAX_COLUMNS and "sparse" in chosen:
-            raise ValueError(f"sparse matrices need at most {MAX_COLUMNS} columns, got {cols}")
+        if columns > MAX_COLUMNS and "sparse" in chosen:
+            raise ValueError(f"sparse matrices need at most {MAX_COLUMNS} columns, got {columns}")
         slices = _slices(rows)
         panels = -(-rows // DENSE_ROWS)
         slice_ptr = torch.zeros(positions, slices + 1, dtype=torch.int64)
@@ -206,7 +267,7 @@ class PackedMatrices:
         offset = 0
         for p, fmt in enumerate(chosen):
             if fmt == "sparse":
-                ptr, slot_rows, col, val = _pack_sparse(w[p], offset)
+                ptr, slot_rows, col, val = _pack_sparse(stored[p], offset)
                 slice_ptr[p], slice_rows[p] = ptr, slot_rows
                 cols_list.append(col)
                 vals_list.append(val)
@@ -216,22 +277,27 @@ class PackedMatrices:
             else:
                 slice_ptr[p] = offset
                 if fmt == "dense":
-                    padded = torch.zeros(panels * DENSE_ROWS, cols)
-                    padded[:rows] = w[p]
+                    padded = torch.zeros(panels * DENSE_ROWS, columns, dtype=stored.dtype)
+                    padded[:rows] = stored[p]
                     dense_index[p] = len(dense_list)
-                    dense_list.append(padded.reshape(panels, DENSE_ROWS, cols).transpose(1, 2))
+                    dense_list.append(padded.reshape(panels, DENSE_ROWS, columns).transpose(1, 2))
         col = torch.cat(cols_list) if cols_list else torch.zeros(0, dtype=torch.int64)
         value_type = PRECISIONS[precision]
+
+        def values(t: torch.Tensor) -> torch.Tensor:
+            return _int32_bits(t) if precision == "bf16" else t.to(value_type)
+
         tensors = {
             "formats": torch.tensor([FORMAT_CODES[f] for f in chosen], dtype=torch.int8),
             "slice_ptr": slice_ptr.to(torch.int32),
             "slice_rows": slice_rows.to(torch.int32),
             # 16-bit columns stored in int16 (the kernel reads them as uint16).
             "col": col.to(torch.int32).to(torch.int16),
-            "val": (torch.cat(vals_list) if vals_list else torch.zeros(0)).to(value_type),
+            "val": values(torch.cat(vals_list) if vals_list
+                          else torch.zeros(0, dtype=stored.dtype)),
             "dense_index": dense_index,
-            "dense": (torch.stack(dense_list).contiguous() if dense_list
-                      else torch.zeros(0, panels, cols, DENSE_ROWS)).to(value_type),
+            "dense": values(torch.stack(dense_list).contiguous() if dense_list
+                            else torch.zeros(0, panels, columns, DENSE_ROWS, dtype=stored.dtype)),
         }
         return cls(tensors, positions, rows, cols, precision)
 
@@ -271,6 +337,7 @@ class PackedMatrices:
                                  f"{t[name].dtype} on {t[name].device}; recompile the model "
                                  "(engine.compile) instead of converting a compiled layer")
         slices, panels = _slices(rows), -(-rows // DENSE_ROWS)
+        cols = self.columns
         formats, ptr, slot_rows = t["formats"], t["slice_ptr"].long(), t["slice_rows"].long()
         col, val, dense_index, dense = t["col"], t["val"], t["dense_index"], t["dense"]
         if formats.shape != (positions,) or ptr.shape != (positions, slices + 1) or \
@@ -312,6 +379,11 @@ class PackedMatrices:
             raise ValueError("dense_index points outside the dense panels")
 
     # ------------------------------------------------------------------ views
+    @property
+    def columns(self) -> int:
+        """Columns of the stored matrices: ``cols``, or (bf16) pairs of them."""
+        return -(-self.cols // 2) if self.precision == "bf16" else self.cols
+
     def formats(self) -> list[str]:
         """The format of each matrix."""
         return [FORMATS[c] for c in self._t["formats"].tolist()]
@@ -326,10 +398,15 @@ class PackedMatrices:
         return sum(t.numel() * t.element_size() for t in self._t.values())
 
     def dense(self) -> torch.Tensor:
-        """The matrices as a new dense ``(P, K, C)`` float32 tensor (inverse of :meth:`pack`)."""
+        """The matrices as a new dense ``(P, K, C)`` float32 tensor (inverse of :meth:`pack`; bf16:
+        the rounded weights the kernel multiplies)."""
         t = self._t
-        out = torch.zeros(self.positions, self.rows, self.cols)
-        col, val = t["col"].long() & 0xFFFF, t["val"].float()
+        bf16 = self.precision == "bf16"
+        # In storage terms first: floats, or (bf16) pair bits as int64.
+        out = torch.zeros(self.positions, self.rows, self.columns,
+                          dtype=torch.int64 if bf16 else torch.float32)
+        col = t["col"].long() & 0xFFFF
+        val = t["val"].long() & 0xFFFFFFFF if bf16 else t["val"].float()
         slices = _slices(self.rows)
         for p, name in enumerate(self.formats()):
             if name == "sparse":
@@ -344,9 +421,10 @@ class PackedMatrices:
                 out[p].index_put_((lane_rows[keep], col[start:stop][keep]), entries_val[keep],
                                   accumulate=True)
             elif name == "dense":
-                panel = t["dense"][int(t["dense_index"][p])].float()        # (panels, C, 6)
-                out[p] = panel.transpose(1, 2).reshape(-1, self.cols)[:self.rows]
-        return out
+                panel = t["dense"][int(t["dense_index"][p])]                # (panels, C, 6)
+                panel = panel.long() & 0xFFFFFFFF if bf16 else panel.float()
+                out[p] = panel.transpose(1, 2).reshape(-1, self.columns)[:self.rows]
+        return _unpair_bf16(out, self.cols) if bf16 else out
 
     def _max_slice(self) -> int:
         """Most entries of one slice (the kernel's fp16 conversion scratch)."""
@@ -363,7 +441,7 @@ class PackedMatrices:
                 self.positions, self.rows, self.cols, t["formats"].data_ptr(),
                 t["slice_ptr"].data_ptr(), t["slice_rows"].data_ptr(), t["col"].data_ptr(),
                 t["val"].data_ptr(), t["dense_index"].data_ptr(), t["dense"].data_ptr(),
-                int(self.precision == "fp16"), self._max_slice())
+                _CODES[self.precision], self._max_slice())
         return self._struct
 
     def __getstate__(self) -> dict[str, Any]:

@@ -22,10 +22,11 @@ __all__ = ["ABI_VERSION", "Operation", "OPERATIONS", "OP_KINDS", "SHARED_STRUCTS
            "ISA_AUTO", "ISA_PORTABLE", "ISA_AVX2", "ISA_AVX512",
            "MODE_AUTO", "MODE_BLOCKS", "MODE_COOPERATIVE", "POOL_MAX", "POOL_AVG",
            "ELTWISE_ADD", "ELTWISE_AFFINE", "ELTWISE_COPY", "ELTWISE_RELU",
-           "ADDER_GRAD_HARDTANH", "ADDER_GRAD_EXACT", "check_library", "compare_operations",
+           "ADDER_GRAD_HARDTANH", "ADDER_GRAD_EXACT", "PRECISION_FP32", "PRECISION_FP16",
+           "PRECISION_BF16", "check_library", "compare_operations",
            "compare_structs", "compare_constants", "declare_functions"]
 
-ABI_VERSION = 7                      # SW_ABI_VERSION: bump both together on any ABI change
+ABI_VERSION = 8                      # SW_ABI_VERSION: bump both together on any ABI change
 
 DENSE_ROWS = 6                       # SW_DENSE_ROWS: rows per dense weight panel
 SLICE_ROWS = 4                       # SW_SLICE_ROWS: rows per sparse (SELL) slice
@@ -39,6 +40,7 @@ ELTWISE_ADD, ELTWISE_AFFINE, ELTWISE_COPY = 0, 1, 2                  # enum sw_e
 #: A standalone ReLU is the copy kind with ``relu = 1``.
 ELTWISE_RELU = ELTWISE_COPY
 ADDER_GRAD_HARDTANH, ADDER_GRAD_EXACT = 0, 1                         # enum sw_adder_grad_mode
+PRECISION_FP32, PRECISION_FP16, PRECISION_BF16 = 0, 1, 2             # enum sw_precision
 
 #: C name -> Python value of every constant of ``SW_CONSTANTS``.
 CONSTANTS: dict[str, int] = {
@@ -51,6 +53,8 @@ CONSTANTS: dict[str, int] = {
     "SW_POOL_MAX": POOL_MAX, "SW_POOL_AVG": POOL_AVG,
     "SW_ELT_ADD": ELTWISE_ADD, "SW_ELT_AFFINE": ELTWISE_AFFINE, "SW_ELT_COPY": ELTWISE_COPY,
     "SW_ADDER_GRAD_HARDTANH": ADDER_GRAD_HARDTANH, "SW_ADDER_GRAD_EXACT": ADDER_GRAD_EXACT,
+    "SW_PRECISION_FP32": PRECISION_FP32, "SW_PRECISION_FP16": PRECISION_FP16,
+    "SW_PRECISION_BF16": PRECISION_BF16,
 }
 
 _i32, _i64, _f32, _ptr = ctypes.c_int32, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
@@ -61,7 +65,7 @@ class SwMatrices(ctypes.Structure):
 
     _fields_ = [("P", _i32), ("K", _i32), ("C", _i32), ("formats", _ptr), ("slice_ptr", _ptr),
                 ("slice_rows", _ptr), ("col", _ptr), ("val", _ptr), ("dense_index", _ptr),
-                ("dense", _ptr), ("half", _i32), ("max_slice", _i32)]
+                ("dense", _ptr), ("precision", _i32), ("max_slice", _i32)]
 
 
 class SwConv2dArgs(ctypes.Structure):
@@ -292,7 +296,7 @@ def declare_functions(lib: ctypes.CDLL) -> None:
     for name in ("sw_abi_version", "sw_dense_rows", "sw_slice_rows", "sw_chunk_rows",
                  "sw_max_n"):
         getattr(lib, name).restype = _i32
-    for name in ("sw_isa_supported", "sw_isa_compiled", "sw_isa_lanes"):
+    for name in ("sw_isa_supported", "sw_isa_compiled", "sw_isa_lanes", "sw_isa_bf16_hardware"):
         getattr(lib, name).restype = _i32
         getattr(lib, name).argtypes = [_i32]
     for op in OPERATIONS:

@@ -72,13 +72,23 @@ __all__ = ["backend", "backend_info", "available_backends", "use_backend", "libr
            "check_status", "ELTWISE_ADD", "ELTWISE_AFFINE", "ELTWISE_COPY", "ELTWISE_RELU",
            "POOL_MAX", "POOL_AVG", "MODE_AUTO", "MODE_BLOCKS", "MODE_COOPERATIVE", "run_adder",
            "adder_args", "eltwise_args", "run_program", "op_array", "workspace_floats", "abi",
-           "backends", "get_backend"]
+           "backends", "get_backend", "bf16_hardware"]
 
 
 def backend_info(name: str | None = None) -> Backend:
     """The :class:`~sparsewino.native.backends.Backend` object of ``name`` (default: the one in
     use)."""
     return get_backend(name or backend())
+
+
+def bf16_hardware(name: str | None = None) -> bool:
+    """Whether backend ``name`` (default: the one in use) runs bf16 products with AVX512-BF16
+    instructions on this CPU; ``False``: it rounds in software (same results, slower than fp32),
+    or it is the ``torch`` backend."""
+    entry = get_backend(name or backend())
+    lib = library()
+    return bool(entry.isa is not None and lib is not None and
+                lib.sw_isa_bf16_hardware(entry.isa))
 
 
 def max_n() -> int:

@@ -81,6 +81,19 @@ bool cpu_has(int32_t isa) {
     return isa == SW_ISA_PORTABLE;
 }
 
+}  // namespace
+
+bool sw_cpu_has_avx512_bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
+namespace {
+
 const sw_isa_table* table_of(int32_t isa) {
     switch (isa) {
         case SW_ISA_PORTABLE: return sw_portable::table;
@@ -115,7 +128,9 @@ int32_t plan_lanes(int32_t requested, const sw_isa_table* table, int64_t tb) {
 
 bool matrices_ok(const sw_matrices& w, int32_t P, int32_t K, int32_t C) {
     return w.P == P && w.K == K && w.C == C && w.formats && w.slice_ptr && w.slice_rows &&
-           w.dense_index && C <= SW_MAX_COLUMNS && (w.half == 0 || w.half == 1) &&
+           w.dense_index && C <= SW_MAX_COLUMNS &&
+           (w.precision == SW_PRECISION_FP32 || w.precision == SW_PRECISION_FP16 ||
+            w.precision == SW_PRECISION_BF16) &&
            w.max_slice >= 0;
 }
 
@@ -123,11 +138,12 @@ int64_t weight_bytes(const sw_matrices& w) {
     const int64_t S = ceil_div(w.K, SW_SLICE_ROWS);
     int64_t bytes = 0;
     for (int i = 0; i < w.P; ++i) {
-        const int64_t value = w.half ? 2 : 4;
+        const int64_t value = w.precision == SW_PRECISION_FP16 ? 2 : 4;   // bf16: pairs
+        const int64_t columns = w.precision == SW_PRECISION_BF16 ? (w.C + 1) / 2 : w.C;
         if (w.formats[i] == SW_SPARSE)
             bytes += (2 + value) *
                      static_cast<int64_t>(w.slice_ptr[i * (S + 1) + S] - w.slice_ptr[i * (S + 1)]);
-        if (w.formats[i] == SW_DENSE) bytes += value * static_cast<int64_t>(w.K) * w.C;
+        if (w.formats[i] == SW_DENSE) bytes += value * static_cast<int64_t>(w.K) * columns;
     }
     return bytes;
 }
@@ -394,6 +410,10 @@ SW_EXPORT int32_t sw_max_n(void) { return SW_MAX_N; }
 
 SW_EXPORT int32_t sw_isa_compiled(int32_t isa) { return table_of(isa) ? 1 : 0; }
 SW_EXPORT int32_t sw_isa_supported(int32_t isa) { return runnable(isa, nullptr) ? 1 : 0; }
+SW_EXPORT int32_t sw_isa_bf16_hardware(int32_t isa) {
+    const sw_isa_table* t = runnable(isa, nullptr);
+    return t && t->bf16_hardware && t->bf16_hardware() ? 1 : 0;
+}
 SW_EXPORT int32_t sw_isa_lanes(int32_t isa) {
     const sw_isa_table* t = table_of(isa);
     return t ? t->lanes : 0;

@@ -34,7 +34,7 @@ struct Simd : SimdAvx2 {};
 #include "sw_adder_avx2.h"
 #include "sw_adder_impl.h"
 
-SW_DEFINE_ISA_TABLE(Simd::lanes)
+SW_DEFINE_ISA_TABLE(Simd::lanes, nullptr)
 
 }  // namespace sw_avx2
 

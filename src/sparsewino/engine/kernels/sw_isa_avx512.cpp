@@ -50,15 +50,92 @@ struct Wide {
     static inline vec load(const float* p) { return _mm512_loadu_ps(p); }
     static inline void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
     static inline vec fmadd(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+    // bf16 pairs (sw_product_impl.h): the even (low) / odd (high) halves of 16 uint32 as floats.
+    static inline vec bf16_even(const uint32_t* p) {
+        return _mm512_castsi512_ps(
+            _mm512_maskz_slli_epi32(static_cast<__mmask16>(0xffff), _mm512_loadu_si512(p), 16));
+    }
+    static inline vec bf16_odd(const uint32_t* p) {
+        return _mm512_castsi512_ps(_mm512_and_si512(
+            _mm512_loadu_si512(p), _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+    }
 };
 
+// bf16 products with AVX512-BF16 (vdpbf16ps: 16 or 8 tiles x 2 channels per instruction, fp32
+// accumulation), compiled for that extension only here and run only where the CPU has it
+// (available()); elsewhere the build runs sw_product_impl.h's software Bf16Mac.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512bf16")
+namespace bf16hw {
+
+// The fields every hardware policy shares (the weights' layout: pairs of channels).
+struct HwPairs {
+    using value = uint32_t;
+    using row = uint32_t;
+    static constexpr bool reads_fp16 = false;
+    static constexpr int columns(int C) { return (C + 1) / 2; }
+};
+
+struct Mac8 : HwPairs {
+    using Vp = Simd;
+    using weight = __m256i;
+    using input = __m256i;
+    static inline weight broadcast(uint32_t pair) { return _mm256_set1_epi32(static_cast<int>(pair)); }
+    static inline input load(const uint32_t* p) {
+        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    }
+    static inline __m256 mac_loaded(__m256 acc, const weight& w, const input& x) {
+        return _mm256_dpbf16_ps(acc, (__m256bh)x, (__m256bh)w);
+    }
+    static inline __m256 mac(__m256 acc, const weight& w, const uint32_t* p) {
+        return mac_loaded(acc, w, load(p));
+    }
+};
+
+struct Mac16 : HwPairs {
+    using Vp = Wide;
+    using weight = __m512i;
+    using input = __m512i;
+    static inline weight broadcast(uint32_t pair) { return _mm512_set1_epi32(static_cast<int>(pair)); }
+    static inline input load(const uint32_t* p) { return _mm512_loadu_si512(p); }
+    static inline __m512 mac_loaded(__m512 acc, const weight& w, const input& x) {
+        return _mm512_dpbf16_ps(acc, (__m512bh)x, (__m512bh)w);
+    }
+    static inline __m512 mac(__m512 acc, const weight& w, const uint32_t* p) {
+        return mac_loaded(acc, w, load(p));
+    }
+};
+
+#include "sw_product_kernels.h"
+
+void chunk_rows_lanes(int lanes, const sw_matrices& w, int p, int chunk, const uint32_t* V,
+                      int shift, int groups8, float* M) {
+    if (lanes == 16)
+        chunk_rows<Mac16>(w, p, chunk, V, shift, (groups8 + 1) / 2, M, nullptr);
+    else
+        chunk_rows<Mac8>(w, p, chunk, V, shift, groups8, M, nullptr);
+}
+
+}  // namespace bf16hw
+#pragma GCC pop_options
+
+namespace bf16hw {
+// Whether this CPU has AVX512-BF16 (checked once).
+bool available() {
+    static const bool yes = sw_cpu_has_avx512_bf16();
+    return yes;
+}
+}  // namespace bf16hw
+
 #define SW_SPECIALISE_PATTERNS 1
+#define SW_BF16_HARDWARE 1
 #define SW_HAS_WIDE 1
 #include "sw_product_impl.h"
 #include "sw_winograd_impl.h"
 #include "sw_conv2d_impl.h"
 #include "sw_conv3d_impl.h"
 #include "sw_ops_impl.h"
+#undef SW_BF16_HARDWARE
 #undef SW_HAS_WIDE
 #undef SW_SPECIALISE_PATTERNS
 
@@ -66,7 +143,7 @@ struct Wide {
 #include "sw_adder_avx2.h"
 #include "sw_adder_impl.h"
 
-SW_DEFINE_ISA_TABLE(Wide::lanes)
+SW_DEFINE_ISA_TABLE(Wide::lanes, &bf16hw::available)
 
 }  // namespace sw_avx512
 

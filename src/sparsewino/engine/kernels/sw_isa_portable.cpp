@@ -94,6 +94,21 @@ struct Simd {
             __builtin_memcpy(dst + i, &bits, 4);
         }
     }
+    // bf16 pairs (sw_product_impl.h): the even (low) / odd (high) halves of 8 uint32 as floats.
+    static inline vec bf16_even(const uint32_t* p) {
+        vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = sw_bits_float(p[i] << 16);
+        return r;
+    }
+    static inline vec bf16_odd(const uint32_t* p) {
+        vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = sw_bits_float(p[i] & 0xffff0000u);
+        return r;
+    }
+    static inline void bf16_pairs(const float* even, const float* odd, uint32_t* out) {
+        for (int i = 0; i < 8; ++i)
+            out[i] = sw_bf16_bits(even[i]) | (odd ? sw_bf16_bits(odd[i]) << 16 : 0u);
+    }
     static inline vec load_stride2(const float* p) {
         vec r;
         for (int i = 0; i < 8; ++i) r.v[i] = p[2 * i];
@@ -157,6 +172,16 @@ struct Wide {
         for (int i = 0; i < 16; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
         return r;
     }
+    static inline vec bf16_even(const uint32_t* p) {
+        vec r;
+        for (int i = 0; i < 16; ++i) r.v[i] = sw_bits_float(p[i] << 16);
+        return r;
+    }
+    static inline vec bf16_odd(const uint32_t* p) {
+        vec r;
+        for (int i = 0; i < 16; ++i) r.v[i] = sw_bits_float(p[i] & 0xffff0000u);
+        return r;
+    }
 };
 
 // The portable build is the fallback: general transforms only (any matrix), which keeps
@@ -201,6 +226,6 @@ struct AdderVec {
 
 #include "sw_adder_impl.h"
 
-SW_DEFINE_ISA_TABLE(Simd::lanes)
+SW_DEFINE_ISA_TABLE(Simd::lanes, nullptr)
 
 }  // namespace sw_portable

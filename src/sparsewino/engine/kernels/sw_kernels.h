@@ -20,7 +20,7 @@
 
 #include <cstdint>
 
-#define SW_ABI_VERSION 7
+#define SW_ABI_VERSION 8
 #define SW_DENSE_ROWS 6          // rows (output channels) per dense weight panel
 #define SW_SLICE_ROWS 4          // rows per sparse (SELL) slice
 #define SW_CHUNK_ROWS 24         // output channels per work chunk (multiple of 4 and 6)
@@ -31,6 +31,8 @@ enum sw_format : int8_t { SW_ZERO = 0, SW_SPARSE = 1, SW_DENSE = 2 };
 enum sw_isa : int32_t {
     SW_ISA_AUTO = 0, SW_ISA_PORTABLE = 1, SW_ISA_AVX2 = 2, SW_ISA_AVX512 = 3,
 };
+// How sw_matrices stores its values and multiplies them (see sw_matrices).
+enum sw_precision : int32_t { SW_PRECISION_FP32 = 0, SW_PRECISION_FP16 = 1, SW_PRECISION_BF16 = 2 };
 enum sw_mode : int32_t { SW_MODE_AUTO = 0, SW_MODE_BLOCKS = 1, SW_MODE_COOPERATIVE = 2 };
 enum sw_status : int32_t {
     SW_OK = 0,
@@ -77,7 +79,8 @@ enum sw_adder_grad_mode : int32_t {
     X(SW_ISA_AUTO) X(SW_ISA_PORTABLE) X(SW_ISA_AVX2) X(SW_ISA_AVX512)                       \
     X(SW_MODE_AUTO) X(SW_MODE_BLOCKS) X(SW_MODE_COOPERATIVE)                                \
     X(SW_POOL_MAX) X(SW_POOL_AVG) X(SW_ELT_ADD) X(SW_ELT_AFFINE) X(SW_ELT_COPY)             \
-    X(SW_ADDER_GRAD_HARDTANH) X(SW_ADDER_GRAD_EXACT)
+    X(SW_ADDER_GRAD_HARDTANH) X(SW_ADDER_GRAD_EXACT)                                       \
+    X(SW_PRECISION_FP32) X(SW_PRECISION_FP16) X(SW_PRECISION_BF16)
 
 // Structs shared by several entry points (not the args of one operation), with their sizes
 // in sw_struct_table() next to every operation's args struct.
@@ -92,19 +95,28 @@ extern "C" {
 // slice_ptr[p*(S+1)+s+1]) stored lane-interleaved (entry e belongs to lane e % 4 of the
 // slice), each lane padded to the slice's longest row with (column 0, value 0) entries.
 // The rows of chunk j (rows 24j .. 24j+23) are sorted by length into slices 6j .. 6j+5.
-// With half = 1, val and dense hold IEEE fp16 values (uint16 bits): each slice or panel is
-// converted to fp32 into a per-thread scratch before use (half the weight bytes streamed,
-// fp32 arithmetic).
+// precision (sw_precision):
+//   FP32  float values, fp32 products;
+//   FP16  val and dense hold IEEE fp16 values (uint16 bits): each slice or panel is converted
+//         to fp32 into a per-thread scratch before use (half the weight bytes streamed, fp32
+//         arithmetic);
+//   BF16  bf16 products with fp32 accumulation. The columns are pairs of input channels
+//         (2j, 2j+1): col holds pair indices, val and dense hold uint32 pairs of bf16 bits
+//         (channel 2j in the low half), dense panels are [sets][ceil(K/6)][ceil(C/2)][6].
+//         The kernel rounds V to bf16 (to nearest even, subnormals to zero) into pair rows in
+//         place before the product; with AVX512-BF16 the pairs go through vdpbf16ps, else
+//         through an exact software equivalent (the products of bf16 values are exact in
+//         fp32: two multiply-adds, odd channel first).
 struct sw_matrices {
     int32_t P, K, C;
     const int8_t* formats;      // P entries of sw_format
     const int32_t* slice_ptr;   // P * (S + 1), S = ceil(K / 4): entry offsets into col/val
     const int32_t* slice_rows;  // P * S * 4: the row (output channel) of each slice lane, -1: none
-    const uint16_t* col;        // column (input channel) of each entry
-    const void* val;            // value of each entry (float, or fp16 bits if half)
+    const uint16_t* col;        // column (input channel, or pair of channels) of each entry
+    const void* val;            // value of each entry (float, fp16 bits or bf16 pair bits)
     const int32_t* dense_index; // P entries: panel set of SW_DENSE matrices, else -1
-    const void* dense;          // [sets][ceil(K/6)][C][6] dense panels (float or fp16)
-    int32_t half;               // 1: fp16 values
+    const void* dense;          // [sets][ceil(K/6)][columns][6] dense panels
+    int32_t precision;          // sw_precision
     int32_t max_slice;          // most entries of one slice (the fp16 scratch size)
 };
 
@@ -198,6 +210,9 @@ SW_EXPORT int32_t sw_conv2d_plan(const sw_conv2d_args* args, int32_t* tile_block
 SW_EXPORT int32_t sw_isa_supported(int32_t isa);
 // 1 if the instruction set was compiled into this library (whatever the CPU), else 0.
 SW_EXPORT int32_t sw_isa_compiled(int32_t isa);
+// 1 where the instruction set (SW_ISA_AUTO: the automatic one) runs SW_PRECISION_BF16 products
+// with AVX512-BF16 instructions on this CPU, 0 where it rounds in software.
+SW_EXPORT int32_t sw_isa_bf16_hardware(int32_t isa);
 // Vector lanes of the instruction set's element-wise stage (8 or 16).
 SW_EXPORT int32_t sw_isa_lanes(int32_t isa);
 SW_EXPORT int32_t sw_abi_version(void);

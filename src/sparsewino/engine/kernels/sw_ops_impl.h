@@ -73,6 +73,11 @@ void gemm_scatter(const sw_gemm_args& a, const sw_gemm_plan& p, const Run* runs,
     }
 }
 
+// Groups of 8 columns in block blk.
+inline int block_groups(const sw_gemm_plan& p, int64_t blk) {
+    return static_cast<int>((lmin_o(p.Tb, p.T - blk * p.Tb) + 7) / 8);
+}
+
 int32_t gemm_forward(const sw_gemm_args* args, const sw_gemm_plan* plan) {
     const sw_gemm_args& a = *args;
     const sw_gemm_plan& p = *plan;
@@ -89,9 +94,11 @@ int32_t gemm_forward(const sw_gemm_args* args, const sw_gemm_plan* plan) {
                 {
                     shared_runs = gemm_runs(a, p, blk, runs);
                     gemm_gather(a, p, runs, shared_runs, shared_v);
+                    if (a.w.precision == SW_PRECISION_BF16)
+                        bf16_pairs_in_place(shared_v, a.C, p.shift, block_groups(p, blk));
                 }
                 const int nruns = shared_runs;
-                const int groups8 = static_cast<int>((lmin_o(p.Tb, p.T - blk * p.Tb) + 7) / 8);
+                const int groups8 = block_groups(p, blk);
 #pragma omp for schedule(dynamic, 1)
                 for (int j = 0; j < p.chunks; ++j) {
                     chunk_rows_lanes(p.lanes, a.w, 0, j, shared_v, p.shift, groups8, Mc,
@@ -113,7 +120,8 @@ int32_t gemm_forward(const sw_gemm_args* args, const sw_gemm_plan* plan) {
         for (int64_t blk = 0; blk < p.blocks; ++blk) {
             const int nruns = gemm_runs(a, p, blk, runs);
             gemm_gather(a, p, runs, nruns, V);
-            const int groups8 = static_cast<int>((lmin_o(p.Tb, p.T - blk * p.Tb) + 7) / 8);
+            const int groups8 = block_groups(p, blk);
+            if (a.w.precision == SW_PRECISION_BF16) bf16_pairs_in_place(V, a.C, p.shift, groups8);
             for (int j = 0; j < p.chunks; ++j) {
                 chunk_rows_lanes(p.lanes, a.w, 0, j, V, p.shift, groups8, Mc,
                                  region + p.off_scratch);

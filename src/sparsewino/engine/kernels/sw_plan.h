@@ -54,9 +54,28 @@ struct sw_gemm_plan {
     int64_t off_v, off_m, off_scratch, thread_floats, total_floats;
 };
 
+inline float sw_bits_float(uint32_t bits) {
+    float f;
+    __builtin_memcpy(&f, &bits, 4);
+    return f;
+}
+
+// One float rounded to bf16 bits: to nearest even, subnormals to signed zero, NaN kept quiet.
+// The reference for every build's vector rounding (Simd::bf16_pairs).
+inline uint32_t sw_bf16_bits(float f) {
+    uint32_t b;
+    __builtin_memcpy(&b, &f, 4);
+    if ((b & 0x7f800000u) == 0) b &= 0x80000000u;
+    if ((b & 0x7fffffffu) > 0x7f800000u) return (b >> 16) | 0x40u;
+    return (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;
+}
+
+// Whether the CPU has AVX512-BF16 (defined in sw_api.cpp).
+bool sw_cpu_has_avx512_bf16();
+
 // Floats of fp16 conversion scratch one thread needs for w (0 for fp32 weights).
 inline int64_t sw_scratch_floats(const sw_matrices& w) {
-    if (!w.half) return 0;
+    if (w.precision != SW_PRECISION_FP16) return 0;
     const int64_t panel = static_cast<int64_t>(w.C) * SW_DENSE_ROWS;
     const int64_t most = w.max_slice > panel ? w.max_slice : panel;
     return (most + 8 + 15) / 16 * 16;          // + 8: conversion writes whole groups of 8
@@ -78,14 +97,15 @@ struct sw_isa_table {
     int32_t (*conv3d)(const sw_conv3d_args*, const sw_plan3d*);
     int32_t (*adder)(const sw_adder_args*);
     int32_t (*adder_backward)(const sw_adder_grad_args*);
+    bool (*bf16_hardware)();  // null, or whether this CPU runs the build's AVX512-BF16 products
 };
 
 // Each build defines its table from the kernels its *_impl.h headers define, with this one
 // line (a null table where the build is not compiled in).
-#define SW_DEFINE_ISA_TABLE(elementwise_lanes)                                                 \
+#define SW_DEFINE_ISA_TABLE(elementwise_lanes, bf16_hardware)                                  \
     const sw_isa_table kTable = {&conv2d_forward,  &gemm_forward,        &pool2d_forward,       \
                                  &eltwise_forward, (elementwise_lanes), &conv3d_forward,       \
-                                 &adder::adder_forward, &adder::adder_backward};                \
+                                 &adder::adder_forward, &adder::adder_backward, (bf16_hardware)}; \
     const sw_isa_table* const table = &kTable;
 
 namespace sw_portable { extern const sw_isa_table* const table; }

@@ -1,213 +1,114 @@
-// The element-wise stage shared by conv2d and gemm: M = U V for one packed matrix U (K x C) and
-// one output chunk of SW_CHUNK_ROWS rows, vectorised over the columns (tiles) of V.
-//
-// V: C rows of `row` floats (row = Tb, a power of two: row c starts at V + (c << shift));
-// M: the chunk's rows, `row` floats apart; only the first `nvec` vectors of each row are used
-// (nvec <= 8: at most 64 tiles).
-// Written against a vector policy `Vp` (lanes 8 or 16) with zero, set1, load, store, fmadd.
-// Requires (in the enclosing namespace): struct Simd (8 lanes, with half8: 8 fp16 -> fp32),
-// and, if SW_HAS_WIDE, struct Wide (16 lanes).
-// fp16 weights (w.half) are converted slice by slice / panel by panel into `scratch`
-// (scratch_floats(w) floats per thread) and then run through the same fp32 code.
+// The element-wise stage shared by conv2d, conv3d and gemm: M = U V for one packed matrix U
+// (K x C) and one output chunk, per precision of the packed weights (sw_matrices):
+//   fp32, fp16 weights   FloatMac: one fp32 multiply-add per weight and vector of tiles (fp16
+//                        weights are converted to fp32 per slice / panel into `scratch`,
+//                        scratch_floats(w) floats per thread);
+//   bf16                 V is first rounded in place to rows of bf16 pairs (bf16_pairs_in_place),
+//                        then Bf16Mac: the two exact products of a pair accumulated in fp32
+//                        (odd channel first), or, in the AVX-512 build on a CPU with
+//                        AVX512-BF16, vdpbf16ps (sw_isa_avx512.cpp).
+// Requires (in the enclosing namespace): struct Simd (8 lanes: half8, bf16_even, bf16_odd,
+// bf16_pairs) and, if SW_HAS_WIDE, struct Wide (16 lanes: bf16_even, bf16_odd); with
+// SW_BF16_HARDWARE, bf16hw::chunk_rows_lanes and bf16hw::available().
+
+#include "sw_product_kernels.h"
 
 namespace {
 
-inline int imin_p(int a, int b) { return a < b ? a : b; }
+// fp32 weights and V rows: acc += w * v.
+template <class V>
+struct FloatMac {
+    using Vp = V;
+    using value = float;
+    using row = float;
+    using weight = typename Vp::vec;
+    using input = typename Vp::vec;
+    static constexpr bool reads_fp16 = true;
+    static constexpr int columns(int C) { return C; }
+    static inline weight broadcast(float v) { return Vp::set1(v); }
+    static inline input load(const float* p) { return Vp::load(p); }
+    static inline typename Vp::vec mac_loaded(typename Vp::vec acc, const weight& w,
+                                              const input& x) {
+        return Vp::fmadd(w, x, acc);
+    }
+    static inline typename Vp::vec mac(typename Vp::vec acc, const weight& w, const float* p) {
+        return Vp::fmadd(w, Vp::load(p), acc);
+    }
+};
 
-// Most vectors of tiles the 4-row slice kernel keeps in registers: 4 rows x NV accumulators
-// plus a broadcast and a load must fit the register file (16 or 32 vectors).
-template <class Vp>
-constexpr int max_slice_vectors() { return Vp::registers >= 32 ? 4 : 3; }
-
-// One sparse slice (4 rows) for NV vectors of tiles: the 4 rows' entries are interleaved, so
-// each step issues 4 independent multiply-add chains (enough to hide the FMA latency when a
-// row is only one or two vectors long) with no per-row loop, remainder or reduction.
-// Entries past a row's length are (column 0, value 0).
-template <class Vp, int NV>
-inline void sparse_slice(const uint16_t* col, const float* val, int64_t e0, int64_t e1,
-                         const float* V, int shift, float* const* out) {
+// bf16 pairs (channel 2j in the low 16 bits, 2j+1 in the high ones) in software: both
+// products of bf16 values are exact in fp32, so two multiply-adds, odd channel first, are the
+// sum vdpbf16ps defines.
+template <class V>
+struct Bf16Mac {
+    using Vp = V;
     using vec = typename Vp::vec;
-    constexpr int L = Vp::lanes;
-    vec acc[SW_SLICE_ROWS][NV];
-#pragma GCC unroll 4
-    for (int r = 0; r < SW_SLICE_ROWS; ++r)
-#pragma GCC unroll 4
-        for (int q = 0; q < NV; ++q) acc[r][q] = Vp::zero();
-    for (int64_t e = e0; e < e1; e += SW_SLICE_ROWS) {
-#pragma GCC unroll 4
-        for (int r = 0; r < SW_SLICE_ROWS; ++r) {
-            const float* v = V + (static_cast<uint32_t>(col[e + r]) << shift);
-            const vec w = Vp::set1(val[e + r]);
-#pragma GCC unroll 4
-            for (int q = 0; q < NV; ++q) acc[r][q] = Vp::fmadd(w, Vp::load(v + q * L), acc[r][q]);
-        }
+    using value = uint32_t;
+    using row = uint32_t;
+    struct weight {
+        vec even, odd;
+    };
+    struct input {
+        vec even, odd;
+    };
+    static constexpr bool reads_fp16 = false;
+    static constexpr int columns(int C) { return (C + 1) / 2; }
+    static inline weight broadcast(uint32_t pair) {
+        return {Vp::set1(sw_bits_float(pair << 16)), Vp::set1(sw_bits_float(pair & 0xffff0000u))};
     }
-#pragma GCC unroll 4
-    for (int r = 0; r < SW_SLICE_ROWS; ++r) {
-        if (!out[r]) continue;
-#pragma GCC unroll 4
-        for (int q = 0; q < NV; ++q) Vp::store(out[r] + q * L, acc[r][q]);
+    static inline input load(const uint32_t* p) { return {Vp::bf16_even(p), Vp::bf16_odd(p)}; }
+    static inline vec mac_loaded(vec acc, const weight& w, const input& x) {
+        return Vp::fmadd(w.even, x.even, Vp::fmadd(w.odd, x.odd, acc));
     }
-}
-
-// Long rows (NV >= 4 vectors of tiles): one row (slice lane r) at a time, its NV accumulators
-// being independent chains already; the entries are read with a stride of 4.
-template <class Vp, int NV>
-inline void sparse_lane(const uint16_t* col, const float* val, int64_t e0, int64_t e1,
-                        const float* V, int shift, float* out) {
-    using vec = typename Vp::vec;
-    constexpr int L = Vp::lanes;
-    vec acc[NV];
-#pragma GCC unroll 8
-    for (int q = 0; q < NV; ++q) acc[q] = Vp::zero();
-    for (int64_t e = e0; e < e1; e += SW_SLICE_ROWS) {
-        const float* v = V + (static_cast<uint32_t>(col[e]) << shift);
-        const vec w = Vp::set1(val[e]);
-#pragma GCC unroll 8
-        for (int q = 0; q < NV; ++q) acc[q] = Vp::fmadd(w, Vp::load(v + q * L), acc[q]);
+    static inline vec mac(vec acc, const weight& w, const uint32_t* p) {
+        return mac_loaded(acc, w, load(p));
     }
-#pragma GCC unroll 8
-    for (int q = 0; q < NV; ++q) Vp::store(out + q * L, acc[q]);
-}
+};
 
-template <class Vp, int NV>
-void sparse_lanes(const uint16_t* col, const float* val, int64_t e0, int64_t e1,
-                  const float* V, int shift, float* const* out) {
-    for (int r = 0; r < SW_SLICE_ROWS; ++r)
-        if (out[r]) sparse_lane<Vp, NV>(col, val, e0 + r, e1, V, shift, out[r]);
-}
-
-template <class Vp>
-inline void sparse_slice_any(const uint16_t* col, const float* val, int64_t e0, int64_t e1,
-                             const float* V, int shift, int nvec, float* const* out) {
-    switch (nvec) {
-        case 1: return sparse_slice<Vp, 1>(col, val, e0, e1, V, shift, out);
-        case 2: return sparse_slice<Vp, 2>(col, val, e0, e1, V, shift, out);
-        case 3:
-            if constexpr (max_slice_vectors<Vp>() >= 3)
-                return sparse_slice<Vp, 3>(col, val, e0, e1, V, shift, out);
-            return sparse_lanes<Vp, 3>(col, val, e0, e1, V, shift, out);
-        case 4:
-            if constexpr (max_slice_vectors<Vp>() >= 4)
-                return sparse_slice<Vp, 4>(col, val, e0, e1, V, shift, out);
-            return sparse_lanes<Vp, 4>(col, val, e0, e1, V, shift, out);
-        case 5: return sparse_lanes<Vp, 5>(col, val, e0, e1, V, shift, out);
-        case 6: return sparse_lanes<Vp, 6>(col, val, e0, e1, V, shift, out);
-        case 7: return sparse_lanes<Vp, 7>(col, val, e0, e1, V, shift, out);
-        default: return sparse_lanes<Vp, 8>(col, val, e0, e1, V, shift, out);
+// Rows c of V (floats, c < C) -> rows j of bf16 pairs (rows 2j and 2j + 1; a missing odd row
+// reads zero), in place: pair row j occupies fp32 row j, which was read at step j / 2 < j
+// (row 0 is read lane group by lane group before it is written). `groups8` groups of 8 tiles.
+inline void bf16_pairs_in_place(float* V, int C, int shift, int groups8) {
+    uint32_t* out = reinterpret_cast<uint32_t*>(V);
+    const int pairs = (C + 1) / 2;
+    for (int j = 0; j < pairs; ++j) {
+        const float* even = V + (static_cast<int64_t>(2 * j) << shift);
+        const float* odd = 2 * j + 1 < C ? V + (static_cast<int64_t>(2 * j + 1) << shift) : nullptr;
+        uint32_t* dst = out + (static_cast<int64_t>(j) << shift);
+        for (int g = 0; g < groups8; ++g)
+            Simd::bf16_pairs(even + 8 * g, odd ? odd + 8 * g : nullptr, dst + 8 * g);
     }
 }
 
-// One dense panel (6 output channels from row k0 of the chunk) times NQ vectors from q0.
-template <class Vp, int NQ>
-inline void dense_panel(const float* U, const float* V, int64_t row, float* M, int C, int q0,
-                        int rows) {
-    using vec = typename Vp::vec;
-    constexpr int L = Vp::lanes;
-    vec acc[SW_DENSE_ROWS][NQ];
-#pragma GCC unroll 8
-    for (int r = 0; r < SW_DENSE_ROWS; ++r)
-#pragma GCC unroll 4
-        for (int q = 0; q < NQ; ++q) acc[r][q] = Vp::zero();
-    const float* v = V + q0 * L;
-    for (int c = 0; c < C; ++c, v += row, U += SW_DENSE_ROWS) {
-        vec in[NQ];
-#pragma GCC unroll 4
-        for (int q = 0; q < NQ; ++q) in[q] = Vp::load(v + q * L);
-#pragma GCC unroll 8
-        for (int r = 0; r < SW_DENSE_ROWS; ++r) {
-            const vec w = Vp::set1(U[r]);
-#pragma GCC unroll 4
-            for (int q = 0; q < NQ; ++q) acc[r][q] = Vp::fmadd(w, in[q], acc[r][q]);
-        }
-    }
-    for (int r = 0; r < rows; ++r)
-#pragma GCC unroll 4
-        for (int q = 0; q < NQ; ++q) Vp::store(M + r * row + (q0 + q) * L, acc[r][q]);
-}
-
-// fp16 bits -> float, 8 at a time (count floats written, a multiple of 8 covering n).
-inline void halves_to_floats(const uint16_t* src, int64_t n, float* dst) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) Simd::half8(src + i, dst + i);
-    if (i < n) {
-        uint16_t tail[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (int64_t j = i; j < n; ++j) tail[j - i] = src[j];
-        Simd::half8(tail, dst + i);
-    }
-}
-
-// M rows [k0, k1) of matrix p (chunk rows start at M), from V. nvec vectors of Vp::lanes.
-template <class Vp>
-void chunk_rows(const sw_matrices& w, int p, int chunk, const float* V, int shift, int nvec,
-                float* M, float* scratch) {
-    constexpr int L = Vp::lanes;
-    const int64_t row = int64_t{1} << shift;
-    const int k0 = chunk * SW_CHUNK_ROWS;
-    const int k1 = imin_p(w.K, k0 + SW_CHUNK_ROWS);
-    switch (w.formats[p]) {
-        case SW_SPARSE: {
-            const int S = (w.K + SW_SLICE_ROWS - 1) / SW_SLICE_ROWS;
-            const int32_t* ptr = w.slice_ptr + static_cast<int64_t>(p) * (S + 1);
-            const int32_t* rows = w.slice_rows + static_cast<int64_t>(p) * S * SW_SLICE_ROWS;
-            const int s0 = chunk * (SW_CHUNK_ROWS / SW_SLICE_ROWS);
-            const int s1 = imin_p(S, s0 + SW_CHUNK_ROWS / SW_SLICE_ROWS);
-            for (int s = s0; s < s1; ++s) {
-                float* out[SW_SLICE_ROWS];
-                for (int r = 0; r < SW_SLICE_ROWS; ++r) {
-                    const int k = rows[s * SW_SLICE_ROWS + r];
-                    out[r] = k >= k0 && k < k1 ? M + (k - k0) * row : nullptr;
-                }
-                const float* val = static_cast<const float*>(w.val) + ptr[s];
-                if (w.half) {
-                    halves_to_floats(static_cast<const uint16_t*>(w.val) + ptr[s],
-                                     ptr[s + 1] - ptr[s], scratch);
-                    val = scratch;
-                }
-                sparse_slice_any<Vp>(w.col + ptr[s], val, 0, ptr[s + 1] - ptr[s], V, shift,
-                                     nvec, out);
-            }
-            break;
-        }
-        case SW_DENSE: {
-            const int64_t panels = (w.K + SW_DENSE_ROWS - 1) / SW_DENSE_ROWS;
-            const int64_t first = (static_cast<int64_t>(w.dense_index[p]) * panels) * w.C *
-                                  SW_DENSE_ROWS;
-            for (int k = k0; k < k1; k += SW_DENSE_ROWS) {
-                const int64_t at = first + static_cast<int64_t>(k / SW_DENSE_ROWS) * w.C *
-                                               SW_DENSE_ROWS;
-                const float* panel = static_cast<const float*>(w.dense) + at;
-                if (w.half) {
-                    halves_to_floats(static_cast<const uint16_t*>(w.dense) + at,
-                                     int64_t{w.C} * SW_DENSE_ROWS, scratch);
-                    panel = scratch;
-                }
-                const int rows = imin_p(SW_DENSE_ROWS, k1 - k);
-                float* Mk = M + (k - k0) * row;
-                int q0 = 0;
-                for (; q0 + 2 <= nvec; q0 += 2) dense_panel<Vp, 2>(panel, V, row, Mk, w.C, q0, rows);
-                if (q0 < nvec) dense_panel<Vp, 1>(panel, V, row, Mk, w.C, q0, rows);
-            }
-            break;
-        }
-        default:
-            for (int k = k0; k < k1; ++k)
-                for (int q = 0; q < nvec; ++q) Vp::store(M + (k - k0) * row + q * L, Vp::zero());
-            break;
-    }
-}
-
-// chunk_rows with the plan's lanes: `groups8` vectors of 8 tiles.
+// chunk_rows with the plan's lanes and the weights' precision: `groups8` vectors of 8 tiles.
 inline void chunk_rows_lanes(int lanes, const sw_matrices& w, int p, int chunk, const float* V,
                              int shift, int groups8, float* M, float* scratch) {
+    if (w.precision == SW_PRECISION_BF16) {
+#if SW_BF16_HARDWARE
+        if (bf16hw::available()) {
+            bf16hw::chunk_rows_lanes(lanes, w, p, chunk, reinterpret_cast<const uint32_t*>(V),
+                                     shift, groups8, M);
+            return;
+        }
+#endif
+        const uint32_t* pairs = reinterpret_cast<const uint32_t*>(V);
+#if SW_HAS_WIDE
+        if (lanes == 16) {
+            chunk_rows<Bf16Mac<Wide>>(w, p, chunk, pairs, shift, (groups8 + 1) / 2, M, scratch);
+            return;
+        }
+#endif
+        chunk_rows<Bf16Mac<Simd>>(w, p, chunk, pairs, shift, groups8, M, scratch);
+        return;
+    }
 #if SW_HAS_WIDE
     if (lanes == 16) {
-        chunk_rows<Wide>(w, p, chunk, V, shift, (groups8 + 1) / 2, M, scratch);
+        chunk_rows<FloatMac<Wide>>(w, p, chunk, V, shift, (groups8 + 1) / 2, M, scratch);
         return;
     }
 #endif
     (void)lanes;
-    chunk_rows<Simd>(w, p, chunk, V, shift, groups8, M, scratch);
+    chunk_rows<FloatMac<Simd>>(w, p, chunk, V, shift, groups8, M, scratch);
 }
 
 }  // namespace

@@ -34,6 +34,39 @@ struct SimdAvx2 {
         _mm256_storeu_ps(dst, _mm256_cvtph_ps(
                                   _mm_loadu_si128(reinterpret_cast<const __m128i*>(src))));
     }
+    // bf16 pairs (sw_product_impl.h): the even (low) / odd (high) halves of 8 uint32 as floats.
+    static inline vec bf16_even(const uint32_t* p) {
+        return _mm256_castsi256_ps(
+            _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), 16));
+    }
+    static inline vec bf16_odd(const uint32_t* p) {
+        return _mm256_castsi256_ps(
+            _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)),
+                             _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+    }
+    // 8 floats -> 8 bf16 bit patterns in the low halves of 32-bit lanes (sw_bf16_bits).
+    static inline __m256i bf16_round(vec x) {
+        __m256i b = _mm256_castps_si256(x);
+        const __m256i magnitude = _mm256_set1_epi32(0x7fffffff);
+        const __m256i subnormal =
+            _mm256_cmpeq_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x7f800000)),
+                               _mm256_setzero_si256());
+        b = _mm256_andnot_si256(_mm256_and_si256(subnormal, magnitude), b);
+        const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(b, magnitude),
+                                               _mm256_set1_epi32(0x7f800000));
+        const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
+        const __m256i rounded = _mm256_srli_epi32(
+            _mm256_add_epi32(b, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff))), 16);
+        const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x40));
+        return _mm256_blendv_epi8(rounded, quiet, nan);
+    }
+    // out[i] = bf16(even[i]) | bf16(odd[i]) << 16 for 8 lanes (odd null: zero).
+    static inline void bf16_pairs(const float* even, const float* odd, uint32_t* out) {
+        const __m256i lo = bf16_round(_mm256_loadu_ps(even));
+        const __m256i hi = odd ? _mm256_slli_epi32(bf16_round(_mm256_loadu_ps(odd)), 16)
+                               : _mm256_setzero_si256();
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_or_si256(lo, hi));
+    }
     // p[0], p[2], ..., p[14] (16 floats read).
     static inline vec load_stride2(const float* p) {
         const __m256 even = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8),

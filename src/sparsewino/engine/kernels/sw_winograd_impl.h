@@ -7,7 +7,7 @@
 //                     channel of every tile, through the thread's band buffer; 3-D: one
 //                     channel of 8 tiles), writing V[p][c][Tb];
 //   element-wise      per position p: M[p] = U[p] V[p] with p's packed format (sparse /
-//                     dense). A position whose matrix is all zero is skipped: no product,
+//                     dense); with bf16 weights V[p] is first rounded to bf16 pairs in place. A position whose matrix is all zero is skipped: no product,
 //                     and the output transforms read zeros for it (position_is_zero);
 //   output transform  G's output function per (output channel, 8 tiles).
 //
@@ -170,11 +170,20 @@ inline void position_chunks(const typename G::Ctx& cx, const typename G::Block& 
                          M + static_cast<int64_t>(j) * SW_CHUNK_ROWS * p.Tb, scratch);
 }
 
+// bf16 weights: position pos's V rounded to bf16 pair rows in place (before its products).
+template <class G>
+inline void position_to_bf16(const typename G::Ctx& cx, const typename G::Block& b, int pos) {
+    const sw_matrices& w = cx.a->w;
+    if (position_is_zero(w, pos)) return;
+    bf16_pairs_in_place(b.V + pos * cx.p->v_pstride, w.C, cx.p->shift, b.groups);
+}
+
 // Block mode: each thread runs whole blocks in its own workspace slot.
 template <class G>
 void run_blocks(const typename G::Ctx& cx, Transforms<G> tf) {
     const auto& a = *cx.a;
     const auto& p = *cx.p;
+    const bool bf16 = a.w.precision == SW_PRECISION_BF16;
 #pragma omp parallel num_threads(p.threads)
     {
         const int thread = omp_get_thread_num();
@@ -187,6 +196,8 @@ void run_blocks(const typename G::Ctx& cx, Transforms<G> tf) {
             G::setup_block(cx, blk, b);
             const int64_t in_items = G::input_items(cx, b);
             for (int64_t item = 0; item < in_items; ++item) tf.input(cx, b, k, buffer, item);
+            if (bf16)
+                for (int pos = 0; pos < p.P; ++pos) position_to_bf16<G>(cx, b, pos);
             for (int pos = 0; pos < p.P; ++pos)
                 position_chunks<G>(cx, b, pos, 0, p.chunks, scratch);
             for (int kk = 0; kk < a.K; ++kk)
@@ -204,6 +215,7 @@ template <class G>
 void run_cooperative(const typename G::Ctx& cx, Transforms<G> tf) {
     const auto& a = *cx.a;
     const auto& p = *cx.p;
+    const bool bf16 = a.w.precision == SW_PRECISION_BF16;
     typename G::Block shared = G::slot_block(cx, a.workspace);
 #pragma omp parallel num_threads(p.threads)
     {
@@ -217,6 +229,10 @@ void run_cooperative(const typename G::Ctx& cx, Transforms<G> tf) {
             const int64_t in_items = G::input_items(cx, b);
 #pragma omp for schedule(dynamic, 4)
             for (int64_t item = 0; item < in_items; ++item) tf.input(cx, b, k, buffer, item);
+            if (bf16) {
+#pragma omp for schedule(dynamic, 1)
+                for (int pos = 0; pos < p.P; ++pos) position_to_bf16<G>(cx, b, pos);
+            }
             const int64_t items = static_cast<int64_t>(p.P) * p.chunks;
 #pragma omp for schedule(dynamic, 1)
             for (int64_t item = 0; item < items; ++item) {

@@ -1,0 +1,218 @@
+// The kernels of the element-wise stage, M = U V for one packed matrix U (K x C) and one
+// output chunk of SW_CHUNK_ROWS rows, vectorised over the columns (tiles) of V, written once
+// against a multiply-add policy `Mac` (sw_product_impl.h) that says what one weight entry
+// and one vector of V rows are and how they multiply:
+//   Mac::Vp                the vector policy (lanes 8 or 16; zero, store, registers);
+//   Mac::value, Mac::row   a weight entry's type and V's element type;
+//   Mac::weight, input     a broadcast weight entry and a loaded vector of V;
+//   broadcast, load, mac_loaded(acc, weight, input), mac(acc, weight, row pointer);
+//   columns(C)             V rows (C, or pairs of channels);
+//   reads_fp16             whether fp16 weights are converted into `scratch` first.
+//
+// V: rows of `row` elements (row = Tb, a power of two: row c starts at V + (c << shift));
+// M: the chunk's rows, `row` floats apart; only the first `nvec` vectors of each row are used
+// (nvec <= 8: at most 64 tiles).
+// Requires (in the enclosing namespace): struct Simd (8 lanes, with half8: 8 fp16 -> fp32).
+// Included once per build by sw_product_impl.h; the AVX-512 build includes it a second time
+// under the AVX512-BF16 target for its hardware bf16 products.
+
+namespace {
+
+inline int imin_p(int a, int b) { return a < b ? a : b; }
+
+// Most vectors of tiles the 4-row slice kernel keeps in registers: 4 rows x NV accumulators
+// plus a broadcast and a load must fit the register file (16 or 32 vectors).
+template <class Vp>
+constexpr int max_slice_vectors() { return Vp::registers >= 32 ? 4 : 3; }
+
+// One sparse slice (4 rows) for NV vectors of tiles: the 4 rows' entries are interleaved, so
+// each step issues 4 independent multiply-add chains (enough to hide the FMA latency when a
+// row is only one or two vectors long) with no per-row loop, remainder or reduction.
+// Entries past a row's length are (column 0, value 0).
+template <class Mac, int NV>
+inline void sparse_slice(const uint16_t* col, const typename Mac::value* val, int64_t e0,
+                         int64_t e1, const typename Mac::row* V, int shift, float* const* out) {
+    using Vp = typename Mac::Vp;
+    using vec = typename Vp::vec;
+    constexpr int L = Vp::lanes;
+    vec acc[SW_SLICE_ROWS][NV];
+#pragma GCC unroll 4
+    for (int r = 0; r < SW_SLICE_ROWS; ++r)
+#pragma GCC unroll 4
+        for (int q = 0; q < NV; ++q) acc[r][q] = Vp::zero();
+    for (int64_t e = e0; e < e1; e += SW_SLICE_ROWS) {
+#pragma GCC unroll 4
+        for (int r = 0; r < SW_SLICE_ROWS; ++r) {
+            const typename Mac::row* v = V + (static_cast<uint32_t>(col[e + r]) << shift);
+            const typename Mac::weight w = Mac::broadcast(val[e + r]);
+#pragma GCC unroll 4
+            for (int q = 0; q < NV; ++q) acc[r][q] = Mac::mac(acc[r][q], w, v + q * L);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < SW_SLICE_ROWS; ++r) {
+        if (!out[r]) continue;
+#pragma GCC unroll 4
+        for (int q = 0; q < NV; ++q) Vp::store(out[r] + q * L, acc[r][q]);
+    }
+}
+
+// Long rows (NV >= 4 vectors of tiles): one row (slice lane r) at a time, its NV accumulators
+// being independent chains already; the entries are read with a stride of 4.
+template <class Mac, int NV>
+inline void sparse_lane(const uint16_t* col, const typename Mac::value* val, int64_t e0,
+                        int64_t e1, const typename Mac::row* V, int shift, float* out) {
+    using Vp = typename Mac::Vp;
+    using vec = typename Vp::vec;
+    constexpr int L = Vp::lanes;
+    vec acc[NV];
+#pragma GCC unroll 8
+    for (int q = 0; q < NV; ++q) acc[q] = Vp::zero();
+    for (int64_t e = e0; e < e1; e += SW_SLICE_ROWS) {
+        const typename Mac::row* v = V + (static_cast<uint32_t>(col[e]) << shift);
+        const typename Mac::weight w = Mac::broadcast(val[e]);
+#pragma GCC unroll 8
+        for (int q = 0; q < NV; ++q) acc[q] = Mac::mac(acc[q], w, v + q * L);
+    }
+#pragma GCC unroll 8
+    for (int q = 0; q < NV; ++q) Vp::store(out + q * L, acc[q]);
+}
+
+template <class Mac, int NV>
+void sparse_lanes(const uint16_t* col, const typename Mac::value* val, int64_t e0, int64_t e1,
+                  const typename Mac::row* V, int shift, float* const* out) {
+    for (int r = 0; r < SW_SLICE_ROWS; ++r)
+        if (out[r]) sparse_lane<Mac, NV>(col, val, e0 + r, e1, V, shift, out[r]);
+}
+
+template <class Mac>
+inline void sparse_slice_any(const uint16_t* col, const typename Mac::value* val, int64_t e0,
+                             int64_t e1, const typename Mac::row* V, int shift, int nvec,
+                             float* const* out) {
+    using Vp = typename Mac::Vp;
+    switch (nvec) {
+        case 1: return sparse_slice<Mac, 1>(col, val, e0, e1, V, shift, out);
+        case 2: return sparse_slice<Mac, 2>(col, val, e0, e1, V, shift, out);
+        case 3:
+            if constexpr (max_slice_vectors<Vp>() >= 3)
+                return sparse_slice<Mac, 3>(col, val, e0, e1, V, shift, out);
+            return sparse_lanes<Mac, 3>(col, val, e0, e1, V, shift, out);
+        case 4:
+            if constexpr (max_slice_vectors<Vp>() >= 4)
+                return sparse_slice<Mac, 4>(col, val, e0, e1, V, shift, out);
+            return sparse_lanes<Mac, 4>(col, val, e0, e1, V, shift, out);
+        case 5: return sparse_lanes<Mac, 5>(col, val, e0, e1, V, shift, out);
+        case 6: return sparse_lanes<Mac, 6>(col, val, e0, e1, V, shift, out);
+        case 7: return sparse_lanes<Mac, 7>(col, val, e0, e1, V, shift, out);
+        default: return sparse_lanes<Mac, 8>(col, val, e0, e1, V, shift, out);
+    }
+}
+
+// One dense panel (6 output channels from row k0 of the chunk) times NQ vectors from q0.
+template <class Mac, int NQ>
+inline void dense_panel(const typename Mac::value* U, const typename Mac::row* V, int64_t row,
+                        float* M, int C, int q0, int rows) {
+    using Vp = typename Mac::Vp;
+    using vec = typename Vp::vec;
+    constexpr int L = Vp::lanes;
+    vec acc[SW_DENSE_ROWS][NQ];
+#pragma GCC unroll 8
+    for (int r = 0; r < SW_DENSE_ROWS; ++r)
+#pragma GCC unroll 4
+        for (int q = 0; q < NQ; ++q) acc[r][q] = Vp::zero();
+    const typename Mac::row* v = V + q0 * L;
+    for (int c = 0; c < C; ++c, v += row, U += SW_DENSE_ROWS) {
+        typename Mac::input in[NQ];
+#pragma GCC unroll 4
+        for (int q = 0; q < NQ; ++q) in[q] = Mac::load(v + q * L);
+#pragma GCC unroll 8
+        for (int r = 0; r < SW_DENSE_ROWS; ++r) {
+            const typename Mac::weight w = Mac::broadcast(U[r]);
+#pragma GCC unroll 4
+            for (int q = 0; q < NQ; ++q) acc[r][q] = Mac::mac_loaded(acc[r][q], w, in[q]);
+        }
+    }
+    for (int r = 0; r < rows; ++r)
+#pragma GCC unroll 4
+        for (int q = 0; q < NQ; ++q) Vp::store(M + r * row + (q0 + q) * L, acc[r][q]);
+}
+
+// fp16 bits -> float, 8 at a time (count floats written, a multiple of 8 covering n).
+inline void halves_to_floats(const uint16_t* src, int64_t n, float* dst) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) Simd::half8(src + i, dst + i);
+    if (i < n) {
+        uint16_t tail[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int64_t j = i; j < n; ++j) tail[j - i] = src[j];
+        Simd::half8(tail, dst + i);
+    }
+}
+
+// M rows [k0, k1) of matrix p (chunk rows start at M), from V. nvec vectors of Mac's lanes.
+template <class Mac>
+void chunk_rows(const sw_matrices& w, int p, int chunk, const typename Mac::row* V, int shift,
+                int nvec, float* M, float* scratch) {
+    using Vp = typename Mac::Vp;
+    using value = typename Mac::value;
+    constexpr int L = Vp::lanes;
+    const int64_t row = int64_t{1} << shift;
+    const int k0 = chunk * SW_CHUNK_ROWS;
+    const int k1 = imin_p(w.K, k0 + SW_CHUNK_ROWS);
+    switch (w.formats[p]) {
+        case SW_SPARSE: {
+            const int S = (w.K + SW_SLICE_ROWS - 1) / SW_SLICE_ROWS;
+            const int32_t* ptr = w.slice_ptr + static_cast<int64_t>(p) * (S + 1);
+            const int32_t* rows = w.slice_rows + static_cast<int64_t>(p) * S * SW_SLICE_ROWS;
+            const int s0 = chunk * (SW_CHUNK_ROWS / SW_SLICE_ROWS);
+            const int s1 = imin_p(S, s0 + SW_CHUNK_ROWS / SW_SLICE_ROWS);
+            for (int s = s0; s < s1; ++s) {
+                float* out[SW_SLICE_ROWS];
+                for (int r = 0; r < SW_SLICE_ROWS; ++r) {
+                    const int k = rows[s * SW_SLICE_ROWS + r];
+                    out[r] = k >= k0 && k < k1 ? M + (k - k0) * row : nullptr;
+                }
+                const value* val = static_cast<const value*>(w.val) + ptr[s];
+                if constexpr (Mac::reads_fp16) {
+                    if (w.precision == SW_PRECISION_FP16) {
+                        halves_to_floats(static_cast<const uint16_t*>(w.val) + ptr[s],
+                                         ptr[s + 1] - ptr[s], scratch);
+                        val = scratch;
+                    }
+                }
+                sparse_slice_any<Mac>(w.col + ptr[s], val, 0, ptr[s + 1] - ptr[s], V, shift,
+                                     nvec, out);
+            }
+            break;
+        }
+        case SW_DENSE: {
+            const int64_t panels = (w.K + SW_DENSE_ROWS - 1) / SW_DENSE_ROWS;
+            const int C = Mac::columns(w.C);
+            const int64_t first = (static_cast<int64_t>(w.dense_index[p]) * panels) * C *
+                                  SW_DENSE_ROWS;
+            for (int k = k0; k < k1; k += SW_DENSE_ROWS) {
+                const int64_t at = first + static_cast<int64_t>(k / SW_DENSE_ROWS) * C *
+                                               SW_DENSE_ROWS;
+                const value* panel = static_cast<const value*>(w.dense) + at;
+                if constexpr (Mac::reads_fp16) {
+                    if (w.precision == SW_PRECISION_FP16) {
+                        halves_to_floats(static_cast<const uint16_t*>(w.dense) + at,
+                                         int64_t{C} * SW_DENSE_ROWS, scratch);
+                        panel = scratch;
+                    }
+                }
+                const int rows = imin_p(SW_DENSE_ROWS, k1 - k);
+                float* Mk = M + (k - k0) * row;
+                int q0 = 0;
+                for (; q0 + 2 <= nvec; q0 += 2) dense_panel<Mac, 2>(panel, V, row, Mk, C, q0, rows);
+                if (q0 < nvec) dense_panel<Mac, 1>(panel, V, row, Mk, C, q0, rows);
+            }
+            break;
+        }
+        default:
+            for (int k = k0; k < k1; ++k)
+                for (int q = 0; q < nvec; ++q) Vp::store(M + (k - k0) * row + q * L, Vp::zero());
+            break;
+    }
+}
+
+}  // namespace
