@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from sparsewino import engine
-from sparsewino.engine import (SparseDecomposedConv2d, SparseLinear, SparseWinogradConv2d,
-                               SparseWinogradConv3d, kernels)
+from sparsewino.engine import SparseDecomposedConv2d, SparseLinear, SparseWinogradConv2d, SparseWinogradConv3d, kernels
 from sparsewino.engine.packing import PackedMatrices, PrecisionRangeError, round_bf16
 from sparsewino.nn import WinogradConv2d, WinogradConv3d
 
