@@ -163,7 +163,7 @@ def model_table(args: argparse.Namespace) -> None:
     batch = max(args.batches)
     x = torch.randn(batch, 3, 224, 224)
     program = fast["sparse"].program(x)
-    rows = profile(program, x, repeats=args.runs)
+    rows = profile(program, x, repeats=args.runs, mode="alone")
     per_layer: dict[str, float] = defaultdict(float)
     kinds: dict[str, list[str]] = defaultdict(list)
     for name, kind, ms in rows:

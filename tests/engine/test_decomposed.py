@@ -197,10 +197,12 @@ def test_model_with_decomposed_layers_runs_as_one_program(backend):
         with engine.use_backend(backend):
             program = fast.program(x)
             rows = profile(program, x, repeats=2)
+            alone = profile(program, x, repeats=2, mode="alone")
         assert program.torch_nodes == [] and len(program.steps) == 1
         names = [name for name, _, _ in rows]
         assert ("0", "extract") in [(n, k) for n, k, _ in rows] and names.count("5") == 2
-        assert all(ms >= 0 for _, _, ms in rows)
+        assert all(ms > 0 for _, _, ms in rows + alone)
+        assert [row[:2] for row in alone] == [row[:2] for row in rows]
 
 
 @needs_kernel

@@ -85,14 +85,24 @@ def unsupported_reason(layer: nn.Module) -> str | None:
     return kernel_reason(layer, layer.kernel_size, layer.tile, layer.in_channels, "H and W")
 
 
+def bf16_inputs(packed: PackedMatrices, v: torch.Tensor) -> torch.Tensor:
+    """The kernels' view of the inputs ``v`` ``(P, C, ...)`` of ``packed`` (P matrices): for bf16
+    weights, rounded to bf16 at the positions stored dense (their products are bf16; sparse
+    positions multiply the bf16 weights with the fp32 inputs); otherwise ``v``."""
+    if packed.precision != "bf16":
+        return v
+    dense = torch.tensor([f == "dense" for f in packed.formats()])
+    return torch.where(dense.reshape(-1, *([1] * (v.dim() - 1))), round_bf16(v), v)
+
+
 def torch_product(packed: PackedMatrices, weights: torch.Tensor
                   ) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """The Winograd-domain product of the PyTorch path for ``packed``'s precision: ``None``
-    (winograd_conv's own) or, for bf16 products, one that rounds the input tiles to bf16 as
-    the kernels do (the weights ``(P, K, C)`` already are)."""
+    (winograd_conv's own) or, for bf16 weights, one that rounds the inputs as the kernels do
+    (:func:`bf16_inputs`; the weights ``(P, K, C)`` already are rounded)."""
     if packed.precision != "bf16":
         return None
-    return lambda v: torch.matmul(weights, round_bf16(v))
+    return lambda v: torch.matmul(weights, bf16_inputs(packed, v))
 
 
 def _affine(weight_rows: torch.Tensor, bias: torch.Tensor | None, scale: torch.Tensor | None,
@@ -742,8 +752,7 @@ class SparseLinear(_GemmModule):
         return self._gemm(x, (x.shape[0], self.out_features), x.shape[0], 1, residual)
 
     def _torch_forward(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
-        if self._packed.precision == "bf16":
-            x = round_bf16(x)
+        x = bf16_inputs(self._packed, x.unsqueeze(0))[0]
         with torch.no_grad():
             return self._finish(F.linear(x, self._weight_matrix(), self._bias), residual)
 
@@ -821,8 +830,7 @@ class SparsePointwiseConv2d(_GemmModule):
                           residual)
 
     def _torch_forward(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
-        if self._packed.precision == "bf16":
-            x = round_bf16(x)
+        x = bf16_inputs(self._packed, x.unsqueeze(0))[0]
         with torch.no_grad():
             w = self._weight_matrix()
             return self._finish(F.conv2d(x, w.reshape(*w.shape, 1, 1), self._bias), residual)

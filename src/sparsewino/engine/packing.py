@@ -22,13 +22,13 @@ half the weight bytes, converted to fp32 per slice / panel inside the kernel, fp
 arithmetic. Useful where streaming the weights is the limit (batch 1, large layers); the
 rounding (relative 2^-11 per weight) is measured in docs/performance.md.
 
-``precision="bf16"`` makes the products bf16 with fp32 accumulation (``engine.compile(...,
-precision="bf16")``): the weights are rounded to bf16 (to nearest even) and stored in pairs of
-input channels, ``(2j, 2j+1)`` in one 32-bit entry (channel ``2j`` in the low half); a
-column is a pair, so the matrices have ``ceil(C / 2)`` columns, and a pair is stored when
-either of its weights is non-zero. The kernel rounds its input tiles to bf16 the same way and
-multiplies the pairs with AVX512-BF16's ``vdpbf16ps`` where the CPU has it, else with an exact
-software equivalent (:func:`round_bf16` is the rounding).
+``precision="bf16"`` stores bf16 weights (rounded to nearest even) for
+``engine.compile(..., precision="bf16")``: a sparse matrix keeps one 2-byte weight per entry
+(columns as for fp32), multiplied exactly with the fp32 input tiles; a dense matrix is stored
+in pairs of input channels, ``(2j, 2j+1)`` in one 32-bit entry (channel ``2j`` in the low
+half), ``ceil(C / 2)`` columns of panels, multiplied as bf16 products: the kernel rounds those
+positions' input tiles to bf16 the same way (:func:`round_bf16`) and uses AVX512-BF16's
+``vdpbf16ps`` where the CPU has it, else an exact software equivalent.
 """
 from __future__ import annotations
 
@@ -55,8 +55,9 @@ _NAMES = ("formats", "slice_ptr", "slice_rows", "col", "val", "dense_index", "de
 _DTYPES = {"formats": torch.int8, "slice_ptr": torch.int32, "slice_rows": torch.int32,
            "col": torch.int16, "val": torch.float32, "dense_index": torch.int32,
            "dense": torch.float32}
-#: Storage type of the values per precision (bf16: 32-bit pairs of bf16 bit patterns).
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.int32}
+#: Storage type of the values per precision (bf16: the bit patterns, dense panels in pairs).
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.int16}
+_DENSE_TYPES = {**PRECISIONS, "bf16": torch.int32}
 _CODES = {"fp32": PRECISION_FP32, "fp16": PRECISION_FP16, "bf16": PRECISION_BF16}
 _HALF_MAX = 65504.0
 
@@ -125,12 +126,16 @@ def round_bf16(t: torch.Tensor) -> torch.Tensor:
     return _bf16_values(_bf16_bits(t.to(torch.float32)))
 
 
-def _bf16_pairs(w: torch.Tensor) -> torch.Tensor:
-    """(P, K, C) float32 -> (P, K, ceil(C/2)) int64 pair bits: channel 2j low, 2j+1 high."""
-    bits = _bf16_bits(w)
+def _check_bf16_range(bits: torch.Tensor, w: torch.Tensor) -> None:
     if (bits & 0x7FFF).eq(0x7F80).logical_and(torch.isfinite(w)).any():
         raise PrecisionRangeError(f"a weight of magnitude {float(w.abs().max()):.3g} rounds to "
                                   "infinity in bf16; keep this layer in fp32")
+
+
+def _bf16_pairs(w: torch.Tensor) -> torch.Tensor:
+    """(P, K, C) bf16-valued float32 -> (P, K, ceil(C/2)) int64 pair bits: channel 2j low,
+    2j+1 high."""
+    bits = _bf16_bits(w)
     if w.shape[2] % 2:
         bits = torch.nn.functional.pad(bits, (0, 1))
     pairs = bits.reshape(*bits.shape[:2], -1, 2)
@@ -222,7 +227,7 @@ class PackedMatrices:
                 for every matrix (all-zero matrices always become ``"zero"``), or one name per
                 matrix.
             precision: ``"fp32"``, ``"fp16"`` (values stored in half precision) or ``"bf16"``
-                (bf16 products: values rounded to bf16, stored in pairs of columns).
+                (values rounded to bf16; dense panels in pairs of columns: module docstring).
 
         Raises:
             ValueError: wrong shape, unknown format or precision, more non-zeros than 32-bit
@@ -241,23 +246,27 @@ class PackedMatrices:
                              f"(at most {_HALF_MAX}); keep this layer in fp32")
         if min(positions, rows, cols) < 1:
             raise ValueError(f"weights must have P, K, C >= 1, got {tuple(w.shape)}")
-        # What is stored: the weights, or (bf16) pairs of columns as 32-bit patterns.
-        stored = _bf16_pairs(w) if precision == "bf16" else w
-        columns = stored.shape[2]
-        counts = (stored != 0).sum(dim=(1, 2)).tolist()
+        if precision == "bf16":             # what is packed: the rounded weights' bits
+            bits = _bf16_bits(w)
+            _check_bf16_range(bits, w)
+            w = _bf16_values(bits)
+        counts = (w != 0).sum(dim=(1, 2)).tolist()
+        # Dense panels hold (bf16) pairs of columns as 32-bit patterns.
+        dense_source = _bf16_pairs(w) if precision == "bf16" else w
+        columns = dense_source.shape[2]
         if isinstance(formats, str):
             if formats not in ("auto", "sparse", "dense"):
                 raise ValueError(f"formats must be 'auto', 'sparse', 'dense' or one name per "
                                  f"matrix, got {formats!r}")
-            chosen = [choose_format(c, rows, columns) if formats == "auto" else formats
+            chosen = [choose_format(c, rows, cols) if formats == "auto" else formats
                       for c in counts]
         else:
             chosen = list(formats)
             if len(chosen) != positions or any(f not in FORMATS for f in chosen):
                 raise ValueError(f"need {positions} formats from {FORMATS}, got {formats!r}")
         chosen = ["zero" if c == 0 else f for f, c in zip(chosen, counts)]
-        if columns > MAX_COLUMNS and "sparse" in chosen:
-            raise ValueError(f"sparse matrices need at most {MAX_COLUMNS} columns, got {columns}")
+        if cols > MAX_COLUMNS and "sparse" in chosen:
+            raise ValueError(f"sparse matrices need at most {MAX_COLUMNS} columns, got {cols}")
         slices = _slices(rows)
         panels = -(-rows // DENSE_ROWS)
         slice_ptr = torch.zeros(positions, slices + 1, dtype=torch.int64)
@@ -267,7 +276,7 @@ class PackedMatrices:
         offset = 0
         for p, fmt in enumerate(chosen):
             if fmt == "sparse":
-                ptr, slot_rows, col, val = _pack_sparse(stored[p], offset)
+                ptr, slot_rows, col, val = _pack_sparse(w[p], offset)
                 slice_ptr[p], slice_rows[p] = ptr, slot_rows
                 cols_list.append(col)
                 vals_list.append(val)
@@ -277,15 +286,18 @@ class PackedMatrices:
             else:
                 slice_ptr[p] = offset
                 if fmt == "dense":
-                    padded = torch.zeros(panels * DENSE_ROWS, columns, dtype=stored.dtype)
-                    padded[:rows] = stored[p]
+                    padded = torch.zeros(panels * DENSE_ROWS, columns, dtype=dense_source.dtype)
+                    padded[:rows] = dense_source[p]
                     dense_index[p] = len(dense_list)
                     dense_list.append(padded.reshape(panels, DENSE_ROWS, columns).transpose(1, 2))
         col = torch.cat(cols_list) if cols_list else torch.zeros(0, dtype=torch.int64)
-        value_type = PRECISIONS[precision]
-
-        def values(t: torch.Tensor) -> torch.Tensor:
-            return _int32_bits(t) if precision == "bf16" else t.to(value_type)
+        def stored(t: torch.Tensor, dense: bool) -> torch.Tensor:
+            if precision != "bf16":
+                return t.to(PRECISIONS[precision])
+            if dense:
+                return _int32_bits(t)
+            bits = _bf16_bits(t)
+            return torch.where(bits >= 2**15, bits - 2**16, bits).to(torch.int16)
 
         tensors = {
             "formats": torch.tensor([FORMAT_CODES[f] for f in chosen], dtype=torch.int8),
@@ -293,11 +305,11 @@ class PackedMatrices:
             "slice_rows": slice_rows.to(torch.int32),
             # 16-bit columns stored in int16 (the kernel reads them as uint16).
             "col": col.to(torch.int32).to(torch.int16),
-            "val": values(torch.cat(vals_list) if vals_list
-                          else torch.zeros(0, dtype=stored.dtype)),
+            "val": stored(torch.cat(vals_list) if vals_list else torch.zeros(0), False),
             "dense_index": dense_index,
-            "dense": values(torch.stack(dense_list).contiguous() if dense_list
-                            else torch.zeros(0, panels, columns, DENSE_ROWS, dtype=stored.dtype)),
+            "dense": stored(torch.stack(dense_list).contiguous() if dense_list else
+                            torch.zeros(0, panels, columns, DENSE_ROWS,
+                                         dtype=dense_source.dtype), True),
         }
         return cls(tensors, positions, rows, cols, precision)
 
@@ -331,13 +343,12 @@ class PackedMatrices:
             raise ValueError(f"packed weights need P, K, C >= 1, got {(positions, rows, cols)}")
         for name, dtype in _DTYPES.items():
             if name in ("val", "dense"):
-                dtype = PRECISIONS[self.precision]
+                dtype = (_DENSE_TYPES if name == "dense" else PRECISIONS)[self.precision]
             if t[name].dtype != dtype or t[name].device.type != "cpu":
                 raise ValueError(f"packed tensor {name!r} must be {dtype} on the CPU, got "
                                  f"{t[name].dtype} on {t[name].device}; recompile the model "
                                  "(engine.compile) instead of converting a compiled layer")
         slices, panels = _slices(rows), -(-rows // DENSE_ROWS)
-        cols = self.columns
         formats, ptr, slot_rows = t["formats"], t["slice_ptr"].long(), t["slice_rows"].long()
         col, val, dense_index, dense = t["col"], t["val"], t["dense_index"], t["dense"]
         if formats.shape != (positions,) or ptr.shape != (positions, slices + 1) or \
@@ -348,8 +359,9 @@ class PackedMatrices:
         if col.dim() != 1 or col.shape != val.shape:
             raise ValueError("col and val must be 1-D tensors of equal length")
         if dense_index.shape != (positions,) or dense.dim() != 4 or \
-                tuple(dense.shape[1:]) != (panels, cols, DENSE_ROWS):
-            raise ValueError(f"dense panels must have shape (D, {panels}, {cols}, {DENSE_ROWS}), "
+                tuple(dense.shape[1:]) != (panels, self.columns, DENSE_ROWS):
+            raise ValueError(f"dense panels must have shape (D, {panels}, {self.columns}, "
+                             f"{DENSE_ROWS}), "
                              f"got {tuple(dense.shape)}")
         if ((formats < 0) | (formats >= len(FORMATS))).any():
             raise ValueError("formats holds an unknown format code")
@@ -381,7 +393,7 @@ class PackedMatrices:
     # ------------------------------------------------------------------ views
     @property
     def columns(self) -> int:
-        """Columns of the stored matrices: ``cols``, or (bf16) pairs of them."""
+        """Columns of the dense panels: ``cols``, or (bf16) pairs of them."""
         return -(-self.cols // 2) if self.precision == "bf16" else self.cols
 
     def formats(self) -> list[str]:
@@ -402,11 +414,9 @@ class PackedMatrices:
         the rounded weights the kernel multiplies)."""
         t = self._t
         bf16 = self.precision == "bf16"
-        # In storage terms first: floats, or (bf16) pair bits as int64.
-        out = torch.zeros(self.positions, self.rows, self.columns,
-                          dtype=torch.int64 if bf16 else torch.float32)
+        out = torch.zeros(self.positions, self.rows, self.cols)
         col = t["col"].long() & 0xFFFF
-        val = t["val"].long() & 0xFFFFFFFF if bf16 else t["val"].float()
+        val = _bf16_values(t["val"].long()) if bf16 else t["val"].float()
         slices = _slices(self.rows)
         for p, name in enumerate(self.formats()):
             if name == "sparse":
@@ -422,9 +432,10 @@ class PackedMatrices:
                                   accumulate=True)
             elif name == "dense":
                 panel = t["dense"][int(t["dense_index"][p])]                # (panels, C, 6)
-                panel = panel.long() & 0xFFFFFFFF if bf16 else panel.float()
-                out[p] = panel.transpose(1, 2).reshape(-1, self.columns)[:self.rows]
-        return _unpair_bf16(out, self.cols) if bf16 else out
+                matrix = panel.transpose(1, 2).reshape(-1, self.columns)[:self.rows]
+                out[p] = (_unpair_bf16(matrix.long() & 0xFFFFFFFF, self.cols) if bf16
+                          else matrix.float())
+        return out
 
     def _max_slice(self) -> int:
         """Most entries of one slice (the kernel's fp16 conversion scratch)."""

@@ -365,27 +365,48 @@ class Program:
         return cached
 
 
-def profile(program: "Program", x: torch.Tensor, repeats: int = 20) -> list[tuple[str, str, float]]:
-    """Median milliseconds of each step of ``program`` on ``x``: kernel operations one by one
-    (as one-operation programs), PyTorch steps as a whole. Returns (name, kind, ms) rows."""
+def profile(program: "Program", x: torch.Tensor, repeats: int = 20,
+            mode: str = "sequence") -> list[tuple[str, str, float]]:
+    """Median milliseconds of each step of ``program`` on ``x``; PyTorch steps as NaN.
+
+    ``mode="sequence"``: each kernel operation timed inside whole runs of its segment
+    (``sw_run_program_timed``), with the caches as a real call leaves them: the rows add up
+    to the call less its Python and ctypes time. ``mode="alone"``: each operation run by
+    itself ``repeats`` times (its weights and buffers warm): what the operation costs at best.
+    At batch 1 the two differ by what a call loses to cold weights and buffers (measured in
+    docs/performance.md), not by time outside the kernels. Returns (name, kind, ms) rows.
+    """
     import statistics
     import time
+    if mode not in ("sequence", "alone"):
+        raise ValueError(f"mode must be 'sequence' or 'alone', got {mode!r}")
     lib = kernels.library()
     keep = program.run(x)            # fills the dynamic pointers; keeps the output they point to
     rows = []
     with torch.no_grad():
         for step in program.steps:
-            if isinstance(step, _Segment):
-                for index, op in enumerate(step.ops):
-                    one = ctypes.byref(step.array[index])
-                    times = []
-                    for _ in range(repeats):
-                        start = time.perf_counter()
-                        lib.sw_run_program(one, 1, None)
-                        times.append(time.perf_counter() - start)
-                    rows.append((op.name, op.op, statistics.median(times) * 1e3))
-            else:
+            if not isinstance(step, _Segment):
                 rows.append((step.node.name, "pytorch", float("nan")))
+                continue
+            if mode == "sequence":
+                seconds = (ctypes.c_double * len(step.ops))()
+                runs = [[] for _ in step.ops]
+                for _ in range(repeats):
+                    status = lib.sw_run_program_timed(step.array, len(step.ops), None, seconds)
+                    kernels.check_status(status, "profiled program")
+                    for i in range(len(step.ops)):
+                        runs[i].append(seconds[i])
+                rows += [(op.name, op.op, statistics.median(r) * 1e3)
+                         for op, r in zip(step.ops, runs)]
+                continue
+            for index, op in enumerate(step.ops):
+                one = ctypes.byref(step.array[index])
+                times = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    lib.sw_run_program(one, 1, None)
+                    times.append(time.perf_counter() - start)
+                rows.append((op.name, op.op, statistics.median(times) * 1e3))
     del keep
     return rows
 

@@ -314,3 +314,6 @@ def declare_functions(lib: ctypes.CDLL) -> None:
     lib.sw_adder_backward.argtypes = [ctypes.POINTER(SwAdderGradArgs)]
     lib.sw_run_program.restype = _i32
     lib.sw_run_program.argtypes = [ctypes.POINTER(SwOp), _i32, ctypes.POINTER(_i32)]
+    lib.sw_run_program_timed.restype = _i32
+    lib.sw_run_program_timed.argtypes = [ctypes.POINTER(SwOp), _i32, ctypes.POINTER(_i32),
+                                         ctypes.POINTER(ctypes.c_double)]

@@ -1,6 +1,7 @@
 // C entry points: argument checks, execution plans (blocking/threads/workspace), the run-time
 // choice of instruction set (portable, AVX2+FMA, AVX-512), the program runner (its switch
 // generated from SW_OPERATIONS) and the ABI tables the Python loader checks.
+#include <chrono>
 #include <cstdint>
 
 #include "sw_kernels.h"
@@ -138,12 +139,15 @@ int64_t weight_bytes(const sw_matrices& w) {
     const int64_t S = ceil_div(w.K, SW_SLICE_ROWS);
     int64_t bytes = 0;
     for (int i = 0; i < w.P; ++i) {
-        const int64_t value = w.precision == SW_PRECISION_FP16 ? 2 : 4;   // bf16: pairs
-        const int64_t columns = w.precision == SW_PRECISION_BF16 ? (w.C + 1) / 2 : w.C;
+        // bf16: sparse entries are single 2-byte weights, dense panels 4-byte pairs.
+        const bool bf16 = w.precision == SW_PRECISION_BF16;
+        const int64_t value = w.precision == SW_PRECISION_FP16 || bf16 ? 2 : 4;
+        const int64_t columns = bf16 ? (w.C + 1) / 2 : w.C;
         if (w.formats[i] == SW_SPARSE)
             bytes += (2 + value) *
                      static_cast<int64_t>(w.slice_ptr[i * (S + 1) + S] - w.slice_ptr[i * (S + 1)]);
-        if (w.formats[i] == SW_DENSE) bytes += value * static_cast<int64_t>(w.K) * columns;
+        if (w.formats[i] == SW_DENSE)
+            bytes += (bf16 ? 4 : value) * static_cast<int64_t>(w.K) * columns;
     }
     return bytes;
 }
@@ -498,16 +502,30 @@ SW_EXPORT int32_t sw_adder_backward(const sw_adder_grad_args* a) {
     return table->adder_backward(a);
 }
 
-SW_EXPORT int32_t sw_run_program(const sw_op* ops, int32_t count, int32_t* failed) {
+// The one runner of a program; `seconds` (may be null) receives each operation's wall time.
+static int32_t run_ops(const sw_op* ops, int32_t count, int32_t* failed, double* seconds) {
     if (!ops || count < 0) return SW_ERR_ARGS;
     for (int32_t i = 0; i < count; ++i) {
+        const auto start = std::chrono::steady_clock::now();
         const int32_t status = run_operation(ops[i]);
+        if (seconds)
+            seconds[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+                             .count();
         if (status != SW_OK) {
             if (failed) *failed = i;
             return status;
         }
     }
     return SW_OK;
+}
+
+SW_EXPORT int32_t sw_run_program(const sw_op* ops, int32_t count, int32_t* failed) {
+    return run_ops(ops, count, failed, nullptr);
+}
+
+SW_EXPORT int32_t sw_run_program_timed(const sw_op* ops, int32_t count, int32_t* failed,
+                                       double* seconds) {
+    return run_ops(ops, count, failed, seconds);
 }
 
 SW_EXPORT const sw_op_info* sw_op_table(int32_t* count) {

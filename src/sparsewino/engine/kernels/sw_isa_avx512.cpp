@@ -108,12 +108,12 @@ struct Mac16 : HwPairs {
 
 #include "sw_product_kernels.h"
 
-void chunk_rows_lanes(int lanes, const sw_matrices& w, int p, int chunk, const uint32_t* V,
-                      int shift, int groups8, float* M) {
-    if (lanes == 16)
-        chunk_rows<Mac16>(w, p, chunk, V, shift, (groups8 + 1) / 2, M, nullptr);
+void dense_rows_lanes(bool wide, const sw_matrices& w, int p, int chunk, const float* V,
+                      int shift, int nvec, float* M) {
+    if (wide)
+        dense_rows<Mac16>(w, p, chunk, V, shift, nvec, M, nullptr);
     else
-        chunk_rows<Mac8>(w, p, chunk, V, shift, groups8, M, nullptr);
+        dense_rows<Mac8>(w, p, chunk, V, shift, nvec, M, nullptr);
 }
 
 }  // namespace bf16hw

@@ -100,22 +100,24 @@ extern "C" {
 //   FP16  val and dense hold IEEE fp16 values (uint16 bits): each slice or panel is converted
 //         to fp32 into a per-thread scratch before use (half the weight bytes streamed, fp32
 //         arithmetic);
-//   BF16  bf16 products with fp32 accumulation. The columns are pairs of input channels
-//         (2j, 2j+1): col holds pair indices, val and dense hold uint32 pairs of bf16 bits
-//         (channel 2j in the low half), dense panels are [sets][ceil(K/6)][ceil(C/2)][6].
-//         The kernel rounds V to bf16 (to nearest even, subnormals to zero) into pair rows in
-//         place before the product; with AVX512-BF16 the pairs go through vdpbf16ps, else
-//         through an exact software equivalent (the products of bf16 values are exact in
-//         fp32: two multiply-adds, odd channel first).
+//   BF16  bf16 weights, fp32 accumulation. Sparse matrices: val holds each weight's bf16 bits
+//         (uint16), multiplied exactly with the fp32 input tiles (two bytes a weight, and
+//         the tiles are not rounded). Dense matrices: bf16 products of pairs of input
+//         channels (2j, 2j+1): dense holds uint32 pairs of bf16 bits (channel 2j in the low
+//         half), panels [sets][ceil(K/6)][ceil(C/2)][6]; the kernel rounds those positions' V
+//         to bf16 (to nearest even, subnormals to zero) into pair rows in place, then
+//         multiplies with AVX512-BF16's vdpbf16ps where the CPU has it, else with an exact
+//         software equivalent (the products of bf16 values are exact in fp32: two multiply-
+//         adds, odd channel first).
 struct sw_matrices {
     int32_t P, K, C;
     const int8_t* formats;      // P entries of sw_format
     const int32_t* slice_ptr;   // P * (S + 1), S = ceil(K / 4): entry offsets into col/val
     const int32_t* slice_rows;  // P * S * 4: the row (output channel) of each slice lane, -1: none
-    const uint16_t* col;        // column (input channel, or pair of channels) of each entry
-    const void* val;            // value of each entry (float, fp16 bits or bf16 pair bits)
+    const uint16_t* col;        // column (input channel) of each entry
+    const void* val;            // value of each entry (float, or fp16 / bf16 bits)
     const int32_t* dense_index; // P entries: panel set of SW_DENSE matrices, else -1
-    const void* dense;          // [sets][ceil(K/6)][columns][6] dense panels
+    const void* dense;          // [sets][ceil(K/6)][C, or bf16 pairs][6] dense panels
     int32_t precision;          // sw_precision
     int32_t max_slice;          // most entries of one slice (the fp16 scratch size)
 };
@@ -203,6 +205,10 @@ SW_EXPORT int32_t sw_gemm_workspace(const sw_gemm_args* args, int64_t* floats);
 // Run `count` operations in order; stops at the first error and returns it. `failed`
 // (may be null) receives the index of the failing operation.
 SW_EXPORT int32_t sw_run_program(const sw_op* ops, int32_t count, int32_t* failed);
+// The same, writing each operation's wall time in seconds to seconds[0 .. count) (profiling:
+// the operations timed in sequence, caches as a real call leaves them).
+SW_EXPORT int32_t sw_run_program_timed(const sw_op* ops, int32_t count, int32_t* failed,
+                                       double* seconds);
 // Describe the plan sw_conv2d_forward would use: tiles per block, blocks, mode, isa.
 SW_EXPORT int32_t sw_conv2d_plan(const sw_conv2d_args* args, int32_t* tile_block, int32_t* blocks,
                                  int32_t* mode, int32_t* isa);

@@ -94,7 +94,7 @@ int32_t gemm_forward(const sw_gemm_args* args, const sw_gemm_plan* plan) {
                 {
                     shared_runs = gemm_runs(a, p, blk, runs);
                     gemm_gather(a, p, runs, shared_runs, shared_v);
-                    if (a.w.precision == SW_PRECISION_BF16)
+                    if (a.w.precision == SW_PRECISION_BF16 && a.w.formats[0] == SW_DENSE)
                         bf16_pairs_in_place(shared_v, a.C, p.shift, block_groups(p, blk));
                 }
                 const int nruns = shared_runs;
@@ -121,7 +121,8 @@ int32_t gemm_forward(const sw_gemm_args* args, const sw_gemm_plan* plan) {
             const int nruns = gemm_runs(a, p, blk, runs);
             gemm_gather(a, p, runs, nruns, V);
             const int groups8 = block_groups(p, blk);
-            if (a.w.precision == SW_PRECISION_BF16) bf16_pairs_in_place(V, a.C, p.shift, groups8);
+            if (a.w.precision == SW_PRECISION_BF16 && a.w.formats[0] == SW_DENSE)
+                bf16_pairs_in_place(V, a.C, p.shift, groups8);
             for (int j = 0; j < p.chunks; ++j) {
                 chunk_rows_lanes(p.lanes, a.w, 0, j, V, p.shift, groups8, Mc,
                                  region + p.off_scratch);

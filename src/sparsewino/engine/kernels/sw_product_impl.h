@@ -3,13 +3,14 @@
 //   fp32, fp16 weights   FloatMac: one fp32 multiply-add per weight and vector of tiles (fp16
 //                        weights are converted to fp32 per slice / panel into `scratch`,
 //                        scratch_floats(w) floats per thread);
-//   bf16                 V is first rounded in place to rows of bf16 pairs (bf16_pairs_in_place),
-//                        then Bf16Mac: the two exact products of a pair accumulated in fp32
-//                        (odd channel first), or, in the AVX-512 build on a CPU with
-//                        AVX512-BF16, vdpbf16ps (sw_isa_avx512.cpp).
+//   bf16                 sparse matrices: Bf16WeightMac, bf16 weights times the fp32 tiles;
+//                        dense matrices: V first rounded in place to rows of bf16 pairs
+//                        (bf16_pairs_in_place), then Bf16Mac: the two exact products of a
+//                        pair accumulated in fp32 (odd channel first), or, in the AVX-512 build
+//                        on a CPU with AVX512-BF16, vdpbf16ps (sw_isa_avx512.cpp).
 // Requires (in the enclosing namespace): struct Simd (8 lanes: half8, bf16_even, bf16_odd,
 // bf16_pairs) and, if SW_HAS_WIDE, struct Wide (16 lanes: bf16_even, bf16_odd); with
-// SW_BF16_HARDWARE, bf16hw::chunk_rows_lanes and bf16hw::available().
+// SW_BF16_HARDWARE, bf16hw::dense_rows_lanes and bf16hw::available().
 
 #include "sw_product_kernels.h"
 
@@ -33,6 +34,17 @@ struct FloatMac {
     }
     static inline typename Vp::vec mac(typename Vp::vec acc, const weight& w, const float* p) {
         return Vp::fmadd(w, Vp::load(p), acc);
+    }
+};
+
+// Single bf16 weights (their bits in a uint16) with fp32 tiles: the weight widened exactly to
+// fp32, then one fp32 multiply-add (the sparse matrices of bf16 layers).
+template <class V>
+struct Bf16WeightMac : FloatMac<V> {
+    using value = uint16_t;
+    static constexpr bool reads_fp16 = false;
+    static inline typename V::vec broadcast(uint16_t bits) {
+        return V::set1(sw_bits_float(static_cast<uint32_t>(bits) << 16));
     }
 };
 
@@ -80,35 +92,43 @@ inline void bf16_pairs_in_place(float* V, int C, int shift, int groups8) {
     }
 }
 
-// chunk_rows with the plan's lanes and the weights' precision: `groups8` vectors of 8 tiles.
+// The rows of chunk `chunk` of matrix p with Mac over `Vp`'s lanes (nvec vectors).
+template <class SparseMac, class DenseMac>
+inline void chunk_rows(const sw_matrices& w, int p, int chunk, const float* V, int shift,
+                       int nvec, float* M, float* scratch) {
+    switch (w.formats[p]) {
+        case SW_SPARSE: return sparse_rows<SparseMac>(w, p, chunk, V, shift, nvec, M, scratch);
+        case SW_DENSE: return dense_rows<DenseMac>(w, p, chunk, V, shift, nvec, M, scratch);
+        default: return zero_rows<typename SparseMac::Vp>(w, chunk, shift, nvec, M);
+    }
+}
+
+// The element-wise rows with the plan's lanes and the weights' precision: `groups8` vectors of
+// 8 tiles. bf16: sparse matrices hold single bf16 weights multiplied with the fp32 tiles
+// (Bf16WeightMac: two bytes per weight, and no rounding of V); dense ones pairs (Bf16Mac, or
+// vdpbf16ps where the CPU has it) with V rounded by bf16_pairs_in_place.
 inline void chunk_rows_lanes(int lanes, const sw_matrices& w, int p, int chunk, const float* V,
                              int shift, int groups8, float* M, float* scratch) {
+    const bool wide = SW_HAS_WIDE && lanes == 16;
+    const int nvec = wide ? (groups8 + 1) / 2 : groups8;
     if (w.precision == SW_PRECISION_BF16) {
 #if SW_BF16_HARDWARE
-        if (bf16hw::available()) {
-            bf16hw::chunk_rows_lanes(lanes, w, p, chunk, reinterpret_cast<const uint32_t*>(V),
-                                     shift, groups8, M);
-            return;
-        }
+        if (w.formats[p] == SW_DENSE && bf16hw::available())
+            return bf16hw::dense_rows_lanes(wide, w, p, chunk, V, shift, nvec, M);
 #endif
-        const uint32_t* pairs = reinterpret_cast<const uint32_t*>(V);
 #if SW_HAS_WIDE
-        if (lanes == 16) {
-            chunk_rows<Bf16Mac<Wide>>(w, p, chunk, pairs, shift, (groups8 + 1) / 2, M, scratch);
-            return;
-        }
+        if (wide)
+            return chunk_rows<Bf16WeightMac<Wide>, Bf16Mac<Wide>>(w, p, chunk, V, shift, nvec, M,
+                                                                  scratch);
 #endif
-        chunk_rows<Bf16Mac<Simd>>(w, p, chunk, pairs, shift, groups8, M, scratch);
-        return;
+        return chunk_rows<Bf16WeightMac<Simd>, Bf16Mac<Simd>>(w, p, chunk, V, shift, nvec, M,
+                                                              scratch);
     }
 #if SW_HAS_WIDE
-    if (lanes == 16) {
-        chunk_rows<FloatMac<Wide>>(w, p, chunk, V, shift, (groups8 + 1) / 2, M, scratch);
-        return;
-    }
+    if (wide)
+        return chunk_rows<FloatMac<Wide>, FloatMac<Wide>>(w, p, chunk, V, shift, nvec, M, scratch);
 #endif
-    (void)lanes;
-    chunk_rows<FloatMac<Simd>>(w, p, chunk, V, shift, groups8, M, scratch);
+    chunk_rows<FloatMac<Simd>, FloatMac<Simd>>(w, p, chunk, V, shift, nvec, M, scratch);
 }
 
 }  // namespace

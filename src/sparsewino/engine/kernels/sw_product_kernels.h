@@ -148,71 +148,77 @@ inline void halves_to_floats(const uint16_t* src, int64_t n, float* dst) {
     }
 }
 
-// M rows [k0, k1) of matrix p (chunk rows start at M), from V. nvec vectors of Mac's lanes.
+// Rows [k0, k1) of chunk `chunk` of sparse matrix p (chunk rows start at M), from V; nvec
+// vectors of Mac's lanes.
 template <class Mac>
-void chunk_rows(const sw_matrices& w, int p, int chunk, const typename Mac::row* V, int shift,
-                int nvec, float* M, float* scratch) {
-    using Vp = typename Mac::Vp;
+void sparse_rows(const sw_matrices& w, int p, int chunk, const float* V_floats, int shift,
+                 int nvec, float* M, float* scratch) {
     using value = typename Mac::value;
-    constexpr int L = Vp::lanes;
+    const auto* V = reinterpret_cast<const typename Mac::row*>(V_floats);
     const int64_t row = int64_t{1} << shift;
     const int k0 = chunk * SW_CHUNK_ROWS;
     const int k1 = imin_p(w.K, k0 + SW_CHUNK_ROWS);
-    switch (w.formats[p]) {
-        case SW_SPARSE: {
-            const int S = (w.K + SW_SLICE_ROWS - 1) / SW_SLICE_ROWS;
-            const int32_t* ptr = w.slice_ptr + static_cast<int64_t>(p) * (S + 1);
-            const int32_t* rows = w.slice_rows + static_cast<int64_t>(p) * S * SW_SLICE_ROWS;
-            const int s0 = chunk * (SW_CHUNK_ROWS / SW_SLICE_ROWS);
-            const int s1 = imin_p(S, s0 + SW_CHUNK_ROWS / SW_SLICE_ROWS);
-            for (int s = s0; s < s1; ++s) {
-                float* out[SW_SLICE_ROWS];
-                for (int r = 0; r < SW_SLICE_ROWS; ++r) {
-                    const int k = rows[s * SW_SLICE_ROWS + r];
-                    out[r] = k >= k0 && k < k1 ? M + (k - k0) * row : nullptr;
-                }
-                const value* val = static_cast<const value*>(w.val) + ptr[s];
-                if constexpr (Mac::reads_fp16) {
-                    if (w.precision == SW_PRECISION_FP16) {
-                        halves_to_floats(static_cast<const uint16_t*>(w.val) + ptr[s],
-                                         ptr[s + 1] - ptr[s], scratch);
-                        val = scratch;
-                    }
-                }
-                sparse_slice_any<Mac>(w.col + ptr[s], val, 0, ptr[s + 1] - ptr[s], V, shift,
-                                     nvec, out);
-            }
-            break;
+    const int S = (w.K + SW_SLICE_ROWS - 1) / SW_SLICE_ROWS;
+    const int32_t* ptr = w.slice_ptr + static_cast<int64_t>(p) * (S + 1);
+    const int32_t* rows = w.slice_rows + static_cast<int64_t>(p) * S * SW_SLICE_ROWS;
+    const int s0 = chunk * (SW_CHUNK_ROWS / SW_SLICE_ROWS);
+    const int s1 = imin_p(S, s0 + SW_CHUNK_ROWS / SW_SLICE_ROWS);
+    for (int s = s0; s < s1; ++s) {
+        float* out[SW_SLICE_ROWS];
+        for (int r = 0; r < SW_SLICE_ROWS; ++r) {
+            const int k = rows[s * SW_SLICE_ROWS + r];
+            out[r] = k >= k0 && k < k1 ? M + (k - k0) * row : nullptr;
         }
-        case SW_DENSE: {
-            const int64_t panels = (w.K + SW_DENSE_ROWS - 1) / SW_DENSE_ROWS;
-            const int C = Mac::columns(w.C);
-            const int64_t first = (static_cast<int64_t>(w.dense_index[p]) * panels) * C *
-                                  SW_DENSE_ROWS;
-            for (int k = k0; k < k1; k += SW_DENSE_ROWS) {
-                const int64_t at = first + static_cast<int64_t>(k / SW_DENSE_ROWS) * C *
-                                               SW_DENSE_ROWS;
-                const value* panel = static_cast<const value*>(w.dense) + at;
-                if constexpr (Mac::reads_fp16) {
-                    if (w.precision == SW_PRECISION_FP16) {
-                        halves_to_floats(static_cast<const uint16_t*>(w.dense) + at,
-                                         int64_t{C} * SW_DENSE_ROWS, scratch);
-                        panel = scratch;
-                    }
-                }
-                const int rows = imin_p(SW_DENSE_ROWS, k1 - k);
-                float* Mk = M + (k - k0) * row;
-                int q0 = 0;
-                for (; q0 + 2 <= nvec; q0 += 2) dense_panel<Mac, 2>(panel, V, row, Mk, C, q0, rows);
-                if (q0 < nvec) dense_panel<Mac, 1>(panel, V, row, Mk, C, q0, rows);
+        const value* val = static_cast<const value*>(w.val) + ptr[s];
+        if constexpr (Mac::reads_fp16) {
+            if (w.precision == SW_PRECISION_FP16) {
+                halves_to_floats(static_cast<const uint16_t*>(w.val) + ptr[s],
+                                 ptr[s + 1] - ptr[s], scratch);
+                val = scratch;
             }
-            break;
         }
-        default:
-            for (int k = k0; k < k1; ++k)
-                for (int q = 0; q < nvec; ++q) Vp::store(M + (k - k0) * row + q * L, Vp::zero());
-            break;
+        sparse_slice_any<Mac>(w.col + ptr[s], val, 0, ptr[s + 1] - ptr[s], V, shift, nvec, out);
     }
+}
+
+// The same for dense matrix p (panels of SW_DENSE_ROWS rows).
+template <class Mac>
+void dense_rows(const sw_matrices& w, int p, int chunk, const float* V_floats, int shift,
+                int nvec, float* M, float* scratch) {
+    using value = typename Mac::value;
+    const auto* V = reinterpret_cast<const typename Mac::row*>(V_floats);
+    const int64_t row = int64_t{1} << shift;
+    const int k0 = chunk * SW_CHUNK_ROWS;
+    const int k1 = imin_p(w.K, k0 + SW_CHUNK_ROWS);
+    const int64_t panels = (w.K + SW_DENSE_ROWS - 1) / SW_DENSE_ROWS;
+    const int C = Mac::columns(w.C);
+    const int64_t first = (static_cast<int64_t>(w.dense_index[p]) * panels) * C * SW_DENSE_ROWS;
+    for (int k = k0; k < k1; k += SW_DENSE_ROWS) {
+        const int64_t at = first + static_cast<int64_t>(k / SW_DENSE_ROWS) * C * SW_DENSE_ROWS;
+        const value* panel = static_cast<const value*>(w.dense) + at;
+        if constexpr (Mac::reads_fp16) {
+            if (w.precision == SW_PRECISION_FP16) {
+                halves_to_floats(static_cast<const uint16_t*>(w.dense) + at,
+                                 int64_t{C} * SW_DENSE_ROWS, scratch);
+                panel = scratch;
+            }
+        }
+        const int rows = imin_p(SW_DENSE_ROWS, k1 - k);
+        float* Mk = M + (k - k0) * row;
+        int q0 = 0;
+        for (; q0 + 2 <= nvec; q0 += 2) dense_panel<Mac, 2>(panel, V, row, Mk, C, q0, rows);
+        if (q0 < nvec) dense_panel<Mac, 1>(panel, V, row, Mk, C, q0, rows);
+    }
+}
+
+// The rows of an all-zero matrix: zeros (gemm reads them; conv2d/conv3d skip such positions).
+template <class Vp>
+void zero_rows(const sw_matrices& w, int chunk, int shift, int nvec, float* M) {
+    const int64_t row = int64_t{1} << shift;
+    const int k0 = chunk * SW_CHUNK_ROWS;
+    const int k1 = imin_p(w.K, k0 + SW_CHUNK_ROWS);
+    for (int k = k0; k < k1; ++k)
+        for (int q = 0; q < nvec; ++q) Vp::store(M + (k - k0) * row + q * Vp::lanes, Vp::zero());
 }
 
 }  // namespace

@@ -7,7 +7,7 @@
 //                     channel of every tile, through the thread's band buffer; 3-D: one
 //                     channel of 8 tiles), writing V[p][c][Tb];
 //   element-wise      per position p: M[p] = U[p] V[p] with p's packed format (sparse /
-//                     dense); with bf16 weights V[p] is first rounded to bf16 pairs in place. A position whose matrix is all zero is skipped: no product,
+//                     dense); with bf16 weights a dense V[p] is first rounded to bf16 pairs in place. A position whose matrix is all zero is skipped: no product,
 //                     and the output transforms read zeros for it (position_is_zero);
 //   output transform  G's output function per (output channel, 8 tiles).
 //
@@ -170,11 +170,11 @@ inline void position_chunks(const typename G::Ctx& cx, const typename G::Block& 
                          M + static_cast<int64_t>(j) * SW_CHUNK_ROWS * p.Tb, scratch);
 }
 
-// bf16 weights: position pos's V rounded to bf16 pair rows in place (before its products).
+// bf16 weights: a dense position's V rounded to bf16 pair rows in place (before its products).
 template <class G>
 inline void position_to_bf16(const typename G::Ctx& cx, const typename G::Block& b, int pos) {
     const sw_matrices& w = cx.a->w;
-    if (position_is_zero(w, pos)) return;
+    if (w.formats[pos] != SW_DENSE) return;          // sparse bf16 matrices read fp32 tiles
     bf16_pairs_in_place(b.V + pos * cx.p->v_pstride, w.C, cx.p->shift, b.groups);
 }
 
