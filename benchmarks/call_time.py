@@ -72,9 +72,9 @@ def main() -> None:
                     program = fast.program(x)
                     segments = [s for s in program.steps if isinstance(s, _Segment)]
                     fast(x)
-                    call = median_ms(lambda: fast(x), args.runs)
-                    native = median_ms(lambda: [lib.sw_run_program(s.array, len(s.ops), None)
-                                                for s in segments], args.runs)
+                    call = median_ms(lambda f=fast, x=x: f(x), args.runs)
+                    native = median_ms(lambda parts=segments: [
+                        lib.sw_run_program(s.array, len(s.ops), None) for s in parts], args.runs)
                     sequence = sum(ms for _, _, ms in profile(program, x, args.runs))
                     alone = sum(ms for _, _, ms in profile(program, x, args.runs, "alone"))
                 print(f"| {MODELS[key][0]} | {batch} | {precision} | {call:.3f} | {native:.3f} | "
