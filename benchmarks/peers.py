@@ -23,6 +23,7 @@ each engine is timed after a pause, so that the previous one's spinning threads 
     python benchmarks/peers.py --models                 # VGG-nagadomi, ResNet-18-max
     python benchmarks/peers.py --layers --quick         # 4 shapes, fewer runs
     python benchmarks/peers.py --layers --cases 2 6 --sparsity 0.9 --json out.json
+    python benchmarks/peers.py --models --precisions fp32 bf16   # + our bf16 mode vs OpenVINO's
 """
 from __future__ import annotations
 
@@ -143,6 +144,7 @@ class Case:
     spatial: dict[float, nn.Module] = field(default_factory=dict)     # spatially pruned
     times: dict[str, list[float]] = field(default_factory=dict)       # engine key -> per round
     errors: dict[str, float] = field(default_factory=dict)
+    scale: float = 1.0                  # largest |output| of the dense model (relative errors)
 
 
 #: Warm-up time after the pause, whatever the call count (thread pools and clocks wake up).
@@ -217,18 +219,27 @@ def model_case(key: str, batch: int, prune_fc: bool) -> Case:
     return case
 
 
+def ours_key(sparsity: float, precision: str = "fp32") -> str:
+    """The engine key of sparsewino at ``sparsity`` compiled with ``precision``."""
+    return f"sparsewino@{sparsity:g}" if precision == "fp32" else \
+        f"sparsewino-{precision}@{sparsity:g}"
+
+
 def measure_case(case: Case, peers: dict, timer: Timer, rounds: int, tmp: Path,
-                 check: bool) -> None:
+                 check: bool, precisions: tuple[str, ...] = ("fp32",)) -> None:
     """Fill ``case.times`` (and ``case.errors`` when ``check``) for every engine."""
     x = case.example
     runners: dict[str, Callable[[], object]] = {"torch": lambda: case.dense(x)}
     references: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         reference = case.dense(x)
+        case.scale = float(reference.abs().max())
         for s, model in case.ours.items():
-            fast = engine.compile(model, tune=x)
-            runners[f"sparsewino@{s:g}"] = (lambda f: lambda: f(x))(fast)
-            references[f"sparsewino@{s:g}"] = model(x)
+            expected = model(x)
+            for precision in precisions:
+                fast = engine.compile(model, tune=x, precision=precision)
+                runners[ours_key(s, precision)] = (lambda f: lambda: f(x))(fast)
+                references[ours_key(s, precision)] = expected
     dense_onnx = export_onnx(case.dense, x, tmp / "dense.onnx")
     for name, peer in peers.items():
         if isinstance(peer, DeepSparsePeer):
@@ -275,13 +286,16 @@ def fmt(value: float | None, unit: str = "") -> str:
     return f"{value:.3g}{unit}"
 
 
-def report(cases: list[Case], sparsities: list[float], peers: dict, title: str) -> dict:
+def report(cases: list[Case], sparsities: list[float], peers: dict, title: str,
+           precisions: tuple[str, ...] = ("fp32",)) -> dict:
     """Print the time table and the ratio table; return the medians (for --json)."""
     dense_keys = ["torch"] + [k for k in ("onnxruntime", "openvino-f32", "openvino-default")
                               if k in peers]
+    reduced = [p for p in precisions if p != "fp32"]
     print(f"\n### {title}: median ms per call\n")
     head = dense_keys + [f"{e}@{s:g}" for s in sparsities for e in ("deepsparse", "sparsewino")
                          if e != "deepsparse" or "deepsparse" in peers]
+    head += [ours_key(s, p) for s in sparsities for p in reduced]
     print("| case | " + " | ".join(head) + " |")
     print("|---|" + "---|" * len(head))
     results = {}
@@ -327,7 +341,35 @@ def report(cases: list[Case], sparsities: list[float], peers: dict, title: str) 
     errors = [e for case in cases for e in case.errors.values()]
     if errors:
         print(f"\nlargest |engine - its reference model| over all cases: {max(errors):.2g}")
+    if reduced:
+        reduced_report(cases, sparsities, peers, reduced)
     return results
+
+
+def reduced_report(cases: list[Case], sparsities: list[float], peers: dict,
+                   precisions: list[str]) -> None:
+    """Reduced precision against OpenVINO's default (bf16 where the CPU has it): time ratios
+    and errors relative to the largest output of each engine's fp32 reference."""
+    default = "openvino-default" if "openvino-default" in peers else None
+    label = f"OpenVINO default ({getattr(peers.get(default), 'precision', '?')})"
+    print(f"\n### reduced precision: ratios to {label} and to our fp32; error / max |output|\n")
+    print("| case | ours | time ms | vs " + label + " | vs ours fp32 | our error | "
+          + label + " error |")
+    print("|---|---|---|---|---|---|---|")
+    for case in cases:
+        theirs = median_ms(case, default) if default else None
+        for s in sparsities:
+            fp32 = median_ms(case, ours_key(s))
+            for precision in precisions:
+                key = ours_key(s, precision)
+                ours = median_ms(case, key)
+                error = case.errors.get(key)
+                peer_error = case.errors.get(default) if default else None
+                print(f"| {case.name} | {precision} {s:.0%} | {fmt(ours)} | "
+                      f"{fmt(theirs / ours if theirs and ours else None, 'x')} | "
+                      f"{fmt(fp32 / ours if fp32 and ours else None, 'x')} | "
+                      f"{fmt(error / case.scale if error is not None else None)} | "
+                      f"{fmt(peer_error / case.scale if peer_error is not None else None)} |")
 
 
 def main() -> None:
@@ -355,6 +397,9 @@ def main() -> None:
                         help="Python of an environment with deepsparse==1.8.0 "
                              "(default: $SPARSEWINO_DEEPSPARSE_PYTHON or .venv-deepsparse)")
     parser.add_argument("--json", type=Path, help="also write the medians here")
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                        help="our engine's product precisions (bf16: compile(precision='bf16'),"
+                             " compared with OpenVINO's default precision)")
     args = parser.parse_args()
     if not (args.layers or args.models):
         args.layers = args.models = True
@@ -376,6 +421,7 @@ def main() -> None:
           "each engine; the median over rounds; peers' inputs bound once (zero-copy)")
     print(f"command: python benchmarks/peers.py {' '.join(sys.argv[1:])}")
     timer = Timer(args.warmup, 3, args.runs, args.budget, args.pause)
+    precisions = tuple(dict.fromkeys(["fp32", *args.precisions]))
     results: dict[str, dict] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -383,23 +429,25 @@ def main() -> None:
                 cases = []
                 for index in cases_idx:
                     case = layer_case(index, args.sparsity)
-                    measure_case(case, peers, timer, args.rounds, Path(tmp), not args.no_check)
+                    measure_case(case, peers, timer, args.rounds, Path(tmp), not args.no_check,
+                                 precisions)
                     cases.append(case)
                     print(f"  measured {case.name}", file=sys.stderr, flush=True)
-                results["layers"] = report(cases, args.sparsity, peers, "3x3 layers")
+                results["layers"] = report(cases, args.sparsity, peers, "3x3 layers", precisions)
             if args.models:
                 cases = []
                 for key in args.model_names:
                     for batch in args.model_batches:
                         case = model_case(key, batch, not args.no_prune_fc)
                         measure_case(case, peers, timer, args.rounds, Path(tmp),
-                                     not args.no_check)
+                                     not args.no_check, precisions)
                         cases.append(case)
                         print(f"  measured {case.name}", file=sys.stderr, flush=True)
                 sparsities = sorted({s for c in cases for s in c.ours})
                 for s in sparsities:
                     subset = [c for c in cases if s in c.ours]
-                    results[f"models@{s:g}"] = report(subset, [s], peers, f"whole models, {s:.0%}")
+                    results[f"models@{s:g}"] = report(subset, [s], peers, f"whole models, {s:.0%}",
+                                                      precisions)
         for name, peer in peers.items():
             if name.startswith("openvino"):
                 print(f"{name}: inference precision {peer.precision}")
