@@ -59,8 +59,10 @@ def main() -> None:
                 for p in ("fp32", "bf16")}
         w16, x16 = fc.weight.detach().bfloat16(), x.bfloat16()
         w32 = fc.weight.detach()
-        runners = {"ours fp32": lambda: ours["fp32"](x), "ours bf16": lambda: ours["bf16"](x),
-                   "torch fp32": lambda: x @ w32.T, "torch bf16": lambda: x16 @ w16.T}
+        runners = {"ours fp32": lambda o=ours["fp32"], x=x: o(x),
+                   "ours bf16": lambda o=ours["bf16"], x=x: o(x),
+                   "torch fp32": lambda x=x, w=w32: x @ w.T,
+                   "torch bf16": lambda x=x16, w=w16: x @ w.T}
         times: dict[str, list[float]] = {k: [] for k in runners}
         with torch.no_grad():
             for _ in range(args.rounds):

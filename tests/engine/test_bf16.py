@@ -223,7 +223,7 @@ def test_compile_precision_errors_warnings_and_report(caplog):
         fast = engine.compile(net, precision="bf16")
     assert "without AVX512-BF16" in caplog.text
     report = str(fast.compile_report)
-    assert "bf16 products" in report and "bf16 rounding" in report
+    assert "bf16 weights and products" in report and "bf16 rounding" in report
     assert fast[0].packed.precision == "bf16" and fast[3].packed.precision == "bf16"
     x = torch.randn(2, 3, 6, 6)
     with torch.no_grad():
