@@ -234,3 +234,23 @@ def test_compile_precision_errors_warnings_and_report(caplog):
     with caplog.at_level(logging.WARNING):
         engine.compile(net)                             # fp32: no warning, no note
     assert "bf16" not in caplog.text
+
+
+def test_compile_keeps_bf16_only_where_its_error_is_about_openvinos():
+    """Dense F(2,3) stays bf16; F(4,3) amplifies bf16's rounding beyond BF16_MAX_ERROR and takes
+    fp16 weights; F(6,3) amplifies even fp16's and stays fp32. The report says why."""
+    from sparsewino.engine.compile import BF16_MAX_ERROR
+
+    expected = {2: "bf16", 4: "fp16", 6: "fp32"}
+    for tile, precision in expected.items():
+        torch.manual_seed(0)
+        conv = nn.Conv2d(64, 64, 3, padding=1).eval()
+        net = nn.Sequential(WinogradConv2d.from_conv(conv, tile=tile)).eval()
+        fast = engine.compile(net, precision="bf16")
+        assert fast[0].packed.precision == precision, tile
+        detail = next(e.detail for e in fast.compile_report if e.compiled)
+        assert ("bf16 would round the output by" in detail) == (tile != 2), detail
+        x = torch.randn(1, 64, 12, 12)
+        with torch.no_grad():
+            error = float((fast(x) - net(x)).abs().max() / net(x).abs().max())
+        assert error < 2 * BF16_MAX_ERROR, (tile, error)
