@@ -189,9 +189,10 @@ def _choose_isa(header: dict[str, Any], backend: str | None, path: Path) -> tupl
                         "(export it again here to re-plan and re-tune)", path,
                         header["cpu"]["model"], here)
         return saved, None
-    chosen = kernels.backend()
-    if chosen == "torch":
+    compiled = [name for name in available if kernels.get_backend(name).compiled]
+    if not compiled:
         raise ArtifactError(f"cannot run {path}: no compiled backend on this machine")
+    chosen = kernels.backend() if kernels.backend() in compiled else compiled[0]
     warnings.warn(f"{path} was planned for backend {saved!r} on "
                   f"{header.get('cpu', {}).get('model', 'another CPU')}, which this CPU cannot "
                   f"run: it runs on {chosen!r} instead (results may differ in the last bits; "
