@@ -41,7 +41,7 @@ from ...errors import ArtifactError
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "ARENA", "WORKSPACE", "INPUT", "OUTPUT", "CONSTANT",
            "TARGETS", "Relocation", "OpRecord", "ProgramRecord", "Artifact", "write_artifact",
-           "read_artifact"]
+           "read_artifact", "is_artifact"]
 
 MAGIC = b"SWENGINE"
 FORMAT_VERSION = 1
@@ -146,6 +146,15 @@ def write_artifact(path: str | Path, artifact: Artifact) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_bytes(body)
     temporary.replace(path)
+
+
+def is_artifact(path: str | Path) -> bool:
+    """Whether ``path`` is a file that starts like an engine artifact (its magic bytes)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        return handle.read(len(MAGIC)) == MAGIC
 
 
 def read_artifact(path: str | Path, abi_version: int,
