@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from sparsewino import engine
+from sparsewino.engine import kernels
 from sparsewino.engine.artifact import container, runtime
 from sparsewino.errors import ArtifactError
 from sparsewino.models import create_model
@@ -93,7 +94,7 @@ def test_header_records_how_it_was_compiled(saved):
     path, _, _, fast = saved["resnet"]
     model = engine.load(path)
     header = model.header
-    assert header["backend"] == engine.backend() and header["abi_version"] == 7
+    assert header["backend"] == engine.backend() and header["abi_version"] == kernels.ABI_VERSION
     assert header["precision"] == "fp32" and header["input_shapes"] == [[1, 3, 16, 16],
                                                                         [3, 3, 16, 16]]
     assert model.compile_report == str(fast.compile_report)
@@ -146,7 +147,7 @@ def _variants(good: bytes) -> dict[str, tuple[bytes, str]]:
     newer = bytearray(good)
     struct.pack_into("<I", newer, 8, container.FORMAT_VERSION + 1)
     abi = bytearray(good)
-    struct.pack_into("<I", abi, 12, 6)
+    struct.pack_into("<I", abi, 12, kernels.ABI_VERSION - 1)
     tampered = bytearray(good)
     tampered[-5] ^= 0xFF
     return {
@@ -158,7 +159,8 @@ def _variants(good: bytes) -> dict[str, tuple[bytes, str]]:
         "tampered": (bytes(tampered), "fails its checksum: it was modified or corrupted"),
         "newer": (_resealed(newer), f"format version {container.FORMAT_VERSION + 1}; this "
                                     f"sparsewino reads versions up to {container.FORMAT_VERSION}"),
-        "abi": (_resealed(abi), "kernel ABI version 6; this library has version 7"),
+        "abi": (_resealed(abi), f"kernel ABI version {kernels.ABI_VERSION - 1}; this library has "
+                                f"version {kernels.ABI_VERSION}"),
     }
 
 

@@ -252,7 +252,7 @@ def save(compiled: nn.Module, path: str | Path,
         "cpu": cpu_description(),
         "machine": platform.machine(),
         "threads": threads,
-        "precision": getattr(compiled, "precision", "fp32"),
+        "precision": getattr(compiled.compile_report, "precision", "fp32"),   # of the products
         "input_shapes": [list(p.input_shape) for p in programs],
         "output_shapes": [list(p.output_shape) for p in programs],
         "model": type(compiled._tree).__name__,
