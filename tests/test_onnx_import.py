@@ -54,9 +54,15 @@ def test_round_trip_gives_the_same_outputs(resnet_onnx, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(sparsewino.from_onnx(_export(vgg, xv.shape, tmp_path / "v.onnx"))(xv),
                                    vgg(xv), rtol=1e-5, atol=1e-5)
-    if importlib.util.find_spec("onnxruntime") is None:
-        pytest.skip("onnxruntime (the peers extra) is not installed: compared with PyTorch only")
+
+
+@warning_filter
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
+                    reason="onnxruntime (the peers extra) is not installed")
+def test_round_trip_equals_onnx_runtime(resnet_onnx):
     import onnxruntime
+    _, path = resnet_onnx
+    converted = sparsewino.from_onnx(path)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x1 = torch.randn(1, 3, 16, 16)
     (expected,) = session.run(None, {"x": x1.numpy()})
