@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import threading
 import warnings
 from pathlib import Path
@@ -61,6 +62,10 @@ class _LoadedProgram:
                 if not 0 <= r.field_offset <= size - 8 or r.target not in TARGETS:
                     raise ArtifactError(f"{path}: operation {index} has a bad relocation")
                 if r.target in (INPUT, OUTPUT):
+                    shape = self.input_shape if r.target == INPUT else self.output_shape
+                    if not 0 <= r.offset < 4 * math.prod(shape):
+                        raise ArtifactError(f"{path}: operation {index} points past its "
+                                            f"{TARGETS[r.target]}")
                     self.patches.append((ctypes.addressof(args) + r.field_offset, r.target,
                                          r.offset))
                     continue

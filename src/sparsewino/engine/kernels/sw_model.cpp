@@ -132,6 +132,16 @@ int32_t struct_size(int32_t kind) {
     return -1;
 }
 
+// Elements of a shape (0 for a negative or overflowing one: nothing fits in it).
+int64_t elements(const std::vector<int64_t>& shape) {
+    int64_t count = 1;
+    for (int64_t d : shape) {
+        if (d < 0 || (d > 0 && count > INT64_MAX / 8 / d)) return 0;
+        count *= d;
+    }
+    return count;
+}
+
 void parse(sw_model* model, const std::string& path) {
     const unsigned char* data = model->file.get();
     const size_t size = model->file_size;
@@ -207,7 +217,8 @@ void parse(sw_model* model, const std::string& path) {
                 if (rel.target == kConstant && rel.index >= 0 &&
                     rel.index < static_cast<int64_t>(model->constants.size()))
                     extent = model->constants[rel.index].second;
-                if (rel.target == kInput || rel.target == kOutput) extent = INT64_MAX;
+                if (rel.target == kInput) extent = 4 * elements(program.input_shape);
+                if (rel.target == kOutput) extent = 4 * elements(program.output_shape);
                 if (!field_ok || rel.offset < 0 || rel.offset >= extent)
                     throw Error{SW_MODEL_ERR_FORMAT, path + ": operation " + std::to_string(o) +
                                 " has a bad relocation"};
