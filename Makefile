@@ -9,7 +9,7 @@ FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 TORCH ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint setup dataset docs peers clean adder
+.PHONY: demo test lint setup dataset docs peers onnx clean adder
 
 setup: $(STAMP)
 
@@ -36,7 +36,7 @@ adder: setup dataset
 lint: setup
 	$(PY) -m ruff check .
 
-test: lint
+test: lint onnx
 	$(PY) -m pytest tests
 
 # The peer runtimes for benchmarks/peers.py: ONNX Runtime and OpenVINO in .venv, DeepSparse 1.8
@@ -46,6 +46,17 @@ peers: setup
 	-test -x $(VENV)/bin/opt_in_out && $(VENV)/bin/opt_in_out --opt_out >/dev/null   # OpenVINO telemetry off
 	test -x .venv-deepsparse/bin/python || $(PYTHON) -m venv .venv-deepsparse
 	.venv-deepsparse/bin/python -m pip install --quiet "deepsparse==1.8.0" "numpy<2" "onnx<1.15"
+
+# sparsewino.from_onnx: onnx and onnx2torch without its torchvision requirement (only its
+# NonMaxSuppression / RoiAlign converters use it; installing it could replace the torch build)
+# (the tests use it: `make test` installs it once)
+ONNX_STAMP := $(VENV)/.stamp-onnx
+onnx: $(ONNX_STAMP)
+
+$(ONNX_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet "onnx>=1.15"
+	$(PY) -m pip install --quiet --no-deps "onnx2torch>=1.5"
+	touch $(ONNX_STAMP)
 
 docs: setup
 	$(PY) -m sparsewino.doc_tables

@@ -1,8 +1,8 @@
 """Build script for the optional C++/OpenMP kernel library (loaded with ctypes by sparsewino.native).
 
 All metadata lives in pyproject.toml; this file only declares the one native library
-``sparsewino.native._sw_kernels``: every operation of the engine and the adder layers' product
-(sources in ``src/sparsewino/engine/kernels``). It is
+``sparsewino.native._sw_kernels``: every operation of the engine, the adder layers' product and
+the C API of engine artifacts (``sparsewino.h``; sources in ``src/sparsewino/engine/kernels``). It is
 built with the system C++ compiler (C++17, OpenMP when available) by the normal
 ``pip install .`` / ``pip install -e .``. No ``-march=native``: the AVX-512 and AVX2+FMA
 builds are compiled per translation unit (``#pragma GCC target``) and chosen at run time,
@@ -18,10 +18,11 @@ from setuptools.command.build_ext import build_ext
 
 KERNEL_DIR = os.path.join("src", "sparsewino", "engine", "kernels")
 SOURCES = ["sw_api.cpp", "sw_isa_avx512.cpp", "sw_isa_avx2.cpp", "sw_isa_portable.cpp",
-           "sw_extract.cpp"]
+           "sw_extract.cpp", "sw_model.cpp"]
 HEADERS = ["sw_kernels.h", "sw_plan.h", "sw_simd_avx2.h", "sw_product_impl.h",
            "sw_conv2d_impl.h", "sw_conv3d_impl.h", "sw_ops_impl.h", "sw_patterns.h",
-           "sw_adder_impl.h", "sw_adder_avx2.h", "sw_winograd_impl.h"]
+           "sw_adder_impl.h", "sw_adder_avx2.h", "sw_winograd_impl.h",
+           os.path.join("..", "..", "native", "include", "sparsewino.h")]
 OPENMP_COMPILE, OPENMP_LINK = ["-fopenmp"], ["-fopenmp"]
 
 

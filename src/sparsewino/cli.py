@@ -27,6 +27,8 @@ examples:
   sparsewino inspect wino.pt
   sparsewino count wino.pt
   sparsewino bench wino.pt --batch-size 64
+  sparsewino export wino.pt -o model.swe --tune-shape 1x1x28x28 --tune-shape 64x1x28x28
+  sparsewino bench model.swe --batch-size 64           # the artifact alone, no model class
   sparsewino report runs/fashion_mnist_spatial_winograd
   torchrun --nproc-per-node 2 -m sparsewino.cli run RECIPE   # several processes / machines
 """
@@ -134,6 +136,22 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a positive number of threads")
     return value
+
+
+def _shape_arg(text: str) -> tuple[int, ...]:
+    """argparse type: an input shape such as ``1x3x32x32`` (positive integers joined by ``x``)."""
+    try:
+        shape = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) < 2 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 1x3x32x32 (N x C x H x W)")
+    return shape
+
+
+def _add_model_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a model checkpoint written by sparsewino, or an engine "
+                                           "artifact (.swe) written by `sparsewino export`")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -267,19 +285,41 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--exclude", action="append", help="never these layers (glob, repeatable)")
     convert.add_argument("--output", required=True, help="checkpoint to write")
 
-    evaluate = commands.add_parser("eval", help="test accuracy, sparsity and multiplications of a checkpoint")
-    _add_checkpoint_arg(evaluate)
+    evaluate = commands.add_parser("eval", help="test accuracy, sparsity and multiplications of a checkpoint "
+                                                "(accuracy only for an engine artifact)")
+    _add_model_arg(evaluate)
     _add_data_args(evaluate, required=True, training=False)
     evaluate.add_argument("--tile", type=int, default=4, help="tile assumed for plain convolutions (4)")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
 
-    bench = commands.add_parser("bench", help="median forward time: dense PyTorch vs model vs compiled engine")
-    _add_checkpoint_arg(bench)
+    bench = commands.add_parser("bench", help="median forward time: dense PyTorch vs model vs compiled engine "
+                                              "(an engine artifact: its own time)")
+    _add_model_arg(bench)
     bench.add_argument("--batch-size", type=_count(1), default=64, help="images per forward pass (64)")
     bench.add_argument("--input-size", type=_count(1), help="image side (default: the model's)")
     bench.add_argument("--warmup", type=_count(0), default=3)
     bench.add_argument("--repeats", type=_count(1), default=10)
     bench.add_argument("--json", action="store_true", help="print JSON")
+
+    export = commands.add_parser(
+        "export", help="compile a checkpoint and save it as an engine artifact (.swe) to serve without it",
+        description="Compile a checkpoint (tiles and formats tuned on the first --tune-shape) and write "
+                    "the engine artifact: the kernel programs for each --tune-shape with their packed "
+                    "weights, data only. engine.load(PATH), `sparsewino bench/eval PATH` and the C API "
+                    "(sparsewino.h) run it without the model's class or the checkpoint.")
+    _add_checkpoint_arg(export)
+    export.add_argument("-o", "--output", required=True, help="artifact to write (model.swe)")
+    export.add_argument("--tune-shape", action="append", type=_shape_arg, default=[], metavar="NxCxHxW",
+                        help="an input shape to plan and save, e.g. 1x1x28x28 (repeatable; default: the "
+                             "checkpoint's input shape). Other batch sizes of the same image run in "
+                             "pieces of the saved ones")
+    export.add_argument("--precision", default="fp32",
+                        help="arithmetic precision of the engine (fp32; others where engine.compile "
+                             "offers them)")
+    export.add_argument("--weights", choices=("fp32", "fp16"), default="fp32",
+                        help="storage of the packed weights (fp32)")
+    export.add_argument("--no-tune", action="store_true",
+                        help="keep the converted tiles and the automatic formats (no measuring)")
 
     count = commands.add_parser("count", help="multiplications per convolution: direct, dense and sparse Winograd",
                                 description="Exact multiplication counts (sparsewino.engine.count). With "
@@ -596,10 +636,53 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_artifact(path: str) -> Any:
+    """The engine artifact at ``path`` (:func:`sparsewino.engine.load`), or ``None`` when the
+    file is not one (a checkpoint)."""
+    from .engine.artifact import is_artifact, load
+    return load(path) if is_artifact(path) else None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import inspect
+
+    import torch
+
+    from . import engine
+    from .recipes.architecture import load_model
+    compile_options: dict[str, Any] = {"threads": args.threads, "weights": args.weights}
+    if args.precision != "fp32":
+        if "precision" not in inspect.signature(engine.compile).parameters:
+            raise CliError(f"--precision {args.precision}: this sparsewino's engine computes in fp32 "
+                           "only; use --precision fp32 (or --weights fp16 to halve the weight bytes)")
+        compile_options["precision"] = args.precision
+    model, checkpoint = load_model(args.checkpoint)
+    shapes = args.tune_shape or [_input_shape(checkpoint)]
+    channels = checkpoint["architecture"]["in_channels"]
+    for shape in shapes:
+        if len(shape) != 4 or shape[1] != channels:
+            raise CliError(f"--tune-shape {'x'.join(map(str, shape))}: the model takes N x {channels} x H x W")
+    if not args.no_tune:
+        compile_options["tune"] = torch.zeros(shapes[0])
+    try:
+        compiled = engine.compile(model.eval(), **compile_options)
+    except ValueError as exc:
+        raise CliError(f"--precision {args.precision}: {exc}") from None
+    path = engine.save(compiled, args.output, shapes=shapes)
+    size = path.stat().st_size
+    print(compiled.compile_report)
+    print(f"saved {path} ({size / 1e6:.2f} MB; input shapes "
+          f"{', '.join('x'.join(map(str, s)) for s in shapes)}; backend {engine.backend()})")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .recipes.architecture import load_model
     from .recipes.measure import sparsity_summary
     from .train import evaluate, init_distributed
+    artifact = _load_artifact(args.checkpoint)
+    if artifact is not None:
+        return _eval_artifact(args, artifact)
     ctx = init_distributed(args.device)
     model, checkpoint = load_model(args.checkpoint, ctx.device)
     data = _data(args, ctx, train=False)
@@ -621,6 +704,50 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_artifact(args: argparse.Namespace, artifact: Any) -> int:
+    """``eval`` of an engine artifact: test accuracy (no model, so no sparsity or counts)."""
+    from .train import DistContext, evaluate
+    if args.device not in ("auto", "cpu"):
+        raise CliError(f"an engine artifact runs on the CPU; --device {args.device} is not supported")
+    data = _data(args, DistContext(), train=False)
+    image = tuple(data.input_shape()[1:])
+    if all(shape[1:] != image for shape in artifact.input_shapes):
+        raise CliError(f"{args.checkpoint} takes inputs {artifact.input_shapes}, the dataset gives "
+                       f"images {image}: export it with --tune-shape 1x{'x'.join(map(str, image))}")
+    result = evaluate(artifact, data.test_loader(), DistContext(), progress=not args.quiet)
+    if args.json:
+        _print_json({**result, "artifact": True, "backend": artifact.backend})
+        return 0
+    print(f"test accuracy {_pct(result['accuracy'])} (loss {result['loss']:.4f}, {result['samples']} images; "
+          f"engine artifact on backend {artifact.backend})")
+    return 0
+
+
+def _bench_artifact(args: argparse.Namespace, artifact: Any) -> int:
+    """``bench`` of an engine artifact: its median time (there is no model to compare with)."""
+    import torch
+
+    from .timing import cpu_flags, cpu_model, interleaved_times, quartiles
+    image = artifact.input_shapes[0][1:]
+    if args.input_size is not None:
+        image = (image[0], args.input_size, args.input_size)
+    images = torch.randn(args.batch_size, *image, generator=torch.Generator().manual_seed(0))
+    times = interleaved_times({"artifact": lambda: artifact(images)}, args.warmup, args.repeats)
+    low, median, high = quartiles(times["artifact"])
+    result = {"artifact_ms": 1e3 * median, "artifact_low_ms": 1e3 * low, "artifact_high_ms": 1e3 * high,
+              "batch_size": args.batch_size, "threads": artifact.header.get("threads"),
+              "backend": artifact.backend, "cpu": cpu_model(), "cpu_flags": cpu_flags(),
+              "input_shape": list(images.shape), "saved_shapes": [list(s) for s in artifact.input_shapes]}
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"batch {args.batch_size} x {tuple(image)}, {result['threads']} thread(s) as exported, "
+          f"{result['cpu']} ({result['cpu_flags'] or 'flags unknown'}), backend {artifact.backend}, "
+          f"median of {args.repeats} runs after {args.warmup} warm-up")
+    print(f"  engine artifact   {result['artifact_ms']:9.2f} ms   (quartiles {1e3 * low:.2f} - {1e3 * high:.2f})")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
@@ -631,6 +758,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.device not in ("auto", "cpu"):
         raise CliError(f"bench times the CPU engine (sparsewino.engine) against PyTorch on the CPU; "
                        f"--device {args.device} is not supported: use --device cpu")
+    artifact = _load_artifact(args.checkpoint)
+    if artifact is not None:
+        return _bench_artifact(args, artifact)
     model, checkpoint = load_model(args.checkpoint)
     shape = _input_shape(checkpoint, args.input_size)
     images = torch.randn(args.batch_size, *shape[1:], generator=torch.Generator().manual_seed(0))
@@ -724,7 +854,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "study": cmd_study, "train": cmd_train, "prune": cmd_prune, "convert": cmd_convert,
-            "eval": cmd_eval, "bench": cmd_bench, "count": cmd_count, "report": cmd_report,
+            "eval": cmd_eval, "bench": cmd_bench, "export": cmd_export, "count": cmd_count, "report": cmd_report,
             "inspect": cmd_inspect}
 
 

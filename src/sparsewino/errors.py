@@ -1,7 +1,7 @@
 """Errors caused by input the user can fix; the CLI prints them as one line without a traceback."""
 from __future__ import annotations
 
-__all__ = ["UserError", "UnknownNameError", "PrecisionRangeError"]
+__all__ = ["UserError", "UnknownNameError", "PrecisionRangeError", "ArtifactError"]
 
 
 class UserError(Exception):
@@ -24,3 +24,9 @@ class PrecisionRangeError(UserError, ValueError):
     Raised where the weights are packed; ``engine.compile(..., weights="fp16")`` catches this
     class (never the message) and keeps that layer in fp32.
     """
+
+
+class ArtifactError(UserError, ValueError):
+    """An engine artifact (``.swe``) that cannot be written or loaded: a model with steps the
+    artifact cannot hold, a foreign, truncated, modified or newer file, another kernel ABI, or an
+    input shape the artifact has no program for. The message says what to do."""

@@ -350,7 +350,7 @@ class _Odd(nn.Module):
     def forward(self, x):
         y = torch.sigmoid(self.a(x)) * 2
         y = torch.relu(self.b(y) + y)
-        return self.fc(y.mean((2, 3)))
+        return self.fc(y.amax((2, 3)))          # (y.mean((2, 3)) runs in the engine)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -361,7 +361,7 @@ def test_pytorch_nodes_between_engine_segments(backend):
     with torch.no_grad(), engine.use_backend(backend):
         assert_matches(fast(x), model(x).double(), tol=1e-4)
         if backend != "torch":
-            assert {"sigmoid", "mul", "mean"} <= set(fast.program(x).torch_nodes)
+            assert {"sigmoid", "mul", "amax"} <= set(fast.program(x).torch_nodes)
     assert "b" in fast.compile_report.compiled and "fc" in fast.compile_report.compiled
 
 

@@ -1,4 +1,5 @@
 """Inference engine: compile models to sparse CPU kernel programs; count multiplications."""
+from .artifact import LoadedModel, load, save
 from .compile import CompiledModel, CompileReport, LayerKernel, compile, compile_report
 from .count import LayerCount, MultiplicationCount, count
 from .decomposed import SparseDecomposedConv2d
@@ -11,4 +12,4 @@ __all__ = ["compile", "count", "LayerCount", "MultiplicationCount", "CompileRepo
            "compile_report", "CompiledModel", "SparseWinogradConv2d", "SparseWinogradConv3d",
            "SparseDecomposedConv2d", "SparseLinear",
            "SparsePointwiseConv2d", "PackedMatrices", "choose_format", "backend",
-           "available_backends", "use_backend"]
+           "available_backends", "use_backend", "save", "load", "LoadedModel"]

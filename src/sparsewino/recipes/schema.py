@@ -470,6 +470,11 @@ def parse_recipe(data: Mapping[str, Any], source: str = "recipe") -> Recipe:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: a recipe is a mapping (name, data, model, stages), got "
                           f"{type(data).__name__}")
+    model = data.get("model")
+    if isinstance(model, Mapping) and "onnx" in model:   # model: {onnx: path} for the onnx entry
+        rest = {key: value for key, value in model.items() if key != "onnx"}
+        data = {**data, "model": {**rest, "name": "onnx",
+                                  "args": {**dict(rest.get("args") or {}), "path": model["onnx"]}}}
     head = from_dict(_RecipeHead, data, source)
     stages = [_parse_stage(raw, i) for i, raw in enumerate(head.stages)]
     _check_order(stages)

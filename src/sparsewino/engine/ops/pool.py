@@ -1,9 +1,11 @@
 """Pooling nodes: 2-D max/average/adaptive-average pooling → ``pool2d``; 3-D max pooling and global
-average pooling → ``pool2d`` over views of the (N, C, D, H, W) tensor."""
+average pooling → ``pool2d`` over views of the (N, C, D, H, W) tensor; ``x.mean((2, 3))`` (global
+average pooling as ONNX models and hand-written forwards write it) → ``pool2d``."""
 from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 from torch import fx, nn
 
 from .. import kernels
@@ -105,5 +107,29 @@ def _unpadded(emitter: Emitter, source: int, view: tuple[int, int, int, int],
     return emitter.emit("pool2d", args, [("x", source)], out_shape, "relu")
 
 
+class SpatialMean(NodeOp):
+    name = "mean"
+    description = "x.mean((2, 3)) / torch.mean over H and W of (N, C, H, W): global average pooling"
+
+    def matches(self, node: fx.Node, module: nn.Module | None) -> bool:
+        if node.op == "call_function":
+            return node.target is torch.mean
+        return node.op == "call_method" and node.target == "mean"
+
+    def lower(self, emitter: Emitter, node: fx.Node, module: nn.Module | None,
+              inputs: Sequence[int], out_shape: tuple[int, ...]) -> int:
+        shape = emitter.shape(inputs[0])
+        dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+        dims = (dims,) if isinstance(dims, int) else dims
+        if len(shape) != 4 or not isinstance(dims, (tuple, list)) or \
+                sorted(d % 4 for d in dims if isinstance(d, int)) != [2, 3] or \
+                node.kwargs.get("dtype") is not None:
+            raise UnsupportedGraph(f"{node.name}: only the mean over H and W of (N, C, H, W)")
+        window = tuple(shape[2:])
+        args = pool_args(emitter, shape, (1, 1), window, window, (0, 0), kernels.POOL_AVG)
+        return emitter.emit("pool2d", args, [("x", inputs[0])], out_shape, "relu")
+
+
 POOL2D = register_node_op(Pool2d())
 POOL3D = register_node_op(Pool3d())
+MEAN = register_node_op(SpatialMean())
