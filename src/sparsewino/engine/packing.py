@@ -121,7 +121,7 @@ def round_bf16(t: torch.Tensor) -> torch.Tensor:
 
     Examples:
         >>> round_bf16(torch.tensor([1.0, 1 + 2**-9, 1 + 3 * 2**-9, 1e-39])).tolist()
-        [1.0, 1.0, 1.015625, 0.0]
+        [1.0, 1.0, 1.0078125, 0.0]
     """
     return _bf16_values(_bf16_bits(t.to(torch.float32)))
 
