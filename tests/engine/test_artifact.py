@@ -39,8 +39,11 @@ def _model(name: str, channels: int, **options) -> nn.Module:
 
 
 MODELS = {
-    "vgg": (lambda: _model("small_vgg", 1, widths=(8, "M", 16, 16)), (1, 28, 28)),
-    "resnet": (lambda: _model("resnet18_cifar_max", 3, width=4), (3, 16, 16)),
+    "vgg": (lambda: _model("small_vgg", 1, widths=(8, "M", 16, 16)), (1, 28, 28), {}),
+    "resnet": (lambda: _model("resnet18_cifar_max", 3, width=4), (3, 16, 16), {}),
+    # bf16 weights (2-byte sparse values, 4-byte dense pairs) and fp16 fallbacks saved as data
+    "vgg-bf16": (lambda: _model("small_vgg", 1, widths=(8, "M", 16, 16)), (1, 28, 28),
+                 {"precision": "bf16"}),
 }
 
 
@@ -49,8 +52,8 @@ def saved(tmp_path_factory):
     """Per model: the artifact (batch 1 and 3 saved), inputs and the compiled model's outputs."""
     root = tmp_path_factory.mktemp("artifacts")
     cases = {}
-    for name, (build, image) in MODELS.items():
-        fast = engine.compile(build())
+    for name, (build, image, options) in MODELS.items():
+        fast = engine.compile(build(), **options)
         path = engine.save(fast, root / f"{name}.swe", shapes=[(1, *image), (3, *image)])
         inputs = {batch: torch.randn(batch, *image) for batch in (1, 3, 4)}
         with torch.no_grad():
@@ -102,6 +105,7 @@ def test_header_records_how_it_was_compiled(saved):
     assert compiled and all("tile" in row and len(row["formats"]) == (row["tile"] + 2) ** 2
                             for row in compiled)
     assert model.output_shapes == [(1, 10), (3, 10)]
+    assert engine.load(saved["vgg-bf16"][0]).header["precision"] == "bf16"
 
 
 def test_other_batch_sizes_run_in_pieces_other_images_are_refused(saved):
