@@ -300,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup", type=_count(0), default=3)
     bench.add_argument("--repeats", type=_count(1), default=10)
     bench.add_argument("--json", action="store_true", help="print JSON")
+    bench.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                       help="compile the engine with this precision (checkpoints; an artifact "
+                            "keeps the one it was exported with)")
 
     export = commands.add_parser(
         "export", help="compile a checkpoint and save it as an engine artifact (.swe) to serve without it",
@@ -313,9 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="an input shape to plan and save, e.g. 1x1x28x28 (repeatable; default: the "
                              "checkpoint's input shape). Other batch sizes of the same image run in "
                              "pieces of the saved ones")
-    export.add_argument("--precision", default="fp32",
-                        help="arithmetic precision of the engine (fp32; others where engine.compile "
-                             "offers them)")
+    export.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="the engine's precision (engine.compile's precision): fp32, or bf16 "
+                             "weights and products where their error stays about OpenVINO's bf16 "
+                             "(docs/performance.md)")
     export.add_argument("--weights", choices=("fp32", "fp16"), default="fp32",
                         help="storage of the packed weights (fp32)")
     export.add_argument("--no-tune", action="store_true",
@@ -644,18 +648,12 @@ def _load_artifact(path: str) -> Any:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import inspect
-
     import torch
 
     from . import engine
     from .recipes.architecture import load_model
-    compile_options: dict[str, Any] = {"threads": args.threads, "weights": args.weights}
-    if args.precision != "fp32":
-        if "precision" not in inspect.signature(engine.compile).parameters:
-            raise CliError(f"--precision {args.precision}: this sparsewino's engine computes in fp32 "
-                           "only; use --precision fp32 (or --weights fp16 to halve the weight bytes)")
-        compile_options["precision"] = args.precision
+    compile_options: dict[str, Any] = {"threads": args.threads, "weights": args.weights,
+                                       "precision": args.precision}
     model, checkpoint = load_model(args.checkpoint)
     shapes = args.tune_shape or [_input_shape(checkpoint)]
     channels = checkpoint["architecture"]["in_channels"]
@@ -667,7 +665,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         compiled = engine.compile(model.eval(), **compile_options)
     except ValueError as exc:
-        raise CliError(f"--precision {args.precision}: {exc}") from None
+        raise CliError(f"--precision {args.precision} --weights {args.weights}: {exc}") from None
     path = engine.save(compiled, args.output, shapes=shapes)
     size = path.stat().st_size
     print(compiled.compile_report)
@@ -764,7 +762,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     model, checkpoint = load_model(args.checkpoint)
     shape = _input_shape(checkpoint, args.input_size)
     images = torch.randn(args.batch_size, *shape[1:], generator=torch.Generator().manual_seed(0))
-    times = benchmark(checkpoint["architecture"], model, engine.compile(model), images, args.warmup,
+    times = benchmark(checkpoint["architecture"], model, engine.compile(model, precision=args.precision),
+                      images, args.warmup,
                       args.repeats)
     result = {**times, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
               "cpu": cpu_model(), "input_shape": list(images.shape)}

@@ -55,7 +55,8 @@ def test_export_then_bench_and_eval_the_artifact(checkpoint, tmp_path, capsys, m
 @pytest.mark.parametrize("argv,message,status", [
     (["--tune-shape", "1x3x28x28"], "--tune-shape 1x3x28x28: the model takes N x 1 x H x W", 2),
     (["--tune-shape", "axb"], "'axb' is not a shape like 1x3x32x32", 2),
-    (["--precision", "int4"], "--precision int4", 2),
+    (["--precision", "int4"], "--precision: invalid choice: 'int4'", 2),
+    (["--precision", "bf16", "--weights", "fp16"], "--precision bf16 --weights fp16: precision='bf16'", 2),
 ])
 def test_export_refuses_bad_flags(checkpoint, tmp_path, capsys, argv, message, status):
     try:
@@ -74,3 +75,15 @@ def test_bench_names_the_shapes_an_artifact_has(checkpoint, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "programs for input shapes [(2, 1, 28, 28)], none for (3, 1, 28, 28)" in err
     assert "--tune-shape 3x1x28x28" in err
+
+
+def test_export_and_bench_in_bf16(checkpoint, tmp_path, capsys):
+    from sparsewino import engine
+    output = tmp_path / "bf16.swe"
+    assert main(["export", str(checkpoint), "-o", str(output), "--no-tune",
+                 "--precision", "bf16"]) == 0
+    assert "bf16" in capsys.readouterr().out
+    assert engine.load(output).header["precision"] == "bf16"
+    assert main(["bench", str(checkpoint), "--batch-size", "2", "--warmup", "0", "--repeats", "1",
+                 "--precision", "bf16", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["compiled_ms"] > 0
