@@ -101,7 +101,7 @@ class CompileReport(list):
         others = [d for d in self if d.kernel == "sparse-gemm"]
         lines.append(f"{done} of {len(winograd)} Winograd layers compiled, {len(others)} "
                      f"GEMM layers; {len(self.fallbacks)} in PyTorch; backend: {self.backend}"
-                     + (f"; {self.precision} products" if self.precision != "fp32" else ""))
+                     + (f"; precision {self.precision}" if self.precision != "fp32" else ""))
         return "\n".join(lines)
 
 

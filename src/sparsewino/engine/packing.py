@@ -18,7 +18,7 @@ kernel can never read out of bounds) and never handed out: a compiled layer's we
 be edited in place, only replaced by packing again (recompile, or ``load_state_dict``).
 
 ``precision="fp16"`` stores the values as IEEE half precision (columns and layout unchanged):
-half the weight bytes, converted to fp32 per slice / panel inside the kernel, fp32
+half the weight bytes, each widened exactly to fp32 inside the kernel as it is used, fp32
 arithmetic. Useful where streaming the weights is the limit (batch 1, large layers); the
 rounding (relative 2^-11 per weight) is measured in docs/performance.md.
 
@@ -437,12 +437,6 @@ class PackedMatrices:
                           else matrix.float())
         return out
 
-    def _max_slice(self) -> int:
-        """Most entries of one slice (the kernel's fp16 conversion scratch)."""
-        ptr = self._t["slice_ptr"].long()
-        steps = ptr[:, 1:] - ptr[:, :-1]
-        return int(steps.max()) if steps.numel() else 0
-
     def struct(self) -> SwMatrices:
         """The ``sw_matrices`` the kernel reads (pointers into this object's tensors, which
         live as long as it does)."""
@@ -452,7 +446,7 @@ class PackedMatrices:
                 self.positions, self.rows, self.cols, t["formats"].data_ptr(),
                 t["slice_ptr"].data_ptr(), t["slice_rows"].data_ptr(), t["col"].data_ptr(),
                 t["val"].data_ptr(), t["dense_index"].data_ptr(), t["dense"].data_ptr(),
-                _CODES[self.precision], self._max_slice())
+                _CODES[self.precision])
         return self._struct
 
     def __getstate__(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ __all__ = ["ABI_VERSION", "Operation", "OPERATIONS", "OP_KINDS", "SHARED_STRUCTS
            "PRECISION_BF16", "check_library", "compare_operations",
            "compare_structs", "compare_constants", "declare_functions"]
 
-ABI_VERSION = 8                      # SW_ABI_VERSION: bump both together on any ABI change
+ABI_VERSION = 9                      # SW_ABI_VERSION: bump both together on any ABI change
 
 DENSE_ROWS = 6                       # SW_DENSE_ROWS: rows per dense weight panel
 SLICE_ROWS = 4                       # SW_SLICE_ROWS: rows per sparse (SELL) slice
@@ -65,7 +65,7 @@ class SwMatrices(ctypes.Structure):
 
     _fields_ = [("P", _i32), ("K", _i32), ("C", _i32), ("formats", _ptr), ("slice_ptr", _ptr),
                 ("slice_rows", _ptr), ("col", _ptr), ("val", _ptr), ("dense_index", _ptr),
-                ("dense", _ptr), ("precision", _i32), ("max_slice", _i32)]
+                ("dense", _ptr), ("precision", _i32)]
 
 
 class SwConv2dArgs(ctypes.Structure):

@@ -131,8 +131,7 @@ bool matrices_ok(const sw_matrices& w, int32_t P, int32_t K, int32_t C) {
     return w.P == P && w.K == K && w.C == C && w.formats && w.slice_ptr && w.slice_rows &&
            w.dense_index && C <= SW_MAX_COLUMNS &&
            (w.precision == SW_PRECISION_FP32 || w.precision == SW_PRECISION_FP16 ||
-            w.precision == SW_PRECISION_BF16) &&
-           w.max_slice >= 0;
+            w.precision == SW_PRECISION_BF16);
 }
 
 int64_t weight_bytes(const sw_matrices& w) {
@@ -228,13 +227,10 @@ static int32_t plan_winograd(const Args& a, int64_t v_budget, Plan* p, int64_t* 
 }
 
 // The end of a Winograd convolution's layout: slots of slot_floats, then per thread an input
-// buffer of buffer_floats followed by its fp16 conversion scratch.
-template <class Args>
-static void plan_regions(const Args& a, int64_t slot_floats, int64_t buffer_floats,
-                         sw_winograd_plan* p) {
+// buffer of buffer_floats.
+static void plan_regions(int64_t slot_floats, int64_t buffer_floats, sw_winograd_plan* p) {
     p->slot_floats = slot_floats;
-    p->off_scratch = buffer_floats;
-    p->thread_floats = buffer_floats + sw_scratch_floats(a.w);
+    p->thread_floats = buffer_floats;
     p->total_floats = p->slots * slot_floats + p->threads * p->thread_floats;
 }
 
@@ -264,7 +260,7 @@ static int32_t sw_make_plan(const sw_conv2d_args* a, sw_plan* p) {
     off += align16(tb * 2);
     // Band buffers: n rows per band; a band of k tiles needs (k-1)*m + 8 columns rounded up
     // to 8, so all bands together need at most n * Tb * (m + 15) floats.
-    plan_regions(*a, off, align16(static_cast<int64_t>(a->n) * tb * (a->m + 15)), p);
+    plan_regions(off, align16(static_cast<int64_t>(a->n) * tb * (a->m + 15)), p);
     return SW_OK;
 }
 
@@ -284,8 +280,7 @@ static int32_t sw_make_gemm_plan(const sw_gemm_args* a, sw_gemm_plan* p) {
     const int64_t tb = p->Tb;
     p->off_v = 0;
     p->off_m = align16(static_cast<int64_t>(a->C) * tb);
-    p->off_scratch = p->off_m + align16(static_cast<int64_t>(SW_CHUNK_ROWS) * tb);
-    p->thread_floats = p->off_scratch + sw_scratch_floats(a->w);
+    p->thread_floats = p->off_m + align16(static_cast<int64_t>(SW_CHUNK_ROWS) * tb);
     // Then the column runs: Tb per thread, 6 floats (24 bytes) each.
     p->total_floats = p->threads * p->thread_floats + align16(int64_t{a->threads} * tb * 6);
     return SW_OK;
@@ -317,7 +312,7 @@ static int32_t sw_make_plan3d(const sw_conv3d_args* a, sw_plan3d* p) {
     const int64_t tb = p->Tb;
     p->off_tiles = off;
     off += align16(tb * 4 + tb * 7);                         // 2 int64 and 7 int32 per tile
-    plan_regions(*a, off, 0, p);                             // no input buffer
+    plan_regions(off, 0, p);                             // no input buffer
     return SW_OK;
 }
 

@@ -111,9 +111,9 @@ struct Mac16 : HwPairs {
 void dense_rows_lanes(bool wide, const sw_matrices& w, int p, int chunk, const float* V,
                       int shift, int nvec, float* M) {
     if (wide)
-        dense_rows<Mac16>(w, p, chunk, V, shift, nvec, M, nullptr);
+        dense_rows<Mac16>(w, p, chunk, V, shift, nvec, M);
     else
-        dense_rows<Mac8>(w, p, chunk, V, shift, nvec, M, nullptr);
+        dense_rows<Mac8>(w, p, chunk, V, shift, nvec, M);
 }
 
 }  // namespace bf16hw

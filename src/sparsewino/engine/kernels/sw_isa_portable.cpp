@@ -75,8 +75,12 @@ struct Simd {
     }
     // 8 IEEE fp16 values -> 8 floats (exact; subnormals, infinities and NaN included).
     static inline void half8(const uint16_t* src, float* dst) {
-        for (int i = 0; i < 8; ++i) {
-            const uint32_t h = src[i], sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f,
+        for (int i = 0; i < 8; ++i) dst[i] = half1(src[i]);
+    }
+    // One IEEE fp16 value (bits) -> float, exactly.
+    static inline float half1(uint16_t bits16) {
+        {
+            const uint32_t h = bits16, sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f,
                            man = h & 0x3ffu;
             uint32_t bits;
             if (exp == 0x1f) {
@@ -91,7 +95,7 @@ struct Simd {
                 do { m <<= 1; ++e; } while (!(m & 0x400u));
                 bits = sign | ((112 - e) << 23) | ((m & 0x3ffu) << 13);
             }
-            __builtin_memcpy(dst + i, &bits, 4);
+            return sw_bits_float(bits);
         }
     }
     // bf16 pairs (sw_product_impl.h): the even (low) / odd (high) halves of 8 uint32 as floats.

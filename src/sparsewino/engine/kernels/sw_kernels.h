@@ -20,7 +20,7 @@
 
 #include <cstdint>
 
-#define SW_ABI_VERSION 8
+#define SW_ABI_VERSION 9
 #define SW_DENSE_ROWS 6          // rows (output channels) per dense weight panel
 #define SW_SLICE_ROWS 4          // rows per sparse (SELL) slice
 #define SW_CHUNK_ROWS 24         // output channels per work chunk (multiple of 4 and 6)
@@ -97,9 +97,8 @@ extern "C" {
 // The rows of chunk j (rows 24j .. 24j+23) are sorted by length into slices 6j .. 6j+5.
 // precision (sw_precision):
 //   FP32  float values, fp32 products;
-//   FP16  val and dense hold IEEE fp16 values (uint16 bits): each slice or panel is converted
-//         to fp32 into a per-thread scratch before use (half the weight bytes streamed, fp32
-//         arithmetic);
+//   FP16  val and dense hold IEEE fp16 values (uint16 bits), each widened exactly to fp32 as it
+//         is broadcast (half the weight bytes streamed, fp32 arithmetic);
 //   BF16  bf16 weights, fp32 accumulation. Sparse matrices: val holds each weight's bf16 bits
 //         (uint16), multiplied exactly with the fp32 input tiles (two bytes a weight, and
 //         the tiles are not rounded). Dense matrices: bf16 products of pairs of input
@@ -119,7 +118,6 @@ struct sw_matrices {
     const int32_t* dense_index; // P entries: panel set of SW_DENSE matrices, else -1
     const void* dense;          // [sets][ceil(K/6)][C, or bf16 pairs][6] dense panels
     int32_t precision;          // sw_precision
-    int32_t max_slice;          // most entries of one slice (the fp16 scratch size)
 };
 
 // Everything one conv2d call needs. Pointers are borrowed, never freed by the kernel.

@@ -101,8 +101,7 @@ int32_t gemm_forward(const sw_gemm_args* args, const sw_gemm_plan* plan) {
                 const int groups8 = block_groups(p, blk);
 #pragma omp for schedule(dynamic, 1)
                 for (int j = 0; j < p.chunks; ++j) {
-                    chunk_rows_lanes(p.lanes, a.w, 0, j, shared_v, p.shift, groups8, Mc,
-                                     Mc - p.off_m + p.off_scratch);
+                    chunk_rows_lanes(p.lanes, a.w, 0, j, shared_v, p.shift, groups8, Mc);
                     gemm_scatter(a, p, runs, nruns, Mc, j);
                 }
             }
@@ -124,8 +123,7 @@ int32_t gemm_forward(const sw_gemm_args* args, const sw_gemm_plan* plan) {
             if (a.w.precision == SW_PRECISION_BF16 && a.w.formats[0] == SW_DENSE)
                 bf16_pairs_in_place(V, a.C, p.shift, groups8);
             for (int j = 0; j < p.chunks; ++j) {
-                chunk_rows_lanes(p.lanes, a.w, 0, j, V, p.shift, groups8, Mc,
-                                 region + p.off_scratch);
+                chunk_rows_lanes(p.lanes, a.w, 0, j, V, p.shift, groups8, Mc);
                 gemm_scatter(a, p, runs, nruns, Mc, j);
             }
         }

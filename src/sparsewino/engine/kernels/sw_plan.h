@@ -17,8 +17,7 @@ inline int omp_get_thread_num() { return 0; }
 // What the plan of every Winograd convolution holds (the generic code of sw_winograd_impl.h
 // reads only these). Workspace: `slots` slots (block mode: one per thread; cooperative: one
 // shared) holding a block's V, M and tile tables, then one region of thread_floats per thread:
-// its input buffer at 0 (2-D: the band buffer; 3-D: none) and its fp16 conversion scratch at
-// off_scratch.
+// its input buffer (2-D: the band buffer; 3-D: none).
 struct sw_winograd_plan {
     int32_t P;              // Winograd positions n^dims
     int64_t T;              // tiles in the batch
@@ -34,7 +33,7 @@ struct sw_winograd_plan {
     // odd number of cache lines so that the n^dims rows of one tile never share an L1 set.
     int64_t v_pstride, m_pstride;
     int64_t off_v, off_m, slot_floats;      // inside a slot
-    int64_t off_scratch, thread_floats;     // inside a thread's region
+    int64_t thread_floats;                  // a thread's region
     int64_t total_floats;
 };
 
@@ -51,7 +50,7 @@ struct sw_gemm_plan {
     int32_t Tb, shift;
     int64_t blocks;
     int32_t mode, threads, chunks, lanes;
-    int64_t off_v, off_m, off_scratch, thread_floats, total_floats;
+    int64_t off_v, off_m, thread_floats, total_floats;
 };
 
 inline float sw_bits_float(uint32_t bits) {
@@ -72,14 +71,6 @@ inline uint32_t sw_bf16_bits(float f) {
 
 // Whether the CPU has AVX512-BF16 (defined in sw_api.cpp).
 bool sw_cpu_has_avx512_bf16();
-
-// Floats of fp16 conversion scratch one thread needs for w (0 for fp32 weights).
-inline int64_t sw_scratch_floats(const sw_matrices& w) {
-    if (w.precision != SW_PRECISION_FP16) return 0;
-    const int64_t panel = static_cast<int64_t>(w.C) * SW_DENSE_ROWS;
-    const int64_t most = w.max_slice > panel ? w.max_slice : panel;
-    return (most + 8 + 15) / 16 * 16;          // + 8: conversion writes whole groups of 8
-}
 
 // conv3d: tiles per image along each dimension; the slot's tile tables.
 struct sw_plan3d : sw_winograd_plan {

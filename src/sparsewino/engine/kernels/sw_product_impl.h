@@ -1,14 +1,14 @@
 // The element-wise stage shared by conv2d, conv3d and gemm: M = U V for one packed matrix U
 // (K x C) and one output chunk, per precision of the packed weights (sw_matrices):
-//   fp32, fp16 weights   FloatMac: one fp32 multiply-add per weight and vector of tiles (fp16
-//                        weights are converted to fp32 per slice / panel into `scratch`,
-//                        scratch_floats(w) floats per thread);
+//   fp32                 FloatMac: one fp32 multiply-add per weight and vector of tiles;
+//   fp16 weights         Fp16WeightMac: each weight widened exactly to fp32 as it is
+//                        broadcast (F16C), then the same multiply-add;
 //   bf16                 sparse matrices: Bf16WeightMac, bf16 weights times the fp32 tiles;
 //                        dense matrices: V first rounded in place to rows of bf16 pairs
 //                        (bf16_pairs_in_place), then Bf16Mac: the two exact products of a
 //                        pair accumulated in fp32 (odd channel first), or, in the AVX-512 build
 //                        on a CPU with AVX512-BF16, vdpbf16ps (sw_isa_avx512.cpp).
-// Requires (in the enclosing namespace): struct Simd (8 lanes: half8, bf16_even, bf16_odd,
+// Requires (in the enclosing namespace): struct Simd (8 lanes: half1, bf16_even, bf16_odd,
 // bf16_pairs) and, if SW_HAS_WIDE, struct Wide (16 lanes: bf16_even, bf16_odd); with
 // SW_BF16_HARDWARE, bf16hw::dense_rows_lanes and bf16hw::available().
 
@@ -24,7 +24,6 @@ struct FloatMac {
     using row = float;
     using weight = typename Vp::vec;
     using input = typename Vp::vec;
-    static constexpr bool reads_fp16 = true;
     static constexpr int columns(int C) { return C; }
     static inline weight broadcast(float v) { return Vp::set1(v); }
     static inline input load(const float* p) { return Vp::load(p); }
@@ -42,10 +41,17 @@ struct FloatMac {
 template <class V>
 struct Bf16WeightMac : FloatMac<V> {
     using value = uint16_t;
-    static constexpr bool reads_fp16 = false;
     static inline typename V::vec broadcast(uint16_t bits) {
         return V::set1(sw_bits_float(static_cast<uint32_t>(bits) << 16));
     }
+};
+
+// fp16 weights (their bits in a uint16) widened exactly to fp32 as they are broadcast, then
+// one fp32 multiply-add: the fp16 weights of every format.
+template <class V>
+struct Fp16WeightMac : FloatMac<V> {
+    using value = uint16_t;
+    static inline typename V::vec broadcast(uint16_t bits) { return V::set1(Simd::half1(bits)); }
 };
 
 // bf16 pairs (channel 2j in the low 16 bits, 2j+1 in the high ones) in software: both
@@ -63,7 +69,6 @@ struct Bf16Mac {
     struct input {
         vec even, odd;
     };
-    static constexpr bool reads_fp16 = false;
     static constexpr int columns(int C) { return (C + 1) / 2; }
     static inline weight broadcast(uint32_t pair) {
         return {Vp::set1(sw_bits_float(pair << 16)), Vp::set1(sw_bits_float(pair & 0xffff0000u))};
@@ -95,10 +100,10 @@ inline void bf16_pairs_in_place(float* V, int C, int shift, int groups8) {
 // The rows of chunk `chunk` of matrix p with Mac over `Vp`'s lanes (nvec vectors).
 template <class SparseMac, class DenseMac>
 inline void chunk_rows(const sw_matrices& w, int p, int chunk, const float* V, int shift,
-                       int nvec, float* M, float* scratch) {
+                       int nvec, float* M) {
     switch (w.formats[p]) {
-        case SW_SPARSE: return sparse_rows<SparseMac>(w, p, chunk, V, shift, nvec, M, scratch);
-        case SW_DENSE: return dense_rows<DenseMac>(w, p, chunk, V, shift, nvec, M, scratch);
+        case SW_SPARSE: return sparse_rows<SparseMac>(w, p, chunk, V, shift, nvec, M);
+        case SW_DENSE: return dense_rows<DenseMac>(w, p, chunk, V, shift, nvec, M);
         default: return zero_rows<typename SparseMac::Vp>(w, chunk, shift, nvec, M);
     }
 }
@@ -108,7 +113,7 @@ inline void chunk_rows(const sw_matrices& w, int p, int chunk, const float* V, i
 // (Bf16WeightMac: two bytes per weight, and no rounding of V); dense ones pairs (Bf16Mac, or
 // vdpbf16ps where the CPU has it) with V rounded by bf16_pairs_in_place.
 inline void chunk_rows_lanes(int lanes, const sw_matrices& w, int p, int chunk, const float* V,
-                             int shift, int groups8, float* M, float* scratch) {
+                             int shift, int groups8, float* M) {
     const bool wide = SW_HAS_WIDE && lanes == 16;
     const int nvec = wide ? (groups8 + 1) / 2 : groups8;
     if (w.precision == SW_PRECISION_BF16) {
@@ -118,17 +123,23 @@ inline void chunk_rows_lanes(int lanes, const sw_matrices& w, int p, int chunk, 
 #endif
 #if SW_HAS_WIDE
         if (wide)
-            return chunk_rows<Bf16WeightMac<Wide>, Bf16Mac<Wide>>(w, p, chunk, V, shift, nvec, M,
-                                                                  scratch);
+            return chunk_rows<Bf16WeightMac<Wide>, Bf16Mac<Wide>>(w, p, chunk, V, shift, nvec, M);
 #endif
-        return chunk_rows<Bf16WeightMac<Simd>, Bf16Mac<Simd>>(w, p, chunk, V, shift, nvec, M,
-                                                              scratch);
+        return chunk_rows<Bf16WeightMac<Simd>, Bf16Mac<Simd>>(w, p, chunk, V, shift, nvec, M);
+    }
+    if (w.precision == SW_PRECISION_FP16) {
+#if SW_HAS_WIDE
+        if (wide)
+            return chunk_rows<Fp16WeightMac<Wide>, Fp16WeightMac<Wide>>(w, p, chunk, V, shift,
+                                                                        nvec, M);
+#endif
+        return chunk_rows<Fp16WeightMac<Simd>, Fp16WeightMac<Simd>>(w, p, chunk, V, shift, nvec, M);
     }
 #if SW_HAS_WIDE
     if (wide)
-        return chunk_rows<FloatMac<Wide>, FloatMac<Wide>>(w, p, chunk, V, shift, nvec, M, scratch);
+        return chunk_rows<FloatMac<Wide>, FloatMac<Wide>>(w, p, chunk, V, shift, nvec, M);
 #endif
-    chunk_rows<FloatMac<Simd>, FloatMac<Simd>>(w, p, chunk, V, shift, nvec, M, scratch);
+    chunk_rows<FloatMac<Simd>, FloatMac<Simd>>(w, p, chunk, V, shift, nvec, M);
 }
 
 }  // namespace

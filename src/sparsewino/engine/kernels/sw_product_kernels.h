@@ -6,13 +6,11 @@
 //   Mac::value, Mac::row   a weight entry's type and V's element type;
 //   Mac::weight, input     a broadcast weight entry and a loaded vector of V;
 //   broadcast, load, mac_loaded(acc, weight, input), mac(acc, weight, row pointer);
-//   columns(C)             V rows (C, or pairs of channels);
-//   reads_fp16             whether fp16 weights are converted into `scratch` first.
+//   columns(C)             V rows (C, or pairs of channels).
 //
 // V: rows of `row` elements (row = Tb, a power of two: row c starts at V + (c << shift));
 // M: the chunk's rows, `row` floats apart; only the first `nvec` vectors of each row are used
 // (nvec <= 8: at most 64 tiles).
-// Requires (in the enclosing namespace): struct Simd (8 lanes, with half8: 8 fp16 -> fp32).
 // Included once per build by sw_product_impl.h; the AVX-512 build includes it a second time
 // under the AVX512-BF16 target for its hardware bf16 products.
 
@@ -137,22 +135,11 @@ inline void dense_panel(const typename Mac::value* U, const typename Mac::row* V
         for (int q = 0; q < NQ; ++q) Vp::store(M + r * row + (q0 + q) * L, acc[r][q]);
 }
 
-// fp16 bits -> float, 8 at a time (count floats written, a multiple of 8 covering n).
-inline void halves_to_floats(const uint16_t* src, int64_t n, float* dst) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) Simd::half8(src + i, dst + i);
-    if (i < n) {
-        uint16_t tail[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (int64_t j = i; j < n; ++j) tail[j - i] = src[j];
-        Simd::half8(tail, dst + i);
-    }
-}
-
 // Rows [k0, k1) of chunk `chunk` of sparse matrix p (chunk rows start at M), from V; nvec
 // vectors of Mac's lanes.
 template <class Mac>
 void sparse_rows(const sw_matrices& w, int p, int chunk, const float* V_floats, int shift,
-                 int nvec, float* M, float* scratch) {
+                 int nvec, float* M) {
     using value = typename Mac::value;
     const auto* V = reinterpret_cast<const typename Mac::row*>(V_floats);
     const int64_t row = int64_t{1} << shift;
@@ -170,13 +157,6 @@ void sparse_rows(const sw_matrices& w, int p, int chunk, const float* V_floats, 
             out[r] = k >= k0 && k < k1 ? M + (k - k0) * row : nullptr;
         }
         const value* val = static_cast<const value*>(w.val) + ptr[s];
-        if constexpr (Mac::reads_fp16) {
-            if (w.precision == SW_PRECISION_FP16) {
-                halves_to_floats(static_cast<const uint16_t*>(w.val) + ptr[s],
-                                 ptr[s + 1] - ptr[s], scratch);
-                val = scratch;
-            }
-        }
         sparse_slice_any<Mac>(w.col + ptr[s], val, 0, ptr[s + 1] - ptr[s], V, shift, nvec, out);
     }
 }
@@ -184,7 +164,7 @@ void sparse_rows(const sw_matrices& w, int p, int chunk, const float* V_floats, 
 // The same for dense matrix p (panels of SW_DENSE_ROWS rows).
 template <class Mac>
 void dense_rows(const sw_matrices& w, int p, int chunk, const float* V_floats, int shift,
-                int nvec, float* M, float* scratch) {
+                int nvec, float* M) {
     using value = typename Mac::value;
     const auto* V = reinterpret_cast<const typename Mac::row*>(V_floats);
     const int64_t row = int64_t{1} << shift;
@@ -196,13 +176,6 @@ void dense_rows(const sw_matrices& w, int p, int chunk, const float* V_floats, i
     for (int k = k0; k < k1; k += SW_DENSE_ROWS) {
         const int64_t at = first + static_cast<int64_t>(k / SW_DENSE_ROWS) * C * SW_DENSE_ROWS;
         const value* panel = static_cast<const value*>(w.dense) + at;
-        if constexpr (Mac::reads_fp16) {
-            if (w.precision == SW_PRECISION_FP16) {
-                halves_to_floats(static_cast<const uint16_t*>(w.dense) + at,
-                                 int64_t{C} * SW_DENSE_ROWS, scratch);
-                panel = scratch;
-            }
-        }
         const int rows = imin_p(SW_DENSE_ROWS, k1 - k);
         float* Mk = M + (k - k0) * row;
         int q0 = 0;

@@ -34,6 +34,8 @@ struct SimdAvx2 {
         _mm256_storeu_ps(dst, _mm256_cvtph_ps(
                                   _mm_loadu_si128(reinterpret_cast<const __m128i*>(src))));
     }
+    // One IEEE fp16 value (bits) -> float (F16C).
+    static inline float half1(uint16_t h) { return _cvtsh_ss(h); }
     // bf16 pairs (sw_product_impl.h): the even (low) / odd (high) halves of 8 uint32 as floats.
     static inline vec bf16_even(const uint32_t* p) {
         return _mm256_castsi256_ps(

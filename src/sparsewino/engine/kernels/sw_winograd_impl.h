@@ -150,7 +150,7 @@ Transforms<G> choose_transforms(const typename G::Args& a) {
 }
 
 // A thread's region of the workspace (after the slots): its input buffer (2-D: the band
-// buffer), then at off_scratch its fp16 conversion scratch.
+// buffer).
 inline float* thread_region(const sw_winograd_plan& p, float* workspace, int thread) {
     return workspace + p.slots * p.slot_floats + thread * p.thread_floats;
 }
@@ -159,7 +159,7 @@ inline float* thread_region(const sw_winograd_plan& p, float* workspace, int thr
 // positions are skipped.
 template <class G>
 inline void position_chunks(const typename G::Ctx& cx, const typename G::Block& b, int pos,
-                            int j0, int j1, float* scratch) {
+                            int j0, int j1) {
     const auto& p = *cx.p;
     const sw_matrices& w = cx.a->w;
     if (position_is_zero(w, pos)) return;
@@ -167,7 +167,7 @@ inline void position_chunks(const typename G::Ctx& cx, const typename G::Block& 
     float* M = b.M + pos * p.m_pstride;
     for (int j = j0; j < j1; ++j)
         chunk_rows_lanes(p.lanes, w, pos, j, V, p.shift, b.groups,
-                         M + static_cast<int64_t>(j) * SW_CHUNK_ROWS * p.Tb, scratch);
+                         M + static_cast<int64_t>(j) * SW_CHUNK_ROWS * p.Tb);
 }
 
 // bf16 weights: a dense position's V rounded to bf16 pair rows in place (before its products).
@@ -189,7 +189,6 @@ void run_blocks(const typename G::Ctx& cx, Transforms<G> tf) {
         const int thread = omp_get_thread_num();
         typename G::Block b = G::slot_block(cx, a.workspace + thread * p.slot_floats);
         float* buffer = thread_region(p, a.workspace, thread);
-        float* scratch = buffer + p.off_scratch;
         const Coeffs k(a.bt, a.at, a.n, a.m);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t blk = 0; blk < p.blocks; ++blk) {
@@ -199,7 +198,7 @@ void run_blocks(const typename G::Ctx& cx, Transforms<G> tf) {
             if (bf16)
                 for (int pos = 0; pos < p.P; ++pos) position_to_bf16<G>(cx, b, pos);
             for (int pos = 0; pos < p.P; ++pos)
-                position_chunks<G>(cx, b, pos, 0, p.chunks, scratch);
+                position_chunks<G>(cx, b, pos, 0, p.chunks);
             for (int kk = 0; kk < a.K; ++kk)
                 for (int grp = 0; grp < b.groups; ++grp) tf.output(cx, b, k, grp, kk);
         }
@@ -220,7 +219,6 @@ void run_cooperative(const typename G::Ctx& cx, Transforms<G> tf) {
 #pragma omp parallel num_threads(p.threads)
     {
         float* buffer = thread_region(p, a.workspace, omp_get_thread_num());
-        float* scratch = buffer + p.off_scratch;
         const Coeffs k(a.bt, a.at, a.n, a.m);
         for (int64_t blk = 0; blk < p.blocks; ++blk) {
 #pragma omp single
@@ -238,7 +236,7 @@ void run_cooperative(const typename G::Ctx& cx, Transforms<G> tf) {
             for (int64_t item = 0; item < items; ++item) {
                 const int pos = static_cast<int>(item / p.chunks);
                 const int j = static_cast<int>(item % p.chunks);
-                position_chunks<G>(cx, b, pos, j, j + 1, scratch);
+                position_chunks<G>(cx, b, pos, j, j + 1);
             }
             const int64_t out_items = static_cast<int64_t>(a.K) * b.groups;
 #pragma omp for schedule(dynamic, 8)
