@@ -144,7 +144,7 @@ class Case:
     spatial: dict[float, nn.Module] = field(default_factory=dict)     # spatially pruned
     times: dict[str, list[float]] = field(default_factory=dict)       # engine key -> per round
     errors: dict[str, float] = field(default_factory=dict)
-    scale: float = 1.0                  # largest |output| of the dense model (relative errors)
+    scales: dict[str, float] = field(default_factory=dict)   # largest |reference| per engine
 
 
 #: Warm-up time after the pause, whatever the call count (thread pools and clocks wake up).
@@ -233,7 +233,6 @@ def measure_case(case: Case, peers: dict, timer: Timer, rounds: int, tmp: Path,
     references: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         reference = case.dense(x)
-        case.scale = float(reference.abs().max())
         for s, model in case.ours.items():
             expected = model(x)
             for precision in precisions:
@@ -263,6 +262,7 @@ def measure_case(case: Case, peers: dict, timer: Timer, rounds: int, tmp: Path,
                 if key in references:
                     out = torch.as_tensor(run())
                     case.errors[key] = float((out - references[key]).abs().max())
+                    case.scales[key] = float(references[key].abs().max())
     keys = list(runners) + list(handles)
     case.times = {key: [] for key in keys}
     for _ in range(rounds):
@@ -349,7 +349,7 @@ def report(cases: list[Case], sparsities: list[float], peers: dict, title: str,
 def reduced_report(cases: list[Case], sparsities: list[float], peers: dict,
                    precisions: list[str]) -> None:
     """Reduced precision against OpenVINO's default (bf16 where the CPU has it): time ratios
-    and errors relative to the largest output of each engine's fp32 reference."""
+    and errors relative to the largest output of each engine's own fp32 reference."""
     default = "openvino-default" if "openvino-default" in peers else None
     label = f"OpenVINO default ({getattr(peers.get(default), 'precision', '?')})"
     print(f"\n### reduced precision: ratios to {label} and to our fp32; error / max |output|\n")
@@ -363,13 +363,19 @@ def reduced_report(cases: list[Case], sparsities: list[float], peers: dict,
             for precision in precisions:
                 key = ours_key(s, precision)
                 ours = median_ms(case, key)
-                error = case.errors.get(key)
-                peer_error = case.errors.get(default) if default else None
                 print(f"| {case.name} | {precision} {s:.0%} | {fmt(ours)} | "
                       f"{fmt(theirs / ours if theirs and ours else None, 'x')} | "
                       f"{fmt(fp32 / ours if fp32 and ours else None, 'x')} | "
-                      f"{fmt(error / case.scale if error is not None else None)} | "
-                      f"{fmt(peer_error / case.scale if peer_error is not None else None)} |")
+                      f"{fmt(relative_error(case, key))} | "
+                      f"{fmt(relative_error(case, default) if default else None)} |")
+
+
+def relative_error(case: Case, key: str) -> float | None:
+    """``key``'s largest error over the largest output of its own reference (ours: the pruned
+    model in fp32; dense peers: the dense model)."""
+    if key not in case.errors or not case.scales.get(key):
+        return None
+    return case.errors[key] / case.scales[key]
 
 
 def main() -> None:
