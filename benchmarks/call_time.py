@@ -18,11 +18,8 @@ what the operations lose to cold weights and buffers when they follow one anothe
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -32,18 +29,7 @@ from peers import MODELS, model_case  # noqa: E402
 from sparsewino import engine  # noqa: E402
 from sparsewino.engine import kernels  # noqa: E402
 from sparsewino.engine.program import _Segment, profile  # noqa: E402
-from sparsewino.timing import cpu_flags, cpu_model  # noqa: E402
-
-
-def median_ms(function: Callable[[], object], runs: int, warmup: int = 10) -> float:
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+from sparsewino.timing import cpu_flags, cpu_model, median_time  # noqa: E402
 
 
 def main() -> None:
@@ -71,12 +57,12 @@ def main() -> None:
                 with torch.no_grad():
                     program = fast.program(x)
                     segments = [s for s in program.steps if isinstance(s, _Segment)]
-                    call = median_ms(lambda f=fast, x=x: f(x), args.runs)
+                    call = 1e3 * median_time(lambda f=fast, x=x: f(x), 10, args.runs)
                     # The programs' pointers now point into `keep` (the output of this run): it
                     # must live while they run without Python patching them.
                     keep = program.run(x)
-                    native = median_ms(lambda parts=segments: [
-                        lib.sw_run_program(s.array, len(s.ops), None) for s in parts], args.runs)
+                    native = 1e3 * median_time(lambda parts=segments: [
+                        lib.sw_run_program(s.array, len(s.ops), None) for s in parts], 10, args.runs)
                     del keep
                     sequence = sum(ms for _, _, ms in profile(program, x, args.runs))
                     alone = sum(ms for _, _, ms in profile(program, x, args.runs, "alone"))

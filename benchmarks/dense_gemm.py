@@ -13,30 +13,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from typing import Callable
 
 import torch
 from torch import nn
 
 from sparsewino.engine import SparseLinear
-from sparsewino.timing import cpu_flags, cpu_model
+from sparsewino.timing import cpu_flags, cpu_model, median_time
 
 # (name, C = K, tiles): one position of VGG conv2.2 / conv3.x and ResNet layer3 / layer4.
 SHAPES = [("VGG conv2.2 b1", 128, 16), ("VGG conv3.x b1", 256, 4), ("VGG conv3.x b32", 256, 128),
           ("ResNet layer3 b1", 256, 16), ("ResNet layer4 b1", 512, 4),
           ("ResNet layer4 b32", 512, 128)]
-
-
-def median_ms(function: Callable[[], object], runs: int) -> float:
-    for _ in range(5):
-        function()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def main() -> None:
@@ -67,7 +54,7 @@ def main() -> None:
         with torch.no_grad():
             for _ in range(args.rounds):
                 for key, run in runners.items():
-                    times[key].append(median_ms(run, args.runs))
+                    times[key].append(1e3 * median_time(run, 5, args.runs))
         ms = {k: statistics.median(v) for k, v in times.items()}
         flops = 2 * c * c * t / 1e6            # per ms -> GFLOP/s
         print(f"| {name} ({c}, {t}) | " + " | ".join(f"{ms[k]:.4f}" for k in runners) +

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -67,3 +68,14 @@ def assert_matches(y: torch.Tensor, ref: torch.Tensor, tol: float = 2e-5) -> Non
     scale = max(1.0, ref.abs().max().item())
     err = (y.double() - ref).abs().max().item() if y.numel() else 0.0
     assert err <= tol * scale, f"max error {err:.3g} > {tol:.1g} x scale {scale:.3g}"
+
+
+def cpu_flags() -> set[str]:
+    """This CPU's flags from /proc/cpuinfo (the test is skipped where there is none)."""
+    path = Path("/proc/cpuinfo")
+    if not path.exists():
+        pytest.skip("no /proc/cpuinfo")
+    for line in path.read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    pytest.skip("no flags line")

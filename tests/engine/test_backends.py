@@ -13,7 +13,7 @@ from sparsewino.engine import kernels
 from sparsewino.engine.kernels import patterns
 from sparsewino.native.backends import Backend, get_backend, register_backend, registered_backends
 
-from .conftest import COMPILED, assert_matches, needs_kernel, reference, sparse_layer
+from .conftest import COMPILED, assert_matches, cpu_flags, needs_kernel, reference, sparse_layer
 
 
 @pytest.fixture(autouse=True)
@@ -47,20 +47,10 @@ def test_backend_names_and_override(monkeypatch):
         engine.backend()
 
 
-def _cpu_flags() -> set[str]:
-    path = Path("/proc/cpuinfo")
-    if not path.exists():
-        pytest.skip("no /proc/cpuinfo")
-    for line in path.read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    pytest.skip("no flags line")
-
-
 @needs_kernel
 def test_cpu_detection_matches_the_library():
     lib = kernels.library()
-    flags = _cpu_flags()
+    flags = cpu_flags()
     for entry in registered_backends():
         if entry.isa is None:
             continue

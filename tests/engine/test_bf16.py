@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from pathlib import Path
 
 import pytest
 import torch
@@ -24,7 +23,7 @@ from sparsewino.engine import SparseDecomposedConv2d, SparseLinear, SparseWinogr
 from sparsewino.engine.packing import PackedMatrices, PrecisionRangeError, round_bf16
 from sparsewino.nn import WinogradConv2d, WinogradConv3d
 
-from .conftest import COMPILED, LANE_CASES, assert_matches, needs_kernel, reference, sparse_layer
+from .conftest import COMPILED, LANE_CASES, assert_matches, cpu_flags, needs_kernel, reference, sparse_layer
 
 
 def _bf16_exact(layer: nn.Module) -> nn.Module:
@@ -195,19 +194,9 @@ def test_packing_in_pairs_round_trips():
         PackedMatrices.pack(w, precision="int8")
 
 
-def _cpu_flags() -> set[str]:
-    path = Path("/proc/cpuinfo")
-    if not path.exists():
-        pytest.skip("no /proc/cpuinfo")
-    for line in path.read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
 @needs_kernel
 def test_only_the_avx512_build_uses_the_instructions_and_only_where_the_cpu_has_them():
-    has = "avx512_bf16" in _cpu_flags()
+    has = "avx512_bf16" in cpu_flags()
     for name in kernels.available_backends():
         assert kernels.bf16_hardware(name) == (name == "avx512" and has), name
 
