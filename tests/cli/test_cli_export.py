@@ -87,3 +87,15 @@ def test_export_and_bench_in_bf16(checkpoint, tmp_path, capsys):
     assert main(["bench", str(checkpoint), "--batch-size", "2", "--warmup", "0", "--repeats", "1",
                  "--precision", "bf16", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["compiled_ms"] > 0
+
+
+def test_commands_that_need_a_checkpoint_say_an_artifact_is_not_one(checkpoint, tmp_path, capsys):
+    from sparsewino.engine.artifact import MAGIC
+    from sparsewino.train.checkpoint import _SIGNATURES
+    assert (MAGIC, ) == tuple(sig for sig, _ in _SIGNATURES if sig.startswith(b"SWENG"))
+    output = tmp_path / "model.swe"
+    assert main(["export", str(checkpoint), "-o", str(output), "--no-tune"]) == 0
+    capsys.readouterr()
+    assert main(["count", str(output)]) != 0
+    err = capsys.readouterr().err
+    assert "sparsewino engine artifact (.swe)" in err and "exported from" in err

@@ -107,7 +107,11 @@ EXPECTED = ("expected a sparsewino checkpoint (a .pt file written by sparsewino:
 _SIGNATURES = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
                (b"GIF8", "a GIF image"), (b"%PDF", "a PDF document"),
                (b"\x1f\x8b", "a gzip archive (a dataset file?)"), (b"\x00\x00\x08", "an IDX data file"),
-               (b"\x7fELF", "an executable"))
+               (b"\x7fELF", "an executable"),
+               # engine.artifact.container.MAGIC (a test checks they agree)
+               (b"SWENGINE", "a sparsewino engine artifact (.swe): run it with `sparsewino eval` "
+                             "or `sparsewino bench`, or engine.load(path); count and inspect "
+                             "need the checkpoint it was exported from"))
 
 
 def describe_foreign_file(path: Path) -> str | None:
