@@ -82,8 +82,8 @@ def test_conv3d_bf16_is_exact_when_the_tiles_are(backend):
 @given(n=st.integers(1, 40), c=st.integers(1, 70), k=st.integers(1, 60),
        density=st.sampled_from([0.05, 0.3, 0.7, 1.0]), formats=st.sampled_from(["auto", "sparse",
                                                                                "dense"]),
-       seed=st.integers(0, 2**16))
-def test_gemm_bf16_products_equal_on_every_backend(n, c, k, density, formats, seed):
+       mode=st.sampled_from([0, 1, 2]), seed=st.integers(0, 2**16))
+def test_gemm_bf16_products_equal_on_every_backend(n, c, k, density, formats, mode, seed):
     """No transforms: bf16 weights; dense matrices round the inputs too (bf16 products), sparse
     ones multiply the fp32 inputs; fp32 accumulation. The dense products of the hardware
     (vdpbf16ps), the software equivalent (8 and 16 lanes) and the portable build are the same
@@ -92,7 +92,8 @@ def test_gemm_bf16_products_equal_on_every_backend(n, c, k, density, formats, se
     fc = nn.Linear(c, k)
     with torch.no_grad():
         fc.weight.mul_((torch.rand_like(fc.weight) < density).float())
-    fast = SparseLinear.from_linear(fc, formats=formats, precision="bf16")
+    fast = SparseLinear.from_linear(fc, formats=formats, precision="bf16", threads=2)
+    fast.kernel_mode = mode                 # cooperative: one thread rounds the shared block
     dense = fast.format_counts()["dense"] == 1
     x = torch.randn(n, c)
     inputs = round_bf16(x) if dense else x
