@@ -4,7 +4,8 @@ from sparsewino.recipes.schema import recipe_identity
 from sparsewino.recipes.study import load_study
 
 #: bundled recipe -> (study, cell) whose runs measured it (docs/results.md, docs/data/)
-MEASURED_BY = {"fashion_mnist_gradual_distill": ("fashion_mnist_ours", "gd")}
+MEASURED_BY = {"fashion_mnist_gradual_distill": ("fashion_mnist_ours", "gd"),
+               "fashion_mnist_gradual_step2_distill": ("fashion_mnist_ours", "gd2")}
 
 
 def _training(recipe) -> dict:
