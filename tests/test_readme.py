@@ -115,3 +115,51 @@ def test_a_changed_number_in_a_data_table_is_caught():
     accuracy = float(row[4].split()[0])
     row[4] = f"{accuracy + 0.01:.2f} ± {row[4].split()[-1]}"
     assert row != expected_row(summary, row[0], row[1])
+
+
+# -------------------------------------------------------------- the demo table, backed by a run
+#: The README's demo table follows ``<!-- run data: PATH -->``: ``report/results.json`` of a
+#: ``sparsewino run fashion_mnist_spatial_winograd`` run, copied under docs/data/.
+_RUN_TABLE = re.compile(r"<!-- run data: (?P<path>\S+) -->\n(?P<table>(?:\|.*\|\n)+)")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _demo_values(data: dict) -> dict[str, list[str]]:
+    """Row label (its start) -> the numbers its value cell must show, in order."""
+    head, rows = data["headline"], data["rows"]
+    step1 = [r for r in rows if r["stage"] == "step1"][-1]
+    return {
+        "baseline accuracy": [f"{head['baseline_accuracy'] * 100:.2f}"],
+        "after step 1": [f"{step1['accuracy'] * 100:.2f}", f"{step1['winograd_sparsity'] * 100:.1f}",
+                         f"{step1['spatial_sparsity'] * 100:.1f}"],
+        "final accuracy": [f"{head['final_accuracy'] * 100:.2f}"],
+        "Winograd-domain sparsity": [f"{head['winograd_sparsity'] * 100:.1f}"],
+        "multiplication reduction": [f"{head['reduction_vs_direct']:.2f}", f"{head['reduction_vs_winograd']:.2f}"],
+        "compiled engine vs dense PyTorch model": [
+            f"{head['speedup_vs_dense']:.2f}", f"{head['dense_ms']:.2f}", f"{head['compiled_ms']:.2f}",
+            str(head["benchmark_batch"]), str(head["benchmark_threads"])],
+        "time in the pipeline": [f"{sum(r['seconds'] for r in rows):.0f}"],
+    }
+
+
+def demo_table() -> tuple[Path, list[list[str]]]:
+    """The README demo table's data file and its body rows (label, value)."""
+    match = _RUN_TABLE.search(README.read_text())
+    assert match, "README.md lost the demo table backed by run data"
+    lines = match.group("table").strip().splitlines()[2:]
+    return (README.parent / match.group("path"),
+            [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines])
+
+
+def test_readme_demo_table_matches_the_committed_run():
+    path, rows = demo_table()
+    data = json.loads(path.read_text())
+    expected = _demo_values(data)
+    assert data["headline"]["final_compiled_accuracy"] == data["headline"]["final_accuracy"]
+    labels = []
+    for label, value in rows:
+        key = next((k for k in expected if label.startswith(k)), None)
+        assert key is not None, f"README demo table row {label!r} is not backed by {path.name}"
+        assert _NUMBER.findall(value) == expected[key], (label, value, expected[key])
+        labels.append(key)
+    assert sorted(labels) == sorted(expected)                  # every backed row is shown once
