@@ -1,6 +1,7 @@
-"""The README's quickstart runs exactly as written and prints what it says."""
+"""The README's quickstart runs as written and prints what it says; its data tables match the data files."""
 import contextlib
 import io
+import json
 import re
 from pathlib import Path
 
@@ -58,3 +59,107 @@ def test_readme_says_where_the_command_is_and_what_it_needs():
     text = README.read_text()
     assert ".venv/bin/sparsewino" in text and "source .venv/bin/activate" in text
     assert 'pip install ".[pipeline]"' in text
+
+
+# ------------------------------------------------------------- README tables backed by data files
+#: A README table preceded by ``<!-- data: PATH -->`` states numbers of that committed study
+#: summary (``summary.json`` of ``sparsewino study --report``, copied under docs/data/).
+_DATA_TABLE = re.compile(r"<!-- data: (?P<path>\S+) -->\n(?P<table>(?:\|.*\|\n)+)")
+
+
+def data_tables() -> list[tuple[Path, list[list[str]]]]:
+    """``(data file, body rows as lists of cells)`` of every data-backed README table."""
+    tables = []
+    for match in _DATA_TABLE.finditer(README.read_text()):
+        lines = match.group("table").strip().splitlines()[2:]          # no header, no rule
+        rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+        tables.append((README.parent / match.group("path"), rows))
+    return tables
+
+
+def _mean_std(value: float | None, std: float | None, scale: float = 100.0, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    text = f"{value * scale:+.2f}" if signed else f"{value * scale:.2f}"
+    return f"{text} ± {(std or 0.0) * scale:.2f}"
+
+
+def expected_row(summary: dict, cell: str, step: str) -> list[str]:
+    """The row a README data table must show for ``cell`` at ``step`` (``final`` for the final
+    model): seeds, Winograd sparsity %, accuracy % and change vs the same seeds' baselines."""
+    if step == "final":
+        found = [r for r in summary["finals"] if r["cell"] == cell]
+    else:
+        found = [r for r in summary["curves"] if r["cell"] == cell and f"{r['stage']} {r['step']}" == step]
+    assert len(found) == 1, f"README data table: no single row for {cell!r} / {step!r} in the data file"
+    row = found[0]
+    return [cell, step, str(row["runs"]), _mean_std(row["winograd_sparsity"], row["winograd_sparsity_std"]),
+            _mean_std(row["accuracy"], row["accuracy_std"]),
+            _mean_std(row["delta"], row["delta_std"], signed=True)]
+
+
+def test_readme_result_tables_match_the_committed_data():
+    tables = data_tables()
+    assert tables, "README.md lost its data-backed result table(s)"
+    for path, rows in tables:
+        summary = json.loads(path.read_text())
+        assert rows
+        for row in rows:
+            assert row == expected_row(summary, row[0], row[1]), (path, row)
+
+
+def test_a_changed_number_in_a_data_table_is_caught():
+    path, rows = data_tables()[0]
+    summary = json.loads(path.read_text())
+    row = list(rows[0])
+    accuracy = float(row[4].split()[0])
+    row[4] = f"{accuracy + 0.01:.2f} ± {row[4].split()[-1]}"
+    assert row != expected_row(summary, row[0], row[1])
+
+
+# -------------------------------------------------------------- the demo table, backed by a run
+#: The README's demo table follows ``<!-- run data: PATH -->``: ``report/results.json`` of a
+#: ``sparsewino run fashion_mnist_spatial_winograd`` run, copied under docs/data/.
+_RUN_TABLE = re.compile(r"<!-- run data: (?P<path>\S+) -->\n(?P<table>(?:\|.*\|\n)+)")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _demo_values(data: dict) -> dict[str, list[str]]:
+    """Row label (its start) -> the numbers its value cell must show, in order."""
+    head, rows = data["headline"], data["rows"]
+    step1 = [r for r in rows if r["stage"] == "step1"][-1]
+    return {
+        "baseline accuracy": [f"{head['baseline_accuracy'] * 100:.2f}"],
+        "after step 1": [f"{step1['accuracy'] * 100:.2f}", f"{step1['winograd_sparsity'] * 100:.1f}",
+                         f"{step1['spatial_sparsity'] * 100:.1f}"],
+        "final accuracy": [f"{head['final_accuracy'] * 100:.2f}"],
+        "Winograd-domain sparsity": [f"{head['winograd_sparsity'] * 100:.1f}"],
+        "multiplication reduction": [f"{head['reduction_vs_direct']:.2f}", f"{head['reduction_vs_winograd']:.2f}"],
+        "compiled engine vs dense PyTorch model": [
+            f"{head['speedup_vs_dense']:.2f}", f"{head['dense_ms']:.2f}", f"{head['compiled_ms']:.2f}",
+            str(head["benchmark_batch"]), str(head["benchmark_threads"])],
+        "time in the pipeline": [f"{sum(r['seconds'] for r in rows):.0f}"],
+    }
+
+
+def demo_table() -> tuple[Path, list[list[str]]]:
+    """The README demo table's data file and its body rows (label, value)."""
+    match = _RUN_TABLE.search(README.read_text())
+    assert match, "README.md lost the demo table backed by run data"
+    lines = match.group("table").strip().splitlines()[2:]
+    return (README.parent / match.group("path"),
+            [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines])
+
+
+def test_readme_demo_table_matches_the_committed_run():
+    path, rows = demo_table()
+    data = json.loads(path.read_text())
+    expected = _demo_values(data)
+    assert data["headline"]["final_compiled_accuracy"] == data["headline"]["final_accuracy"]
+    labels = []
+    for label, value in rows:
+        key = next((k for k in expected if label.startswith(k)), None)
+        assert key is not None, f"README demo table row {label!r} is not backed by {path.name}"
+        assert _NUMBER.findall(value) == expected[key], (label, value, expected[key])
+        labels.append(key)
+    assert sorted(labels) == sorted(expected)                  # every backed row is shown once

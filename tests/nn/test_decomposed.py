@@ -58,7 +58,7 @@ def test_decomposed_layers_match_torch(dims, data):
     if layer.decomposition is not None:
         assert layer.weight.shape[2:] == (layer.winograd_shape if case["domain"] == "winograd"
                                           else case["kernel"])
-    if case["decompose"] == "dwm":
+    if layer.decomposition is not None:                 # "auto" and "dwm": at most 3 taps
         assert max(layer.piece_size) <= 3
     x.requires_grad_(True)
     y = layer(x)
@@ -92,7 +92,8 @@ def test_constructor_api_of_the_issue():
 
 
 def test_decompose_modes_and_pinned_pieces():
-    assert WinogradConv2d(2, 2, 5, padding=2, tile=2).decomposition is None      # F(2,5): accurate
+    assert WinogradConv2d(2, 2, 5, padding=2, tile=2).piece_size == (3, 3)       # not plain F(2,5)
+    assert WinogradConv2d(2, 2, 5, padding=2, tile=2, decompose="none").decomposition is None
     assert WinogradConv2d(2, 2, 5, padding=2, tile=4).piece_size == (3, 3)       # F(4,5) is not
     assert WinogradConv2d(2, 2, 5, padding=2, tile=4, decompose="none").tile == (4, 4)
     assert WinogradConv2d(2, 2, 5, padding=2, tile=2, decompose="dwm").piece_size == (3, 3)
@@ -103,6 +104,47 @@ def test_decompose_modes_and_pinned_pieces():
     torch.testing.assert_close(pinned(x), F.conv2d(x, pinned.weight, pinned.bias, padding=2))
     auto = WinogradConv2d(2, 2, 7, stride=2, padding=3, tile="auto")
     assert auto.decomposition is not None and auto.to_winograd().piece_size == auto.piece_size
+    assert auto.piece_size == (3, 3) and auto.tile == (4, 4)                      # not F(3,4) pieces
+    assert WinogradConv2d(2, 2, 7, stride=2, padding=3, tile="auto", decompose=4).piece_size == (4, 4)
+
+
+@pytest.mark.parametrize("kernel,stride", [(4, 1), (5, 1), (6, 1), (7, 1), (9, 1), (11, 1),
+                                           (7, 2), (8, 2), (9, 2), (11, 2), (7, 3), (11, 3)])
+@pytest.mark.parametrize("tile", ["auto", 2, 3, 4, 6])
+def test_auto_keeps_pieces_of_at_most_three_taps(kernel, stride, tile):
+    """decompose="auto" (the default) never runs plain F(m, k) for k > 3 or pieces of 4+ taps."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WinogradAccuracyWarning)
+        layer = WinogradConv2d(1, 1, kernel, stride=stride, padding=kernel // 2, tile=tile)
+    assert layer.decomposition is not None and max(layer.piece_size) <= 3
+
+
+@pytest.mark.parametrize("kernel,stride,tile,larger,bound", [
+    (5, 1, 2, "none", 1.2), (7, 1, 2, "none", 1.2), (7, 2, 2, 4, 1.2),     # measured 0.79-0.87x
+    (7, 2, 4, 4, 3.5), (5, 1, 4, 4, 3.5), (5, 1, 4, "none", 3.5)])         # measured 2.8-2.9x
+def test_auto_is_closer_to_direct_convolution_than_larger_pieces(kernel, stride, tile, larger, bound):
+    """Against float64 F.conv2d on random data, the default (pieces of at most 3 taps) stays
+    within ``bound`` times the mean error of float32 direct convolution, and below the larger
+    pieces at the same tile (plain F(m, k) or 4-tap pieces, 1.4x-11x direct), which a user can
+    still ask for."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 8, 32, 32, generator=gen) * 2 - 1
+    w = torch.rand(8, 8, kernel, kernel, generator=gen) * 2 - 1
+    reference = F.conv2d(x.double(), w.double(), stride=stride, padding=kernel // 2)
+
+    def error(y: torch.Tensor) -> float:
+        return (y.double() - reference).abs().mean().item()
+
+    default = WinogradConv2d(8, 8, kernel, stride=stride, padding=kernel // 2, tile=tile, bias=False)
+    asked = WinogradConv2d(8, 8, kernel, stride=stride, padding=kernel // 2, tile=tile, bias=False,
+                           decompose=larger)
+    assert max(default.piece_size) <= 3 < max(asked.piece_size) and default.tile == asked.tile
+    with torch.no_grad():
+        default.weight.copy_(w)
+        asked.weight.copy_(w)
+        direct = error(F.conv2d(x, w, stride=stride, padding=kernel // 2))
+        ours, theirs = error(default(x)), error(asked(x))
+    assert ours < bound * direct and ours < theirs
 
 
 def test_spatial_state_dict_is_a_conv2d_state_dict():

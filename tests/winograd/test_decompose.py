@@ -128,8 +128,9 @@ def test_decomposed_error_is_measured_on_the_whole_correlation():
 
 
 def test_candidates_and_multiplications():
-    assert piece_candidates(7, 2, "dwm") == (2, 3) and piece_candidates(7, 2, "auto") == (2, 3, 4)
-    assert piece_candidates(5, 1, "auto") == (2, 3, 5) and piece_candidates(5, 1, "none") == (5,)
+    assert piece_candidates(7, 2, "dwm") == (2, 3) and piece_candidates(7, 2, "auto") == (2, 3)
+    assert piece_candidates(5, 1, "auto") == (2, 3) and piece_candidates(5, 1, "none") == (5,)
+    assert piece_candidates(7, 2, 4) == (4,)                           # larger pieces when asked
     assert piece_candidates(5, 2, "none") == () and piece_candidates(4, 4, "dwm") == (1,)
     assert piece_candidates(7, 1, 3) == (3,)
     with pytest.raises(ValueError, match="must lie in"):
@@ -145,7 +146,10 @@ def test_candidates_and_multiplications():
 def test_choose_decomposition_cases():
     assert choose_decomposition(3, requested=4) == (4, 3)
     assert choose_decomposition(3) == (choose_tile(3), 3)             # plain paths unchanged
-    assert choose_decomposition(5, requested=2) == (2, 5)             # F(2,5) accurate and cheaper
+    assert choose_decomposition(5, requested=2) == (2, 3)             # not plain F(2,5): 5.8x direct
+    assert choose_decomposition(5, requested=2, decompose="none") == (2, 5)
+    assert choose_decomposition(7, 2) == (4, 3)                       # tile="auto": not F(3,4)
+    assert choose_decomposition(7, 2, decompose=4) == (3, 4)
     assert choose_decomposition(5, requested=4) == (4, 3)             # F(4,5) is not accurate
     assert choose_decomposition(5, requested=4, decompose="none") == (4, 5)
     assert choose_decomposition(3, stride=2, requested=4) == (4, 2)
@@ -168,7 +172,7 @@ def test_auto_tile_is_the_cheapest_accurate_choice(kernel, stride):
 def test_requested_tiles_beyond_the_limit_shrink():
     m, r = choose_decomposition(7, 2, requested=11, decompose="dwm")      # F(11,2): error ~40
     assert (m, r) == (9, 2) and algorithm_error(7, 2, m, r) <= ERROR_LIMIT
-    assert choose_decomposition(7, 2, budget=1e-9, requested=4) == (1, 4)     # none fits: direct
+    assert choose_decomposition(7, 2, budget=1e-9, requested=4) == (1, 3)     # none fits: direct
 
 
 def test_points_fix_the_piece_size():

@@ -5,14 +5,15 @@ compatible with ``nn.Conv1d``/``nn.Conv2d``/``nn.Conv3d``); the forward pass run
 ``domain="winograd"``: the parameter ``weight`` is the Winograd-domain weight
 Q = G g Gᵀ of shape ``(K, C/groups, n_1, ..., n_d)``, trained directly.
 
-Strides above 1 and, where that is accurate with fewer multiplications, kernels larger than 3
-taps are decomposed (DWM, Huang et al. 2020; :mod:`sparsewino.winograd.decompose`) into S
-stride-1 pieces that run as one Winograd convolution of the stacked sub-images; the
-Winograd-domain weight then holds one Q per piece, ``(K, C/groups, S, n_1, ..., n_d)``.
-``decompose="auto"`` (the default) compares plain F(m, r) and the piece sizes by error budget
-and multiplications, so a 5x5 kernel may stay plain F(2,5) and a 7x7/2 stem may run 4-tap
-pieces; ``decompose="dwm"`` always takes pieces of at most 3 taps (closest to direct
-convolution's accuracy, DWM's point).
+Strides above 1 and kernels larger than 3 taps are decomposed (DWM, Huang et al. 2020;
+:mod:`sparsewino.winograd.decompose`) into S stride-1 pieces of at most 3 taps that run as one
+Winograd convolution of the stacked sub-images; the Winograd-domain weight then holds one Q per
+piece, ``(K, C/groups, S, n_1, ..., n_d)``. Pieces of at most 3 taps keep the accuracy close to
+direct convolution's (DWM's point: a 5x5 kernel by F(2,3) pieces has 1.6x the float32 error of
+direct convolution, plain F(2,5) 5.8x). ``decompose="auto"`` (the default) and ``"dwm"`` both
+take such pieces (``"auto"`` prefers a tile within the accurate budget, ``"dwm"`` the fewest
+multiplications within the limit); plain F(m, k) for k > 3 (``decompose="none"``) or larger
+pieces (``decompose=4``) only when asked for.
 """
 from __future__ import annotations
 
@@ -520,10 +521,11 @@ class WinogradConv2d(_WinogradConvNd):
         error_budget: the fp32 error budget of :func:`~sparsewino.winograd.choose_tile`
             (default: 1e-6 for ``"auto"``, :data:`~sparsewino.winograd.ERROR_LIMIT` = 1e-3
             for a requested tile).
-        decompose: ``"auto"`` (default: plain F(m, r) or DWM pieces, whichever is accurate
-            with fewer multiplications, :func:`~sparsewino.winograd.choose_decomposition`),
-            ``"dwm"`` (pieces of at most 3 taps), ``"none"`` (plain F(m, r); stride 1 only), or
-            the piece size per dimension. Decomposed Winograd-domain weights have shape
+        decompose: ``"auto"`` (default) or ``"dwm"``: DWM pieces of at most 3 taps for kernels
+            above 3 taps and strides above 1 (:func:`~sparsewino.winograd.choose_decomposition`;
+            ``"auto"`` prefers an accurate tile, ``"dwm"`` the fewest multiplications),
+            ``"none"`` (plain F(m, r); stride 1 only), or the piece size per dimension (the
+            way to ask for larger pieces). Decomposed Winograd-domain weights have shape
             ``(K, C/groups, S, n, n)``: one Q per piece.
 
     Examples:

@@ -24,8 +24,9 @@ __all__ = ["measure_error", "direct_correlation_tiles", "choose_tile", "tile_err
            "algorithm_error", "piece_candidates", "multiplications_per_output", "DECOMPOSE_MODES",
            "MAX_INPUT_TILE"]
 
-#: ``decompose=`` values of the layers: ``"auto"`` (plain or DWM, by accuracy and
-#: multiplications), ``"dwm"`` (pieces of at most 3 taps) or ``"none"`` (plain F(m, r), stride 1).
+#: ``decompose=`` values of the layers: ``"auto"`` and ``"dwm"`` (DWM pieces of at most 3 taps
+#: for kernels above 3 taps and strides above 1; ``"auto"`` prefers accurate tiles, ``"dwm"``
+#: the fewest multiplications within the limit) or ``"none"`` (plain F(m, r), stride 1 only).
 DECOMPOSE_MODES = ("auto", "dwm", "none")
 
 #: Largest input tile n = m + r - 1 considered (beyond it fp32 errors are enormous).
@@ -165,9 +166,11 @@ def piece_candidates(kernel_size: int, stride: int = 1, decompose: str | int = "
                      ) -> tuple[int, ...]:
     """Piece sizes r considered for one dimension of a ``kernel_size``-tap, stride-``stride`` kernel.
 
-    ``"dwm"``: pieces of at most 3 taps (2 or 3; 1 when every phase has one tap). ``"auto"``:
-    those and the whole phase (plain F(m, k) when ``stride == 1``). ``"none"``: the whole
-    kernel (stride 1 only). An int: that piece size.
+    ``"dwm"`` and ``"auto"``: pieces of at most 3 taps (2 or 3; 1 when every phase has one tap),
+    the pieces whose accuracy is close to direct convolution's (DWM's point: plain F(2,5) has
+    5.8x the direct error, F(2,3) pieces 1.6x); the two modes differ only in how
+    :func:`choose_decomposition` picks among them. ``"none"``: the whole kernel (stride 1 only).
+    An int: that piece size (the way to ask for larger pieces, e.g. 4 for a 7x7/2 stem).
     """
     phase = -(-kernel_size // stride)
     if isinstance(decompose, int) and not isinstance(decompose, bool):
@@ -180,8 +183,7 @@ def piece_candidates(kernel_size: int, stride: int = 1, decompose: str | int = "
                          f"{decompose!r}")
     if decompose == "none":
         return (kernel_size,) if stride == 1 else ()
-    small = tuple(sorted({min(phase, 2), min(phase, 3)}))
-    return small if decompose == "dwm" else tuple(sorted({*small, phase}))
+    return tuple(sorted({min(phase, 2), min(phase, 3)}))
 
 
 def multiplications_per_output(kernel_size: int, stride: int, m: int, r: int) -> float:
@@ -263,7 +265,9 @@ def choose_decomposition(kernel_size: int, stride: int = 1, budget: float | None
 
     A stride-1 kernel of at most 3 taps (or ``decompose="none"``) is plain F(m, k) and its tile
     is chosen by :func:`choose_tile` exactly as before. Otherwise the candidates are the piece
-    sizes of :func:`piece_candidates`, compared by :func:`algorithm_error` (of the whole
+    sizes of :func:`piece_candidates` (at most 3 taps for ``"auto"`` and ``"dwm"``: plain
+    F(m, 5) or 4-tap pieces are only taken when asked for with ``decompose="none"`` or a piece
+    size), compared by :func:`algorithm_error` (of the whole
     strided correlation computed by the pieces) and by :func:`multiplications_per_output`:
 
     * ``requested=None`` (``tile="auto"``): among all (m <= ``max_tile``, r) within ``budget``
@@ -293,7 +297,11 @@ def choose_decomposition(kernel_size: int, stride: int = 1, budget: float | None
     Examples:
         >>> choose_decomposition(3, requested=4)             # plain F(4,3), as choose_tile
         (4, 3)
-        >>> choose_decomposition(5, requested=4)             # F(4,5) is less accurate: DWM F(4,3)
+        >>> choose_decomposition(5, requested=4)             # DWM F(4,3) pieces, not F(4,5)
+        (4, 3)
+        >>> choose_decomposition(5, requested=2)             # F(2,3) pieces, not plain F(2,5)
+        (2, 3)
+        >>> choose_decomposition(7, stride=2)                # tile="auto": 3-tap pieces, not 4
         (4, 3)
         >>> choose_decomposition(3, stride=2, requested=4)   # four 2x2 polyphase pieces
         (4, 2)
