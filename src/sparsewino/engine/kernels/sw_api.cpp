@@ -501,11 +501,15 @@ SW_EXPORT int32_t sw_adder_backward(const sw_adder_grad_args* a) {
 static int32_t run_ops(const sw_op* ops, int32_t count, int32_t* failed, double* seconds) {
     if (!ops || count < 0) return SW_ERR_ARGS;
     for (int32_t i = 0; i < count; ++i) {
+        if (!seconds) {
+            const int32_t status = run_operation(ops[i]);
+            if (status == SW_OK) continue;
+            if (failed) *failed = i;
+            return status;
+        }
         const auto start = std::chrono::steady_clock::now();
         const int32_t status = run_operation(ops[i]);
-        if (seconds)
-            seconds[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-                             .count();
+        seconds[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         if (status != SW_OK) {
             if (failed) *failed = i;
             return status;

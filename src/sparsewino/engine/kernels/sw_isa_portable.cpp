@@ -11,6 +11,14 @@
 
 namespace sw_portable {
 
+// The low (channel 2j) or high (2j + 1) bf16 halves of N uint32 pairs, as floats.
+template <class Vec, int N>
+inline Vec bf16_halves(const uint32_t* p, bool high) {
+    Vec r;
+    for (int i = 0; i < N; ++i) r.v[i] = sw_bits_float(high ? p[i] & 0xffff0000u : p[i] << 16);
+    return r;
+}
+
 struct Simd {
     struct vec {
         float v[8];
@@ -99,16 +107,8 @@ struct Simd {
         }
     }
     // bf16 pairs (sw_product_impl.h): the even (low) / odd (high) halves of 8 uint32 as floats.
-    static inline vec bf16_even(const uint32_t* p) {
-        vec r;
-        for (int i = 0; i < 8; ++i) r.v[i] = sw_bits_float(p[i] << 16);
-        return r;
-    }
-    static inline vec bf16_odd(const uint32_t* p) {
-        vec r;
-        for (int i = 0; i < 8; ++i) r.v[i] = sw_bits_float(p[i] & 0xffff0000u);
-        return r;
-    }
+    static inline vec bf16_even(const uint32_t* p) { return bf16_halves<vec, 8>(p, false); }
+    static inline vec bf16_odd(const uint32_t* p) { return bf16_halves<vec, 8>(p, true); }
     static inline void bf16_pairs(const float* even, const float* odd, uint32_t* out) {
         for (int i = 0; i < 8; ++i)
             out[i] = sw_bf16_bits(even[i]) | (odd ? sw_bf16_bits(odd[i]) << 16 : 0u);
@@ -176,16 +176,8 @@ struct Wide {
         for (int i = 0; i < 16; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
         return r;
     }
-    static inline vec bf16_even(const uint32_t* p) {
-        vec r;
-        for (int i = 0; i < 16; ++i) r.v[i] = sw_bits_float(p[i] << 16);
-        return r;
-    }
-    static inline vec bf16_odd(const uint32_t* p) {
-        vec r;
-        for (int i = 0; i < 16; ++i) r.v[i] = sw_bits_float(p[i] & 0xffff0000u);
-        return r;
-    }
+    static inline vec bf16_even(const uint32_t* p) { return bf16_halves<vec, 16>(p, false); }
+    static inline vec bf16_odd(const uint32_t* p) { return bf16_halves<vec, 16>(p, true); }
 };
 
 // The portable build is the fallback: general transforms only (any matrix), which keeps

@@ -108,6 +108,17 @@ inline void chunk_rows(const sw_matrices& w, int p, int chunk, const float* V, i
     }
 }
 
+// chunk_rows with the sparse and dense policies over the plan's lanes (nvec vectors).
+template <template <class> class SparseMac, template <class> class DenseMac>
+inline void chunk_rows_over(bool wide, const sw_matrices& w, int p, int chunk, const float* V,
+                            int shift, int nvec, float* M) {
+#if SW_HAS_WIDE
+    if (wide) return chunk_rows<SparseMac<Wide>, DenseMac<Wide>>(w, p, chunk, V, shift, nvec, M);
+#endif
+    (void)wide;
+    chunk_rows<SparseMac<Simd>, DenseMac<Simd>>(w, p, chunk, V, shift, nvec, M);
+}
+
 // The element-wise rows with the plan's lanes and the weights' precision: `groups8` vectors of
 // 8 tiles. bf16: sparse matrices hold single bf16 weights multiplied with the fp32 tiles
 // (Bf16WeightMac: two bytes per weight, and no rounding of V); dense ones pairs (Bf16Mac, or
@@ -116,30 +127,19 @@ inline void chunk_rows_lanes(int lanes, const sw_matrices& w, int p, int chunk, 
                              int shift, int groups8, float* M) {
     const bool wide = SW_HAS_WIDE && lanes == 16;
     const int nvec = wide ? (groups8 + 1) / 2 : groups8;
-    if (w.precision == SW_PRECISION_BF16) {
+    switch (w.precision) {
+        case SW_PRECISION_BF16:
 #if SW_BF16_HARDWARE
-        if (w.formats[p] == SW_DENSE && bf16hw::available())
-            return bf16hw::dense_rows_lanes(wide, w, p, chunk, V, shift, nvec, M);
+            if (w.formats[p] == SW_DENSE && bf16hw::available())
+                return bf16hw::dense_rows_lanes(wide, w, p, chunk, V, shift, nvec, M);
 #endif
-#if SW_HAS_WIDE
-        if (wide)
-            return chunk_rows<Bf16WeightMac<Wide>, Bf16Mac<Wide>>(w, p, chunk, V, shift, nvec, M);
-#endif
-        return chunk_rows<Bf16WeightMac<Simd>, Bf16Mac<Simd>>(w, p, chunk, V, shift, nvec, M);
+            return chunk_rows_over<Bf16WeightMac, Bf16Mac>(wide, w, p, chunk, V, shift, nvec, M);
+        case SW_PRECISION_FP16:
+            return chunk_rows_over<Fp16WeightMac, Fp16WeightMac>(wide, w, p, chunk, V, shift,
+                                                                 nvec, M);
+        default:
+            return chunk_rows_over<FloatMac, FloatMac>(wide, w, p, chunk, V, shift, nvec, M);
     }
-    if (w.precision == SW_PRECISION_FP16) {
-#if SW_HAS_WIDE
-        if (wide)
-            return chunk_rows<Fp16WeightMac<Wide>, Fp16WeightMac<Wide>>(w, p, chunk, V, shift,
-                                                                        nvec, M);
-#endif
-        return chunk_rows<Fp16WeightMac<Simd>, Fp16WeightMac<Simd>>(w, p, chunk, V, shift, nvec, M);
-    }
-#if SW_HAS_WIDE
-    if (wide)
-        return chunk_rows<FloatMac<Wide>, FloatMac<Wide>>(w, p, chunk, V, shift, nvec, M);
-#endif
-    chunk_rows<FloatMac<Simd>, FloatMac<Simd>>(w, p, chunk, V, shift, nvec, M);
 }
 
 }  // namespace

@@ -135,6 +135,15 @@ inline void dense_panel(const typename Mac::value* U, const typename Mac::row* V
         for (int q = 0; q < NQ; ++q) Vp::store(M + r * row + (q0 + q) * L, acc[r][q]);
 }
 
+// The output rows [k0, k1) of chunk `chunk` and the distance between M's rows (Tb floats).
+struct ChunkRows {
+    int64_t row;
+    int k0, k1;
+    ChunkRows(const sw_matrices& w, int chunk, int shift)
+        : row(int64_t{1} << shift), k0(chunk * SW_CHUNK_ROWS),
+          k1(imin_p(w.K, chunk * SW_CHUNK_ROWS + SW_CHUNK_ROWS)) {}
+};
+
 // Rows [k0, k1) of chunk `chunk` of sparse matrix p (chunk rows start at M), from V; nvec
 // vectors of Mac's lanes.
 template <class Mac>
@@ -142,9 +151,7 @@ void sparse_rows(const sw_matrices& w, int p, int chunk, const float* V_floats, 
                  int nvec, float* M) {
     using value = typename Mac::value;
     const auto* V = reinterpret_cast<const typename Mac::row*>(V_floats);
-    const int64_t row = int64_t{1} << shift;
-    const int k0 = chunk * SW_CHUNK_ROWS;
-    const int k1 = imin_p(w.K, k0 + SW_CHUNK_ROWS);
+    const ChunkRows c(w, chunk, shift);
     const int S = (w.K + SW_SLICE_ROWS - 1) / SW_SLICE_ROWS;
     const int32_t* ptr = w.slice_ptr + static_cast<int64_t>(p) * (S + 1);
     const int32_t* rows = w.slice_rows + static_cast<int64_t>(p) * S * SW_SLICE_ROWS;
@@ -154,7 +161,7 @@ void sparse_rows(const sw_matrices& w, int p, int chunk, const float* V_floats, 
         float* out[SW_SLICE_ROWS];
         for (int r = 0; r < SW_SLICE_ROWS; ++r) {
             const int k = rows[s * SW_SLICE_ROWS + r];
-            out[r] = k >= k0 && k < k1 ? M + (k - k0) * row : nullptr;
+            out[r] = k >= c.k0 && k < c.k1 ? M + (k - c.k0) * c.row : nullptr;
         }
         const value* val = static_cast<const value*>(w.val) + ptr[s];
         sparse_slice_any<Mac>(w.col + ptr[s], val, 0, ptr[s + 1] - ptr[s], V, shift, nvec, out);
@@ -167,31 +174,28 @@ void dense_rows(const sw_matrices& w, int p, int chunk, const float* V_floats, i
                 int nvec, float* M) {
     using value = typename Mac::value;
     const auto* V = reinterpret_cast<const typename Mac::row*>(V_floats);
-    const int64_t row = int64_t{1} << shift;
-    const int k0 = chunk * SW_CHUNK_ROWS;
-    const int k1 = imin_p(w.K, k0 + SW_CHUNK_ROWS);
+    const ChunkRows c(w, chunk, shift);
     const int64_t panels = (w.K + SW_DENSE_ROWS - 1) / SW_DENSE_ROWS;
     const int C = Mac::columns(w.C);
     const int64_t first = (static_cast<int64_t>(w.dense_index[p]) * panels) * C * SW_DENSE_ROWS;
-    for (int k = k0; k < k1; k += SW_DENSE_ROWS) {
+    for (int k = c.k0; k < c.k1; k += SW_DENSE_ROWS) {
         const int64_t at = first + static_cast<int64_t>(k / SW_DENSE_ROWS) * C * SW_DENSE_ROWS;
         const value* panel = static_cast<const value*>(w.dense) + at;
-        const int rows = imin_p(SW_DENSE_ROWS, k1 - k);
-        float* Mk = M + (k - k0) * row;
+        const int rows = imin_p(SW_DENSE_ROWS, c.k1 - k);
+        float* Mk = M + (k - c.k0) * c.row;
         int q0 = 0;
-        for (; q0 + 2 <= nvec; q0 += 2) dense_panel<Mac, 2>(panel, V, row, Mk, C, q0, rows);
-        if (q0 < nvec) dense_panel<Mac, 1>(panel, V, row, Mk, C, q0, rows);
+        for (; q0 + 2 <= nvec; q0 += 2) dense_panel<Mac, 2>(panel, V, c.row, Mk, C, q0, rows);
+        if (q0 < nvec) dense_panel<Mac, 1>(panel, V, c.row, Mk, C, q0, rows);
     }
 }
 
 // The rows of an all-zero matrix: zeros (gemm reads them; conv2d/conv3d skip such positions).
 template <class Vp>
 void zero_rows(const sw_matrices& w, int chunk, int shift, int nvec, float* M) {
-    const int64_t row = int64_t{1} << shift;
-    const int k0 = chunk * SW_CHUNK_ROWS;
-    const int k1 = imin_p(w.K, k0 + SW_CHUNK_ROWS);
-    for (int k = k0; k < k1; ++k)
-        for (int q = 0; q < nvec; ++q) Vp::store(M + (k - k0) * row + q * Vp::lanes, Vp::zero());
+    const ChunkRows c(w, chunk, shift);
+    for (int k = c.k0; k < c.k1; ++k)
+        for (int q = 0; q < nvec; ++q)
+            Vp::store(M + (k - c.k0) * c.row + q * Vp::lanes, Vp::zero());
 }
 
 }  // namespace
