@@ -79,3 +79,14 @@ def cpu_flags() -> set[str]:
         if line.startswith("flags"):
             return set(line.split(":", 1)[1].split())
     pytest.skip("no flags line")
+
+
+@pytest.fixture(scope="module")
+def native_backend():
+    """For modules that test native programs (artifacts, the C API, program operations): a
+    forced ``torch`` backend, which builds no program, gives way to the automatic compiled one
+    for the module; a forced compiled backend is kept."""
+    with pytest.MonkeyPatch.context() as patch:
+        if os.environ.get(kernels.ENV_VAR, "").strip().lower() == "torch":
+            patch.delenv(kernels.ENV_VAR)
+        yield

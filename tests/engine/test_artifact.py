@@ -25,7 +25,8 @@ from sparsewino.nn import WinogradConv2d, convert
 
 from .conftest import COMPILED, needs_kernel, randomize_batchnorm
 
-pytestmark = needs_kernel
+# A forced `torch` backend builds no program: these modules run on the automatic compiled one.
+pytestmark = [needs_kernel, pytest.mark.usefixtures("native_backend")]
 
 
 def _model(name: str, channels: int, **options) -> nn.Module:
@@ -193,6 +194,7 @@ def test_the_header_is_plain_json_and_the_file_holds_no_pickle(small):
 
 @pytest.mark.skipif(len(COMPILED) < 2, reason="needs two compiled backends")
 def test_a_backend_this_cpu_lacks_falls_back_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.delenv(kernels.ENV_VAR, raising=False)      # the automatic choice is under test
     net = nn.Sequential(WinogradConv2d(2, 4, 3, padding=1), nn.ReLU()).eval()
     x = torch.randn(1, 2, 9, 9)
     with engine.use_backend(COMPILED[0]):

@@ -21,7 +21,8 @@ from sparsewino.nn import WinogradConv2d, convert
 from .conftest import needs_kernel
 from .test_artifact import _variants
 
-pytestmark = needs_kernel
+# A forced `torch` backend builds no program: these modules run on the automatic compiled one.
+pytestmark = [needs_kernel, pytest.mark.usefixtures("native_backend")]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "c" / "run_model.c"

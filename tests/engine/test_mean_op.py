@@ -8,7 +8,8 @@ from sparsewino.nn import WinogradConv2d
 
 from .conftest import needs_kernel
 
-pytestmark = needs_kernel
+# A forced `torch` backend builds no program: these modules run on the automatic compiled one.
+pytestmark = [needs_kernel, pytest.mark.usefixtures("native_backend")]
 
 
 class MeanNet(nn.Module):
