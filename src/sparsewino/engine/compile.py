@@ -248,9 +248,10 @@ def _build_layer(module: nn.Module, kind: CompiledKind, options: _Options,
     layer = _build(module, kind, build)
     reduced = _reduced(layer)
     if reduced and kind.counts == "winograd":
-        error = _reduced_output_error(module, kind, build, layer)
+        probe = _Probe(module, kind, build)
+        error = probe.error(layer)
         if reduced == "bf16" and error > BF16_MAX_ERROR:
-            layer, reduced, error, why = _bf16_fallback(module, kind, build, error)
+            layer, reduced, error, why = _bf16_fallback(module, kind, build, probe, error)
             note = "; ".join(filter(None, [note, why]))
         if reduced:
             note = "; ".join(filter(None, [note, f"{reduced} rounding {error:.1e} of the output"]))
@@ -277,41 +278,45 @@ FP16_WARN_ERROR = REDUCED_WARN_ERROR["fp16"]
 BF16_MAX_ERROR = 5e-3
 
 
-def _bf16_fallback(module: nn.Module, kind: CompiledKind, build: BuildOptions,
+def _bf16_fallback(module: nn.Module, kind: CompiledKind, build: BuildOptions, probe: "_Probe",
                    bf16_error: float) -> tuple[CompiledLayer, str | None, float, str]:
     """A Winograd layer whose bf16 output error is above BF16_MAX_ERROR: fp16 weights with fp32
-    tiles (two bytes a weight too) when they stay below it, else fp32. Returns the layer, its
-    reduced precision (or None), its error and the report's note."""
+    tiles (two bytes a weight too) when they stay below it, else the probe's fp32 layer.
+    Returns the layer, its reduced precision (or None), its error and the report's note."""
     why = f"bf16 would round the output by {bf16_error:.1e}"
     fp16 = _build(module, kind, dataclasses.replace(build, precision="fp16"))
-    if _reduced(fp16) == "fp16":
-        error = _reduced_output_error(module, kind, build, fp16)
+    if _reduced(fp16) == "fp16":                 # else fp16 was out of range: fp32 it is
+        error = probe.error(fp16)
         if error <= BF16_MAX_ERROR:
             return fp16, "fp16", error, why
         why += f", fp16 weights by {error:.1e}"
-    fp32 = _build(module, kind, dataclasses.replace(build, precision="fp32"))
-    return fp32, None, 0.0, why + ": kept fp32"
+    return probe.reference, None, 0.0, why + ": kept fp32"
 
 
-def _reduced_output_error(module: nn.Module, kind: CompiledKind, build: BuildOptions,
-                          layer: nn.Module) -> float:
-    """How far the reduced-precision layer's output is from the fp32 one's on a random probe
-    input (max absolute difference over the largest output), both computed in PyTorch."""
-    reference = _build(module, kind, dataclasses.replace(build, precision="fp32"))
-    spec = layer.spec
-    kernel = spec.kernel_size if isinstance(spec.kernel_size, int) else max(spec.kernel_size)
-    sizes = (max(8, 2 * (spec.tile + kernel)),) * kind.dims
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(1, layer.in_channels, *sizes, generator=generator)
-    with torch.no_grad():
-        residual = None
+class _Probe:
+    """The fp32 build of a layer and its output on a random probe input, computed once: what
+    reduced-precision builds of the same layer are measured against (in PyTorch)."""
+
+    def __init__(self, module: nn.Module, kind: CompiledKind, build: BuildOptions) -> None:
+        self.reference = _build(module, kind, dataclasses.replace(build, precision="fp32"))
+        spec = self.reference.spec
+        kernel = spec.kernel_size if isinstance(spec.kernel_size, int) else max(spec.kernel_size)
+        sizes = (max(8, 2 * (spec.tile + kernel)),) * kind.dims
+        generator = torch.Generator().manual_seed(0)
+        self.x = torch.randn(1, self.reference.in_channels, *sizes, generator=generator)
+        self.residual = None
         if spec.residual:
-            shape = (1, layer.out_channels, *layer.output_size(*sizes))
-            residual = torch.zeros(shape)
-        y32 = reference._torch_forward(x, residual)
-        reduced = layer._torch_forward(x, residual)
-    scale = float(y32.abs().max())
-    return float((reduced - y32).abs().max()) / scale if scale > 0 else 0.0
+            self.residual = torch.zeros(1, self.reference.out_channels,
+                                        *self.reference.output_size(*sizes))
+        with torch.no_grad():
+            self.y32 = self.reference._torch_forward(self.x, self.residual)
+
+    def error(self, layer: nn.Module) -> float:
+        """Max |layer's output - the fp32 output| over the largest fp32 output."""
+        with torch.no_grad():
+            reduced = layer._torch_forward(self.x, self.residual)
+        scale = float(self.y32.abs().max())
+        return float((reduced - self.y32).abs().max()) / scale if scale > 0 else 0.0
 
 
 def _build(module: nn.Module, kind: CompiledKind, options: BuildOptions) -> CompiledLayer:
