@@ -132,11 +132,10 @@ def _check_bf16_range(bits: torch.Tensor, w: torch.Tensor) -> None:
                                   "infinity in bf16; keep this layer in fp32")
 
 
-def _bf16_pairs(w: torch.Tensor) -> torch.Tensor:
-    """(P, K, C) bf16-valued float32 -> (P, K, ceil(C/2)) int64 pair bits: channel 2j low,
-    2j+1 high."""
-    bits = _bf16_bits(w)
-    if w.shape[2] % 2:
+def _bf16_pairs(bits: torch.Tensor) -> torch.Tensor:
+    """(P, K, C) bf16 bits (int64) -> (P, K, ceil(C/2)) int64 pair bits: channel 2j low, 2j+1
+    high."""
+    if bits.shape[2] % 2:
         bits = torch.nn.functional.pad(bits, (0, 1))
     pairs = bits.reshape(*bits.shape[:2], -1, 2)
     return pairs[..., 0] | (pairs[..., 1] << 16)
@@ -148,9 +147,10 @@ def _unpair_bf16(pairs: torch.Tensor, cols: int) -> torch.Tensor:
     return values.reshape(*pairs.shape[:-1], -1)[..., :cols]
 
 
-def _int32_bits(t: torch.Tensor) -> torch.Tensor:
-    """32-bit patterns held in int64 (0 .. 2^32-1) as int32 (wrapping)."""
-    return torch.where(t >= 2**31, t - 2**32, t).to(torch.int32)
+def _signed_bits(t: torch.Tensor, width: int) -> torch.Tensor:
+    """Unsigned ``width``-bit patterns held in int64 as int16/int32 (wrapping)."""
+    signed = torch.where(t >= 2 ** (width - 1), t - 2 ** width, t)
+    return signed.to(torch.int16 if width == 16 else torch.int32)
 
 
 def _slices(rows: int) -> int:
@@ -246,13 +246,14 @@ class PackedMatrices:
                              f"(at most {_HALF_MAX}); keep this layer in fp32")
         if min(positions, rows, cols) < 1:
             raise ValueError(f"weights must have P, K, C >= 1, got {tuple(w.shape)}")
-        if precision == "bf16":             # what is packed: the rounded weights' bits
-            bits = _bf16_bits(w)
-            _check_bf16_range(bits, w)
-            w = _bf16_values(bits)
-        counts = (w != 0).sum(dim=(1, 2)).tolist()
-        # Dense panels hold (bf16) pairs of columns as 32-bit patterns.
-        dense_source = _bf16_pairs(w) if precision == "bf16" else w
+        # What is packed: the weights, or (bf16) their bits, zero exactly where the rounded
+        # weight is; dense panels hold bf16 pairs of columns as 32-bit patterns.
+        sparse_source = dense_source = w
+        if precision == "bf16":
+            sparse_source = _bf16_bits(w)
+            _check_bf16_range(sparse_source, w)
+            dense_source = _bf16_pairs(sparse_source)
+        counts = (sparse_source != 0).sum(dim=(1, 2)).tolist()
         columns = dense_source.shape[2]
         if isinstance(formats, str):
             if formats not in ("auto", "sparse", "dense"):
@@ -276,7 +277,7 @@ class PackedMatrices:
         offset = 0
         for p, fmt in enumerate(chosen):
             if fmt == "sparse":
-                ptr, slot_rows, col, val = _pack_sparse(w[p], offset)
+                ptr, slot_rows, col, val = _pack_sparse(sparse_source[p], offset)
                 slice_ptr[p], slice_rows[p] = ptr, slot_rows
                 cols_list.append(col)
                 vals_list.append(val)
@@ -294,10 +295,7 @@ class PackedMatrices:
         def stored(t: torch.Tensor, dense: bool) -> torch.Tensor:
             if precision != "bf16":
                 return t.to(PRECISIONS[precision])
-            if dense:
-                return _int32_bits(t)
-            bits = _bf16_bits(t)
-            return torch.where(bits >= 2**15, bits - 2**16, bits).to(torch.int16)
+            return _signed_bits(t, 32 if dense else 16)
 
         tensors = {
             "formats": torch.tensor([FORMAT_CODES[f] for f in chosen], dtype=torch.int8),
@@ -305,7 +303,8 @@ class PackedMatrices:
             "slice_rows": slice_rows.to(torch.int32),
             # 16-bit columns stored in int16 (the kernel reads them as uint16).
             "col": col.to(torch.int32).to(torch.int16),
-            "val": stored(torch.cat(vals_list) if vals_list else torch.zeros(0), False),
+            "val": stored(torch.cat(vals_list) if vals_list
+                          else torch.zeros(0, dtype=sparse_source.dtype), False),
             "dense_index": dense_index,
             "dense": stored(torch.stack(dense_list).contiguous() if dense_list else
                             torch.zeros(0, panels, columns, DENSE_ROWS,
