@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import copy
 import os
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from sparsewino import timing
 from sparsewino.engine import kernels
 from sparsewino.nn import WinogradConv2d
 
@@ -71,14 +71,12 @@ def assert_matches(y: torch.Tensor, ref: torch.Tensor, tol: float = 2e-5) -> Non
 
 
 def cpu_flags() -> set[str]:
-    """This CPU's flags from /proc/cpuinfo (the test is skipped where there is none)."""
-    path = Path("/proc/cpuinfo")
-    if not path.exists():
-        pytest.skip("no /proc/cpuinfo")
-    for line in path.read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    pytest.skip("no flags line")
+    """This CPU's vector flags (:func:`sparsewino.timing.cpu_flags`; the test is skipped where
+    they cannot be read)."""
+    flags = set(timing.cpu_flags().split())
+    if not flags:
+        pytest.skip("the CPU's flags cannot be read here")
+    return flags
 
 
 @pytest.fixture(scope="module")

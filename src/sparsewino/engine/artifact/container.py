@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ...errors import ArtifactError
+from ...files import write_bytes_atomic
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "ARENA", "WORKSPACE", "INPUT", "OUTPUT", "CONSTANT",
            "TARGETS", "Relocation", "OpRecord", "ProgramRecord", "Artifact", "write_artifact",
@@ -142,10 +143,7 @@ def write_artifact(path: str | Path, artifact: Artifact) -> None:
                                            blobs_offset, size, total, 0, 0)
     crc = zlib.crc32(memoryview(body)[80:], zlib.crc32(memoryview(body)[:72]))
     struct.pack_into("<I", body, 72, crc)
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(body)
-    temporary.replace(path)
+    write_bytes_atomic(path, body)
 
 
 def is_artifact(path: str | Path) -> bool:

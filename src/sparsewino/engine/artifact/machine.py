@@ -2,11 +2,10 @@
 need) and the library version."""
 from __future__ import annotations
 
-import platform
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
+from ...timing import cpu_flags, cpu_model
 from .. import kernels
 
 __all__ = ["cpu_description", "library_version"]
@@ -14,20 +13,11 @@ __all__ = ["cpu_description", "library_version"]
 
 def cpu_description() -> dict[str, Any]:
     """``{"model": ..., "flags": [...]}``: the CPU model name and which of the flags the
-    registered backends need it has (from ``/proc/cpuinfo``; the platform's processor name and
-    no flags elsewhere)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
+    registered backends need it has (:func:`sparsewino.timing.cpu_model` and
+    :func:`~sparsewino.timing.cpu_flags`)."""
+    present = set(cpu_flags().split())
     wanted = sorted({flag for b in kernels.backends.registered_backends() for flag in b.cpu_flags})
-    return {"model": model, "flags": [flag for flag in wanted if flag in flags]}
+    return {"model": cpu_model(), "flags": [flag for flag in wanted if flag in present]}
 
 
 def library_version() -> str:
