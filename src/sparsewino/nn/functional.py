@@ -19,7 +19,7 @@ import torch
 
 from ..winograd.algorithm import WinogradAlgorithm
 from ..winograd.decompose import Decomposition
-from ..winograd.tiles import assemble_tiles, extract_tiles, output_size, pad_for_tiles
+from ..winograd.tiles import assemble_tiles, gather_tiles, output_size, pad_for_tiles
 from ..winograd.transform import apply_algorithms, filter_transform
 
 __all__ = ["winograd_conv", "winograd_weight_from_spatial", "positions_first", "winograd_weight"]
@@ -84,11 +84,10 @@ def winograd_conv(x: torch.Tensor, weight_pkc: torch.Tensor, bias: torch.Tensor 
     out = output_size(x.shape[2:], kernel, padding)
 
     padded = pad_for_tiles(x, kernel, tile, padding)
-    tiles = extract_tiles(padded, tile, ns)                       # (N, C, *T, *n)
-    counts = tiles.shape[2:2 + dims]
+    tiles = gather_tiles(padded, tile, ns)                        # (*n, C, N, *T), one copy
+    counts = tiles.shape[2 + dims:]
     num_tiles = batch * math.prod(counts)
-    perm = [*range(2 + dims, 2 + 2 * dims), 1, 0, *range(2, 2 + dims)]
-    d = tiles.permute(perm).reshape(*ns, channels * num_tiles)     # (*n, C·N·T), one copy
+    d = tiles.reshape(*ns, channels * num_tiles)                  # (*n, C·N·T)
     v = apply_algorithms(d, algorithms, "BT")
     if relu_after_input_transform:
         v = torch.relu(v)

@@ -12,7 +12,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["output_size", "tile_counts", "pad_for_tiles", "extract_tiles", "assemble_tiles"]
+__all__ = ["output_size", "tile_counts", "pad_for_tiles", "extract_tiles", "gather_tiles",
+           "assemble_tiles"]
 
 
 def output_size(input_size: Sequence[int], kernel_size: Sequence[int],
@@ -55,6 +56,54 @@ def extract_tiles(padded: torch.Tensor, tile: Sequence[int], n: Sequence[int]) -
     for i in range(dims):
         tiles = tiles.unfold(lead + i, n[i], tile[i])
     return tiles
+
+
+def gather_tiles(padded: torch.Tensor, tile: Sequence[int], n: Sequence[int]) -> torch.Tensor:
+    """Overlapping tiles, positions first, as one contiguous tensor: ``(N, C, *S)`` ->
+    ``(*n, C, N, *T)`` (differentiable).
+
+    The same values as ``extract_tiles(padded, tile, n).permute(...)``; its backward adds each
+    tile's gradient back in ``ceil(n / m)`` strided slices per dimension instead of autograd's
+    generic ``unfold`` backward, which dominated Winograd-domain training time.
+    """
+    return _GatherTiles.apply(padded, tuple(tile), tuple(n))
+
+
+class _GatherTiles(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, padded: torch.Tensor, tile: tuple[int, ...], n: tuple[int, ...]
+                ) -> torch.Tensor:
+        dims = len(tile)
+        ctx.tile, ctx.n, ctx.size = tile, n, padded.shape
+        tiles = extract_tiles(padded, tile, n)                       # (N, C, *T, *n) view
+        perm = [*range(2 + dims, 2 + 2 * dims), 1, 0, *range(2, 2 + dims)]
+        return tiles.permute(perm).contiguous()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        tile, n, dims = ctx.tile, ctx.n, len(ctx.tile)
+        g = grad                                         # (*n, C, N, *T), folded in this layout
+        for i in reversed(range(dims)):                  # n_i is axis i, T_i axis 2i + 3
+            g = _fold_dim(g, 2 * i + 3, i, tile[i], n[i])
+        return g.transpose(0, 1).contiguous(), None, None   # (C, N, *S) -> (N, C, *S)
+
+
+def _fold_dim(g: torch.Tensor, a: int, b: int, m: int, n: int) -> torch.Tensor:
+    """Sum overlapping tiles along one dimension.
+
+    Axis ``a`` of ``g`` counts tiles (``T``), axis ``b < a`` indexes within a tile (``n``
+    entries, consecutive tiles ``m`` apart). Returns ``g`` without axis ``b`` and with axis
+    ``a`` (now ``a - 1``) of length ``T*m + n - m``.
+    """
+    g = g.movedim(b, -1).movedim(a - 1, -2)                          # (..., T, n)
+    t = g.shape[-2]
+    chunks = -(-n // m)
+    out = g.new_zeros(*g.shape[:-2], (t + chunks - 1) * m)
+    for j in range(chunks):
+        width = min(m, n - j * m)
+        target = out.narrow(-1, j * m, t * m).unflatten(-1, (t, m)).narrow(-1, 0, width)
+        target.add_(g.narrow(-1, j * m, width))
+    return out.narrow(-1, 0, t * m + n - m).movedim(-1, a - 1)
 
 
 def assemble_tiles(tiles: torch.Tensor, out_size: Sequence[int]) -> torch.Tensor:
