@@ -154,3 +154,13 @@ def test_callbacks_inside_the_trainer():
     assert sp.pruning_info(net[2])["sparsity"] == pytest.approx(0.5, abs=1 / 24)
     report = sp.stats(net)
     assert report["2"].winograd_sparsity == pytest.approx(sp.pruning_info(net[2])["sparsity"])
+
+
+def test_cubic_schedule_reaches_final_at_end_whatever_every_is():
+    """A ramp shorter than ``every`` (a small data set's epoch) used to stay at ``initial``
+    until the next multiple of ``every``, possibly after the fine-tune ended."""
+    cubic = sp.CubicSchedule(0.8, begin=0, end=32, initial=0.2, every=50)
+    assert [cubic.amount_at(t) for t in (0, 31)] == [pytest.approx(0.2)] * 2
+    assert cubic.amount_at(32) == 0.8 and cubic.amount_at(40) == 0.8
+    odd = sp.CubicSchedule(0.9, begin=0, end=25, every=10)
+    assert odd.amount_at(24) == odd.amount_at(20) < 0.9 and odd.amount_at(25) == 0.9

@@ -129,3 +129,14 @@ def test_missing_recipe_and_bad_yaml(tmp_path):
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="a recipe is a mapping"):
         load_recipe(bad)
+
+
+def test_gradual_ramp_updates_at_least_min_times_on_small_data_sets():
+    from sparsewino.recipes.schema import MIN_GRADUAL_UPDATES, GradualConfig
+    gradual = GradualConfig(final=0.6, end=1.0, initial=0.2, every_steps=50)
+    large = gradual.schedule(469)                       # Fashion-MNIST at batch 128: as written
+    assert large.every == 50 and large.end == 469
+    small = gradual.schedule(32)                        # 4000 images: 32 steps per epoch
+    assert small.end == 32 and small.every == 32 // MIN_GRADUAL_UPDATES
+    amounts = {small.amount_at(t) for t in range(40)}
+    assert len(amounts) >= MIN_GRADUAL_UPDATES + 1 and small.amount_at(32) == 0.6

@@ -74,7 +74,8 @@ class StepSchedule(Schedule):
 class CubicSchedule(Schedule):
     """Gradual pruning of Zhu & Gupta: s_t = s_f + (s_i − s_f)(1 − (t − t₀)/(t₁ − t₀))³.
 
-    Updated every ``every`` units between ``begin`` (t₀) and ``end`` (t₁); ``final`` after.
+    Updated every ``every`` units from ``begin`` (t₀), and ``final`` from ``end`` (t₁) on, also
+    when ``end − begin`` is not a multiple of ``every``.
 
     Args:
         final: final sparsity s_f (fraction).
@@ -103,6 +104,8 @@ class CubicSchedule(Schedule):
     def amount_at(self, time: int) -> float | None:
         if time < self.begin:
             return None
-        t = min(self.begin + (time - self.begin) // self.every * self.every, self.end)
+        if time >= self.end:                # final from ``end`` on, whatever ``every`` is
+            return self.final
+        t = self.begin + (time - self.begin) // self.every * self.every
         progress = (t - self.begin) / (self.end - self.begin)
         return self.final + (self.initial - self.final) * (1.0 - progress) ** 3

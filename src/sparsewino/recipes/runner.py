@@ -34,7 +34,7 @@ from torch import nn
 from .. import engine
 from ..engine.compile import REDUCED_WARN_ERROR
 from ..files import write_text_atomic
-from ..prune import CubicSchedule, PruneContext, PruningCallback, method_options, prune_model
+from ..prune import PruneContext, PruningCallback, method_options, prune_model
 from ..schema import ConfigError
 from ..timing import busy_warning, describe_speedup
 from ..train import DistContext, MetricsLog, TrainConfig, evaluate, fit, init_distributed
@@ -275,10 +275,7 @@ def _prune(run: _Run, stage: PruneStage, first_unit: int) -> None:
             label, target = callback.describe(), callback.target
         else:
             gradual = stage.gradual
-            steps = len(run.data.train_loader(stage.finetune.batch_size, 0))
-            schedule = CubicSchedule(gradual.final, begin=round(gradual.begin * steps),
-                                     end=max(round(gradual.end * steps), round(gradual.begin * steps) + 1),
-                                     initial=gradual.initial, every=gradual.every_steps, unit="step")
+            schedule = gradual.schedule(len(run.data.train_loader(stage.finetune.batch_size, 0)))
             callback = PruningCallback(stage.method, schedule, scope=stage.scope, **selection,
                                        **_prune_options(run, stage))
             label, target = f"gradual to {gradual.final:.2f}", gradual.final

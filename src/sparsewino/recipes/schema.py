@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Union
 
 from ..prune.methods.base import METHODS, MethodSpec, option_fields, validate_options
+from ..prune.schedule import CubicSchedule
 from ..schema import NO_RESULT_CHANGE, ConfigError, check_range, from_dict, to_dict, unknown_key_error
 from ..train.config import TrainConfig
 
@@ -95,12 +96,18 @@ class TrainStage:
     config: TrainConfig
 
 
+#: A gradual ramp updates the masks at least this many times, however few steps an epoch has.
+MIN_GRADUAL_UPDATES = 5
+
+
 @dataclass
 class GradualConfig:
     """Gradual (cubic, Zhu & Gupta) pruning during the fine-tune: ``initial`` -> ``final``.
 
     ``begin``/``end`` are in epochs of the fine-tune; the masks are updated every
-    ``every_steps`` optimizer steps.
+    ``every_steps`` optimizer steps, or more often where the ramp is short (a small data set):
+    at least :data:`MIN_GRADUAL_UPDATES` times between ``begin`` and ``end``, and ``final`` is
+    applied at ``end``.
     """
 
     final: float
@@ -116,6 +123,14 @@ class GradualConfig:
         if self.end <= self.begin:
             raise ValueError(f"end ({self.end}) must come after begin ({self.begin})")
         check_range("every_steps", self.every_steps, 1)
+
+    def schedule(self, steps_per_epoch: int) -> CubicSchedule:
+        """The cubic schedule over optimizer steps for a fine-tune of ``steps_per_epoch``."""
+        begin = round(self.begin * steps_per_epoch)
+        end = max(round(self.end * steps_per_epoch), begin + 1)
+        every = max(1, min(self.every_steps, (end - begin) // MIN_GRADUAL_UPDATES))
+        return CubicSchedule(self.final, begin=begin, end=end, initial=self.initial, every=every,
+                             unit="step")
 
 
 @dataclass
