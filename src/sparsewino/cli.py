@@ -9,6 +9,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+from .allocator import retain_freed_memory
 from .errors import UserError
 from .schema import OutOfRangeError
 
@@ -852,6 +853,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Commands that train for long: they keep freed memory (:func:`~sparsewino.allocator.retain_freed_memory`).
+TRAINING_COMMANDS = ("run", "study", "train", "prune")
+
 COMMANDS = {"run": cmd_run, "study": cmd_study, "train": cmd_train, "prune": cmd_prune, "convert": cmd_convert,
             "eval": cmd_eval, "bench": cmd_bench, "export": cmd_export, "count": cmd_count, "report": cmd_report,
             "inspect": cmd_inspect}
@@ -886,6 +890,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from .train.progress import log_progress_to_stdout
     log_progress_to_stdout(not args.quiet)          # progress lines when stdout is a log file
+    if args.command in TRAINING_COMMANDS:
+        retain_freed_memory()                       # fewer page faults per step (allocator.py)
     try:
         if args.threads:
             import torch
