@@ -3,6 +3,7 @@ import contextlib
 import io
 import json
 import re
+import statistics
 from pathlib import Path
 
 #: "~X" in a README expectation: the printed number lies within this factor of X either way
@@ -119,7 +120,7 @@ def test_a_changed_number_in_a_data_table_is_caught():
 
 # -------------------------------------------------------------- the demo table, backed by a run
 #: The README's demo table follows ``<!-- run data: PATH -->``: ``report/results.json`` of a
-#: ``sparsewino run fashion_mnist_spatial_winograd`` run, copied under docs/data/.
+#: ``sparsewino run`` of the demo recipe (``sparsewino.demo.RECIPE``), copied under docs/data/.
 _RUN_TABLE = re.compile(r"<!-- run data: (?P<path>\S+) -->\n(?P<table>(?:\|.*\|\n)+)")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
@@ -127,11 +128,15 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 def _demo_values(data: dict) -> dict[str, list[str]]:
     """Row label (its start) -> the numbers its value cell must show, in order."""
     head, rows = data["headline"], data["rows"]
-    step1 = [r for r in rows if r["stage"] == "step1"][-1]
+    after = {}                      # "after STAGE": accuracy, Winograd sparsity, spatial if any
+    for row in rows:
+        if row["kind"] == "prune":
+            after[f"after {row['stage']} "] = [
+                f"{row['accuracy'] * 100:.2f}", f"{row['winograd_sparsity'] * 100:.1f}",
+                *([f"{row['spatial_sparsity'] * 100:.1f}"] if row.get("spatial_sparsity") else [])]
     return {
         "baseline accuracy": [f"{head['baseline_accuracy'] * 100:.2f}"],
-        "after step 1": [f"{step1['accuracy'] * 100:.2f}", f"{step1['winograd_sparsity'] * 100:.1f}",
-                         f"{step1['spatial_sparsity'] * 100:.1f}"],
+        **after,
         "final accuracy": [f"{head['final_accuracy'] * 100:.2f}"],
         "Winograd-domain sparsity": [f"{head['winograd_sparsity'] * 100:.1f}"],
         "multiplication reduction": [f"{head['reduction_vs_direct']:.2f}", f"{head['reduction_vs_winograd']:.2f}"],
@@ -163,3 +168,39 @@ def test_readme_demo_table_matches_the_committed_run():
         assert _NUMBER.findall(value) == expected[key], (label, value, expected[key])
         labels.append(key)
     assert sorted(labels) == sorted(expected)                  # every backed row is shown once
+
+
+# ------------------------------------------------------- the held-out data table, backed by runs
+#: ``<!-- heldout data: DIR -->``: each row's first cell names ``DIR/<run>.json`` written by
+#: ``benchmarks/heldout_mnist.py --json``; stage and step pick its summary row.
+_HELDOUT_TABLE = re.compile(r"<!-- heldout data: (?P<path>\S+) -->\n(?P<table>(?:\|.*\|\n)+)")
+
+
+def test_readme_heldout_table_matches_the_committed_runs():
+    match = _HELDOUT_TABLE.search(README.read_text())
+    assert match, "README.md lost the held-out data table"
+    lines = match.group("table").strip().splitlines()[2:]
+    assert len(lines) >= 3
+    for line in lines:
+        run, stage, step, sparsity, delta = [c.strip() for c in line.strip().strip("|").split("|")]
+        data = json.loads((README.parent / match.group("path") / f"{run}.json").read_text())
+        row = next(r for r in data["summary"] if r["stage"] == stage and r["step"] == step)
+        assert len(data["seeds"]) == 3 and row["seeds"] == 3, (run, stage)
+        assert sparsity == f"{100 * row['winograd_sparsity']:.1f}", (line, row)
+        assert delta == f"{100 * row['delta']:+.2f} ± {100 * row['delta_std']:.2f}", (line, row)
+
+
+def test_readme_heldout_paired_gaps_match_the_committed_runs():
+    """The prose's "loses 0.20 and 0.77 point against the same fine-tuning without pruning"."""
+    folder = README.parent / "docs" / "data" / "heldout_mnist"
+    ours, dense = (json.loads((folder / f"{name}.json").read_text()) for name in ("gd2", "dense_control"))
+    assert ours["baselines"] == dense["baselines"]                  # same baseline per seed
+    gaps = []
+    for stage in ("step2a", "step2b"):
+        a = next(r for r in ours["summary"] if r["stage"] == stage)["deltas"]
+        b = next(r for r in dense["summary"] if r["stage"] == stage)["deltas"]
+        gaps.append(f"{100 * (sum(b) - sum(a)) / len(a):.2f}")
+    text = " ".join(README.read_text().split())
+    assert f"it loses {gaps[0]} and {gaps[1]} point" in text
+    base = [100 * b for b in ours["baselines"]]
+    assert f"baseline {statistics.mean(base):.2f} ± {statistics.stdev(base):.2f} %" in text
