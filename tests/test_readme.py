@@ -204,3 +204,23 @@ def test_readme_heldout_paired_gaps_match_the_committed_runs():
     assert f"it loses {gaps[0]} and {gaps[1]} point" in text
     base = [100 * b for b in ours["baselines"]]
     assert f"baseline {statistics.mean(base):.2f} ± {statistics.stdev(base):.2f} %" in text
+
+
+# ------------------------------------------------------- algorithm errors, backed by a data file
+_ERRORS = re.compile(r"<!-- errors: (?P<path>\S+) -->\n(?P<text>(?:[^\n]+\n)+)")
+_ERROR_CLAIM = re.compile(r"F\((\d+),(\d+)\) (\S+e-\d+)(?: \((published|naive points:) (\S+e-\d+)\))?")
+
+
+def test_readme_algorithm_errors_match_the_committed_measurement():
+    match = _ERRORS.search(README.read_text())
+    assert match, "README.md lost the data-backed algorithm errors"
+    data = json.loads((README.parent / match.group("path")).read_text())
+    by_tile = {(a["m"], a["r"]): a for a in data["algorithms"]}
+    claims = _ERROR_CLAIM.findall(match.group("text"))
+    assert len(claims) >= 4
+    for m, r, error, kind, other in claims:
+        row = by_tile[(int(m), int(r))]
+        assert error == f"{row['error']:.1e}".replace("e-0", "e-"), (m, r, error, row["error"])
+        if kind:
+            value = row["published"] if kind == "published" else row["naive_error"]
+            assert other == f"{value:.1e}".replace("e-0", "e-"), (m, r, kind, other, value)
