@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_json_argument, record_output  # noqa: E402
 from peer_runtimes import export_onnx, start_peers  # noqa: E402
 
 from sparsewino import engine  # noqa: E402
@@ -47,7 +48,9 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    add_json_argument(parser)
     args = parser.parse_args()
+    record_output(args.json)
     torch.manual_seed(args.seed)
     c = args.channels
     conv = nn.Conv2d(c, c, 3, padding=1).eval()

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_json_argument, record_output  # noqa: E402
 from peers import MODELS, model_case  # noqa: E402
 
 from sparsewino import engine  # noqa: E402
@@ -39,7 +40,9 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=100)
+    add_json_argument(parser)
     args = parser.parse_args()
+    record_output(args.json)
     torch.set_num_threads(args.threads)
     lib = kernels.library()
     print(f"CPU: {cpu_model()}; flags: {cpu_flags()}; threads {args.threads}; "

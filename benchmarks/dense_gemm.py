@@ -15,6 +15,7 @@ import argparse
 import statistics
 
 import torch
+from common import add_json_argument, record_output  # noqa: E402
 from torch import nn
 
 from sparsewino.engine import SparseLinear
@@ -31,7 +32,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    add_json_argument(parser)
     args = parser.parse_args()
+    record_output(args.json)
     torch.set_num_threads(args.threads)
     print(f"CPU: {cpu_model()}; flags: {cpu_flags()}; threads {args.threads}; torch "
           f"{torch.__version__}\n")

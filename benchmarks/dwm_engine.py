@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_model, median_time  # noqa: E402
+from common import add_json_argument, cpu_model, median_time, record_output  # noqa: E402
 from engine import prune_random  # noqa: E402
 
 from sparsewino import engine  # noqa: E402
@@ -200,7 +200,9 @@ def main() -> None:
     parser.add_argument("--no-model", action="store_true")
     parser.add_argument("--model-sparsity", type=float, default=0.7)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    add_json_argument(parser)
     args = parser.parse_args()
+    record_output(args.json)
     torch.set_num_threads(args.threads)
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs; {cpu_flags()}) | torch "
           f"{torch.__version__} | threads: {torch.get_num_threads()} | engine backend: "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+from common import add_json_argument, record_output  # noqa: E402
 
 from sparsewino.winograd import (
     algorithm,
@@ -190,7 +191,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-summation", action="store_true", help="only the error tables")
+    add_json_argument(parser)
     args = parser.parse_args()
+    record_output(args.json)
     torch.set_num_threads(1)
     print(f"samples={args.samples} seed={args.seed} torch={torch.__version__}")
     error_tables(args.samples, args.seed)

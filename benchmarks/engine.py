@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_model, median_time  # noqa: E402
+from common import add_json_argument, cpu_model, median_time, record_output  # noqa: E402
 
 from sparsewino import engine  # noqa: E402
 from sparsewino.engine import kernels  # noqa: E402
@@ -197,7 +197,9 @@ def main() -> None:
     parser.add_argument("--model-sparsity", type=float, default=0.75)
     parser.add_argument("--model-batches", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--profile", action="store_true", help="time breakdown instead")
+    add_json_argument(parser)
     args = parser.parse_args()
+    record_output(args.json)
     if args.quick:
         args.shapes, args.sparsity = args.shapes[:3], [0.0, 0.7, 0.9]
         args.runs, args.rounds = 7, 2

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import conditions  # noqa: E402
+from common import add_json_argument, conditions, record_output  # noqa: E402
 
 from sparsewino import engine  # noqa: E402
 from sparsewino.nn import WinogradConv3d  # noqa: E402
@@ -111,7 +111,9 @@ def main() -> None:
     parser.add_argument("--shapes", type=int, nargs="+", default=list(range(len(SHAPES))),
                         help=f"indices into {[s[0] for s in SHAPES]}")
     parser.add_argument("--quick", action="store_true", help="shapes 0, 1, 5; batch 1; 5 rounds")
+    add_json_argument(parser)
     args = parser.parse_args()
+    record_output(args.json)
     if args.quick:
         args.shapes, args.batches, args.rounds = [0, 1, 5], [1], 5
     torch.set_num_threads(args.threads)

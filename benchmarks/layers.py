@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import conditions, median_time  # noqa: E402
+from common import add_json_argument, conditions, median_time, record_output  # noqa: E402
 
 from sparsewino.nn import WinogradConv2d  # noqa: E402
 
@@ -34,7 +34,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--tiles", type=int, nargs="+", default=[2, 4, 6])
+    add_json_argument(parser)
     args = parser.parse_args()
+    record_output(args.json)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(conditions("/".join(map(str, args.batches)), args.warmup, args.runs), "\n")

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import conditions  # noqa: E402
+from common import add_json_argument, conditions, record_output  # noqa: E402
 
 from sparsewino import engine  # noqa: E402
 from sparsewino import prune as sp  # noqa: E402
@@ -187,7 +187,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny data and epochs")
+    add_json_argument(parser)
     args = parser.parse_args()
+    record_output(args.json)
     if args.quick:
         args.train, args.test, args.epochs, args.finetune, args.prune_finetune = 256, 128, 1, 0.25, 0.25
         args.ranks, args.prune_rank, args.repeats = [4, 16], 16, 5

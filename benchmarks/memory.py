@@ -17,6 +17,8 @@ import os
 import subprocess
 import sys
 
+from common import add_json_argument, record_output
+
 CHILD = r"""
 import json, resource, sys, torch, torch.nn.functional as F
 from sparsewino.nn import WinogradConv2d
@@ -53,7 +55,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--size", type=int, default=56)
+    add_json_argument(parser)
     args = parser.parse_args()
+    record_output(args.json)
     n, c, h = args.batch, args.channels, args.size
     act_mib = n * c * h * h * 4 / 2**20
     print(f"ResNet-18 layer1 shape at 224x224 input: N={n}, C=K={c}, {h}x{h}; "

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import torch
+from common import add_json_argument, record_output  # noqa: E402
 
 from sparsewino.nn import WinogradConv2d
 from sparsewino.recipes import load_model, load_recipe
@@ -71,7 +72,9 @@ def main() -> None:
                         help="for a checkpoint; a run directory's own data is used otherwise")
     parser.add_argument("--images", type=int, default=256, help="test images to run (256)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    add_json_argument(parser)
     args = parser.parse_args()
+    record_output(args.json)
     model, _ = load_model(args.model)
     recipe_file = Path(args.model) / "recipe.yaml"
     config = load_recipe(recipe_file).data if recipe_file.is_file() else DataConfig(args.dataset)
