@@ -71,3 +71,57 @@ def test_masks_only_grow_without_regrowth(train):
     train(model, steps=20, callbacks=[callback], lr=0.01)
     for i, mask in zip((0, 2), first):
         assert torch.all(model[i].weight_mask[mask == 0] == 0)
+
+
+def test_gradual_schedule_sets_each_threshold_to_the_scheduled_fraction(train):
+    """Li et al.'s gradual pruning: every threshold prunes exactly the schedule's fraction of each
+    layer's Q, rising to the final one, where the L1 term stops."""
+    model = _net()
+    schedule = sp.CubicSchedule(0.6, begin=0, end=20, initial=0.1, every=5)
+    callback = sp.NativeWinogradPruning(model, l1=1e-3, schedule=schedule)
+    assert callback.target == 0.6 and callback.describe() == "native gradual -> 0.60"
+    callback.on_train_begin(model)
+    for i in (0, 2):
+        assert int((model[i].weight_mask == 0).sum()) == round(0.1 * model[i].weight_mask.numel())
+    seen = []
+    for step in range(25):
+        model(torch.randn(4, 3, 9, 9)).pow(2).mean().backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= 1e-3 * p.grad
+                p.grad = None
+        callback.after_step(model, step)
+        wanted = schedule.amount_at(step + 1)
+        for i in (0, 2):
+            mask = model[i].weight_mask
+            assert int((mask == 0).sum()) == round(wanted * mask.numel()), (step, i)
+            assert torch.all(model[i].weight[mask == 0] == 0)
+        seen.append(wanted)
+    assert seen == sorted(seen) and len(set(seen)) >= 4 and seen[-1] == 0.6
+    assert callback.regularization(model) is None                  # at the target: no more L1
+    with pytest.raises(ValueError, match="exactly one of threshold"):
+        sp.NativeWinogradPruning(sparsity=0.3, schedule=schedule)
+
+
+def test_gradual_native_in_a_recipe_reaches_its_target(tmp_path):
+    from sparsewino.recipes import load_model, load_recipe, run_recipe
+    from sparsewino.train import ConfigError
+    stage = ("stages=[{stage: train, name: baseline, epochs: 0.2}, {stage: convert, name: w, domain: "
+             "winograd}, {stage: prune, name: native, method: native, l1: 1.0e-5, regrow: true, "
+             "exclude: [features.0], gradual: {final: 0.6, initial: 0.2, end: 0.5, every_steps: 2}, "
+             "finetune: {epochs: 0.5}}, {stage: evaluate, name: final}]")
+    overrides = ["model.args={widths: [4, 4, M, 8]}", stage]
+    recipe = load_recipe("fashion_mnist_native", overrides, smoke=True)
+    torch.manual_seed(0)
+    result = run_recipe(recipe, tmp_path / "run", progress=False, log=lambda message: None)
+    row = next(r for r in result.rows if r["stage"] == "native")
+    assert row["step"] == "native gradual -> 0.60, regrow" and row["target"] == 0.6
+    model, _ = load_model(result.run_dir / "model.pt")
+    for name in ("features.3", "features.7"):
+        mask = model.get_submodule(name).weight_mask
+        assert int((mask == 0).sum()) == round(0.6 * mask.numel()), name
+    with pytest.raises(ConfigError, match="remove \\['sparsity'\\]"):
+        load_recipe("fashion_mnist_native", [stage.replace("l1: 1.0e-5", "l1: 1.0e-5, sparsity: 0.3")])
+    with pytest.raises(ConfigError, match="needs threshold \\(t0\\), sparsity, or a gradual"):
+        load_recipe("fashion_mnist_native", [stage.replace(
+            ", gradual: {final: 0.6, initial: 0.2, end: 0.5, every_steps: 2}", "")])

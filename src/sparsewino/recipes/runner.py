@@ -269,13 +269,17 @@ def _prune(run: _Run, stage: PruneStage, first_unit: int) -> None:
     selection = dict(overrides=stage.overrides or None, include=stage.include, exclude=stage.exclude)
     if stage.spec.trains or stage.gradual is not None:
         start = time.perf_counter()
+        steps = len(run.data.train_loader(stage.finetune.batch_size, 0))
         if stage.spec.trains:
+            options = _prune_options(run, stage)
+            if stage.gradual is not None:                 # e.g. Li et al.'s gradual native pruning
+                options["schedule"] = stage.gradual.schedule(steps)
             callback = stage.spec.callback(run.model, include=stage.include, exclude=stage.exclude,
-                                           **_prune_options(run, stage))
+                                           **options)
             label, target = callback.describe(), callback.target
         else:
             gradual = stage.gradual
-            schedule = gradual.schedule(len(run.data.train_loader(stage.finetune.batch_size, 0)))
+            schedule = gradual.schedule(steps)
             callback = PruningCallback(stage.method, schedule, scope=stage.scope, **selection,
                                        **_prune_options(run, stage))
             label, target = f"gradual to {gradual.final:.2f}", gradual.final

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Union
@@ -140,7 +141,8 @@ class PruneStage:
     Exactly one way to give the target: ``amount`` (one step), ``targets`` (increasing steps,
     each followed by ``finetune``), ``densities`` (kept fractions, decreasing, for methods that
     count densities), ``gradual`` (cubic schedule during ``finetune``). A method that prunes while
-    training (``native``) takes its own options instead and prunes during ``finetune``.
+    training (``native``) takes its own options instead and prunes during ``finetune``, or a
+    ``gradual`` schedule (Li et al.'s gradual pruning: the threshold follows the schedule).
 
     The method's options (``tile``, ``ifm``, ``granularity``...) are written next to the common
     keys in YAML and held here as ``options``, an instance of the method's options dataclass
@@ -176,9 +178,17 @@ class PruneStage:
                              f"{spec.options.__name__}, got {type(self.options).__name__}")
         given = [k for k in ("amount", "targets", "densities", "gradual") if getattr(self, k) is not None]
         if spec.trains:
-            if given:
+            scheduled = given == ["gradual"] and "schedule" in inspect.signature(spec.callback).parameters
+            if given and not scheduled:
                 raise ValueError(f"method {self.method!r} prunes during fine-tuning; remove {given} "
                                  f"(its options: {method_option_names(spec)})")
+            fixed = [k for k in ("threshold", "sparsity") if getattr(self.options, k, None) is not None]
+            if scheduled and fixed:
+                raise ValueError(f"method {self.method!r} with gradual: prunes to the schedule's "
+                                 f"sparsity; remove {fixed}")
+            if not scheduled and not fixed and {"threshold", "sparsity"} <= set(method_option_names(spec)):
+                raise ValueError(f"method {self.method!r} needs threshold (t0), sparsity, or a "
+                                 "gradual: schedule (Li et al.'s gradual pruning)")
             if self.finetune is None:
                 raise ValueError(f"method {self.method!r} prunes while training: add a finetune "
                                  "mapping")

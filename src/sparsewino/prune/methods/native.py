@@ -21,6 +21,7 @@ from ..layers import NameFilter, SelectionError, is_winograd_layer, matches, sel
 from ..mask import Mask, apply_mask, effective_weight, get_mask
 from ..model import unwrap_model
 from ..protocol import TrainingCallback
+from ..schedule import Schedule
 from ..selection import amount_to_count, solve_threshold
 from .base import MethodSpec, element_problem, option, register_method
 
@@ -46,8 +47,9 @@ class NativeOptions:
                                  "pruned weights stay pruned)")
 
     def __post_init__(self) -> None:
-        if (self.threshold is None) == (self.sparsity is None):
-            raise ValueError("method 'native' needs exactly one of threshold (t0) or sparsity")
+        if self.threshold is not None and self.sparsity is not None:
+            raise ValueError("method 'native' takes one of threshold (t0) or sparsity, not both "
+                             "(or neither, with gradual: in the stage)")
         if (self.final_sparsity is not None and self.sparsity is not None
                 and self.sparsity > self.final_sparsity):
             raise ValueError(f"native: sparsity {self.sparsity} (the first threshold) is above "
@@ -77,6 +79,10 @@ class NativeWinogradPruning(TrainingCallback):
             gradient (straight through the mask), and each threshold is applied afresh to the
             underlying weights, so a weight that grows back above it returns. ``False``
             (default): masks only grow.
+        schedule: instead of ``threshold``/``sparsity``: Li et al.'s gradual pruning. Each
+            threshold prunes the fraction ``schedule.amount_at(step)`` of each layer's Q (the
+            lowest |Q|·‖row(A⊗A)‖, its t₀ solved afresh), rising while the L1 term trains the
+            weights towards zero; ``final_sparsity`` defaults to the schedule's final one.
 
     Examples:
         >>> from sparsewino.nn import WinogradConv2d
@@ -90,9 +96,12 @@ class NativeWinogradPruning(TrainingCallback):
     def __init__(self, model: nn.Module | None = None, threshold: float | Mapping[str, float] | None = None,
                  l1: float = 1e-4, *, sparsity: float | None = None, include: NameFilter = None,
                  exclude: NameFilter = None, every: int = 1, final_sparsity: float | None = None,
-                 regrow: bool = False) -> None:
-        if (threshold is None) == (sparsity is None):
-            raise ValueError("NativeWinogradPruning needs exactly one of threshold (t0) or sparsity")
+                 regrow: bool = False, schedule: Schedule | None = None) -> None:
+        if sum(x is not None for x in (threshold, sparsity, schedule)) != 1:
+            raise ValueError("NativeWinogradPruning needs exactly one of threshold (t0), sparsity "
+                             "or schedule (gradual)")
+        if schedule is not None and final_sparsity is None:
+            final_sparsity = schedule.final
         if l1 < 0 or every < 1:
             raise ValueError(f"need l1 >= 0 and every >= 1, got l1={l1}, every={every}")
         for value in (sparsity, final_sparsity):
@@ -102,6 +111,7 @@ class NativeWinogradPruning(TrainingCallback):
             raise ValueError(f"sparsity {sparsity} (the first threshold) is above final_sparsity "
                              f"{final_sparsity}")
         self.threshold, self.sparsity, self.l1, self.every = threshold, sparsity, l1, every
+        self.schedule = schedule
         self.final_sparsity, self.regrow = final_sparsity, bool(regrow)
         self.include, self.exclude = include, exclude
         self.thresholds: dict[str, float] = {}
@@ -140,9 +150,14 @@ class NativeWinogradPruning(TrainingCallback):
         return self.final_sparsity if self.final_sparsity is not None else self.sparsity
 
     def describe(self) -> str:
-        """A short label: ``native t0=...`` or ``native sparsity 0.50`` (``-> 0.70``, regrow)."""
-        label = f"native t0={self.threshold}" if self.threshold is not None else \
-            f"native sparsity {self.sparsity:.2f}"
+        """A short label: ``native t0=...``, ``native sparsity 0.50`` or ``native gradual``
+        (``-> 0.70``, regrow)."""
+        if self.schedule is not None:
+            label = "native gradual"
+        elif self.threshold is not None:
+            label = f"native t0={self.threshold}"
+        else:
+            label = f"native sparsity {self.sparsity:.2f}"
         if self.final_sparsity is not None:
             label += f" -> {self.final_sparsity:.2f}"
         return label + (", regrow" if self.regrow else "")
@@ -159,14 +174,25 @@ class NativeWinogradPruning(TrainingCallback):
         return (self.final_sparsity is not None and mask is not None
                 and 1.0 - float(mask.double().mean()) >= self.final_sparsity - 0.5 / mask.numel())
 
-    def apply_threshold(self, model: nn.Module) -> None:
-        """Prune every entry at or below its position's threshold now (up to ``final_sparsity``)."""
+    def apply_threshold(self, model: nn.Module, step: int = 0) -> None:
+        """Prune every entry at or below its position's threshold now (up to ``final_sparsity``);
+        with a schedule, the fraction it gives at optimizer step ``step``."""
+        scheduled = self.schedule.amount_at(step) if self.schedule is not None else None
+        if self.schedule is not None and scheduled is None:
+            return                                 # before the schedule begins
         for name, module in self.layers(model):
-            t0 = self._threshold(name, module)
             scores = self._scores(module)
-            keep = scores > t0
-            if self.final_sparsity is not None:
-                limit = amount_to_count(self.final_sparsity, keep.numel())
+            if scheduled is not None:              # t0 solved afresh: the scheduled fraction
+                count = amount_to_count(scheduled, scores.numel())
+                t0 = float(scores.flatten().kthvalue(count).values) if count else -1.0
+                keep = scores > t0
+                limit = count
+            else:
+                t0 = self._threshold(name, module)
+                keep = scores > t0
+                limit = (amount_to_count(self.final_sparsity, keep.numel())
+                         if self.final_sparsity is not None else None)
+            if limit is not None:
                 if int((~keep).sum()) > limit:   # exactly the target: the lowest scores go
                     mask = get_mask(module)
                     if not self.regrow and mask is not None:
@@ -183,7 +209,7 @@ class NativeWinogradPruning(TrainingCallback):
             apply_mask(module, keep, "weight", combine=not self.regrow, info=info)
 
     def on_train_begin(self, model: nn.Module) -> None:
-        self.apply_threshold(model)
+        self.apply_threshold(model, 0)
         if self.regrow and not self._hooks:
             for _, module in self.layers(model):
                 self._hooks.append(module.register_forward_pre_hook(_straight_through))
@@ -201,7 +227,7 @@ class NativeWinogradPruning(TrainingCallback):
 
     def after_step(self, model: nn.Module, step: int) -> None:
         if (step + 1) % self.every == 0:
-            self.apply_threshold(model)
+            self.apply_threshold(model, step + 1)
 
     def state_dict(self) -> dict[str, Any]:
         return {"thresholds": dict(self.thresholds)}
