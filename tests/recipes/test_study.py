@@ -132,3 +132,42 @@ def test_a_smoke_study_runs_every_recipe_on_fake_data(tmp_path, capsys):
     assert main(["study", "fashion_mnist_methods", "--smoke", "--quiet", "--cell", "magnitude",
                  "--seed", "0", "--run-dir", str(out)]) == 0
     assert (out / "baseline" / "seed-0" / "model.pt").is_file()
+
+
+def test_budget_refuses_a_cell_that_fine_tunes_more_or_less(tmp_path):
+    from sparsewino.recipes.study import finetune_epochs
+    study = load_study(_study(tmp_path, budget={"finetune_epochs": 0.5}))   # 2 targets x 0.25
+    assert all(finetune_epochs(run.recipe) == (0.5, 0.0) for run in study.runs if run.cell != "baseline")
+    with pytest.raises(StudyError, match=r"step1.*fine-tune 0.5 epochs in all, the study's budget is 1"):
+        load_study(_study(tmp_path, budget={"finetune_epochs": 1}))
+    for bad in ({"epochs": 4}, {"finetune_epochs": 0}, 4):
+        with pytest.raises(StudyError, match="budget"):
+            load_study(_study(tmp_path, budget=bad))
+
+
+@pytest.mark.parametrize("name", ["fashion_mnist_equal", "fashion_mnist_equal_wide"])
+def test_equal_budget_studies_give_every_cell_the_same_fine_tuning(name):
+    from sparsewino.recipes.study import finetune_epochs
+    study = load_study(name)
+    cells = [run for run in study.runs if run.cell != "baseline"]
+    assert len(cells) == 7 * 3 * 3 and len(study.runs) == len(cells) + 3
+    for run in cells:
+        pruning, other = finetune_epochs(run.recipe)
+        assert pruning == 4.0, run.key
+        assert other == (3.0 if run.cell.startswith("winograd_relu") else 0.0), run.key
+        final = [s for s in run.recipe.stages if getattr(s, "gradual", None) is not None][-1].gradual.final
+        assert run.key.split("final-")[1].startswith(str(final)), run.key
+    widths = {tuple(run.recipe.model.args["widths"]) for run in study.runs}
+    assert widths == {(32, 32, "M", 64, 64, "M", 128) if name.endswith("wide") else (16, 16, "M", 32, 32, "M", 64)}
+    lavin = [s for run in cells if run.cell.startswith("step1_step2") for s in run.recipe.stages
+             if getattr(s, "kind", "") == "convert"]
+    assert lavin and all(s.points == "lavin" for s in lavin)
+
+
+def test_equal_budget_native_and_winograd_relu_cells_run_on_fake_data(tmp_path):
+    out = tmp_path / "smoke"
+    for cell in ("native", "winograd_relu"):
+        assert main(["study", "fashion_mnist_equal", "--smoke", "--quiet", "--cell", cell,
+                     "--seed", "0", "--run-dir", str(out)]) == 0
+    rows = json.loads((out / "cells" / "native.final-0.6" / "seed-0" / "results.json").read_text())
+    assert next(r for r in rows if r["stage"] == "native")["step"].startswith("native gradual -> 0.60")

@@ -13,6 +13,12 @@ of values) and seeds::
         recipe: step2.yaml
         grid: {stages.step2.finetune.optimizer.lr: [1.0e-2, 1.0e-3]}
 
+``budget: {finetune_epochs: E}`` makes every cell prove equal terms: the fine-tuning epochs of
+its pruning stages after the shared baseline (:func:`finetune_epochs`; each target of a
+``targets`` list is followed by its own fine-tune) must add up to E, or the study is refused
+with the cell and its sum. ``train`` stages after the baseline (e.g. Winograd-ReLU's recovery
+from the conversion) are not pruning budget; :func:`finetune_epochs` reports them apart.
+
 Study directory (default ``runs/studies/<name>``)::
 
     <dir>/.sparsewino-study        the study's name: a directory of another study is refused
@@ -48,16 +54,24 @@ from ..files import write_text_atomic
 from ..schema import ConfigError
 from .loading import apply_values, find_recipe, read_recipe_data, smoke_variant
 from .rundir import RunDirectoryError
-from .schema import Recipe, identity_changes, parse_recipe, recipe_identity, recipe_to_dict
+from .schema import (
+                     PruneStage,
+                     Recipe,
+                     TrainStage,
+                     identity_changes,
+                     parse_recipe,
+                     recipe_identity,
+                     recipe_to_dict,
+)
 
-__all__ = ["Study", "StudyCell", "StudyRun", "StudyError", "StudyResult", "load_study",
+__all__ = ["Study", "StudyCell", "StudyRun", "StudyError", "StudyResult", "load_study", "finetune_epochs",
            "parse_study", "run_study", "bundled_studies", "find_study", "STUDY_MARKER"]
 
 logger = logging.getLogger("sparsewino")
 
 #: Written into a study directory; holds the study's name.
 STUDY_MARKER = ".sparsewino-study"
-_STUDY_KEYS = ("name", "description", "seeds", "set", "baseline", "cells", "threads")
+_STUDY_KEYS = ("name", "description", "seeds", "set", "baseline", "cells", "threads", "budget")
 _CELL_KEYS = ("name", "recipe", "method", "set", "grid", "description")
 _BASELINE_KEYS = ("recipe", "stage", "set")
 #: What a study writes in its directory.
@@ -261,6 +275,32 @@ def _stage_index(data: Mapping[str, Any], stage: str) -> int | None:
     return None
 
 
+def finetune_epochs(recipe: Recipe) -> tuple[float, float]:
+    """``(pruning fine-tune epochs, other training epochs)`` of ``recipe``'s stages: a prune stage
+    fine-tunes once per target (once for ``gradual`` and for methods that prune while training);
+    ``train``/``finetune`` stages count as other training."""
+    pruning = other = 0.0
+    for stage in recipe.stages:
+        if isinstance(stage, PruneStage) and stage.finetune is not None:
+            times = 1 if (stage.spec.trains or stage.gradual is not None) else len(stage.target_list())
+            pruning += times * stage.finetune.epochs
+        elif isinstance(stage, TrainStage):
+            other += stage.config.epochs
+    return pruning, other
+
+
+def _check_budget(budget: Mapping[str, Any] | None, recipe: Recipe, where: str) -> None:
+    if budget is None:
+        return
+    pruning, other = finetune_epochs(recipe)
+    wanted = float(budget["finetune_epochs"])
+    if abs(pruning - wanted) > 1e-9:
+        raise StudyError(f"{where}: its pruning stages fine-tune {pruning:g} epochs in all, the "
+                         f"study's budget is {wanted:g} (budget.finetune_epochs); equal budgets "
+                         f"compare methods, not training time" + (f" (other training: {other:g} "
+                                                                  "epochs)" if other else ""))
+
+
 def _build(data: Mapping[str, Any], source: Path, where: str) -> Recipe:
     try:
         return parse_recipe(data, source=f"{where} ({source})")
@@ -308,6 +348,11 @@ def parse_study(data: Mapping[str, Any], source: str | Path = "study.yaml",
         raise StudyError(f"{source}.threads: a positive integer expected, got {threads!r}")
     common = _mapping(data.get("set"), f"{source}.set")
     _check_set(common, f"{source}.set")
+    budget = data.get("budget")
+    if budget is not None:
+        if not isinstance(budget, Mapping) or set(budget) != {"finetune_epochs"} or \
+                not isinstance(budget["finetune_epochs"], (int, float)) or budget["finetune_epochs"] <= 0:
+            raise StudyError(f"{source}.budget: {{finetune_epochs: E}} with E > 0 expected, got {budget!r}")
     base = source.parent
     root = Path(run_dir) if run_dir is not None else \
         Path("runs") / "studies" / (f"{name}-smoke" if smoke else name)
@@ -390,6 +435,8 @@ def parse_study(data: Mapping[str, Any], source: str | Path = "study.yaml",
                     checkpoint = root / "baseline" / f"seed-{seed}" / "model.pt"
                     data_seed["model"] = {**data_seed["model"], "checkpoint": str(checkpoint.absolute())}
                 recipe = _build(data_seed, source, f"{where} ({variant}, seed {seed})")
+                if not smoke:
+                    _check_budget(budget, recipe, f"{where} ({variant})")
                 cell_runs.append(StudyRun(variant, cell.method, seed, recipe,
                                           root / "cells" / variant / f"seed-{seed}", params))
     order = {seed: i for i, seed in enumerate(seeds)}
