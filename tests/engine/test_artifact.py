@@ -219,3 +219,17 @@ def test_files_are_written_atomically_and_reproducibly(tmp_path):
     second = engine.save(fast, tmp_path / "b.swe", shapes=[(2, 1, 8, 8)]).read_bytes()
     assert first == second and first[:8] == container.MAGIC
     assert not list(tmp_path.glob("*.tmp"))
+
+
+@needs_kernel
+def test_a_model_ending_in_a_view_loads_with_its_output_shape(tmp_path, native_backend):
+    """The program's result is a whole view of its output buffer (Flatten after pooling): the
+    artifact returns the model's shape, not the buffer's (it returned (N, C, 1, 1))."""
+    net = nn.Sequential(WinogradConv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten()).eval()
+    x = torch.randn(2, 3, 11, 9)
+    with torch.no_grad():
+        fast = engine.compile(net)
+        expected = fast(x)
+    loaded = engine.load(engine.save(fast, tmp_path / "flat.swe", shapes=[tuple(x.shape)]))
+    assert loaded(x).shape == expected.shape == (2, 8) and torch.equal(loaded(x), expected)

@@ -120,7 +120,10 @@ def _record(program: Program, constants: _Constants) -> ProgramRecord:
     output_root = program.values[program.output].root
     dynamic = {(id(struct), name): (root, shift) for struct, name, root, shift in program.patches}
     regions = ((program.arena, ARENA), (program.workspace, WORKSPACE))
-    record = ProgramRecord(program.values[input_root].shape, program.values[output_root].shape,
+    result, root = program.values[program.output], program.values[output_root]
+    # the model's result may be a whole view of the output buffer in another shape (Flatten)
+    output_shape = result.shape if result.shift == 0 and result.numel == root.numel else root.shape
+    record = ProgramRecord(program.values[input_root].shape, output_shape,
                            4 * program.arena.numel(), 4 * program.workspace.numel())
     segment = program.steps[0]
     for op in segment.ops:
