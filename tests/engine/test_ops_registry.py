@@ -7,6 +7,7 @@ from typing import Sequence
 import pytest
 import torch
 from torch import fx, nn
+from torch.nn.utils import prune
 
 from sparsewino import engine
 from sparsewino.engine import kernels, ops
@@ -20,11 +21,11 @@ from .conftest import COMPILED, needs_kernel
 
 
 def test_every_kind_answers_the_protocol():
-    assert list(ops.COMPILED_KINDS) == ["adder", "conv2d", "conv3d", "dwm", "gemm"]
+    assert list(ops.COMPILED_KINDS) == ["adder", "conv2d", "conv3d", "direct", "dwm", "gemm"]
     assert {"pool2d", "pool3d", "relu", "add", "affine", "alias", "size"} <= set(ops.NODE_OPS)
     for kind in ops.COMPILED_KINDS.values():
         assert kind.description and issubclass(kind.compiled_type, CompiledLayer)
-        assert kind.report in ("sparse-winograd", "sparse-gemm", "adder")
+        assert kind.report in ("sparse-winograd", "sparse-gemm", "sparse-direct", "adder")
         assert kind.counts in ("winograd", "adder", None) and kind.dims in (2, 3)
     for op in ops.NODE_OPS.values():
         assert op.description and op.name
@@ -41,7 +42,10 @@ def test_every_kind_answers_the_protocol():
     (WinogradConv3d(3, 4, 3, padding=1, tile=2), "conv3d", None),
     (nn.Linear(5, 6), "gemm", None),
     (nn.Conv2d(5, 6, 1, stride=2), "gemm", None),
-    (nn.Conv2d(5, 6, 3), "gemm", "nn.Conv2d"),
+    (nn.Conv2d(5, 6, 3), "direct", "weight density 1.00"),
+    (prune.l1_unstructured(nn.Conv2d(5, 6, 3, stride=2, padding=1), "weight", amount=0.7), "direct", None),
+    (nn.Conv2d(5, 6, 1, padding=1), "direct", "weight density"),
+    (nn.Conv2d(6, 6, 3, groups=3), "direct", "groups 1"),
     (WinogradConv2d(3, 4, 3, padding=1).double(), "conv2d", "float64"),
     (AdderConv2d(3, 4, 3, stride=2, padding=1), "adder", None),
     (nn.ReLU(), None, None),

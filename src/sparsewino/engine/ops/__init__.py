@@ -2,7 +2,8 @@
 
 * :data:`COMPILED_KINDS` — layers compiled into packed inference modules, one file each:
   :mod:`.conv2d` (2-D Winograd), :mod:`.conv3d` (3-D Winograd), :mod:`.dwm` (DWM pieces),
-  :mod:`.gemm` (``nn.Linear`` and 1x1 ``nn.Conv2d``);
+  :mod:`.direct` (pruned k×k ``nn.Conv2d``, im2col + sparse GEMM), :mod:`.gemm` (``nn.Linear``
+  and 1x1 ``nn.Conv2d``);
 * :data:`NODE_OPS` — graph nodes without weights of their own: :mod:`.pool` (2-D and 3-D
   pooling), :mod:`.eltwise` (ReLU, residual additions, BatchNorm as an affine map, aliases).
 
@@ -77,4 +78,4 @@ def lookup(name: str) -> CompiledKind | NodeOp:
 
 
 # Registration (order matters for source_kind: the first kind that takes a layer compiles it).
-from . import adder, conv2d, conv3d, dwm, eltwise, gemm, pool  # noqa: E402,F401
+from . import adder, conv2d, conv3d, direct, dwm, eltwise, gemm, pool  # noqa: E402,F401

@@ -11,6 +11,7 @@ from .. import kernels
 from ..modules import SparseLinear, SparsePointwiseConv2d, _GemmModule
 from . import register_kind
 from .base import BuildOptions, CompiledKind, Emitter, UnsupportedGraph
+from .direct import is_pointwise
 from .pool import pool_args
 
 
@@ -23,7 +24,7 @@ class GemmKind(CompiledKind):
     report = "sparse-gemm"
 
     def takes(self, module: nn.Module) -> bool:
-        return type(module) in (nn.Linear, nn.Conv2d)
+        return type(module) is nn.Linear or (type(module) is nn.Conv2d and is_pointwise(module))
 
     def reason(self, module: nn.Module) -> str | None:
         if type(module) is nn.Conv2d:
