@@ -15,6 +15,7 @@ batch (engine.program.profile: each kernel operation alone) next to each conv2d 
     python benchmarks/dwm_engine.py --no-model         # the layer table only
     python benchmarks/dwm_engine.py --no-layers --batches 8
     python benchmarks/dwm_engine.py --shapes 2 --layout stacked --tile 6
+    python benchmarks/dwm_engine.py --no-model --direct --sparsity 0.7 0.9   # DWM vs direct
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from engine import prune_random  # noqa: E402
 from sparsewino import engine  # noqa: E402
 from sparsewino import prune as sp  # noqa: E402
 from sparsewino.engine import SparseDecomposedConv2d  # noqa: E402
+from sparsewino.engine.direct import SparseDirectConv2d  # noqa: E402
 from sparsewino.engine.program import profile  # noqa: E402
 from sparsewino.models import create_model  # noqa: E402
 from sparsewino.nn import WinogradConv2d, convert  # noqa: E402
@@ -67,35 +69,51 @@ def compiled_layer(w: torch.Tensor, stride: int, padding: int, sparsity: float,
     return SparseDecomposedConv2d.from_layer(layer.eval(), layout=args.layout)
 
 
+def direct_layer(w: torch.Tensor, stride: int, padding: int, sparsity: float,
+                 seed: int) -> SparseDirectConv2d:
+    """The same convolution run directly (im2col + sparse GEMM) with ``sparsity`` of its
+    spatial weights zeroed (random, unstructured)."""
+    conv = nn.Conv2d(w.shape[1], w.shape[0], w.shape[2], stride=stride, padding=padding, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(prune_random(w, sparsity, seed))
+    return SparseDirectConv2d.from_conv(conv.eval())
+
+
 def layer_table(args: argparse.Namespace) -> None:
+    kinds = [("DWM", s) for s in args.sparsity] + ([("direct", s) for s in args.sparsity]
+                                                   if args.direct else [])
     print("| layer | (N, C, K, H) | pieces | conv2d ms | " +
-          " | ".join(f"s={s:.0%}" for s in args.sparsity) + " |")
-    print("|" + "---|" * (4 + len(args.sparsity)))
-    ratios: dict[float, list[float]] = defaultdict(list)
+          " | ".join(f"{kind} s={s:.0%}" for kind, s in kinds) + " |")
+    print("|" + "---|" * (4 + len(kinds)))
+    ratios: dict[tuple[str, float], list[float]] = defaultdict(list)
     for index in args.shapes:
         name, n, c, k, h, ks, stride, padding = SHAPES[index]
         torch.manual_seed(index)
         x, w = torch.randn(n, c, h, h), torch.randn(k, c, ks, ks) / (ks * c ** 0.5)
-        fast = {s: compiled_layer(w, stride, padding, s, args, index) for s in args.sparsity}
-        conv_times, times = [], {s: [] for s in args.sparsity}
+        fast = {("DWM", s): compiled_layer(w, stride, padding, s, args, index) for s in args.sparsity}
+        if args.direct:
+            fast.update({("direct", s): direct_layer(w, stride, padding, s, index)
+                         for s in args.sparsity})
+        conv_times, times = [], {key: [] for key in fast}
         with torch.no_grad():
             for _ in range(args.rounds):
                 conv_times.append(median_time(lambda x=x, w=w, st=stride, p=padding: F.conv2d(
                     x, w, stride=st, padding=p), args.warmup, args.runs))
-                for s, f in fast.items():
-                    times[s].append(median_time(lambda f=f, x=x: f(x), args.warmup, args.runs))
+                for key, f in fast.items():
+                    times[key].append(median_time(lambda f=f, x=x: f(x), args.warmup, args.runs))
         conv = statistics.median(conv_times) * 1e3
-        spec = next(iter(fast.values())).spec
+        spec = fast[("DWM", args.sparsity[0])].spec
         pieces = (f"{spec.decomposition.pieces} x F({spec.tile},{spec.piece}) {spec.layout}")
         cells = []
-        for s in args.sparsity:
-            ms = statistics.median(times[s]) * 1e3
-            ratios[s].append(conv / ms)
+        for key in kinds:
+            ms = statistics.median(times[key]) * 1e3
+            ratios[key].append(conv / ms)
             cells.append(f"{conv / ms:.2f}x ({ms:.3g} ms)")
         print(f"| {name} | {(n, c, k, h)} | {pieces} | {conv:.3g} | " + " | ".join(cells) + " |",
               flush=True)
-    print("| **median** | | | | " + " | ".join(f"**{statistics.median(ratios[s]):.2f}x**"
-                                               for s in args.sparsity) + " |")
+    print("| **median** | | | | " + " | ".join(f"**{statistics.median(ratios[key]):.2f}x**"
+                                               for key in kinds) + " |")
+    ratios = {s: ratios[("DWM", s)] for s in args.sparsity}
     for s, target in TARGETS.items():
         if s in ratios:
             worst = min(ratios[s])
@@ -196,6 +214,9 @@ def main() -> None:
     parser.add_argument("--tile", default=4, type=lambda v: v if v == "auto" else int(v))
     parser.add_argument("--decompose", default="auto", choices=("auto", "dwm"))
     parser.add_argument("--layout", default="auto", choices=("auto", "stacked", "pieces"))
+    parser.add_argument("--direct", action="store_true",
+                        help="also each layer run directly (im2col + sparse GEMM, engine kind "
+                             "'direct') with the same fraction of its spatial weights pruned")
     parser.add_argument("--no-layers", action="store_true")
     parser.add_argument("--no-model", action="store_true")
     parser.add_argument("--model-sparsity", type=float, default=0.7)
