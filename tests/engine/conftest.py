@@ -70,6 +70,20 @@ def assert_matches(y: torch.Tensor, ref: torch.Tensor, tol: float = 2e-5) -> Non
     assert err <= tol * scale, f"max error {err:.3g} > {tol:.1g} x scale {scale:.3g}"
 
 
+def compile_and_compare(net: torch.nn.Module, x: torch.Tensor, backend: str,
+                        tol: float = 1e-4) -> torch.nn.Module:
+    """``engine.compile(net)`` run on ``backend``: its output equals the model's (within ``tol``
+    of float32 rounding); returns the compiled model."""
+    from sparsewino import engine
+    with torch.no_grad():
+        expected = net(x)
+        fast = engine.compile(net)
+        with engine.use_backend(backend):
+            got = fast(x)
+    assert_matches(got, expected.double(), tol=tol)
+    return fast
+
+
 def cpu_flags() -> set[str]:
     """This CPU's vector flags (:func:`sparsewino.timing.cpu_flags`; the test is skipped where
     they cannot be read)."""

@@ -15,7 +15,15 @@ from sparsewino import engine
 from sparsewino.engine import SparseWinogradConv2d, SparseWinogradConv3d
 from sparsewino.nn import WinogradConv2d, WinogradConv3d
 
-from .conftest import COMPILED, assert_matches, needs_kernel, randomize_batchnorm, reference, sparse_layer
+from .conftest import (
+    COMPILED,
+    assert_matches,
+    compile_and_compare,
+    needs_kernel,
+    randomize_batchnorm,
+    reference,
+    sparse_layer,
+)
 
 BACKENDS = COMPILED + ["torch"]
 
@@ -45,12 +53,7 @@ def small_vgg(seed: int = 0) -> nn.Module:
 def test_whole_model_matches_original(backend):
     net = small_vgg()
     x = torch.randn(2, 3, 21, 18)
-    with torch.no_grad():
-        expected = net(x)
-        fast = engine.compile(net)
-        with engine.use_backend(backend):
-            got = fast(x)
-    assert_matches(got, expected.double(), tol=1e-4)
+    fast = compile_and_compare(net, x, backend)
     report = fast.compile_report
     assert report.compiled == ["0", "3", "7", "11", "12", "15"]
     fused = {d.name: d.fused for d in report if d.compiled}

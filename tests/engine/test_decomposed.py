@@ -18,7 +18,7 @@ from sparsewino.engine.program import profile
 from sparsewino.models import MODELS
 from sparsewino.nn import WinogradConv2d, convert
 
-from .conftest import COMPILED, assert_matches, needs_kernel, randomize_batchnorm
+from .conftest import COMPILED, assert_matches, compile_and_compare, needs_kernel, randomize_batchnorm
 
 
 def decomposed_layer(c, k, kernel, stride, padding, piece, tile, *, groups=1, sparsity=0.0,
@@ -181,12 +181,7 @@ def small_strided_net(seed=0):
 def test_model_with_decomposed_layers_runs_as_one_program(backend):
     net = small_strided_net()
     x = torch.randn(2, 3, 37, 30)
-    with torch.no_grad():
-        expected = net(x)
-        fast = engine.compile(net)
-        with engine.use_backend(backend):
-            got = fast(x)
-    assert_matches(got, expected.double(), tol=1e-4)
+    fast = compile_and_compare(net, x, backend)
     report = fast.compile_report
     assert sorted(report.compiled) == ["0", "10", "4.branch.0", "4.branch.3", "4.down.0", "5", "7"]
     kinds = {d.name: d.detail for d in report}

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import kernels
-from .modules import OpPlan, _GemmModule, bf16_inputs
+from .modules import OpPlan, _ConvGemm, bf16_inputs
 
 __all__ = ["SparseDirectConv2d", "MAX_DENSITY"]
 
@@ -32,7 +32,7 @@ __all__ = ["SparseDirectConv2d", "MAX_DENSITY"]
 MAX_DENSITY = 0.5
 
 
-class SparseDirectConv2d(_GemmModule):
+class SparseDirectConv2d(_ConvGemm):
     """Inference-only k×k convolution (any stride and zero padding, groups 1, dilation 1) as an
     im2col copy (``extract``) and a sparse GEMM.
 
@@ -61,33 +61,16 @@ class SparseDirectConv2d(_GemmModule):
         self._offsets = torch.tensor([[i - ph, j - pw] for i in range(kh) for j in range(kw)],
                                      dtype=torch.int32)
 
-    @staticmethod
-    def supported(conv: nn.Module) -> str | None:
-        """Why ``conv`` is not a convolution this module runs, or ``None``."""
-        if type(conv) is not nn.Conv2d:
-            return f"{type(conv).__name__} is not an nn.Conv2d"
+    @classmethod
+    def _geometry_reason(cls, conv: nn.Conv2d) -> str | None:
         if conv.dilation != (1, 1) or conv.groups != 1 or conv.padding_mode != "zeros" or \
                 isinstance(conv.padding, str):
             return "only groups 1, dilation 1 and numeric zero padding run as im2col + GEMM"
-        if conv.weight.dtype != torch.float32 or conv.weight.device.type != "cpu":
-            return "float32 CPU weights only"
-        columns = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
-        if columns > kernels.MAX_COLUMNS:
-            return f"more than {kernels.MAX_COLUMNS} im2col columns (C x kh x kw = {columns})"
         return None
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, threads: int | None = None,
-                  formats: str | Sequence[str] = "auto", relu: bool = False,
-                  scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
-                  residual: bool = False, precision: str = "fp32") -> "SparseDirectConv2d":
-        """Compile ``conv`` (its effective weight: prune masks applied; see :meth:`supported`)."""
-        reason = cls.supported(conv)
-        if reason is not None:
-            raise ValueError(f"cannot compile {type(conv).__name__}: {reason}")
-        return cls(conv.weight, conv.bias, relu=relu, residual=residual, threads=threads,
-                   formats=formats, scale=scale, shift=shift, stride=conv.stride,
-                   padding=conv.padding, precision=precision)
+    def _geometry(cls, conv: nn.Conv2d) -> dict[str, Any]:
+        return {"stride": conv.stride, "padding": conv.padding}
 
     def get_extra_state(self) -> dict[str, Any]:
         return {**super().get_extra_state(), "stride": self.stride, "padding": self.padding}

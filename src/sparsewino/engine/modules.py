@@ -764,7 +764,52 @@ class SparseLinear(_GemmModule):
                 + (", residual=True" if self.residual else ""))
 
 
-class SparsePointwiseConv2d(_GemmModule):
+class _ConvGemm(_GemmModule):
+    """A convolution run as a GEMM over packed ``K × C·kh·kw`` weights: the checks and the
+    constructor from an ``nn.Conv2d`` shared by the 1x1 and the direct (im2col) layers."""
+
+    @classmethod
+    def _geometry_reason(cls, conv: nn.Conv2d) -> str | None:
+        """Why this class does not run ``conv``'s kernel, stride and padding, or ``None``."""
+        raise NotImplementedError
+
+    @classmethod
+    def _geometry(cls, conv: nn.Conv2d) -> dict[str, Any]:
+        """The constructor's keyword arguments that describe ``conv``'s geometry."""
+        return {"stride": conv.stride}
+
+    @classmethod
+    def supported(cls, conv: nn.Module) -> str | None:
+        """Why ``conv`` is not a convolution this module runs, or ``None``."""
+        if type(conv) is not nn.Conv2d:
+            return f"{type(conv).__name__} is not an nn.Conv2d"
+        reason = cls._geometry_reason(conv)
+        if reason is not None:
+            return reason
+        if conv.weight.dtype != torch.float32 or conv.weight.device.type != "cpu":
+            return "float32 CPU weights only"
+        columns = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        if columns > kernels.MAX_COLUMNS:
+            return (f"more than {kernels.MAX_COLUMNS} GEMM columns (input channels x kernel taps "
+                    f"= {columns})")
+        return None
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, threads: int | None = None,
+                  formats: str | Sequence[str] = "auto", relu: bool = False,
+                  scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
+                  residual: bool = False, precision: str = "fp32") -> "_ConvGemm":
+        """Compile ``conv`` (its effective weight: prune masks applied; see :meth:`supported`);
+        ``scale``/``shift`` fold a following BatchNorm2d, ``relu`` a following ReLU."""
+        reason = cls.supported(conv)
+        if reason is not None:
+            raise ValueError(f"cannot compile {type(conv).__name__}: {reason}")
+        return cls(conv.weight, conv.bias, relu=relu, residual=residual, threads=threads,
+                   formats=formats, scale=scale, shift=shift, precision=precision,
+                   **cls._geometry(conv))
+
+
+class SparsePointwiseConv2d(_ConvGemm):
     """Inference-only 1x1 convolution (any stride, no padding, groups 1) on packed weights.
 
     Built by :func:`sparsewino.engine.compile` from such an ``nn.Conv2d`` (BatchNorm2d /
@@ -783,32 +828,12 @@ class SparsePointwiseConv2d(_GemmModule):
         super().__init__(*args, **kwargs)
         self.stride = tuple(stride)
 
-    @staticmethod
-    def supported(conv: nn.Module) -> str | None:
-        """Why ``conv`` is not a 1x1 convolution this module runs, or ``None``."""
-        if type(conv) is not nn.Conv2d:
-            return f"{type(conv).__name__} is not an nn.Conv2d"
+    @classmethod
+    def _geometry_reason(cls, conv: nn.Conv2d) -> str | None:
         if conv.kernel_size != (1, 1) or conv.padding not in ((0, 0), "valid") or \
                 conv.dilation != (1, 1) or conv.groups != 1 or conv.padding_mode != "zeros":
             return "only 1x1 convolutions with padding 0 and groups 1 run as a GEMM"
-        if conv.weight.dtype != torch.float32 or conv.weight.device.type != "cpu":
-            return "float32 CPU weights only"
-        if conv.in_channels > kernels.MAX_COLUMNS:
-            return f"more than {kernels.MAX_COLUMNS} input channels"
         return None
-
-    @classmethod
-    def from_conv(cls, conv: nn.Conv2d, threads: int | None = None,
-                  formats: str | Sequence[str] = "auto", relu: bool = False,
-                  scale: torch.Tensor | None = None, shift: torch.Tensor | None = None,
-                  residual: bool = False, precision: str = "fp32") -> "SparsePointwiseConv2d":
-        """Compile a 1x1 ``nn.Conv2d`` (see :meth:`supported`)."""
-        reason = cls.supported(conv)
-        if reason is not None:
-            raise ValueError(f"cannot compile {type(conv).__name__}: {reason}")
-        return cls(conv.weight, conv.bias, relu=relu, residual=residual, threads=threads,
-                   formats=formats, scale=scale, shift=shift, stride=conv.stride,
-                   precision=precision)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {**super().get_extra_state(), "stride": self.stride}
