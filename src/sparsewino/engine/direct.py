@@ -115,17 +115,8 @@ class SparseDirectConv2d(_ConvGemm):
         if ho < 1 or wo < 1:
             raise ValueError(f"SparseDirectConv2d: input {height}x{width} is smaller than the "
                              f"kernel {self.kernel_size} with padding {self.padding}")
-        shape = (batch, self.out_features, ho, wo)
-        name = kernels.backend()
-        if name == "torch" or batch == 0 or (residual is not None and (
-                residual.shape != shape or residual.dtype != torch.float32)):
-            return self._torch_forward(x, residual)
-        x = x.contiguous()
-        residual = residual.contiguous() if residual is not None else None
-        threads = self.threads or torch.get_num_threads()
-        key = (batch, height, width, threads, name, self.tile_block, self.kernel_mode, self.lanes)
-        return self._run_plans(key, lambda: self.lower(batch, height, width, threads, name),
-                               {"x": x, "residual": residual})
+        return self._run(x, (batch, self.out_features, ho, wo), residual, (batch, height, width),
+                         lambda threads, name: self.lower(batch, height, width, threads, name))
 
     def _torch_forward(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
         x = bf16_inputs(self._packed, x.unsqueeze(0))[0]

@@ -684,18 +684,23 @@ class _GemmModule(InferenceModule):
     def _gemm(self, x: torch.Tensor, shape: tuple[int, ...], batch: int, spatial: int,
               residual: torch.Tensor | None) -> torch.Tensor:
         """Run the kernel on contiguous x (batch x C x spatial) into a new tensor of ``shape``."""
+        return self._run(x, shape, residual, (batch, spatial), lambda threads, name: [OpPlan(
+            "gemm", self.fill_args(batch, spatial, threads, name),
+            [("x", "x"), ("residual", "residual")], "y", tuple(shape))])
+
+    def _run(self, x: torch.Tensor, shape: tuple[int, ...], residual: torch.Tensor | None,
+             geometry: tuple, lower: Callable[[int, str], list["OpPlan"]]) -> torch.Tensor:
+        """The output of ``shape`` from the torch backend, or from this layer's operations
+        (``lower(threads, backend)``, planned again when ``geometry`` or the backend changes)."""
         name = kernels.backend()
-        if name == "torch" or batch == 0 or (residual is not None and (
+        if name == "torch" or shape[0] == 0 or (residual is not None and (
                 residual.shape != shape or residual.dtype != torch.float32)):
             return self._torch_forward(x, residual)
         x = x.contiguous()
         residual = residual.contiguous() if residual is not None else None
         threads = self.threads or torch.get_num_threads()
-        key = (batch, spatial, threads, name, self.tile_block, self.kernel_mode, self.lanes)
-        return self._run_plans(key, lambda: [OpPlan(
-            "gemm", self.fill_args(batch, spatial, threads, name),
-            [("x", "x"), ("residual", "residual")], "y", tuple(shape))],
-            {"x": x, "residual": residual})
+        key = (*geometry, threads, name, self.tile_block, self.kernel_mode, self.lanes)
+        return self._run_plans(key, lambda: lower(threads, name), {"x": x, "residual": residual})
 
     def _weight_matrix(self) -> torch.Tensor:
         if self._dense_cache is None:
