@@ -123,8 +123,12 @@ def layer_table(args: argparse.Namespace) -> None:
     print()
 
 
-def resnet(sparsity: float) -> tuple[nn.Module, nn.Module]:
-    """(dense nn.Conv2d ResNet-18, Winograd-domain copy with ``sparsity`` of its Q pruned)."""
+def resnet(sparsity: float, strided: str = "dwm") -> tuple[nn.Module, nn.Module]:
+    """(dense nn.Conv2d ResNet-18, Winograd-domain copy with ``sparsity`` of its Q pruned).
+
+    ``strided="direct"``: the stride-2 3x3 convolutions stay ``nn.Conv2d`` (``convert``'s
+    ``exclude``), magnitude-pruned to ``sparsity``, and the engine runs them directly (im2col +
+    sparse GEMM); the 7x7/2 stem stays DWM pieces as in the default model."""
     torch.manual_seed(0)
     dense = create_model("resnet18", num_classes=1000).eval()
     with torch.no_grad():
@@ -132,9 +136,14 @@ def resnet(sparsity: float) -> tuple[nn.Module, nn.Module]:
             if isinstance(module, nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 1.5)
-    model, _ = convert(copy.deepcopy(dense), tile=4, domain="winograd")
+    strided_3x3 = (lambda name, m: isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)   # noqa: E731
+                   and m.stride != (1, 1))
+    model, _ = convert(copy.deepcopy(dense), tile=4, domain="winograd",
+                       exclude=strided_3x3 if strided == "direct" else None)
     if sparsity:
         sp.prune_model(model, "winograd_domain", sparsity, overrides={"conv1": 0.2})
+        if strided == "direct":
+            sp.prune_model(model, "magnitude", sparsity, include=strided_3x3)
         sp.finalize(model)
     return dense, model.eval()
 
@@ -159,12 +168,20 @@ def model_table(args: argparse.Namespace) -> None:
     _, model_dense = resnet(0.0)
     _, model_sparse = resnet(args.model_sparsity)
     fast = {"dense": engine.compile(model_dense), "sparse": engine.compile(model_sparse)}
+    if args.direct:
+        _, model_direct = resnet(args.model_sparsity, strided="direct")
+        fast["direct"] = engine.compile(model_direct)
+        print("\nStride-2 3x3 convolutions kept as nn.Conv2d and magnitude-pruned: "
+              + "; ".join(f"{d.name}: {d.detail}"
+                          for d in fast["direct"].compile_report if d.name in ("conv1", "layer2.0.branch.conv1")))
     stats = sp.stats(model_sparse, input_shape=(1, 3, 224, 224))
     print(f"\nResNet-18 (224x224), Winograd sparsity of the sparse model: "
           f"{stats.totals['winograd_sparsity']:.1%} (weighted by multiplications); "
           f"{len(fast['sparse'].compile_report.fallbacks)} layers in PyTorch\n")
-    print("| batch | PyTorch dense ms | engine dense ms | ratio | engine ~70 % sparse ms | ratio |")
-    print("|---|---|---|---|---|---|")
+    direct_head = " engine ~70 %, strided direct ms | ratio |" if args.direct else ""
+    print("| batch | PyTorch dense ms | engine dense ms | ratio | engine ~70 % sparse ms | ratio |"
+          + direct_head)
+    print("|---|---|---|---|---|---|" + ("---|---|" if args.direct else ""))
     for batch in args.batches:
         x = torch.randn(batch, 3, 224, 224)
         times: dict[str, list[float]] = defaultdict(list)
@@ -175,8 +192,12 @@ def model_table(args: argparse.Namespace) -> None:
                     times[key].append(median_time(lambda f=f, x=x: f(x), 1, args.model_runs))
             error = (fast["sparse"](x) - model_sparse(x)).abs().max().item()
         base, ours, sparse = (statistics.median(times[k]) * 1e3 for k in ("torch", "dense", "sparse"))
+        extra = ""
+        if args.direct:
+            direct = statistics.median(times["direct"]) * 1e3
+            extra = f" {direct:.1f} | {base / direct:.2f}x |"
         print(f"| {batch} | {base:.1f} | {ours:.1f} | {base / ours:.2f}x | {sparse:.1f} | "
-              f"{base / sparse:.2f}x |", flush=True)
+              f"{base / sparse:.2f}x |" + extra, flush=True)
     print(f"\nmax |compiled - uncompiled sparse model| = {error:.2g}")
     batch = max(args.batches)
     x = torch.randn(batch, 3, 224, 224)
