@@ -171,3 +171,35 @@ def test_equal_budget_native_and_winograd_relu_cells_run_on_fake_data(tmp_path):
                      "--seed", "0", "--run-dir", str(out)]) == 0
     rows = json.loads((out / "cells" / "native.final-0.6" / "seed-0" / "results.json").read_text())
     assert next(r for r in rows if r["stage"] == "native")["step"].startswith("native gradual -> 0.60")
+
+
+def test_with_jobs_a_cell_starts_once_its_own_baseline_finishes(tmp_path, monkeypatch):
+    """Seed 0's cells do not wait for seed 1's (slow) baseline, and no cell starts before its
+    own seed's baseline has finished."""
+    import threading
+    import time
+
+    import sparsewino.recipes.study as study_module
+    study = load_study(_study(tmp_path))
+    finished, events, lock = set(), [], threading.Lock()
+    durations = {"baseline-seed0": 0.05, "baseline-seed1": 0.8}
+
+    def fake_run(run, recipe_path, log_file, threads):
+        with lock:
+            events.append(("start", run.key, time.monotonic()))
+        time.sleep(durations.get(run.key, 0.05))
+        with lock:
+            events.append(("end", run.key, time.monotonic()))
+            finished.add(run.key)
+
+    monkeypatch.setattr(study_module, "_run_subprocess", fake_run)
+    monkeypatch.setattr(study_module.StudyRun, "status",
+                        lambda self: "finished" if self.key in finished else "not started")
+    result = run_study(study, jobs=2, report=False, log=lambda message: None)
+    assert not result.failed and len(finished) == len(study.runs)
+    when = {(kind, key): t for kind, key, t in events}
+    cells = {key for _, key, _ in events if not key.startswith("baseline")}
+    for key in cells:
+        assert when[("start", key)] >= when[("end", f"baseline-seed{key[-1]}")], key
+    first_seed0 = min(when[("start", key)] for key in cells if key.endswith("seed0"))
+    assert first_seed0 < when[("end", "baseline-seed1")]

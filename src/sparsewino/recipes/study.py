@@ -43,6 +43,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -576,7 +577,8 @@ def run_study(study: Study, *, jobs: int = 1, cells: Sequence[str] | None = None
 
     Finished runs are skipped and interrupted ones continue (each is an ordinary
     :func:`~sparsewino.recipes.run_recipe` run). A run that fails is reported and the others go
-    on; the baselines run before the cells.
+    on; the baselines run before the cells, and a cell as soon as its own seed's baseline has
+    finished.
 
     Args:
         study: from :func:`load_study`; its directory (``study.run_dir``) was fixed there.
@@ -616,7 +618,22 @@ def run_study(study: Study, *, jobs: int = 1, cells: Sequence[str] | None = None
     log(f"study {study.name}: {len(selected)} runs, {len(selected) - len(todo)} finished, "
         f"{len(todo)} to run ({jobs} at a time) in {root}")
 
+    # a cell waits for its own seed's baseline only (not for every baseline), so with several
+    # jobs the cells of seed 0 start while the baselines of later seeds still train
+    baselines_done = {run.seed: threading.Event() for run in todo if run.cell == "baseline"}
+
     def one(run: StudyRun) -> None:
+        if run.cell == "baseline":
+            try:
+                run_one(run)
+            finally:
+                baselines_done[run.seed].set()
+            return
+        if run.seed in baselines_done:
+            baselines_done[run.seed].wait()
+        run_one(run)
+
+    def run_one(run: StudyRun) -> None:
         if run.cell != "baseline" and status.get(f"baseline-seed{run.seed}") not in (None, "finished"):
             failed[run.key] = f"its baseline (seed {run.seed}) did not finish"
             log(f"  {run.key}: skipped, {failed[run.key]}")
@@ -637,13 +654,15 @@ def run_study(study: Study, *, jobs: int = 1, cells: Sequence[str] | None = None
         status[run.key] = run.status()
         log(f"  {run.key}: {status[run.key]} ({time.perf_counter() - begin:.0f} s)")
 
-    for phase in ([r for r in todo if r.cell == "baseline"], [r for r in todo if r.cell != "baseline"]):
-        if jobs == 1:
-            for run in phase:
-                one(run)
-        else:
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
-                list(pool.map(one, phase))
+    # baselines first in the queue: a worker takes a cell only once every baseline has started,
+    # so a waiting cell never holds the worker its baseline needs
+    ordered = [r for r in todo if r.cell == "baseline"] + [r for r in todo if r.cell != "baseline"]
+    if jobs == 1:
+        for run in ordered:
+            one(run)
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(one, ordered))
     path = None
     if report and main:
         from ..report.study import write_study_report
