@@ -9,7 +9,7 @@ into 4000 training and 1000 test images (fixed seed), writes the four idx files 
 baseline, each pruning step's Winograd sparsity and its accuracy change paired with the seed's
 own baseline (mean ± sample std over the seeds).
 
-    python benchmarks/heldout_mnist.py --recipe demo --seeds 0 1 2 --threads 2 \
+    python benchmarks/heldout_mnist.py --recipe fashion_mnist_gradual_step2_distill --seeds 0 1 2 --threads 2 \
         --json docs/data/heldout_mnist/results.json
 
 A small data set: 32 optimizer steps per epoch at batch 128 (Fashion-MNIST has 469), and one test

@@ -167,7 +167,7 @@ def test_help_and_console_entry_point(capsys):
 def test_demo_entry_point(tmp_path, capsys):
     from sparsewino.demo import RECIPE
     from sparsewino.demo import main as demo_main
-    assert RECIPE == "fashion_mnist_gradual_step2_distill"
+    assert RECIPE == "fashion_mnist_gradual_step2_distill_short"
     run_dir = tmp_path / "demo"
     args = ["--smoke", "--quiet", "--run-dir", str(run_dir), "--until", "baseline", "--set",
             "model.args={widths: [4, M, 8]}"]

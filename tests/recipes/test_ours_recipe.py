@@ -31,3 +31,16 @@ def test_bundled_recipe_trains_as_the_measured_study_cell():
         assert {k: v for k, v in bundled.items() if k not in ("stages", "model")} == \
                {k: v for k, v in measured.items() if k not in ("stages", "model")}
         assert bundled["model"]["args"] == measured["model"]["args"]
+
+
+def test_the_demo_recipe_is_the_measured_recipe_up_to_its_first_step2_stage():
+    """`make demo` runs gd2 cut after step2a: the same training up to there, so gd2's measured
+    step2a numbers (3 seeds) are the demo's."""
+    from sparsewino.demo import RECIPE
+    assert RECIPE == "fashion_mnist_gradual_step2_distill_short"
+    full, short = _training(load_recipe("fashion_mnist_gradual_step2_distill")), _training(load_recipe(RECIPE))
+    names = [s["name"] for s in full["stages"]]
+    cut = names.index("step2a") + 1
+    assert short["stages"] == full["stages"][:cut] + full["stages"][names.index("step2b") + 1:]
+    assert [s["name"] for s in short["stages"]][-1] == "final"
+    assert {k: v for k, v in short.items() if k != "stages"} == {k: v for k, v in full.items() if k != "stages"}
