@@ -8,7 +8,7 @@ from torch import nn
 
 from ..direct import MAX_DENSITY, SparseDirectConv2d
 from . import register_kind
-from .base import BuildOptions, CompiledKind, Emitter, UnsupportedGraph, emit_plans
+from .base import BuildOptions, CompiledKind, Emitter, UnsupportedGraph, conv_inputs, emit_plans
 
 
 def is_pointwise(module: nn.Module) -> bool:
@@ -55,18 +55,10 @@ class DirectConv2dKind(CompiledKind):
 
     def lower(self, emitter: Emitter, layer: nn.Module, inputs: Sequence[int],
               out_shape: tuple[int, ...], name: str) -> int:
-        shape = emitter.shape(inputs[0])
-        if len(shape) != 4 or shape[0] == 0 or shape[1] != layer.in_channels:
-            raise UnsupportedGraph(f"{name}: input {shape}")
+        shape, refs = conv_inputs(emitter, layer, 2, inputs, out_shape, name, layer.residual)
         plans = layer.lower(shape[0], shape[2], shape[3], emitter.threads, emitter.backend)
         if plans[-1].shape != tuple(out_shape):
             raise UnsupportedGraph(f"{name}: output shape")
-        refs = {"x": inputs[0]}
-        if layer.residual:
-            if len(inputs) < 2 or emitter.shape(inputs[1]) != tuple(out_shape):
-                raise UnsupportedGraph(f"{name}: residual shape")
-            refs["residual"] = inputs[1]
-        emitter.keep(layer)
         return emit_plans(emitter, plans, refs, final_relu_field=None if layer.relu else "relu")
 
 
