@@ -74,7 +74,7 @@ class _GatherTiles(torch.autograd.Function):
     def forward(ctx, padded: torch.Tensor, tile: tuple[int, ...], n: tuple[int, ...]
                 ) -> torch.Tensor:
         dims = len(tile)
-        ctx.tile, ctx.n, ctx.size = tile, n, padded.shape
+        ctx.tile, ctx.n = tile, n
         tiles = extract_tiles(padded, tile, n)                       # (N, C, *T, *n) view
         perm = [*range(2 + dims, 2 + 2 * dims), 1, 0, *range(2, 2 + dims)]
         return tiles.permute(perm).contiguous()
