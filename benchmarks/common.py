@@ -14,7 +14,8 @@ import torch
 
 from sparsewino.timing import cpu_flags, cpu_model, median_time
 
-__all__ = ["conditions", "cpu_model", "median_time", "add_json_argument", "record_output", "markdown_tables"]
+__all__ = ["conditions", "cpu_model", "median_time", "add_json_argument", "record_output",
+           "markdown_tables", "run_record"]
 
 
 def conditions(batch: str | int, warmup: int, runs: int) -> str:
@@ -23,8 +24,16 @@ def conditions(batch: str | int, warmup: int, runs: int) -> str:
             f"| batch: {batch} | warm-up: {warmup} | runs: {runs} (median)")
 
 
+def run_record() -> dict:
+    """The conditions every JSON of a benchmark starts with: command, date, CPU model and vector
+    flags, torch version, threads."""
+    return {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M"),
+            "cpu": cpu_model(), "cpu_flags": cpu_flags(), "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
+
+
 def add_json_argument(parser: argparse.ArgumentParser) -> None:
-    """``--json PATH``: also write every table the benchmark prints (see :func:`recorded`)."""
+    """``--json PATH``: also write every table the benchmark prints (see :func:`record_output`)."""
     parser.add_argument("--json", type=Path, default=None,
                         help="also write the printed tables, with the CPU, its flags, threads and "
                              "the command, to this JSON file (the raw data of a docs table)")
@@ -88,11 +97,8 @@ def record_output(path: Path | None) -> None:
             print(f"not writing {path}: the benchmark failed", file=sys.stderr)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({
-            "command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M"),
-            "cpu": cpu_model(), "cpu_flags": cpu_flags(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "output": captured.getvalue(),
-            "tables": markdown_tables(captured.getvalue())}, indent=1) + "\n")
+        path.write_text(json.dumps({**run_record(), "output": captured.getvalue(),
+                                    "tables": markdown_tables(captured.getvalue())}, indent=1) + "\n")
         print(f"wrote {path}", file=sys.stderr)
 
     sys.excepthook = on_error

@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 
 import torch
+from common import run_record
 
-from sparsewino.timing import cpu_flags, cpu_model
 from sparsewino.winograd import algorithm, measure_error, naive_points
 
 CASES = [(m, 3) for m in range(2, 9)] + [(m, 5) for m in range(2, 5)] + [(2, 7)]
@@ -50,10 +50,8 @@ def main() -> None:
                      "naive_error": naive, "published": published})
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "command": "python benchmarks/winograd_error.py", "samples": args.samples,
-            "seed": args.seed, "torch": torch.__version__, "threads": 1, "cpu": cpu_model(),
-            "cpu_flags": cpu_flags(), "direct_error": direct, "algorithms": rows}, indent=1) + "\n")
+        args.json.write_text(json.dumps({**run_record(), "samples": args.samples, "seed": args.seed,
+                                         "direct_error": direct, "algorithms": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
