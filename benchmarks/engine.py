@@ -12,6 +12,12 @@ Winograd sparsity (first conv 20 %, as the spatial-Winograd authors prune it lig
     python benchmarks/engine.py --quick          # 3 shapes, 3 sparsities, fewer runs
     python benchmarks/engine.py --shapes 0 3 --sparsity 0 0.9 --no-model
     python benchmarks/engine.py --profile        # where the time goes (see docs/performance.md)
+    python benchmarks/engine.py --blocks --shapes 2 6 7 --sparsity 0.7 0.9 --no-model
+                                                 # also pruned in blocks of 8 output channels
+
+``--blocks`` adds, per sparsity, a layer with the same number of zeros in whole blocks of 8
+output channels at one Winograd position and input channel (what ``winograd_domain(block=8)``
+prunes; compiled to the engine's blocked format) beside the unstructured one.
 """
 from __future__ import annotations
 
@@ -58,13 +64,38 @@ def prune_random(weight: torch.Tensor, sparsity: float, seed: int) -> torch.Tens
     return weight * mask.reshape(weight.shape)
 
 
-def winograd_layer(spatial: torch.Tensor, sparsity: float, seed: int = 0) -> WinogradConv2d:
+def prune_random_blocks(weight: torch.Tensor, sparsity: float, seed: int) -> torch.Tensor:
+    """``round(sparsity * blocks)`` random blocks of BLOCK_ROWS output channels (dim 0) at one
+    index of the other dims set to zero (K a multiple of the block)."""
+    block = kernels.BLOCK_ROWS
+    k = weight.shape[0]
+    if k % block:
+        raise ValueError(f"--blocks needs output channels that are a multiple of {block}")
+    units = weight.numel() // block
+    order = torch.randperm(units, generator=torch.Generator().manual_seed(seed))
+    mask = torch.ones(units)
+    mask[order[:round(sparsity * units)]] = 0
+    mask = mask.reshape(k // block, 1, *weight.shape[1:]).expand(k // block, block,
+                                                                 *weight.shape[1:])
+    return weight * mask.reshape(weight.shape)
+
+
+def winograd_layer(spatial: torch.Tensor, sparsity: float, seed: int = 0,
+                   blocks: bool = False) -> WinogradConv2d:
     k, c = spatial.shape[:2]
     layer = WinogradConv2d(c, k, 3, padding=1, tile=4, domain="winograd", bias=False)
+    prune = prune_random_blocks if blocks else prune_random
     with torch.no_grad():
-        layer.weight.copy_(prune_random(filter_transform(spatial, layer.algorithms), sparsity,
-                                        seed))
+        layer.weight.copy_(prune(filter_transform(spatial, layer.algorithms), sparsity, seed))
     return layer.eval()
+
+
+def columns(args: argparse.Namespace) -> list[tuple[str, float, bool]]:
+    """(label, sparsity, in blocks) of the table's engine columns."""
+    out = [(f"s={s:.0%}", s, False) for s in args.sparsity]
+    if args.blocks:
+        out += [(f"s={s:.0%} blocks", s, True) for s in args.sparsity if s > 0]
+    return out
 
 
 def layer_table(args: argparse.Namespace) -> list[dict]:
@@ -73,9 +104,10 @@ def layer_table(args: argparse.Namespace) -> list[dict]:
         name, n, c, k, h = SHAPES[index]
         torch.manual_seed(index)
         x, w = torch.randn(n, c, h, h), torch.randn(k, c, 3, 3) / (3 * c ** 0.5)
-        compiled = {s: engine.compile(winograd_layer(w, s, seed=index)) for s in args.sparsity}
+        compiled = {label: engine.compile(winograd_layer(w, s, seed=index, blocks=blocks))
+                    for label, s, blocks in columns(args)}
         conv_times: list[float] = []
-        times: dict[float, list[float]] = {s: [] for s in args.sparsity}
+        times: dict[str, list[float]] = {label: [] for label in compiled}
         with torch.no_grad():
             for _ in range(args.rounds):               # alternate: drift hits both sides
                 conv_times.append(median_time(lambda x=x, w=w: F.conv2d(x, w, padding=1), args.warmup,
@@ -91,18 +123,19 @@ def layer_table(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def print_layer_table(rows: list[dict], sparsities: list[float]) -> None:
-    head = "| layer | (N, C, K, H) | conv2d ms | " + " | ".join(
-        f"s={s:.0%}" for s in sparsities) + " |"
+def print_layer_table(rows: list[dict], args: argparse.Namespace) -> None:
+    cols = columns(args)
+    head = "| layer | (N, C, K, H) | conv2d ms | " + " | ".join(c[0] for c in cols) + " |"
     print(head)
-    print("|" + "---|" * (3 + len(sparsities)))
+    print("|" + "---|" * (3 + len(cols)))
     for r in rows:
-        cells = " | ".join(f"{r['ratio'][s]:.2f}x ({r['ms'][s]:.3g} ms)" for s in sparsities)
+        cells = " | ".join(f"{r['ratio'][c[0]]:.2f}x ({r['ms'][c[0]]:.3g} ms)" for c in cols)
         print(f"| {r['name']} | {r['shape']} | {r['conv_ms']:.3g} | {cells} |")
-    medians = {s: statistics.median(r["ratio"][s] for r in rows) for s in sparsities}
-    print("| **median** | | | " + " | ".join(f"**{medians[s]:.2f}x**" for s in sparsities) + " |")
-    limits = " | ".join(f"{4 / (1 - s):.1f}x" if s < 1 else "-" for s in sparsities)
+    medians = {c[0]: statistics.median(r["ratio"][c[0]] for r in rows) for c in cols}
+    print("| **median** | | | " + " | ".join(f"**{medians[c[0]]:.2f}x**" for c in cols) + " |")
+    limits = " | ".join(f"{4 / (1 - s):.1f}x" if s < 1 else "-" for _, s, _ in cols)
     print(f"| multiplication limit 4/(1-s) | | | {limits} |")
+    medians = {s: medians[label] for label, s, blocks in cols if not blocks}
     for s, target in TARGETS.items():
         if s in medians:
             verdict = "met" if medians[s] >= target else "NOT met"
@@ -197,6 +230,8 @@ def main() -> None:
     parser.add_argument("--model-sparsity", type=float, default=0.75)
     parser.add_argument("--model-batches", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--profile", action="store_true", help="time breakdown instead")
+    parser.add_argument("--blocks", action="store_true",
+                        help="also layers pruned in blocks of 8 output channels (blocked format)")
     add_json_argument(parser)
     args = parser.parse_args()
     record_output(args.json)
@@ -212,7 +247,7 @@ def main() -> None:
         profile(args)
         return
     rows = layer_table(args)
-    print_layer_table(rows, args.sparsity)
+    print_layer_table(rows, args)
     if not args.no_model:
         model_rows(args)
 

@@ -47,7 +47,7 @@ def _run(fast: nn.Module, x: torch.Tensor, backend: str, lanes: int = 0) -> torc
 @settings(max_examples=30, deadline=None)
 @given(batch=st.integers(1, 3), c=st.integers(1, 37), k=st.integers(1, 40),
        h=st.integers(1, 17), w=st.integers(1, 17), sparsity=st.sampled_from([0.0, 0.5, 0.9]),
-       formats=st.sampled_from(["auto", "sparse", "dense"]), mode=st.sampled_from([0, 1, 2]),
+       formats=st.sampled_from(["auto", "sparse", "dense", "blocked"]), mode=st.sampled_from([0, 1, 2]),
        winograd_relu=st.booleans(), case=st.sampled_from(LANE_CASES or [("avx2", 0)]),
        seed=st.integers(0, 2**16))
 def test_conv2d_bf16_is_exact_when_the_tiles_are(batch, c, k, h, w, sparsity, formats, mode,

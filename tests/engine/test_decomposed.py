@@ -47,7 +47,7 @@ def reference(layer, x):
 @settings(max_examples=40)
 @given(kernel=st.integers(2, 11), data=st.data(), batch=st.integers(1, 2),
        c=st.integers(1, 12), k=st.integers(1, 30), groups=st.sampled_from([1, 1, 2]),
-       sparsity=st.sampled_from([0.0, 0.6, 0.95]), formats=st.sampled_from(["auto", "sparse", "dense"]),
+       sparsity=st.sampled_from([0.0, 0.6, 0.95]), formats=st.sampled_from(["auto", "sparse", "dense", "blocked"]),
        threads=st.integers(1, 2), relu=st.booleans(), residual=st.booleans(),
        winograd_relu=st.sampled_from([False, False, True]), domain=st.sampled_from(["spatial", "winograd"]),
        backend=st.sampled_from(COMPILED or ["avx2"]), seed=st.integers(0, 2 ** 16))

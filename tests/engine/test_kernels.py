@@ -31,7 +31,7 @@ def run_poisoned(fast: SparseWinogradConv2d, x: torch.Tensor, backend: str,
 @given(batch=st.integers(1, 3), c=st.integers(1, 30), k=st.integers(1, 50),
        h=st.integers(1, 19), w=st.integers(1, 19), tile=st.sampled_from([2, 4, 6]),
        padding=st.sampled_from([0, 1, "same"]), sparsity=st.sampled_from([0.0, 0.5, 0.9, 1.0]),
-       formats=st.sampled_from(["auto", "sparse", "dense"]), threads=st.integers(1, 2),
+       formats=st.sampled_from(["auto", "sparse", "dense", "blocked"]), threads=st.integers(1, 2),
        mode=st.sampled_from([0, 1, 2]), tile_block=st.sampled_from([0, 8, 24, 64]),
        pool=st.sampled_from([0, 0, 2]), residual=st.booleans(),
        case=st.sampled_from(LANE_CASES or [("avx2", 0)]), seed=st.integers(0, 2**16))
@@ -186,7 +186,7 @@ def _gemm_reference(weight, bias, x, relu, residual, scale=None, shift=None):
 @given(batch=st.integers(1, 70), c=st.integers(1, 90), k=st.integers(1, 60),
        density=st.sampled_from([0.0, 0.1, 0.5, 1.0]), relu=st.booleans(),
        residual=st.booleans(), bias=st.booleans(), batchnorm=st.booleans(),
-       formats=st.sampled_from(["auto", "sparse", "dense"]), threads=st.integers(1, 2),
+       formats=st.sampled_from(["auto", "sparse", "dense", "blocked"]), threads=st.integers(1, 2),
        mode=st.sampled_from([0, 1, 2]), case=st.sampled_from(LANE_CASES or [("avx2", 0)]),
        seed=st.integers(0, 2**16))
 def test_linear_random_shapes_match_float64(batch, c, k, density, relu, residual, bias,
@@ -276,7 +276,7 @@ def test_pooling_kernel_random_shapes(batch, c, h, w, kernel, stride, padding, c
 @needs_kernel
 @settings(max_examples=25)
 @given(c=st.integers(1, 40), k=st.integers(1, 40), h=st.integers(3, 14),
-       sparsity=st.sampled_from([0.0, 0.6, 0.95]), formats=st.sampled_from(["auto", "sparse", "dense"]),
+       sparsity=st.sampled_from([0.0, 0.6, 0.95]), formats=st.sampled_from(["auto", "sparse", "dense", "blocked"]),
        case=st.sampled_from(LANE_CASES or [("avx2", 0)]), seed=st.integers(0, 2**16))
 def test_fp16_weights_are_exact_for_fp16_values(c, k, h, sparsity, formats, case, seed):
     """fp16 packing only rounds the weights: with fp16-representable weights the result equals

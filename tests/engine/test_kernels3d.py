@@ -62,7 +62,7 @@ def run_poisoned3d(fast: SparseWinogradConv3d, x: torch.Tensor, backend: str,
        d=st.integers(1, 9), h=st.integers(1, 9), w=st.integers(1, 11),
        tile=st.sampled_from([2, 4]), padding=st.sampled_from([0, 1, "same"]),
        sparsity=st.sampled_from([0.0, 0.6, 1.0]), columns=st.sampled_from([0.0, 0.75]),
-       formats=st.sampled_from(["auto", "sparse", "dense"]), threads=st.integers(1, 2),
+       formats=st.sampled_from(["auto", "sparse", "dense", "blocked"]), threads=st.integers(1, 2),
        mode=st.sampled_from([0, 1, 2]), tile_block=st.sampled_from([0, 8, 64]),
        residual=st.booleans(), relu=st.booleans(),
        case=st.sampled_from(LANE_CASES or [("avx2", 0)]), seed=st.integers(0, 2**16))

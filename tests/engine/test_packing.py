@@ -34,7 +34,7 @@ def test_choose_format_rejects_bad_counts(args):
 
 @settings(max_examples=40)
 @given(p=st.integers(1, 9), k=st.integers(1, 60), c=st.integers(1, 11),
-       density=st.floats(0, 1), formats=st.sampled_from(["auto", "sparse", "dense"]),
+       density=st.floats(0, 1), formats=st.sampled_from(["auto", "sparse", "dense", "blocked"]),
        seed=st.integers(0, 1000))
 def test_pack_unpack_round_trip_and_sell_layout(p, k, c, density, formats, seed):
     g = torch.Generator().manual_seed(seed)
@@ -71,7 +71,7 @@ def test_per_matrix_formats_and_errors():
     w[1] = 0
     packed = PackedMatrices.pack(w, ["sparse", "dense", "dense"])
     assert packed.formats() == ["sparse", "zero", "dense"]
-    assert packed.format_counts() == {"zero": 1, "sparse": 1, "dense": 1}
+    assert packed.format_counts() == {"zero": 1, "sparse": 1, "dense": 1, "blocked": 0}
     with pytest.raises(ValueError, match="formats"):
         PackedMatrices.pack(w, ["sparse"])
     with pytest.raises(ValueError, match="formats"):
@@ -83,7 +83,7 @@ def test_per_matrix_formats_and_errors():
 def _state() -> dict:
     w = torch.randn(2, 30, 5)
     w[0, :, 1:] = 0
-    packed = PackedMatrices.pack(w, "auto")
+    packed = PackedMatrices.pack(w, ["sparse", "dense"])
     assert packed.formats() == ["sparse", "dense"]
     return packed.state()
 

@@ -28,10 +28,13 @@ def _measured(layer):
 def test_reported_equals_measured_and_target_within_one_kernel(k, c, kernel, tile, target, seed):
     torch.manual_seed(seed)
     layer = WinogradConv2d(c, k, kernel, tile=tile, dtype=torch.float64)
+    # DWM pieces padded to 3 taps (a 4-tap kernel: 3 + 1) hold zeros before any pruning; they
+    # count towards the target, so a target below them prunes nothing
+    structural = _measured(layer)
     sp.spatial_winograd(layer, target)
     reported = sp.pruning_info(layer)["sparsity"]
     assert reported == _measured(layer)
-    assert abs(reported - target) <= 1 / (k * c) + 1e-12
+    assert abs(reported - max(target, structural)) <= 1 / (k * c) + 1e-12
     # pruned spatial weights are exactly the union of groups of the positions that are zero
     q_zero = (_q(layer) == 0).reshape(k * c, -1)
     support = support_matrix(layer.algorithms, decomposition=layer.decomposition).double()

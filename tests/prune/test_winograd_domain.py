@@ -107,3 +107,38 @@ def test_spatial_layer_is_refused_with_advice():
         sp.winograd_domain(WinogradConv2d(2, 2, 3), 0.5)
     with pytest.raises(ValueError, match="domain='winograd'"):
         sp.IFMMagnitude()(torch.nn.Conv2d(2, 2, 3))
+
+
+@pytest.mark.parametrize("block,k", [(8, 20), (4, 6), (8, 8)])
+def test_block_pruning_prunes_whole_blocks_of_output_channels(block, k):
+    """block=B: the mask is constant over each block of B output channels (the last one
+    shorter) at every position and input channel, the pruned blocks have the lowest mean
+    score, and the amount counts entries."""
+    torch.manual_seed(k)
+    layer = WinogradConv2d(5, k, 3, tile=4, domain="winograd")
+    scores = sp.IFMMagnitude()(layer).double()
+    sp.winograd_domain(layer, 0.6, block=block)
+    keep = layer.weight_mask.bool()
+    starts = list(range(0, k, block))
+    means = []
+    for s in starts:
+        part = keep[s:s + block]
+        assert torch.equal(part, part[:1].expand_as(part))          # whole blocks
+        means.append(scores[s:s + block].mean(dim=0))
+    kept_blocks = torch.stack([keep[s] for s in starts])
+    means = torch.stack(means)
+    assert means[~kept_blocks].max() <= means[kept_blocks].min()
+    # prefix sums of sorted block sizes (<= block apart) come within block / 2 of the target
+    assert abs(int((~keep).sum()) - round(0.6 * keep.numel())) <= block / 2
+
+
+def test_block_pruning_counts_earlier_zeros_and_prunes_masked_blocks_first():
+    torch.manual_seed(0)
+    layer = WinogradConv2d(4, 16, 3, tile=2, domain="winograd")
+    sp.winograd_domain(layer, 0.25, block=8)                  # a quarter of the blocks
+    first = layer.weight_mask.clone()
+    sp.winograd_domain(layer, 0.5, block=8)                   # those stay pruned
+    assert bool(((first == 0) <= (layer.weight_mask == 0)).all())
+    assert int((layer.weight_mask == 0).sum()) == layer.weight.numel() // 2
+    with pytest.raises(ValueError, match="block"):
+        sp.winograd_domain(layer, 0.5, block=0)

@@ -150,7 +150,7 @@ def test_equal_budget_studies_give_every_cell_the_same_fine_tuning(name):
     from sparsewino.recipes.study import finetune_epochs
     study = load_study(name)
     cells = [run for run in study.runs if run.cell != "baseline"]
-    assert len(cells) == 7 * 3 * 3 and len(study.runs) == len(cells) + 3
+    assert len(cells) == 8 * 3 * 3 and len(study.runs) == len(cells) + 3
     for run in cells:
         pruning, other = finetune_epochs(run.recipe)
         assert pruning == 4.0, run.key
@@ -162,6 +162,16 @@ def test_equal_budget_studies_give_every_cell_the_same_fine_tuning(name):
     lavin = [s for run in cells if run.cell.startswith("step1_step2") for s in run.recipe.stages
              if getattr(s, "kind", "") == "convert"]
     assert lavin and all(s.points == "lavin" for s in lavin)
+    # step2_block8 is step2 but for its blocks: the two cells pair by seed and target
+    by_key = {run.key: run for run in cells}
+    blocked = [run for run in cells if run.cell.startswith("step2_block8")]
+    assert len(blocked) == 9
+    for run in blocked:
+        plain = by_key[run.key.replace("step2_block8", "step2")]
+        stage, plain_stage = (next(s for s in r.recipe.stages if s.name == "step2")
+                              for r in (run, plain))
+        assert stage.options.block == 8 and plain_stage.options.block is None
+        assert stage.gradual == plain_stage.gradual and stage.finetune == plain_stage.finetune
 
 
 def test_equal_budget_native_and_winograd_relu_cells_run_on_fake_data(tmp_path):

@@ -675,8 +675,8 @@ def compile(model: nn.Module, threads: int | None = None, *, fuse: bool = True,
         model: a model (or one layer).
         threads: OpenMP threads per kernel call; ``None`` follows ``torch.get_num_threads()``.
         fuse: fuse BatchNorm / residual additions / ReLU / MaxPool2d(2) into compiled layers.
-        formats: ``"auto"``, ``"sparse"`` or ``"dense"`` (force one format everywhere; for
-            benchmarks), or one name per position.
+        formats: ``"auto"``, ``"sparse"``, ``"dense"`` or ``"blocked"`` (force one format
+            everywhere; for benchmarks), or one name per position.
         weights: ``"fp32"`` or ``"fp16"``: store the packed weights in half precision (half
             the bytes streamed per call; fp32 arithmetic; a layer whose weights exceed fp16's
             range keeps fp32 with a warning). See docs/performance.md for its accuracy.

@@ -43,7 +43,7 @@ from ..winograd.algorithm import WinogradAlgorithm, algorithm
 from ..winograd.decompose import Decomposition, decompose
 from . import kernels
 from .modules import CompiledConv, OpPlan, _affine, kernel_reason, torch_product
-from .packing import PackedMatrices
+from .packing import PackedMatrices, describe_formats
 
 __all__ = ["SparseDecomposedConv2d", "DecomposedSpec", "decomposed_unsupported_reason", "LAYOUTS",
            "OpPlan"]
@@ -247,6 +247,8 @@ class SparseDecomposedConv2d(CompiledConv):
         part.slice_ptr = whole.slice_ptr + first * (slices + 1) * _INT32
         part.slice_rows = whole.slice_rows + first * slices * kernels.SLICE_ROWS * _INT32
         part.dense_index = whole.dense_index + first * _INT32
+        blocks = -(-self._packed.rows // kernels.BLOCK_ROWS)
+        part.block_ptr = whole.block_ptr + first * (blocks + 1) * _INT32
         return part
 
     def _conv_args(self, matrices: kernels.SwMatrices, batch: int, channels: int, height: int,
@@ -364,8 +366,7 @@ class SparseDecomposedConv2d(CompiledConv):
         text = (f"{spec.in_channels}, {spec.out_channels}, kernel_size={spec.kernel_size}, "
                 f"stride={spec.stride}, padding={spec.padding}, DWM "
                 f"{self.decomposition.describe()} of F({spec.tile},{spec.piece}), {spec.layout}, "
-                f"positions: {counts['sparse']} sparse / {counts['dense']} dense / "
-                f"{counts['zero']} zero")
+                f"positions: {describe_formats(counts, ' / ')}")
         for flag, label in ((spec.groups != 1, f"groups={spec.groups}"),
                             (spec.winograd_relu, "winograd_relu=True"),
                             (spec.residual, "residual=True"),

@@ -31,7 +31,7 @@ from ..nn.functional import positions_first, winograd_conv
 from ..winograd.algorithm import WinogradAlgorithm, algorithm
 from ..winograd.tiles import output_size
 from . import kernels
-from .packing import PackedMatrices, round_bf16
+from .packing import PackedMatrices, describe_formats, main_format, round_bf16
 
 __all__ = ["CompiledLayer", "SparseWinogradConv2d", "SparseLinear", "SparsePointwiseConv2d", "LayerSpec",
            "unsupported_reason", "kernel_reason", "check_threads", "InferenceModule", "CompiledConv",
@@ -541,7 +541,7 @@ class WinogradInferenceModule(CompiledConv):
         text = (f"{spec.in_channels}, {spec.out_channels}, kernel_size={spec.kernel_size}, "
                 f"F({spec.tile},{spec.kernel_size}){'³' if self._dims == 3 else ''}, "
                 f"padding={spec.padding}, positions: "
-                f"{counts['sparse']} sparse / {counts['dense']} dense / {counts['zero']} zero")
+                f"{describe_formats(counts, ' / ')}")
         for flag, label in ((spec.groups != 1, f"groups={spec.groups}"),
                             (spec.winograd_relu, "winograd_relu=True"),
                             (spec.residual, "residual=True"),
@@ -764,7 +764,7 @@ class SparseLinear(_GemmModule):
     def extra_repr(self) -> str:
         counts = self.format_counts()
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"{'sparse' if counts['sparse'] else 'dense' if counts['dense'] else 'zero'}, "
+                f"{main_format(counts)}, "
                 f"density={self.density():.3f}" + (", relu=True" if self.relu else "")
                 + (", residual=True" if self.residual else ""))
 

@@ -1,4 +1,4 @@
-"""Packed weight matrices for the kernels: per matrix all-zero, sparse (SELL-4) or dense panels.
+"""Packed weight matrices for the kernels: per matrix all-zero, sparse (SELL-4), dense panels or blocked.
 
 A Winograd layer's element-wise stage is, for each of its P = n*n positions, a product
 ``M[p] (K x T) = U[p] (K x C) @ V[p] (C x T)``; a fully connected layer or a 1x1 convolution is
@@ -11,7 +11,15 @@ the same with P = 1. Each matrix is stored in the format that runs fastest for i
   belongs to row ``e % 4`` of the slice) and each row is padded to the slice's longest with
   (column 0, value 0). Columns are 16-bit. The kernel then runs 4 independent multiply-add
   chains per slice with no per-row loop, remainder or reduction: about one non-zero per cycle;
-* ``"dense"``: panels of ``DENSE_ROWS`` output channels, ``[ceil(K/6)][C][6]``.
+* ``"dense"``: panels of ``DENSE_ROWS`` output channels, ``[ceil(K/6)][C][6]``;
+* ``"blocked"``: blocks of ``BLOCK_ROWS`` (8) consecutive output channels at one input channel,
+  stored when any of their weights is non-zero: per block row of 8 channels the columns of its
+  blocks (16-bit) and 8 values each. The kernel vectorises across the 8 output channels instead
+  of across tiles, so its work is the blocks' whatever the number of tiles: at batch 1 on small
+  maps (4 tiles of a 7x7 or 8x8 map) the other formats fill a quarter of each vector. It pays
+  where the zeros come in whole blocks (``block=8`` in the Winograd-domain pruning methods):
+  :func:`choose_format` takes it when the stored blocks are at least
+  :data:`BLOCKED_MIN_FILL` full.
 
 :class:`PackedMatrices` holds the packing as private tensors that are validated once (so the
 kernel can never read out of bounds) and never handed out: a compiled layer's weights cannot
@@ -38,12 +46,13 @@ import torch
 
 from ..errors import PrecisionRangeError
 from ..native.abi import PRECISION_BF16, PRECISION_FP16, PRECISION_FP32
-from .kernels import CHUNK_ROWS, DENSE_ROWS, MAX_COLUMNS, SLICE_ROWS, SwMatrices
+from .kernels import BLOCK_ROWS, CHUNK_ROWS, DENSE_ROWS, MAX_COLUMNS, SLICE_ROWS, SwMatrices
 
 __all__ = ["FORMATS", "PRECISIONS", "SPARSE_MAX_DENSITY", "SMALL_LAYER_MAX_DENSITY",
-           "choose_format", "PackedMatrices", "PrecisionRangeError", "round_bf16"]
+           "BLOCKED_MIN_FILL", "choose_format", "block_slots", "describe_formats",
+           "main_format", "PackedMatrices", "PrecisionRangeError", "round_bf16"]
 
-FORMATS = ("zero", "sparse", "dense")
+FORMATS = ("zero", "sparse", "dense", "blocked")
 FORMAT_CODES = {name: code for code, name in enumerate(FORMATS)}
 #: Densities above which the dense panel kernel beats the sparse one (measured,
 #: docs/performance.md): about 0.5 from 128 x 128 channels up, while for small channel counts
@@ -51,10 +60,18 @@ FORMAT_CODES = {name: code for code, name in enumerate(FORMATS)}
 SPARSE_MAX_DENSITY = 0.5
 SMALL_LAYER_MAX_DENSITY = 0.8
 SMALL_LAYER_PAIRS = 64 * 64
-_NAMES = ("formats", "slice_ptr", "slice_rows", "col", "val", "dense_index", "dense")
+#: Smallest fill (non-zero weights / weights stored in blocks) at which :func:`choose_format`
+#: takes the blocked format: masks pruned in blocks of 8 output channels (fill 1.0, or a little
+#: less where a kept block has zeros of its own); unstructured sparsity at 50-90 % fills its
+#: blocks 14-54 % and stays sparse.
+BLOCKED_MIN_FILL = 0.75
+_NAMES = ("formats", "slice_ptr", "slice_rows", "col", "val", "dense_index", "dense",
+          "block_ptr", "block_col", "block_val")
+_VALUES = ("val", "dense", "block_val")
 _DTYPES = {"formats": torch.int8, "slice_ptr": torch.int32, "slice_rows": torch.int32,
            "col": torch.int16, "val": torch.float32, "dense_index": torch.int32,
-           "dense": torch.float32}
+           "dense": torch.float32, "block_ptr": torch.int32, "block_col": torch.int16,
+           "block_val": torch.float32}
 #: Storage type of the values per precision (bf16: the bit patterns, dense panels in pairs).
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.int16}
 _DENSE_TYPES = {**PRECISIONS, "bf16": torch.int32}
@@ -65,30 +82,38 @@ _INT32_MAX = 2**31 - 1
 
 
 def choose_format(nonzeros: int, rows: int, cols: int,
-                  max_sparse_density: float | None = None) -> str:
+                  max_sparse_density: float | None = None, block_slots: int | None = None) -> str:
     """Storage format of one matrix with ``nonzeros`` of ``rows x cols`` weights.
 
     The rule (crossovers measured on an AVX2 CPU, see docs/performance.md): no non-zero
     weight -> ``"zero"`` (the matrix is skipped); density ``nonzeros / (rows * cols)`` at
-    most ``max_sparse_density`` -> ``"sparse"`` (work proportional to the non-zeros);
-    otherwise ``"dense"`` (register-blocked panels, about twice the multiply-adds per
-    cycle). The default threshold is :data:`SPARSE_MAX_DENSITY` (0.5), or
-    :data:`SMALL_LAYER_MAX_DENSITY` (0.8) when ``rows * cols <= 64 * 64``. Matrices with
-    more than 65536 columns are always dense (sparse column indices are 16-bit).
+    most ``max_sparse_density`` -> ``"sparse"`` (work proportional to the non-zeros), or
+    ``"blocked"`` when the non-zeros fill the ``block_slots`` weights of the blocks of 8 output
+    channels that hold them at least :data:`BLOCKED_MIN_FILL` (block-pruned weights); otherwise
+    ``"dense"``
+    (register-blocked panels, about twice the multiply-adds per cycle). The default threshold
+    is :data:`SPARSE_MAX_DENSITY` (0.5), or :data:`SMALL_LAYER_MAX_DENSITY` (0.8) when
+    ``rows * cols <= 64 * 64``. Matrices with more than 65536 columns are always dense
+    (sparse column indices are 16-bit).
 
     Args:
         nonzeros: non-zero weights of the matrix.
         rows, cols: output and input channels (K, C).
         max_sparse_density: the crossover density (``None``: the default rule).
+        block_slots: weights of the blocks (8 consecutive rows at one column; the last block
+            row's real rows only) that hold a non-zero weight (:func:`block_slots`); ``None``:
+            never blocked.
 
     Returns:
-        ``"zero"``, ``"sparse"`` or ``"dense"``.
+        ``"zero"``, ``"sparse"``, ``"dense"`` or ``"blocked"``.
 
     Examples:
         >>> choose_format(0, 128, 128), choose_format(4000, 128, 128), choose_format(9000, 128, 128)
         ('zero', 'sparse', 'dense')
         >>> choose_format(3000, 64, 64)            # density 0.73: sparse for small layers
         'sparse'
+        >>> choose_format(4096, 128, 128, block_slots=4096)   # 512 full blocks of 8
+        'blocked'
     """
     if rows < 1 or cols < 1:
         raise ValueError(f"rows and cols must be >= 1, got {rows} x {cols}")
@@ -101,7 +126,53 @@ def choose_format(nonzeros: int, rows: int, cols: int,
     if max_sparse_density is None:
         max_sparse_density = (SMALL_LAYER_MAX_DENSITY if rows * cols <= SMALL_LAYER_PAIRS
                               else SPARSE_MAX_DENSITY)
-    return "sparse" if nonzeros <= max_sparse_density * rows * cols else "dense"
+    if nonzeros > max_sparse_density * rows * cols:
+        return "dense"
+    if block_slots is not None and nonzeros >= BLOCKED_MIN_FILL * block_slots:
+        return "blocked"
+    return "sparse"
+
+
+def describe_formats(counts: dict[str, int], sep: str = ", ") -> str:
+    """``"3 sparse, 1 dense, 2 zero"`` (and ``", 4 blocked"`` where any) for the reports.
+
+    Examples:
+        >>> describe_formats({"zero": 2, "sparse": 3, "dense": 1, "blocked": 4}, " / ")
+        '3 sparse / 1 dense / 2 zero / 4 blocked'
+    """
+    names = ["sparse", "dense", "zero"] + (["blocked"] if counts.get("blocked") else [])
+    return sep.join(f"{counts.get(name, 0)} {name}" for name in names)
+
+
+def main_format(counts: dict[str, int]) -> str:
+    """The format of a single-matrix packing (gemm layers) from its format counts."""
+    return next((k for k in ("sparse", "dense", "blocked", "zero") if counts.get(k)), "zero")
+
+
+def _blocks(w: torch.Tensor) -> torch.Tensor:
+    """(K, C) -> (ceil(K/8), 8, C): rows in blocks of BLOCK_ROWS, the last padded with zeros."""
+    rows, cols = w.shape
+    padded = -(-rows // BLOCK_ROWS) * BLOCK_ROWS
+    if padded != rows:
+        w = torch.cat([w, w.new_zeros(padded - rows, cols)])
+    return w.reshape(-1, BLOCK_ROWS, cols)
+
+
+def block_slots(weight_pkc: torch.Tensor) -> list[int]:
+    """Per matrix of ``(P, K, C)`` weights, the weights of its blocks of 8 consecutive rows
+    (output channels) at one column that hold a non-zero weight (what the blocked format
+    stores; a last block row of fewer than 8 real rows counts those).
+
+    Examples:
+        >>> w = torch.zeros(1, 12, 3)
+        >>> w[0, :8, 1] = 1.0; w[0, 9, 2] = 1.0          # a full block, a block of 4 rows
+        >>> block_slots(w)
+        [12]
+    """
+    if weight_pkc.shape[1] == 0:
+        return [0] * weight_pkc.shape[0]
+    real = _blocks(torch.ones(weight_pkc.shape[1], 1)).sum(dim=1)              # (B, 1)
+    return [int(((_blocks(m) != 0).any(dim=1) * real).sum()) for m in weight_pkc]
 
 
 def _bf16_bits(t: torch.Tensor) -> torch.Tensor:
@@ -157,6 +228,10 @@ def _slices(rows: int) -> int:
     return -(-rows // SLICE_ROWS)
 
 
+def _block_rows(rows: int) -> int:
+    return -(-rows // BLOCK_ROWS)
+
+
 def _pack_sparse(w: torch.Tensor, offset: int) -> tuple[torch.Tensor, ...]:
     """SELL-4 packing of one (K, C) matrix: slice pointers (from ``offset``), slice rows,
     columns and values (of ``w``'s dtype: floats, or bf16 pair bits)."""
@@ -191,6 +266,26 @@ def _pack_sparse(w: torch.Tensor, offset: int) -> tuple[torch.Tensor, ...]:
     return ptr + offset, slot_rows, col, val
 
 
+def _pack_blocked(w: torch.Tensor, offset: int) -> tuple[torch.Tensor, ...]:
+    """Blocked packing of one (K, C) matrix: block row pointers (from ``offset``), the column
+    of each stored block and its 8 values (rows past K zero), block rows in order, columns
+    ascending."""
+    blocks = _blocks(w)                                  # (B, 8, C)
+    stored = (blocks != 0).any(dim=1)                    # (B, C)
+    ptr = torch.zeros(stored.shape[0] + 1, dtype=torch.int64)
+    ptr[1:] = torch.cumsum(stored.sum(dim=1), 0)
+    where = stored.nonzero()                             # (block row, column), row-major
+    values = blocks.permute(0, 2, 1)[where[:, 0], where[:, 1]]          # (E, 8)
+    return ptr + offset, where[:, 1], values.reshape(-1)
+
+
+def _no_blocks(positions: int, rows: int, precision: str) -> dict[str, torch.Tensor]:
+    """The blocked-format tensors of a packing without blocked matrices."""
+    return {"block_ptr": torch.zeros(positions, _block_rows(rows) + 1, dtype=torch.int32),
+            "block_col": torch.zeros(0, dtype=torch.int16),
+            "block_val": torch.zeros(0, dtype=PRECISIONS.get(precision, torch.float32))}
+
+
 class PackedMatrices:
     """P packed matrices of ``K x C`` weights: immutable, validated once, owned privately.
 
@@ -223,9 +318,9 @@ class PackedMatrices:
 
         Args:
             weight_pkc: the matrices.
-            formats: ``"auto"`` (:func:`choose_format` per matrix), ``"sparse"`` or ``"dense"``
-                for every matrix (all-zero matrices always become ``"zero"``), or one name per
-                matrix.
+            formats: ``"auto"`` (:func:`choose_format` per matrix), ``"sparse"``, ``"dense"`` or
+                ``"blocked"`` for every matrix (all-zero matrices always become ``"zero"``), or
+                one name per matrix.
             precision: ``"fp32"``, ``"fp16"`` (values stored in half precision) or ``"bf16"``
                 (values rounded to bf16; dense panels in pairs of columns: module docstring).
 
@@ -256,26 +351,44 @@ class PackedMatrices:
         counts = (sparse_source != 0).sum(dim=(1, 2)).tolist()
         columns = dense_source.shape[2]
         if isinstance(formats, str):
-            if formats not in ("auto", "sparse", "dense"):
-                raise ValueError(f"formats must be 'auto', 'sparse', 'dense' or one name per "
-                                 f"matrix, got {formats!r}")
-            chosen = [choose_format(c, rows, cols) if formats == "auto" else formats
-                      for c in counts]
+            if formats not in ("auto", "sparse", "dense", "blocked"):
+                raise ValueError(f"formats must be 'auto', 'sparse', 'dense', 'blocked' or one "
+                                 f"name per matrix, got {formats!r}")
+            if formats == "auto":
+                slots = (block_slots(sparse_source) if cols <= MAX_COLUMNS
+                         else [None] * positions)
+                chosen = [choose_format(c, rows, cols, block_slots=b)
+                          for c, b in zip(counts, slots)]
+            else:
+                chosen = [formats] * positions
         else:
             chosen = list(formats)
             if len(chosen) != positions or any(f not in FORMATS for f in chosen):
                 raise ValueError(f"need {positions} formats from {FORMATS}, got {formats!r}")
         chosen = ["zero" if c == 0 else f for f, c in zip(chosen, counts)]
-        if cols > MAX_COLUMNS and "sparse" in chosen:
-            raise ValueError(f"sparse matrices need at most {MAX_COLUMNS} columns, got {cols}")
+        if cols > MAX_COLUMNS and ("sparse" in chosen or "blocked" in chosen):
+            raise ValueError(f"sparse and blocked matrices need at most {MAX_COLUMNS} columns, "
+                             f"got {cols}")
         slices = _slices(rows)
         panels = -(-rows // DENSE_ROWS)
         slice_ptr = torch.zeros(positions, slices + 1, dtype=torch.int64)
         slice_rows = torch.full((positions, slices * SLICE_ROWS), -1, dtype=torch.int64)
         cols_list, vals_list, dense_list = [], [], []
         dense_index = torch.full((positions,), -1, dtype=torch.int32)
-        offset = 0
+        block_ptr = torch.zeros(positions, _block_rows(rows) + 1, dtype=torch.int64)
+        block_cols, block_vals = [], []
+        offset = block_offset = 0
         for p, fmt in enumerate(chosen):
+            if fmt == "blocked":
+                ptr, col, val = _pack_blocked(sparse_source[p], block_offset)
+                block_ptr[p] = ptr
+                block_cols.append(col)
+                block_vals.append(val)
+                block_offset = int(ptr[-1])
+                if block_offset * BLOCK_ROWS > _INT32_MAX:
+                    raise ValueError("too many weight blocks for 32-bit offsets")
+            else:
+                block_ptr[p] = block_offset
             if fmt == "sparse":
                 ptr, slot_rows, col, val = _pack_sparse(sparse_source[p], offset)
                 slice_ptr[p], slice_rows[p] = ptr, slot_rows
@@ -309,6 +422,11 @@ class PackedMatrices:
             "dense": stored(torch.stack(dense_list).contiguous() if dense_list else
                             torch.zeros(0, panels, columns, DENSE_ROWS,
                                          dtype=dense_source.dtype), True),
+            "block_ptr": block_ptr.to(torch.int32),
+            "block_col": (torch.cat(block_cols) if block_cols
+                          else torch.zeros(0, dtype=torch.int64)).to(torch.int32).to(torch.int16),
+            "block_val": stored(torch.cat(block_vals) if block_vals
+                                else torch.zeros(0, dtype=sparse_source.dtype), False),
         }
         return cls(tensors, positions, rows, cols, precision)
 
@@ -321,11 +439,12 @@ class PackedMatrices:
             positions, rows, cols = (int(v) for v in state["shape"])
         except (TypeError, ValueError):
             raise ValueError(f"packed-weights state has a bad shape {state['shape']!r}") from None
+        precision = state.get("precision", "fp32")
+        state = {**_no_blocks(positions, rows, precision), **state}     # states before them
         missing = [name for name in _NAMES if not isinstance(state.get(name), torch.Tensor)]
         if missing:
             raise ValueError(f"packed-weights state lacks tensors {missing}")
-        return cls({name: state[name] for name in _NAMES}, positions, rows, cols,
-                   state.get("precision", "fp32"))
+        return cls({name: state[name] for name in _NAMES}, positions, rows, cols, precision)
 
     def state(self) -> dict[str, Any]:
         """Copies of the packed tensors and the shape (for ``state_dict``)."""
@@ -341,7 +460,7 @@ class PackedMatrices:
         if min(positions, rows, cols) < 1:
             raise ValueError(f"packed weights need P, K, C >= 1, got {(positions, rows, cols)}")
         for name, dtype in _DTYPES.items():
-            if name in ("val", "dense"):
+            if name in _VALUES:
                 dtype = (_DENSE_TYPES if name == "dense" else PRECISIONS)[self.precision]
             if t[name].dtype != dtype or t[name].device.type != "cpu":
                 raise ValueError(f"packed tensor {name!r} must be {dtype} on the CPU, got "
@@ -384,6 +503,23 @@ class PackedMatrices:
                                      "own chunk of 24")
         if col.numel() and (col.long() & 0xFFFF).ge(cols).any():
             raise ValueError(f"sparse column index out of range [0, {cols})")
+        blocked = formats == FORMAT_CODES["blocked"]
+        block_ptr, block_col = t["block_ptr"].long(), t["block_col"]
+        if block_ptr.shape != (positions, _block_rows(rows) + 1) or block_col.dim() != 1 or \
+                t["block_val"].shape != (block_col.numel() * BLOCK_ROWS,):
+            raise ValueError(f"block_ptr must be ({positions}, {_block_rows(rows) + 1}) and "
+                             f"block_val hold {BLOCK_ROWS} values per block_col entry, got "
+                             f"{tuple(block_ptr.shape)}, {tuple(block_col.shape)}, "
+                             f"{tuple(t['block_val'].shape)}")
+        if blocked.any():
+            if cols > MAX_COLUMNS:
+                raise ValueError(f"blocked matrices need at most {MAX_COLUMNS} columns")
+            b = block_ptr[blocked]
+            if (b[:, 1:] < b[:, :-1]).any() or (b[:, 0] < 0).any() or \
+                    (b[:, -1] > block_col.numel()).any():
+                raise ValueError("block pointers are not monotone inside the block arrays")
+        if block_col.numel() and (block_col.long() & 0xFFFF).ge(cols).any():
+            raise ValueError(f"block column index out of range [0, {cols})")
         is_dense = formats == FORMAT_CODES["dense"]
         index = dense_index[is_dense]
         if ((index < 0) | (index >= dense.shape[0])).any():
@@ -429,6 +565,16 @@ class PackedMatrices:
                 keep = (lane_rows >= 0) & (entries_val != 0)
                 out[p].index_put_((lane_rows[keep], col[start:stop][keep]), entries_val[keep],
                                   accumulate=True)
+            elif name == "blocked":
+                ptr = t["block_ptr"][p].long()
+                start, stop = int(ptr[0]), int(ptr[-1])
+                block_row = torch.repeat_interleave(torch.arange(len(ptr) - 1), ptr[1:] - ptr[:-1])
+                values = t["block_val"][start * BLOCK_ROWS:stop * BLOCK_ROWS]
+                values = (_bf16_values(values.long()) if bf16 else values.float())
+                columns = t["block_col"][start:stop].long() & 0xFFFF
+                blocks = torch.zeros(len(ptr) - 1, self.cols, BLOCK_ROWS)
+                blocks[block_row, columns] = values.reshape(-1, BLOCK_ROWS)
+                out[p] = blocks.permute(0, 2, 1).reshape(-1, self.cols)[:self.rows]
             elif name == "dense":
                 panel = t["dense"][int(t["dense_index"][p])]                # (panels, C, 6)
                 matrix = panel.transpose(1, 2).reshape(-1, self.columns)[:self.rows]
@@ -445,7 +591,8 @@ class PackedMatrices:
                 self.positions, self.rows, self.cols, t["formats"].data_ptr(),
                 t["slice_ptr"].data_ptr(), t["slice_rows"].data_ptr(), t["col"].data_ptr(),
                 t["val"].data_ptr(), t["dense_index"].data_ptr(), t["dense"].data_ptr(),
-                _CODES[self.precision])
+                _CODES[self.precision], t["block_ptr"].data_ptr(), t["block_col"].data_ptr(),
+                t["block_val"].data_ptr())
         return self._struct
 
     def __getstate__(self) -> dict[str, Any]:

@@ -4,7 +4,8 @@
 shape, then, for each Winograd layer whose weights are spatial (so any tile computes the same
 function: F(2,3), F(4,3), F(6,3) for 3x3 kernels, within the fp32 error limit of
 :func:`sparsewino.winograd.choose_tile`), times the compiled layer for every candidate tile and
-format rule (``auto``, all ``sparse``, all ``dense``) on that shape and keeps the fastest.
+format rule (``auto``, all ``sparse``, all ``dense``, all ``blocked``) on that shape and keeps the
+fastest.
 Winograd-domain layers keep their tile (their weights, and their zeros, belong to it) and
 tune only the formats; Winograd-ReLU layers keep everything (the tile is part of their
 function).
@@ -36,7 +37,7 @@ __all__ = ["TuningChoice", "TuningCache", "record_input_shapes", "candidate_tile
            "default_cache_path"]
 
 logger = logging.getLogger(__name__)
-FORMAT_RULES = ("auto", "sparse", "dense")
+FORMAT_RULES = ("auto", "sparse", "dense", "blocked")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 __all__ = ["ABI_VERSION", "Operation", "OPERATIONS", "OP_KINDS", "SHARED_STRUCTS", "CONSTANTS",
            "SwMatrices", "SwConv2dArgs", "SwConv3dArgs", "SwGemmArgs", "SwPool2dArgs",
            "SwEltwiseArgs", "SwExtractArgs", "SwAdderArgs", "SwAdderGradArgs", "SwOp",
-           "DENSE_ROWS", "SLICE_ROWS", "CHUNK_ROWS", "MAX_N", "MAX_COLUMNS",
+           "DENSE_ROWS", "SLICE_ROWS", "BLOCK_ROWS", "CHUNK_ROWS", "MAX_N", "MAX_COLUMNS",
            "ISA_AUTO", "ISA_PORTABLE", "ISA_AVX2", "ISA_AVX512",
            "MODE_AUTO", "MODE_BLOCKS", "MODE_COOPERATIVE", "POOL_MAX", "POOL_AVG",
            "ELTWISE_ADD", "ELTWISE_AFFINE", "ELTWISE_COPY", "ELTWISE_RELU",
@@ -26,10 +26,11 @@ __all__ = ["ABI_VERSION", "Operation", "OPERATIONS", "OP_KINDS", "SHARED_STRUCTS
            "PRECISION_BF16", "check_library", "compare_operations",
            "compare_structs", "compare_constants", "declare_functions"]
 
-ABI_VERSION = 9                      # SW_ABI_VERSION: bump both together on any ABI change
+ABI_VERSION = 10                     # SW_ABI_VERSION: bump both together on any ABI change
 
 DENSE_ROWS = 6                       # SW_DENSE_ROWS: rows per dense weight panel
 SLICE_ROWS = 4                       # SW_SLICE_ROWS: rows per sparse (SELL) slice
+BLOCK_ROWS = 8                       # SW_BLOCK_ROWS: output channels per block (blocked)
 CHUNK_ROWS = 24                      # SW_CHUNK_ROWS: output channels per work chunk
 MAX_N = 8                            # SW_MAX_N: largest Winograd input tile n
 MAX_COLUMNS = 65536                  # SW_MAX_COLUMNS: 16-bit sparse column indices
@@ -44,7 +45,8 @@ PRECISION_FP32, PRECISION_FP16, PRECISION_BF16 = 0, 1, 2             # enum sw_p
 
 #: C name -> Python value of every constant of ``SW_CONSTANTS``.
 CONSTANTS: dict[str, int] = {
-    "SW_DENSE_ROWS": DENSE_ROWS, "SW_SLICE_ROWS": SLICE_ROWS, "SW_CHUNK_ROWS": CHUNK_ROWS,
+    "SW_DENSE_ROWS": DENSE_ROWS, "SW_SLICE_ROWS": SLICE_ROWS, "SW_BLOCK_ROWS": BLOCK_ROWS,
+    "SW_CHUNK_ROWS": CHUNK_ROWS,
     "SW_MAX_N": MAX_N, "SW_MAX_COLUMNS": MAX_COLUMNS,
     "SW_ISA_AUTO": ISA_AUTO, "SW_ISA_PORTABLE": ISA_PORTABLE, "SW_ISA_AVX2": ISA_AVX2,
     "SW_ISA_AVX512": ISA_AVX512,
@@ -65,7 +67,8 @@ class SwMatrices(ctypes.Structure):
 
     _fields_ = [("P", _i32), ("K", _i32), ("C", _i32), ("formats", _ptr), ("slice_ptr", _ptr),
                 ("slice_rows", _ptr), ("col", _ptr), ("val", _ptr), ("dense_index", _ptr),
-                ("dense", _ptr), ("precision", _i32)]
+                ("dense", _ptr), ("precision", _i32), ("block_ptr", _ptr), ("block_col", _ptr),
+                ("block_val", _ptr)]
 
 
 class SwConv2dArgs(ctypes.Structure):

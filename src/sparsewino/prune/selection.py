@@ -76,26 +76,36 @@ class ScoreProblem(ThresholdProblem):
         scores: one score per unit (any shape; flattened).
         expand: maps the kept units (a bool tensor shaped like ``scores``) to the masks.
         domain: where units are counted.
+        sizes: entries per unit, shaped like ``scores`` (groups pruned together, e.g. blocks
+            of output channels); ``None``: one each. Counts (``total``, ``pruned_at``) are in
+            entries.
     """
 
     def __init__(self, module: nn.Module, scores: torch.Tensor,
-                 expand: Callable[[torch.Tensor], dict[str, torch.Tensor]], domain: str) -> None:
+                 expand: Callable[[torch.Tensor], dict[str, torch.Tensor]], domain: str,
+                 sizes: torch.Tensor | None = None) -> None:
         self.module = module
         self.scores = scores.detach().to(torch.float64)
         if torch.isnan(self.scores).any():
             raise ValueError(f"importance scores of {type(module).__name__} contain NaN; "
                              "the weights are probably NaN (diverged training?)")
-        self._sorted = self.scores.flatten().sort().values
+        self._sorted, order = self.scores.flatten().sort(stable=True)
+        self._pruned = None                              # entries pruned up to each unit
+        if sizes is not None:
+            self._pruned = torch.cumsum(sizes.flatten().to(torch.int64)[order], 0)
         self.expand = expand
         self.domain = domain
-        self.total = self.scores.numel()
+        self.total = self.scores.numel() if sizes is None else int(sizes.sum())
 
     def candidates(self) -> torch.Tensor:
         return torch.unique(self._sorted)
 
     def pruned_at(self, threshold: float) -> int:
-        return int(torch.searchsorted(self._sorted, torch.tensor([threshold], dtype=torch.float64),
-                                      right=True).item())
+        units = int(torch.searchsorted(self._sorted, torch.tensor([threshold], dtype=torch.float64),
+                                       right=True).item())
+        if self._pruned is None or units == 0:
+            return units
+        return int(self._pruned[units - 1])
 
     def masks_at(self, threshold: float) -> dict[str, torch.Tensor]:
         return self.expand(self.scores > threshold)

@@ -37,6 +37,7 @@ from ...native import (
 from ...native.abi import (
     ABI_VERSION,
     CHUNK_ROWS,
+    BLOCK_ROWS,
     DENSE_ROWS,
     ELTWISE_ADD,
     ELTWISE_AFFINE,
@@ -67,7 +68,8 @@ from ...native.abi import (
 __all__ = ["backend", "backend_info", "available_backends", "use_backend", "library",
            "library_path", "load_error", "isa_code", "SwMatrices", "SwConv2dArgs", "SwConv3dArgs",
            "SwGemmArgs", "SwPool2dArgs", "SwEltwiseArgs", "SwExtractArgs", "SwAdderArgs", "SwOp",
-           "STATUS_MESSAGES", "ABI_VERSION", "DENSE_ROWS", "SLICE_ROWS", "CHUNK_ROWS",
+           "STATUS_MESSAGES", "ABI_VERSION", "DENSE_ROWS", "SLICE_ROWS", "BLOCK_ROWS",
+           "CHUNK_ROWS",
            "MAX_COLUMNS", "MAX_N", "max_n", "OP_KINDS", "OPERATIONS", "Operation", "ENV_VAR",
            "check_status", "ELTWISE_ADD", "ELTWISE_AFFINE", "ELTWISE_COPY", "ELTWISE_RELU",
            "POOL_MAX", "POOL_AVG", "MODE_AUTO", "MODE_BLOCKS", "MODE_COOPERATIVE", "run_adder",

@@ -129,7 +129,7 @@ int32_t plan_lanes(int32_t requested, const sw_isa_table* table, int64_t tb) {
 
 bool matrices_ok(const sw_matrices& w, int32_t P, int32_t K, int32_t C) {
     return w.P == P && w.K == K && w.C == C && w.formats && w.slice_ptr && w.slice_rows &&
-           w.dense_index && C <= SW_MAX_COLUMNS &&
+           w.dense_index && w.block_ptr && C <= SW_MAX_COLUMNS &&
            (w.precision == SW_PRECISION_FP32 || w.precision == SW_PRECISION_FP16 ||
             w.precision == SW_PRECISION_BF16);
 }
@@ -147,6 +147,11 @@ int64_t weight_bytes(const sw_matrices& w) {
                      static_cast<int64_t>(w.slice_ptr[i * (S + 1) + S] - w.slice_ptr[i * (S + 1)]);
         if (w.formats[i] == SW_DENSE)
             bytes += (bf16 ? 4 : value) * static_cast<int64_t>(w.K) * columns;
+        if (w.formats[i] == SW_BLOCKED) {
+            const int64_t B = ceil_div(w.K, SW_BLOCK_ROWS);
+            bytes += (2 + SW_BLOCK_ROWS * value) *
+                     static_cast<int64_t>(w.block_ptr[i * (B + 1) + B] - w.block_ptr[i * (B + 1)]);
+        }
     }
     return bytes;
 }

@@ -85,6 +85,17 @@ struct Simd {
     static inline void half8(const uint16_t* src, float* dst) {
         for (int i = 0; i < 8; ++i) dst[i] = half1(src[i]);
     }
+    // 8 IEEE fp16 / bf16 values (bits) -> a vector of their exact floats.
+    static inline vec load_half8(const uint16_t* p) {
+        vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = half1(p[i]);
+        return r;
+    }
+    static inline vec load_bf16_8(const uint16_t* p) {
+        vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = sw_bits_float(static_cast<uint32_t>(p[i]) << 16);
+        return r;
+    }
     // One IEEE fp16 value (bits) -> float, exactly.
     static inline float half1(uint16_t bits16) {
         {

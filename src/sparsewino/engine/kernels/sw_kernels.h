@@ -13,21 +13,23 @@
 //   extract sub-images of an input stacked as channels (decomposed convolutions);
 //   adder   the adder product of AdderNet layers, y = -sum |x - w|^p.
 // Weights come pre-packed (see packing.py): per matrix (Winograd position) either "zero",
-// sparse (SELL-4: slices of 4 rows sorted by length, 16-bit column indices) or dense
-// 6-row panels.
+// sparse (SELL-4: slices of 4 rows sorted by length, 16-bit column indices), dense 6-row
+// panels, or blocked (blocks of 8 output channels at one input channel, vectorised across the
+// output channels: fast when a block's weights are pruned together, or with few tiles).
 #ifndef SPARSEWINO_SW_KERNELS_H
 #define SPARSEWINO_SW_KERNELS_H
 
 #include <cstdint>
 
-#define SW_ABI_VERSION 9
+#define SW_ABI_VERSION 10
 #define SW_DENSE_ROWS 6          // rows (output channels) per dense weight panel
 #define SW_SLICE_ROWS 4          // rows per sparse (SELL) slice
+#define SW_BLOCK_ROWS 8          // rows (output channels) per block of a blocked matrix
 #define SW_CHUNK_ROWS 24         // output channels per work chunk (multiple of 4 and 6)
 #define SW_MAX_N 8               // largest Winograd input tile n supported (n <= 8)
 #define SW_MAX_COLUMNS 65536     // sparse column indices are 16-bit
 
-enum sw_format : int8_t { SW_ZERO = 0, SW_SPARSE = 1, SW_DENSE = 2 };
+enum sw_format : int8_t { SW_ZERO = 0, SW_SPARSE = 1, SW_DENSE = 2, SW_BLOCKED = 3 };
 enum sw_isa : int32_t {
     SW_ISA_AUTO = 0, SW_ISA_PORTABLE = 1, SW_ISA_AVX2 = 2, SW_ISA_AVX512 = 3,
 };
@@ -75,7 +77,8 @@ enum sw_adder_grad_mode : int32_t {
 
 // Every named constant Python uses, exported by sw_constant_table() and checked at load.
 #define SW_CONSTANTS(X)                                                                     \
-    X(SW_DENSE_ROWS) X(SW_SLICE_ROWS) X(SW_CHUNK_ROWS) X(SW_MAX_N) X(SW_MAX_COLUMNS)        \
+    X(SW_DENSE_ROWS) X(SW_SLICE_ROWS) X(SW_BLOCK_ROWS) X(SW_CHUNK_ROWS) X(SW_MAX_N)          \
+    X(SW_MAX_COLUMNS)                                                                       \
     X(SW_ISA_AUTO) X(SW_ISA_PORTABLE) X(SW_ISA_AVX2) X(SW_ISA_AVX512)                       \
     X(SW_MODE_AUTO) X(SW_MODE_BLOCKS) X(SW_MODE_COOPERATIVE)                                \
     X(SW_POOL_MAX) X(SW_POOL_AVG) X(SW_ELT_ADD) X(SW_ELT_AFFINE) X(SW_ELT_COPY)             \
@@ -108,6 +111,12 @@ extern "C" {
 //         multiplies with AVX512-BF16's vdpbf16ps where the CPU has it, else with an exact
 //         software equivalent (the products of bf16 values are exact in fp32: two multiply-
 //         adds, odd channel first).
+// Blocked matrix p (SW_BLOCKED): block row b holds output channels 8b .. 8b+7; its entries are
+// [block_ptr[p*(B+1)+b], block_ptr[p*(B+1)+b+1]), B = ceil(K / 8), each a column block_col[e]
+// and the 8 weights block_val[8e .. 8e+7] of rows 8b .. 8b+7 at that column (rows past K
+// zero), stored in the precision's value type (float, fp16 or bf16 bits: bf16 blocks multiply
+// the fp32 tiles like sparse bf16 matrices). The kernel vectorises over the 8 rows, so the
+// work is the blocks', not the tiles' vectors: what few tiles (batch 1, small maps) need.
 struct sw_matrices {
     int32_t P, K, C;
     const int8_t* formats;      // P entries of sw_format
@@ -118,6 +127,9 @@ struct sw_matrices {
     const int32_t* dense_index; // P entries: panel set of SW_DENSE matrices, else -1
     const void* dense;          // [sets][ceil(K/6)][C, or bf16 pairs][6] dense panels
     int32_t precision;          // sw_precision
+    const int32_t* block_ptr;   // P * (ceil(K/8) + 1): entry offsets into block_col (blocked)
+    const uint16_t* block_col;  // column (input channel) of each block entry
+    const void* block_val;      // 8 values per block entry (float, or fp16 / bf16 bits)
 };
 
 // Everything one conv2d call needs. Pointers are borrowed, never freed by the kernel.

@@ -74,9 +74,11 @@ void gemm_scatter(const sw_gemm_args& a, const sw_gemm_plan& p, const Run* runs,
 }
 
 // Groups of 8 columns in block blk.
-inline int block_groups(const sw_gemm_plan& p, int64_t blk) {
-    return static_cast<int>((lmin_o(p.Tb, p.T - blk * p.Tb) + 7) / 8);
+// Columns (tiles) of block blk, and their vectors of 8.
+inline int block_tiles(const sw_gemm_plan& p, int64_t blk) {
+    return static_cast<int>(lmin_o(p.Tb, p.T - blk * p.Tb));
 }
+inline int block_groups(const sw_gemm_plan& p, int64_t blk) { return (block_tiles(p, blk) + 7) / 8; }
 
 int32_t gemm_forward(const sw_gemm_args* args, const sw_gemm_plan* plan) {
     const sw_gemm_args& a = *args;
@@ -98,10 +100,10 @@ int32_t gemm_forward(const sw_gemm_args* args, const sw_gemm_plan* plan) {
                         bf16_pairs_in_place(shared_v, a.C, p.shift, block_groups(p, blk));
                 }
                 const int nruns = shared_runs;
-                const int groups8 = block_groups(p, blk);
+                const int tiles = block_tiles(p, blk);
 #pragma omp for schedule(dynamic, 1)
                 for (int j = 0; j < p.chunks; ++j) {
-                    chunk_rows_lanes(p.lanes, a.w, 0, j, shared_v, p.shift, groups8, Mc);
+                    chunk_rows_lanes(p.lanes, a.w, 0, j, shared_v, p.shift, tiles, Mc);
                     gemm_scatter(a, p, runs, nruns, Mc, j);
                 }
             }
@@ -119,11 +121,10 @@ int32_t gemm_forward(const sw_gemm_args* args, const sw_gemm_plan* plan) {
         for (int64_t blk = 0; blk < p.blocks; ++blk) {
             const int nruns = gemm_runs(a, p, blk, runs);
             gemm_gather(a, p, runs, nruns, V);
-            const int groups8 = block_groups(p, blk);
             if (a.w.precision == SW_PRECISION_BF16 && a.w.formats[0] == SW_DENSE)
-                bf16_pairs_in_place(V, a.C, p.shift, groups8);
+                bf16_pairs_in_place(V, a.C, p.shift, block_groups(p, blk));
             for (int j = 0; j < p.chunks; ++j) {
-                chunk_rows_lanes(p.lanes, a.w, 0, j, V, p.shift, groups8, Mc);
+                chunk_rows_lanes(p.lanes, a.w, 0, j, V, p.shift, block_tiles(p, blk), Mc);
                 gemm_scatter(a, p, runs, nruns, Mc, j);
             }
         }

@@ -9,7 +9,7 @@
 //                        pair accumulated in fp32 (odd channel first), or, in the AVX-512 build
 //                        on a CPU with AVX512-BF16, vdpbf16ps (sw_isa_avx512.cpp).
 // Requires (in the enclosing namespace): struct Simd (8 lanes: half1, bf16_even, bf16_odd,
-// bf16_pairs) and, if SW_HAS_WIDE, struct Wide (16 lanes: bf16_even, bf16_odd); with
+// bf16_pairs, load_half8, load_bf16_8, transpose8, store_first) and, if SW_HAS_WIDE, struct Wide (16 lanes: bf16_even, bf16_odd); with
 // SW_BF16_HARDWARE, bf16hw::dense_rows_lanes and bf16hw::available().
 
 #include "sw_product_kernels.h"
@@ -97,6 +97,32 @@ inline void bf16_pairs_in_place(float* V, int C, int shift, int groups8) {
     }
 }
 
+// The 8 weights of one block (blocked matrices) as a vector of Simd, per precision: fp32,
+// fp16 bits widened exactly (F16C), bf16 bits widened exactly (a shift).
+struct BlockFloat {
+    using value = float;
+    static inline Simd::vec load(const float* p) { return Simd::load(p); }
+};
+struct BlockFp16 {
+    using value = uint16_t;
+    static inline Simd::vec load(const uint16_t* p) { return Simd::load_half8(p); }
+};
+struct BlockBf16 {
+    using value = uint16_t;
+    static inline Simd::vec load(const uint16_t* p) { return Simd::load_bf16_8(p); }
+};
+
+inline void blocked_rows_precision(const sw_matrices& w, int p, int chunk, const float* V,
+                                   int shift, int tiles, int groups8, float* M) {
+    switch (w.precision) {
+        case SW_PRECISION_BF16:
+            return blocked_rows<BlockBf16>(w, p, chunk, V, shift, tiles, groups8, M);
+        case SW_PRECISION_FP16:
+            return blocked_rows<BlockFp16>(w, p, chunk, V, shift, tiles, groups8, M);
+        default: return blocked_rows<BlockFloat>(w, p, chunk, V, shift, tiles, groups8, M);
+    }
+}
+
 // The rows of chunk `chunk` of matrix p with Mac over `Vp`'s lanes (nvec vectors).
 template <class SparseMac, class DenseMac>
 inline void chunk_rows(const sw_matrices& w, int p, int chunk, const float* V, int shift,
@@ -119,12 +145,15 @@ inline void chunk_rows_over(bool wide, const sw_matrices& w, int p, int chunk, c
     chunk_rows<SparseMac<Simd>, DenseMac<Simd>>(w, p, chunk, V, shift, nvec, M);
 }
 
-// The element-wise rows with the plan's lanes and the weights' precision: `groups8` vectors of
-// 8 tiles. bf16: sparse matrices hold single bf16 weights multiplied with the fp32 tiles
+// The element-wise rows with the plan's lanes and the weights' precision: `tiles` columns of
+// V (groups8 = ceil(tiles / 8) vectors of 8, the lanes past `tiles` being padding). bf16: sparse matrices hold single bf16 weights multiplied with the fp32 tiles
 // (Bf16WeightMac: two bytes per weight, and no rounding of V); dense ones pairs (Bf16Mac, or
 // vdpbf16ps where the CPU has it) with V rounded by bf16_pairs_in_place.
 inline void chunk_rows_lanes(int lanes, const sw_matrices& w, int p, int chunk, const float* V,
-                             int shift, int groups8, float* M) {
+                             int shift, int tiles, float* M) {
+    const int groups8 = (tiles + 7) / 8;
+    if (w.formats[p] == SW_BLOCKED)
+        return blocked_rows_precision(w, p, chunk, V, shift, tiles, groups8, M);
     const bool wide = SW_HAS_WIDE && lanes == 16;
     const int nvec = wide ? (groups8 + 1) / 2 : groups8;
     switch (w.precision) {

@@ -10,7 +10,8 @@
 //
 // V: rows of `row` elements (row = Tb, a power of two: row c starts at V + (c << shift));
 // M: the chunk's rows, `row` floats apart; only the first `nvec` vectors of each row are used
-// (nvec <= 8: at most 64 tiles).
+// (nvec <= 8: at most 64 tiles). Blocked matrices (blocked_rows) vectorise across output
+// channels instead, with the 8-lane policy `Simd` of the build.
 // Included once per build by sw_product_impl.h; the AVX-512 build includes it a second time
 // under the AVX512-BF16 target for its hardware bf16 products.
 
@@ -186,6 +187,68 @@ void dense_rows(const sw_matrices& w, int p, int chunk, const float* V_floats, i
         int q0 = 0;
         for (; q0 + 2 <= nvec; q0 += 2) dense_panel<Mac, 2>(panel, V, c.row, Mk, C, q0, rows);
         if (q0 < nvec) dense_panel<Mac, 1>(panel, V, c.row, Mk, C, q0, rows);
+    }
+}
+
+// One pass of block row entries [e0, e1) over tiles [t0, t0 + TT): acc[t] holds the block's 8
+// output channels of tile t0 + t (vectorised across output channels, so a pass does TT
+// multiply-adds of 8 useful lanes per block whatever the number of tiles), then an 8x8
+// transpose gives each channel's TT tiles, stored to its row of M (rows < `rows` only).
+template <class BL, int TT>
+inline void block_pass(const uint16_t* col, const typename BL::value* val, int64_t e0,
+                       int64_t e1, const float* V, int shift, int t0, float* M, int64_t row,
+                       int rows) {
+    using vec = typename Simd::vec;
+    vec acc[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; ++t) acc[t] = Simd::zero();
+    for (int64_t e = e0; e < e1; ++e) {
+        const vec u = BL::load(val + e * SW_BLOCK_ROWS);
+        const float* v = V + (static_cast<int64_t>(col[e]) << shift) + t0;
+#pragma GCC unroll 8
+        for (int t = 0; t < TT; ++t) acc[t] = Simd::fmadd(u, Simd::set1(v[t]), acc[t]);
+    }
+    Simd::transpose8(acc);                           // acc[l] = row l's tiles t0 .. t0+TT-1
+    for (int l = 0; l < rows; ++l) {
+        if constexpr (TT == 8)
+            Simd::store(M + l * row + t0, acc[l]);
+        else
+            Simd::store_first(M + l * row + t0, acc[l], TT);
+    }
+}
+
+// Rows [k0, k1) of chunk `chunk` of blocked matrix p: block rows of 8 output channels (a chunk
+// of 24 holds 3), `tiles` columns of V computed in passes of 8, 4, 2, 1 tiles; M's columns
+// from `tiles` up to groups8 * 8 (lanes without a tile) are zeroed.
+template <class BL>
+void blocked_rows(const sw_matrices& w, int p, int chunk, const float* V, int shift, int tiles,
+                  int groups8, float* M) {
+    const ChunkRows c(w, chunk, shift);
+    const int B = (w.K + SW_BLOCK_ROWS - 1) / SW_BLOCK_ROWS;
+    const int32_t* ptr = w.block_ptr + static_cast<int64_t>(p) * (B + 1);
+    const auto* val = static_cast<const typename BL::value*>(w.block_val);
+    for (int k = c.k0; k < c.k1; k += SW_BLOCK_ROWS) {
+        const int b = k / SW_BLOCK_ROWS;
+        const int rows = imin_p(SW_BLOCK_ROWS, c.k1 - k);
+        const int64_t e0 = ptr[b], e1 = ptr[b + 1];
+        float* Mk = M + (k - c.k0) * c.row;
+        int t0 = 0;
+        for (; t0 + 8 <= tiles; t0 += 8)
+            block_pass<BL, 8>(w.block_col, val, e0, e1, V, shift, t0, Mk, c.row, rows);
+        if (tiles - t0 >= 4) {
+            block_pass<BL, 4>(w.block_col, val, e0, e1, V, shift, t0, Mk, c.row, rows);
+            t0 += 4;
+        }
+        if (tiles - t0 >= 2) {
+            block_pass<BL, 2>(w.block_col, val, e0, e1, V, shift, t0, Mk, c.row, rows);
+            t0 += 2;
+        }
+        if (tiles - t0 >= 1) {
+            block_pass<BL, 1>(w.block_col, val, e0, e1, V, shift, t0, Mk, c.row, rows);
+            t0 += 1;
+        }
+        for (int l = 0; l < rows; ++l)
+            for (int t = t0; t < groups8 * 8; ++t) Mk[l * c.row + t] = 0.0f;
     }
 }
 

@@ -34,6 +34,14 @@ struct SimdAvx2 {
         _mm256_storeu_ps(dst, _mm256_cvtph_ps(
                                   _mm_loadu_si128(reinterpret_cast<const __m128i*>(src))));
     }
+    // 8 IEEE fp16 / bf16 values (bits) -> a vector of their exact floats.
+    static inline vec load_half8(const uint16_t* p) {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static inline vec load_bf16_8(const uint16_t* p) {
+        return _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+    }
     // One IEEE fp16 value (bits) -> float (F16C).
     static inline float half1(uint16_t h) { return _cvtsh_ss(h); }
     // bf16 pairs (sw_product_impl.h): the even (low) / odd (high) halves of 8 uint32 as floats.

@@ -166,7 +166,7 @@ inline void position_chunks(const typename G::Ctx& cx, const typename G::Block& 
     const float* V = b.V + pos * p.v_pstride;
     float* M = b.M + pos * p.m_pstride;
     for (int j = j0; j < j1; ++j)
-        chunk_rows_lanes(p.lanes, w, pos, j, V, p.shift, b.groups,
+        chunk_rows_lanes(p.lanes, w, pos, j, V, p.shift, b.count,
                          M + static_cast<int64_t>(j) * SW_CHUNK_ROWS * p.Tb);
 }
 

@@ -7,6 +7,7 @@ from torch import nn
 
 from ...nn.conv import WinogradConv2d, _WinogradConvNd
 from ..modules import SparseWinogradConv2d, unsupported_reason
+from ..packing import describe_formats
 from . import register_kind
 from .base import BuildOptions, CompiledKind, Emitter, conv_inputs, forward_overridden, grouped_weights
 
@@ -15,7 +16,7 @@ def describe_winograd(layer: nn.Module, cube: str = "") -> str:
     """The report line of a compiled 2-D or 3-D Winograd layer."""
     spec, counts = layer.spec, layer.format_counts()
     return (f"F({spec.tile},{spec.kernel_size}){cube}, {layer.positions} positions: "
-            f"{counts['sparse']} sparse, {counts['dense']} dense, {counts['zero']} zero; "
+            f"{describe_formats(counts)}; "
             f"weight density {layer.density():.3f}")
 
 

@@ -7,6 +7,7 @@ from typing import Sequence
 from torch import nn
 
 from ..direct import MAX_DENSITY, SparseDirectConv2d
+from ..packing import main_format
 from . import register_kind
 from .base import BuildOptions, CompiledKind, Emitter, UnsupportedGraph, conv_inputs, emit_plans
 
@@ -48,7 +49,7 @@ class DirectConv2dKind(CompiledKind):
 
     def describe(self, layer: nn.Module) -> str:
         counts = layer.format_counts()
-        fmt = next((k for k in ("sparse", "dense", "zero") if counts[k]), "zero")
+        fmt = main_format(counts)
         (kh, kw), (sh, sw) = layer.kernel_size, layer.stride
         return (f"direct {kh}x{kw}/{sh}x{sw} conv, im2col {layer.in_features} columns, {fmt}, "
                 f"weight density {layer.density():.3f}")

@@ -9,6 +9,7 @@ from torch import nn
 
 from ...nn.conv import WinogradConv2d, _WinogradConvNd
 from ..decomposed import SparseDecomposedConv2d, decomposed_unsupported_reason
+from ..packing import describe_formats
 from . import register_kind
 from .base import (
     BuildOptions,
@@ -45,8 +46,8 @@ class DwmKind(CompiledKind):
         shape = (f"{matrices} positions x {layer.decomposition.pieces} stacked pieces"
                  if spec.layout == "stacked" else f"{matrices} positions (all pieces)")
         return (f"DWM {layer.decomposition.describe()} of F({spec.tile},{spec.piece}), "
-                f"{spec.layout}, {shape}: {counts['sparse']} sparse, {counts['dense']} dense, "
-                f"{counts['zero']} zero; weight density {layer.density():.3f}")
+                f"{spec.layout}, {shape}: {describe_formats(counts)}; weight density "
+                f"{layer.density():.3f}")
 
     def lower(self, emitter: Emitter, layer: nn.Module, inputs: Sequence[int],
               out_shape: tuple[int, ...], name: str) -> int:

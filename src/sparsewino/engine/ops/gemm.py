@@ -9,6 +9,7 @@ from torch import nn
 
 from .. import kernels
 from ..modules import SparseLinear, SparsePointwiseConv2d, _GemmModule
+from ..packing import main_format
 from . import register_kind
 from .base import BuildOptions, CompiledKind, Emitter, UnsupportedGraph
 from .direct import is_pointwise
@@ -50,7 +51,7 @@ class GemmKind(CompiledKind):
     def describe(self, layer: nn.Module) -> str:
         counts = layer.format_counts()
         what = "Linear" if isinstance(layer, SparseLinear) else f"1x1 conv stride {layer.stride}"
-        fmt = next((k for k in ("sparse", "dense", "zero") if counts[k]), "zero")
+        fmt = main_format(counts)
         return (f"{what} {layer.in_features} -> {layer.out_features}, {fmt}, weight density "
                 f"{layer.density():.3f}")
 

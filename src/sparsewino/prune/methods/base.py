@@ -215,10 +215,35 @@ def prune_layer(spec: MethodSpec, module: nn.Module, amount: float | int, name: 
     return module
 
 
-def element_problem(module: nn.Module, name: str, scores: torch.Tensor, domain: str) -> ScoreProblem:
-    """Unstructured problem: one unit per entry; entries masked earlier score ``-inf``."""
+def element_problem(module: nn.Module, name: str, scores: torch.Tensor, domain: str,
+                    block: int = 1) -> ScoreProblem:
+    """Unstructured problem: one unit per entry; entries masked earlier score ``-inf``.
+
+    ``block > 1``: the units are blocks of ``block`` consecutive output channels (dim 0) at one
+    index of every other dim (for a Winograd-domain Q: one position and input channel), scored
+    by the mean of their entries' scores (entries masked earlier count 0; a block with every
+    entry masked scores ``-inf``), pruned whole; the last block may be shorter. Amounts still
+    count entries. ``block=8`` is the engine's blocked format (``engine.packing``).
+    """
     mask = get_mask(module, name)
     scores = scores.detach().to(torch.float64)
     if mask is not None:
         scores = scores.masked_fill(mask.to(scores.device) == 0, float("-inf"))
-    return ScoreProblem(module, scores, lambda keep: {name: keep}, domain)
+    if block == 1:
+        return ScoreProblem(module, scores, lambda keep: {name: keep}, domain)
+    if block < 1:
+        raise ValueError(f"block must be >= 1 output channels, got {block}")
+    rows = scores.shape[0]
+    groups = -(-rows // block)
+    index = torch.arange(rows, device=scores.device) // block            # block of each row
+    shape = (groups, *scores.shape[1:])
+    masked = torch.isinf(scores) & (scores < 0)
+    sums = torch.zeros(shape, dtype=torch.float64, device=scores.device).index_add_(
+        0, index, scores.masked_fill(masked, 0.0))
+    sizes = torch.bincount(index, minlength=groups).to(torch.float64)
+    sizes = sizes.reshape(-1, *([1] * (scores.dim() - 1))).expand(shape)
+    alive = torch.zeros(shape, dtype=torch.float64, device=scores.device).index_add_(
+        0, index, (~masked).to(torch.float64))
+    block_scores = (sums / sizes).masked_fill(alive == 0, float("-inf"))
+    return ScoreProblem(module, block_scores, lambda keep: {name: keep.index_select(0, index)},
+                        domain, sizes=sizes)
