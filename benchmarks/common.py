@@ -103,3 +103,28 @@ def record_output(path: Path | None) -> None:
 
     sys.excepthook = on_error
     atexit.register(write)
+
+
+def prune_random(weight: torch.Tensor, sparsity: float, seed: int) -> torch.Tensor:
+    """``weight`` with exactly ``round(sparsity * numel)`` zeros at random positions."""
+    zeros = round(sparsity * weight.numel())
+    order = torch.randperm(weight.numel(), generator=torch.Generator().manual_seed(seed))
+    mask = torch.ones(weight.numel())
+    mask[order[:zeros]] = 0
+    return weight * mask.reshape(weight.shape)
+
+
+def prune_random_blocks(weight: torch.Tensor, sparsity: float, seed: int) -> torch.Tensor:
+    """``round(sparsity * blocks)`` random blocks of BLOCK_ROWS output channels (dim 0) at one
+    index of the other dims set to zero (K a multiple of the block)."""
+    from sparsewino.engine.kernels import BLOCK_ROWS as block
+    k = weight.shape[0]
+    if k % block:
+        raise ValueError(f"--blocks needs output channels that are a multiple of {block}")
+    units = weight.numel() // block
+    order = torch.randperm(units, generator=torch.Generator().manual_seed(seed))
+    mask = torch.ones(units)
+    mask[order[:round(sparsity * units)]] = 0
+    mask = mask.reshape(k // block, 1, *weight.shape[1:]).expand(k // block, block,
+                                                                 *weight.shape[1:])
+    return weight * mask.reshape(weight.shape)

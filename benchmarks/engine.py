@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_json_argument, cpu_model, median_time, record_output  # noqa: E402
+from common import (add_json_argument, cpu_model, median_time, prune_random,  # noqa: E402
+                    prune_random_blocks, record_output)
 
 from sparsewino import engine  # noqa: E402
 from sparsewino.engine import kernels  # noqa: E402
@@ -53,31 +54,6 @@ SHAPES = [
 ]
 SPARSITIES = [0.0, 0.5, 0.7, 0.8, 0.9, 0.95]
 TARGETS = {0.0: 1.0, 0.7: 2.0, 0.9: 5.4}
-
-
-def prune_random(weight: torch.Tensor, sparsity: float, seed: int) -> torch.Tensor:
-    """Exactly ``round(sparsity * numel)`` zeros at random positions."""
-    zeros = round(sparsity * weight.numel())
-    order = torch.randperm(weight.numel(), generator=torch.Generator().manual_seed(seed))
-    mask = torch.ones(weight.numel())
-    mask[order[:zeros]] = 0
-    return weight * mask.reshape(weight.shape)
-
-
-def prune_random_blocks(weight: torch.Tensor, sparsity: float, seed: int) -> torch.Tensor:
-    """``round(sparsity * blocks)`` random blocks of BLOCK_ROWS output channels (dim 0) at one
-    index of the other dims set to zero (K a multiple of the block)."""
-    block = kernels.BLOCK_ROWS
-    k = weight.shape[0]
-    if k % block:
-        raise ValueError(f"--blocks needs output channels that are a multiple of {block}")
-    units = weight.numel() // block
-    order = torch.randperm(units, generator=torch.Generator().manual_seed(seed))
-    mask = torch.ones(units)
-    mask[order[:round(sparsity * units)]] = 0
-    mask = mask.reshape(k // block, 1, *weight.shape[1:]).expand(k // block, block,
-                                                                 *weight.shape[1:])
-    return weight * mask.reshape(weight.shape)
 
 
 def winograd_layer(spatial: torch.Tensor, sparsity: float, seed: int = 0,

@@ -24,6 +24,11 @@ each engine is timed after a pause, so that the previous one's spinning threads 
     python benchmarks/peers.py --layers --quick         # 4 shapes, fewer runs
     python benchmarks/peers.py --layers --cases 2 6 --sparsity 0.9 --json out.json
     python benchmarks/peers.py --models --precisions fp32 bf16   # + our bf16 mode vs OpenVINO's
+    python benchmarks/peers.py --models --blocks        # ours pruned in blocks of 8 channels
+
+``--blocks``: our Winograd weights are pruned in whole blocks of 8 output channels at one
+position and input channel (``winograd_domain(block=8)``; the engine's blocked format) with the
+same fraction of zeros; DeepSparse keeps its unstructured magnitude pruning (its best case).
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import prune_random, prune_random_blocks  # noqa: E402
 from peer_runtimes import DeepSparsePeer, default_deepsparse_python, export_onnx, start_peers  # noqa: E402
 
 from sparsewino import engine  # noqa: E402
@@ -72,15 +78,6 @@ FIRST_CONV_SPARSITY = 0.2           # the spatial-Winograd authors prune the fir
 DENSE_PEERS = ("torch", "onnxruntime", "openvino-f32", "openvino-default")
 
 
-def prune_random(weight: torch.Tensor, sparsity: float, seed: int) -> torch.Tensor:
-    """``weight`` with exactly ``round(sparsity * numel)`` zeros at random positions."""
-    zeros = round(sparsity * weight.numel())
-    order = torch.randperm(weight.numel(), generator=torch.Generator().manual_seed(seed))
-    mask = torch.ones(weight.numel())
-    mask[order[:zeros]] = 0
-    return weight * mask.reshape(weight.shape)
-
-
 def prune_magnitude(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
     """``weight`` with its ``round(sparsity * numel)`` smallest magnitudes set to zero."""
     zeros = round(sparsity * weight.numel())
@@ -102,15 +99,19 @@ def randomise_batchnorm(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-def sparse_winograd_model(dense: nn.Module, sparsity: float, prune_fc: bool) -> nn.Module:
+def sparse_winograd_model(dense: nn.Module, sparsity: float, prune_fc: bool,
+                          blocks: bool = False) -> nn.Module:
     """Winograd-domain copy of ``dense``, Winograd weights pruned at random to ``sparsity``
-    (first conv lightly); hidden Linear layers magnitude-pruned to ``sparsity``."""
+    (first conv lightly; ``blocks``: in whole blocks of 8 output channels at one position and
+    input channel, the engine's blocked format); hidden Linear layers magnitude-pruned to
+    ``sparsity``."""
     model, _ = convert(copy.deepcopy(dense), tile=4, domain="winograd")
+    prune = prune_random_blocks if blocks else prune_random
     with torch.no_grad():
         layers = [m for m in model.modules() if isinstance(m, WinogradConv2d)]
         for i, layer in enumerate(layers):
             amount = min(sparsity, FIRST_CONV_SPARSITY) if i == 0 else sparsity
-            layer.weight.copy_(prune_random(layer.weight, amount, i))
+            layer.weight.copy_(prune(layer.weight, amount, i))
         if prune_fc:
             linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
             for layer in linears[:-1]:
@@ -186,7 +187,7 @@ class Timer:
         return statistics.median(times)
 
 
-def layer_case(index: int, sparsities: list[float]) -> Case:
+def layer_case(index: int, sparsities: list[float], blocks: bool = False) -> Case:
     name, n, c, k, h = LAYERS[index]
     torch.manual_seed(index)
     dense = nn.Conv2d(c, k, 3, padding=1, bias=False).eval()
@@ -200,7 +201,7 @@ def layer_case(index: int, sparsities: list[float]) -> Case:
         layer = WinogradConv2d(c, k, 3, padding=1, tile=4, domain="winograd", bias=False)
         with torch.no_grad():
             q = filter_transform(dense.weight, layer.algorithms)
-            layer.weight.copy_(prune_random(q, s, index))
+            layer.weight.copy_((prune_random_blocks if blocks else prune_random)(q, s, index))
         case.ours[s] = layer.eval()
         spatial = copy.deepcopy(dense)
         with torch.no_grad():
@@ -209,12 +210,12 @@ def layer_case(index: int, sparsities: list[float]) -> Case:
     return case
 
 
-def model_case(key: str, batch: int, prune_fc: bool) -> Case:
+def model_case(key: str, batch: int, prune_fc: bool, blocks: bool = False) -> Case:
     title, builder, side, sparsity = MODELS[key]
     torch.manual_seed(0)
     dense = randomise_batchnorm(builder())
     case = Case(f"{title} b{batch}", torch.randn(batch, 3, side, side), dense)
-    case.ours[sparsity] = sparse_winograd_model(dense, sparsity, prune_fc)
+    case.ours[sparsity] = sparse_winograd_model(dense, sparsity, prune_fc, blocks)
     case.spatial[sparsity] = spatial_pruned_model(dense, sparsity, prune_fc)
     return case
 
@@ -389,6 +390,10 @@ def main() -> None:
     parser.add_argument("--sparsity", type=float, nargs="+", default=[0.0, 0.7, 0.9])
     parser.add_argument("--no-prune-fc", action="store_true",
                         help="keep the models' fully connected layers dense")
+    parser.add_argument("--blocks", action="store_true",
+                        help="prune our Winograd weights in blocks of 8 output channels (the "
+                             "engine's blocked format) instead of single entries; DeepSparse "
+                             "keeps unstructured magnitude pruning")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=3)
@@ -426,6 +431,8 @@ def main() -> None:
           f"{args.pause} s pause before "
           "each engine; the median over rounds; peers' inputs bound once (zero-copy)")
     print(f"command: python benchmarks/peers.py {' '.join(sys.argv[1:])}")
+    print("our Winograd weights pruned at random in " + ("blocks of 8 output channels (blocked "
+          "format)" if args.blocks else "single entries (unstructured)"))
     timer = Timer(args.warmup, 3, args.runs, args.budget, args.pause)
     precisions = tuple(dict.fromkeys(["fp32", *args.precisions]))
     results: dict[str, dict] = {}
@@ -434,7 +441,7 @@ def main() -> None:
             if args.layers:
                 cases = []
                 for index in cases_idx:
-                    case = layer_case(index, args.sparsity)
+                    case = layer_case(index, args.sparsity, args.blocks)
                     measure_case(case, peers, timer, args.rounds, Path(tmp), not args.no_check,
                                  precisions)
                     cases.append(case)
@@ -444,7 +451,7 @@ def main() -> None:
                 cases = []
                 for key in args.model_names:
                     for batch in args.model_batches:
-                        case = model_case(key, batch, not args.no_prune_fc)
+                        case = model_case(key, batch, not args.no_prune_fc, args.blocks)
                         measure_case(case, peers, timer, args.rounds, Path(tmp),
                                      not args.no_check, precisions)
                         cases.append(case)

@@ -112,6 +112,9 @@ struct BlockBf16 {
     static inline Simd::vec load(const uint16_t* p) { return Simd::load_bf16_8(p); }
 };
 
+// Fewest tiles at which a 16-lane plan runs blocked matrices across tiles (block_tiles).
+constexpr int kBlockTilesWide = 16;
+
 inline void blocked_rows_precision(const sw_matrices& w, int p, int chunk, const float* V,
                                    int shift, int tiles, int groups8, float* M) {
     switch (w.precision) {
@@ -130,6 +133,7 @@ inline void chunk_rows(const sw_matrices& w, int p, int chunk, const float* V, i
     switch (w.formats[p]) {
         case SW_SPARSE: return sparse_rows<SparseMac>(w, p, chunk, V, shift, nvec, M);
         case SW_DENSE: return dense_rows<DenseMac>(w, p, chunk, V, shift, nvec, M);
+        case SW_BLOCKED: return blocked_tile_rows<SparseMac>(w, p, chunk, V, shift, nvec, M);
         default: return zero_rows<typename SparseMac::Vp>(w, chunk, shift, nvec, M);
     }
 }
@@ -152,9 +156,11 @@ inline void chunk_rows_over(bool wide, const sw_matrices& w, int p, int chunk, c
 inline void chunk_rows_lanes(int lanes, const sw_matrices& w, int p, int chunk, const float* V,
                              int shift, int tiles, float* M) {
     const int groups8 = (tiles + 7) / 8;
-    if (w.formats[p] == SW_BLOCKED)
-        return blocked_rows_precision(w, p, chunk, V, shift, tiles, groups8, M);
     const bool wide = SW_HAS_WIDE && lanes == 16;
+    // Blocked matrices: across output channels (8 lanes, any number of tiles) unless 16-lane
+    // vectors of tiles are full enough (>= kBlockTilesWide tiles), then across tiles.
+    if (w.formats[p] == SW_BLOCKED && !(wide && tiles >= kBlockTilesWide))
+        return blocked_rows_precision(w, p, chunk, V, shift, tiles, groups8, M);
     const int nvec = wide ? (groups8 + 1) / 2 : groups8;
     switch (w.precision) {
         case SW_PRECISION_BF16:

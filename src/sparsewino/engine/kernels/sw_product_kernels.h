@@ -252,6 +252,64 @@ void blocked_rows(const sw_matrices& w, int p, int chunk, const float* V, int sh
     }
 }
 
+// Blocked matrix p vectorised over tiles instead (many tiles on 16 lanes): per block, NQ vectors
+// of V's row are loaded once and multiplied by each of the block's 8 weights into 8 x NQ
+// accumulators, so every multiply-add is a full vector of tiles and each V load serves 8 rows.
+// `Mac` is a single-weight policy (FloatMac, Fp16WeightMac, Bf16WeightMac).
+template <class Mac, int NQ>
+inline void block_tiles(const uint16_t* col, const typename Mac::value* val, int64_t e0,
+                        int64_t e1, const float* V, int shift, int q0, float* M, int64_t row,
+                        int rows) {
+    using Vp = typename Mac::Vp;
+    using vec = typename Vp::vec;
+    constexpr int L = Vp::lanes;
+    vec acc[SW_BLOCK_ROWS][NQ];
+#pragma GCC unroll 8
+    for (int l = 0; l < SW_BLOCK_ROWS; ++l)
+#pragma GCC unroll 4
+        for (int q = 0; q < NQ; ++q) acc[l][q] = Vp::zero();
+    for (int64_t e = e0; e < e1; ++e) {
+        const float* v = V + (static_cast<int64_t>(col[e]) << shift) + q0 * L;
+        typename Mac::input in[NQ];
+#pragma GCC unroll 4
+        for (int q = 0; q < NQ; ++q) in[q] = Mac::load(v + q * L);
+        const typename Mac::value* u = val + e * SW_BLOCK_ROWS;
+#pragma GCC unroll 8
+        for (int l = 0; l < SW_BLOCK_ROWS; ++l) {
+            const typename Mac::weight w = Mac::broadcast(u[l]);
+#pragma GCC unroll 4
+            for (int q = 0; q < NQ; ++q) acc[l][q] = Mac::mac_loaded(acc[l][q], w, in[q]);
+        }
+    }
+    for (int l = 0; l < rows; ++l)
+#pragma GCC unroll 4
+        for (int q = 0; q < NQ; ++q) Vp::store(M + l * row + (q0 + q) * L, acc[l][q]);
+}
+
+// Rows [k0, k1) of chunk `chunk` of blocked matrix p vectorised over tiles (nvec vectors of
+// Mac's lanes: pairs, then one).
+template <class Mac>
+void blocked_tile_rows(const sw_matrices& w, int p, int chunk, const float* V, int shift,
+                       int nvec, float* M) {
+    const ChunkRows c(w, chunk, shift);
+    const int B = (w.K + SW_BLOCK_ROWS - 1) / SW_BLOCK_ROWS;
+    const int32_t* ptr = w.block_ptr + static_cast<int64_t>(p) * (B + 1);
+    const auto* val = static_cast<const typename Mac::value*>(w.block_val);
+    constexpr int NQ = Mac::Vp::registers >= 32 ? 2 : 1;   // 8 x NQ accumulators in registers
+    for (int k = c.k0; k < c.k1; k += SW_BLOCK_ROWS) {
+        const int b = k / SW_BLOCK_ROWS;
+        const int rows = imin_p(SW_BLOCK_ROWS, c.k1 - k);
+        float* Mk = M + (k - c.k0) * c.row;
+        int q0 = 0;
+        for (; q0 + NQ <= nvec; q0 += NQ)
+            block_tiles<Mac, NQ>(w.block_col, val, ptr[b], ptr[b + 1], V, shift, q0, Mk, c.row,
+                                 rows);
+        for (; q0 < nvec; ++q0)
+            block_tiles<Mac, 1>(w.block_col, val, ptr[b], ptr[b + 1], V, shift, q0, Mk, c.row,
+                                rows);
+    }
+}
+
 // The rows of an all-zero matrix: zeros (gemm reads them; conv2d/conv3d skip such positions).
 template <class Vp>
 void zero_rows(const sw_matrices& w, int chunk, int shift, int nvec, float* M) {
