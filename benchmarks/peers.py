@@ -29,6 +29,7 @@ each engine is timed after a pause, so that the previous one's spinning threads 
 ``--blocks``: our Winograd weights are pruned in whole blocks of 8 output channels at one
 position and input channel (``winograd_domain(block=8)``; the engine's blocked format) with the
 same fraction of zeros; DeepSparse keeps its unstructured magnitude pruning (its best case).
+The same model pruned in single entries is timed in the same rounds (``sparsewino-entries``).
 """
 from __future__ import annotations
 
@@ -142,6 +143,8 @@ class Case:
     example: torch.Tensor
     dense: nn.Module
     ours: dict[float, nn.Module] = field(default_factory=dict)        # Winograd-domain, pruned
+    # --blocks: the same model pruned in single entries, timed beside it (fp32)
+    entries: dict[float, nn.Module] = field(default_factory=dict)
     spatial: dict[float, nn.Module] = field(default_factory=dict)     # spatially pruned
     times: dict[str, list[float]] = field(default_factory=dict)       # engine key -> per round
     errors: dict[str, float] = field(default_factory=dict)
@@ -198,11 +201,13 @@ def layer_case(index: int, sparsities: list[float], blocks: bool = False) -> Cas
         if s == 0:                       # an unpruned layer: spatial weights, any tile
             case.ours[s] = WinogradConv2d.from_conv(dense, tile=4).eval()
             continue
-        layer = WinogradConv2d(c, k, 3, padding=1, tile=4, domain="winograd", bias=False)
-        with torch.no_grad():
-            q = filter_transform(dense.weight, layer.algorithms)
-            layer.weight.copy_((prune_random_blocks if blocks else prune_random)(q, s, index))
-        case.ours[s] = layer.eval()
+        for target, prune in ((case.ours, prune_random_blocks if blocks else prune_random),
+                              (case.entries if blocks else {}, prune_random)):
+            layer = WinogradConv2d(c, k, 3, padding=1, tile=4, domain="winograd", bias=False)
+            with torch.no_grad():
+                layer.weight.copy_(prune(filter_transform(dense.weight, layer.algorithms), s,
+                                         index))
+            target[s] = layer.eval()
         spatial = copy.deepcopy(dense)
         with torch.no_grad():
             spatial.weight.copy_(prune_magnitude(dense.weight, s))
@@ -216,8 +221,15 @@ def model_case(key: str, batch: int, prune_fc: bool, blocks: bool = False) -> Ca
     dense = randomise_batchnorm(builder())
     case = Case(f"{title} b{batch}", torch.randn(batch, 3, side, side), dense)
     case.ours[sparsity] = sparse_winograd_model(dense, sparsity, prune_fc, blocks)
+    if blocks:
+        case.entries[sparsity] = sparse_winograd_model(dense, sparsity, prune_fc)
     case.spatial[sparsity] = spatial_pruned_model(dense, sparsity, prune_fc)
     return case
+
+
+def entries_key(sparsity: float) -> str:
+    """The engine key of the single-entry model timed beside a block-pruned one (--blocks)."""
+    return f"sparsewino-entries@{sparsity:g}"
 
 
 def ours_key(sparsity: float, precision: str = "fp32") -> str:
@@ -240,6 +252,10 @@ def measure_case(case: Case, peers: dict, timer: Timer, rounds: int, tmp: Path,
                 fast = engine.compile(model, tune=x, precision=precision)
                 runners[ours_key(s, precision)] = (lambda f: lambda: f(x))(fast)
                 references[ours_key(s, precision)] = expected
+        for s, model in case.entries.items():
+            fast = engine.compile(model, tune=x)
+            runners[entries_key(s)] = (lambda f: lambda: f(x))(fast)
+            references[entries_key(s)] = model(x)
     dense_onnx = export_onnx(case.dense, x, tmp / "dense.onnx")
     for name, peer in peers.items():
         if isinstance(peer, DeepSparsePeer):
@@ -297,6 +313,7 @@ def report(cases: list[Case], sparsities: list[float], peers: dict, title: str,
     head = dense_keys + [f"{e}@{s:g}" for s in sparsities for e in ("deepsparse", "sparsewino")
                          if e != "deepsparse" or "deepsparse" in peers]
     head += [ours_key(s, p) for s in sparsities for p in reduced]
+    head += [entries_key(s) for s in sparsities if any(s in c.entries for c in cases)]
     print("| case | " + " | ".join(head) + " |")
     print("|---|" + "---|" * len(head))
     results = {}

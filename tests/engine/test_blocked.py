@@ -3,6 +3,8 @@ rule, the packing, and the kernels on every backend against float64 references, 
 tiles (batch 1, small maps) the format is for."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -150,3 +152,28 @@ def test_compile_report_names_the_blocked_positions():
     model = nn.Sequential(block_pruned_layer(8, 16, 4, 0.6, seed=0))
     report = engine.compile_report(engine.compile(model))
     assert "blocked" in str(report)
+
+
+@needs_kernel
+@pytest.mark.parametrize("case", LANE_CASES)
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+@pytest.mark.parametrize("batch,size", [(1, 8), (4, 16)])
+def test_blocked_reduced_precision_weights_match_their_rounded_layer(case, precision, batch,
+                                                                     size):
+    """fp16 / bf16 blocks (widened 8 at a time) across output channels (4 tiles) and across
+    tiles (64 tiles, 16 lanes): the float64 layer with the same rounded weights."""
+    backend, lanes = case
+    layer = block_pruned_layer(11, 24, 4, 0.6, seed=batch)
+    # every position blocked (a dense bf16 position would round its input tiles too)
+    fast = SparseWinogradConv2d.from_layer(layer, threads=2, formats="blocked",
+                                           precision=precision)
+    assert fast.format_counts()["sparse"] == fast.format_counts()["dense"] == 0
+    rounded = copy.deepcopy(layer)
+    with torch.no_grad():
+        q = rounded.weight_orig if hasattr(rounded, "weight_orig") else rounded.weight
+        q.copy_(q.half().float() if precision == "fp16" else engine.packing.round_bf16(q))
+    x = torch.randn(batch, 11, size, size)
+    fast.lanes = lanes
+    with torch.no_grad(), engine.use_backend(backend):
+        got = fast._forward_kernel(x, backend, None)
+    assert_matches(got, reference(rounded, x))

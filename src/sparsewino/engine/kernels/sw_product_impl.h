@@ -115,14 +115,28 @@ struct BlockBf16 {
 // Fewest tiles at which a 16-lane plan runs blocked matrices across tiles (block_tiles).
 constexpr int kBlockTilesWide = 16;
 
-inline void blocked_rows_precision(const sw_matrices& w, int p, int chunk, const float* V,
-                                   int shift, int tiles, int groups8, float* M) {
+// A blocked matrix's rows with block loader BL: across output channels (blocked_rows), or on
+// a 16-lane plan with >= kBlockTilesWide tiles across tiles (blocked_tile_rows).
+template <class BL>
+inline void blocked_rows_lanes(bool wide, const sw_matrices& w, int p, int chunk,
+                               const float* V, int shift, int tiles, int groups8, float* M) {
+#if SW_HAS_WIDE
+    if (wide && tiles >= kBlockTilesWide)
+        return blocked_tile_rows<BL, Wide>(w, p, chunk, V, shift, (groups8 + 1) / 2, M);
+#endif
+    (void)wide;
+    blocked_rows<BL>(w, p, chunk, V, shift, tiles, groups8, M);
+}
+
+inline void blocked_rows_precision(bool wide, const sw_matrices& w, int p, int chunk,
+                                   const float* V, int shift, int tiles, int groups8, float* M) {
     switch (w.precision) {
         case SW_PRECISION_BF16:
-            return blocked_rows<BlockBf16>(w, p, chunk, V, shift, tiles, groups8, M);
+            return blocked_rows_lanes<BlockBf16>(wide, w, p, chunk, V, shift, tiles, groups8, M);
         case SW_PRECISION_FP16:
-            return blocked_rows<BlockFp16>(w, p, chunk, V, shift, tiles, groups8, M);
-        default: return blocked_rows<BlockFloat>(w, p, chunk, V, shift, tiles, groups8, M);
+            return blocked_rows_lanes<BlockFp16>(wide, w, p, chunk, V, shift, tiles, groups8, M);
+        default:
+            return blocked_rows_lanes<BlockFloat>(wide, w, p, chunk, V, shift, tiles, groups8, M);
     }
 }
 
@@ -133,7 +147,6 @@ inline void chunk_rows(const sw_matrices& w, int p, int chunk, const float* V, i
     switch (w.formats[p]) {
         case SW_SPARSE: return sparse_rows<SparseMac>(w, p, chunk, V, shift, nvec, M);
         case SW_DENSE: return dense_rows<DenseMac>(w, p, chunk, V, shift, nvec, M);
-        case SW_BLOCKED: return blocked_tile_rows<SparseMac>(w, p, chunk, V, shift, nvec, M);
         default: return zero_rows<typename SparseMac::Vp>(w, chunk, shift, nvec, M);
     }
 }
@@ -157,10 +170,8 @@ inline void chunk_rows_lanes(int lanes, const sw_matrices& w, int p, int chunk, 
                              int shift, int tiles, float* M) {
     const int groups8 = (tiles + 7) / 8;
     const bool wide = SW_HAS_WIDE && lanes == 16;
-    // Blocked matrices: across output channels (8 lanes, any number of tiles) unless 16-lane
-    // vectors of tiles are full enough (>= kBlockTilesWide tiles), then across tiles.
-    if (w.formats[p] == SW_BLOCKED && !(wide && tiles >= kBlockTilesWide))
-        return blocked_rows_precision(w, p, chunk, V, shift, tiles, groups8, M);
+    if (w.formats[p] == SW_BLOCKED)
+        return blocked_rows_precision(wide, w, p, chunk, V, shift, tiles, groups8, M);
     const int nvec = wide ? (groups8 + 1) / 2 : groups8;
     switch (w.precision) {
         case SW_PRECISION_BF16:

@@ -255,30 +255,38 @@ void blocked_rows(const sw_matrices& w, int p, int chunk, const float* V, int sh
 // Blocked matrix p vectorised over tiles instead (many tiles on 16 lanes): per block, NQ vectors
 // of V's row are loaded once and multiplied by each of the block's 8 weights into 8 x NQ
 // accumulators, so every multiply-add is a full vector of tiles and each V load serves 8 rows.
-// `Mac` is a single-weight policy (FloatMac, Fp16WeightMac, Bf16WeightMac).
-template <class Mac, int NQ>
-inline void block_tiles(const uint16_t* col, const typename Mac::value* val, int64_t e0,
+// fp32 weights are broadcast from memory; fp16 / bf16 blocks are widened 8 at a time (BL::load)
+// into a small buffer first.
+template <class BL, class Vp, int NQ>
+inline void block_tiles(const uint16_t* col, const typename BL::value* val, int64_t e0,
                         int64_t e1, const float* V, int shift, int q0, float* M, int64_t row,
                         int rows) {
-    using Vp = typename Mac::Vp;
     using vec = typename Vp::vec;
     constexpr int L = Vp::lanes;
+    constexpr bool floats = sizeof(typename BL::value) == sizeof(float);
     vec acc[SW_BLOCK_ROWS][NQ];
 #pragma GCC unroll 8
     for (int l = 0; l < SW_BLOCK_ROWS; ++l)
 #pragma GCC unroll 4
         for (int q = 0; q < NQ; ++q) acc[l][q] = Vp::zero();
+    alignas(32) float widened[SW_BLOCK_ROWS];
     for (int64_t e = e0; e < e1; ++e) {
         const float* v = V + (static_cast<int64_t>(col[e]) << shift) + q0 * L;
-        typename Mac::input in[NQ];
+        vec in[NQ];
 #pragma GCC unroll 4
-        for (int q = 0; q < NQ; ++q) in[q] = Mac::load(v + q * L);
-        const typename Mac::value* u = val + e * SW_BLOCK_ROWS;
+        for (int q = 0; q < NQ; ++q) in[q] = Vp::load(v + q * L);
+        const float* u;
+        if constexpr (floats) {
+            u = reinterpret_cast<const float*>(val + e * SW_BLOCK_ROWS);
+        } else {
+            Simd::store(widened, BL::load(val + e * SW_BLOCK_ROWS));
+            u = widened;
+        }
 #pragma GCC unroll 8
         for (int l = 0; l < SW_BLOCK_ROWS; ++l) {
-            const typename Mac::weight w = Mac::broadcast(u[l]);
+            const vec w = Vp::set1(u[l]);
 #pragma GCC unroll 4
-            for (int q = 0; q < NQ; ++q) acc[l][q] = Mac::mac_loaded(acc[l][q], w, in[q]);
+            for (int q = 0; q < NQ; ++q) acc[l][q] = Vp::fmadd(w, in[q], acc[l][q]);
         }
     }
     for (int l = 0; l < rows; ++l)
@@ -287,26 +295,26 @@ inline void block_tiles(const uint16_t* col, const typename Mac::value* val, int
 }
 
 // Rows [k0, k1) of chunk `chunk` of blocked matrix p vectorised over tiles (nvec vectors of
-// Mac's lanes: pairs, then one).
-template <class Mac>
+// Vp's lanes: pairs where the register file holds 8 x 2 accumulators, then one).
+template <class BL, class Vp>
 void blocked_tile_rows(const sw_matrices& w, int p, int chunk, const float* V, int shift,
                        int nvec, float* M) {
     const ChunkRows c(w, chunk, shift);
     const int B = (w.K + SW_BLOCK_ROWS - 1) / SW_BLOCK_ROWS;
     const int32_t* ptr = w.block_ptr + static_cast<int64_t>(p) * (B + 1);
-    const auto* val = static_cast<const typename Mac::value*>(w.block_val);
-    constexpr int NQ = Mac::Vp::registers >= 32 ? 2 : 1;   // 8 x NQ accumulators in registers
+    const auto* val = static_cast<const typename BL::value*>(w.block_val);
+    constexpr int NQ = Vp::registers >= 32 ? 2 : 1;
     for (int k = c.k0; k < c.k1; k += SW_BLOCK_ROWS) {
         const int b = k / SW_BLOCK_ROWS;
         const int rows = imin_p(SW_BLOCK_ROWS, c.k1 - k);
         float* Mk = M + (k - c.k0) * c.row;
         int q0 = 0;
         for (; q0 + NQ <= nvec; q0 += NQ)
-            block_tiles<Mac, NQ>(w.block_col, val, ptr[b], ptr[b + 1], V, shift, q0, Mk, c.row,
-                                 rows);
+            block_tiles<BL, Vp, NQ>(w.block_col, val, ptr[b], ptr[b + 1], V, shift, q0, Mk,
+                                    c.row, rows);
         for (; q0 < nvec; ++q0)
-            block_tiles<Mac, 1>(w.block_col, val, ptr[b], ptr[b + 1], V, shift, q0, Mk, c.row,
-                                rows);
+            block_tiles<BL, Vp, 1>(w.block_col, val, ptr[b], ptr[b + 1], V, shift, q0, Mk,
+                                   c.row, rows);
     }
 }
 
