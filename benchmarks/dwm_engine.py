@@ -34,7 +34,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_json_argument, cpu_model, median_time, record_output  # noqa: E402
-from engine import prune_random  # noqa: E402
+from common import prune_random, prune_random_blocks  # noqa: E402
 
 from sparsewino import engine  # noqa: E402
 from sparsewino import prune as sp  # noqa: E402
@@ -70,18 +70,20 @@ def compiled_layer(w: torch.Tensor, stride: int, padding: int, sparsity: float,
 
 
 def direct_layer(w: torch.Tensor, stride: int, padding: int, sparsity: float,
-                 seed: int) -> SparseDirectConv2d:
+                 seed: int, blocks: bool = False) -> SparseDirectConv2d:
     """The same convolution run directly (im2col + sparse GEMM) with ``sparsity`` of its
-    spatial weights zeroed (random, unstructured)."""
+    spatial weights zeroed (random, unstructured; ``blocks``: in blocks of 8 output channels at
+    one input channel and tap, the GEMM's blocked format)."""
     conv = nn.Conv2d(w.shape[1], w.shape[0], w.shape[2], stride=stride, padding=padding, bias=False)
     with torch.no_grad():
-        conv.weight.copy_(prune_random(w, sparsity, seed))
+        conv.weight.copy_((prune_random_blocks if blocks else prune_random)(w, sparsity, seed))
     return SparseDirectConv2d.from_conv(conv.eval())
 
 
 def layer_table(args: argparse.Namespace) -> None:
     kinds = [("DWM", s) for s in args.sparsity] + ([("direct", s) for s in args.sparsity]
                                                    if args.direct else [])
+    kinds += [("direct blocks", s) for s in args.sparsity] if args.direct and args.blocks else []
     print("| layer | (N, C, K, H) | pieces | conv2d ms | " +
           " | ".join(f"{kind} s={s:.0%}" for kind, s in kinds) + " |")
     print("|" + "---|" * (4 + len(kinds)))
@@ -94,6 +96,9 @@ def layer_table(args: argparse.Namespace) -> None:
         if args.direct:
             fast.update({("direct", s): direct_layer(w, stride, padding, s, index)
                          for s in args.sparsity})
+            if args.blocks:
+                fast.update({("direct blocks", s): direct_layer(w, stride, padding, s, index, True)
+                             for s in args.sparsity})
         conv_times, times = [], {key: [] for key in fast}
         with torch.no_grad():
             for _ in range(args.rounds):
@@ -123,12 +128,14 @@ def layer_table(args: argparse.Namespace) -> None:
     print()
 
 
-def resnet(sparsity: float, strided: str = "dwm") -> tuple[nn.Module, nn.Module]:
+def resnet(sparsity: float, strided: str = "dwm", block: int | None = None
+           ) -> tuple[nn.Module, nn.Module]:
     """(dense nn.Conv2d ResNet-18, Winograd-domain copy with ``sparsity`` of its Q pruned).
 
     ``strided="direct"``: the stride-2 3x3 convolutions stay ``nn.Conv2d`` (``convert``'s
     ``exclude``), magnitude-pruned to ``sparsity``, and the engine runs them directly (im2col +
-    sparse GEMM); the 7x7/2 stem stays DWM pieces as in the default model."""
+    sparse GEMM); the 7x7/2 stem stays DWM pieces as in the default model. ``block=8``: every
+    layer pruned in blocks of 8 output channels (the engine's blocked format)."""
     torch.manual_seed(0)
     dense = create_model("resnet18", num_classes=1000).eval()
     with torch.no_grad():
@@ -141,9 +148,9 @@ def resnet(sparsity: float, strided: str = "dwm") -> tuple[nn.Module, nn.Module]
     model, _ = convert(copy.deepcopy(dense), tile=4, domain="winograd",
                        exclude=strided_3x3 if strided == "direct" else None)
     if sparsity:
-        sp.prune_model(model, "winograd_domain", sparsity, overrides={"conv1": 0.2})
+        sp.prune_model(model, "winograd_domain", sparsity, overrides={"conv1": 0.2}, block=block)
         if strided == "direct":
-            sp.prune_model(model, "magnitude", sparsity, include=strided_3x3)
+            sp.prune_model(model, "magnitude", sparsity, include=strided_3x3, block=block)
         sp.finalize(model)
     return dense, model.eval()
 
@@ -171,6 +178,9 @@ def model_table(args: argparse.Namespace) -> None:
     if args.direct:
         _, model_direct = resnet(args.model_sparsity, strided="direct")
         fast["direct"] = engine.compile(model_direct)
+        if args.blocks:
+            _, model_blocks = resnet(args.model_sparsity, strided="direct", block=8)
+            fast["direct blocks"] = engine.compile(model_blocks)
         print("\nStride-2 3x3 convolutions kept as nn.Conv2d and magnitude-pruned: "
               + "; ".join(f"{d.name}: {d.detail}"
                           for d in fast["direct"].compile_report if d.name in ("conv1", "layer2.0.branch.conv1")))
@@ -179,9 +189,11 @@ def model_table(args: argparse.Namespace) -> None:
           f"{stats.totals['winograd_sparsity']:.1%} (weighted by multiplications); "
           f"{len(fast['sparse'].compile_report.fallbacks)} layers in PyTorch\n")
     direct_head = " engine ~70 %, strided direct ms | ratio |" if args.direct else ""
+    direct_head += " engine ~70 % in blocks, strided direct ms | ratio |" if args.blocks else ""
     print("| batch | PyTorch dense ms | engine dense ms | ratio | engine ~70 % sparse ms | ratio |"
           + direct_head)
-    print("|---|---|---|---|---|---|" + ("---|---|" if args.direct else ""))
+    print("|---|---|---|---|---|---|" + ("---|---|" if args.direct else "")
+          + ("---|---|" if args.blocks else ""))
     for batch in args.batches:
         x = torch.randn(batch, 3, 224, 224)
         times: dict[str, list[float]] = defaultdict(list)
@@ -196,6 +208,9 @@ def model_table(args: argparse.Namespace) -> None:
         if args.direct:
             direct = statistics.median(times["direct"]) * 1e3
             extra = f" {direct:.1f} | {base / direct:.2f}x |"
+        if args.blocks:
+            blocks = statistics.median(times["direct blocks"]) * 1e3
+            extra += f" {blocks:.1f} | {base / blocks:.2f}x |"
         print(f"| {batch} | {base:.1f} | {ours:.1f} | {base / ours:.2f}x | {sparse:.1f} | "
               f"{base / sparse:.2f}x |" + extra, flush=True)
     print(f"\nmax |compiled - uncompiled sparse model| = {error:.2g}")
@@ -238,12 +253,17 @@ def main() -> None:
     parser.add_argument("--direct", action="store_true",
                         help="also each layer run directly (im2col + sparse GEMM, engine kind "
                              "'direct') with the same fraction of its spatial weights pruned")
+    parser.add_argument("--blocks", action="store_true",
+                        help="with --direct: also the direct layers pruned in blocks of 8 "
+                             "output channels (magnitude(block=8); the GEMM's blocked format)")
     parser.add_argument("--no-layers", action="store_true")
     parser.add_argument("--no-model", action="store_true")
     parser.add_argument("--model-sparsity", type=float, default=0.7)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     add_json_argument(parser)
     args = parser.parse_args()
+    if args.blocks and not args.direct:
+        parser.error("--blocks needs --direct (it adds block-pruned direct layers and models)")
     record_output(args.json)
     torch.set_num_threads(args.threads)
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs; {cpu_flags()}) | torch "

@@ -156,3 +156,20 @@ def test_every_layer_function_returns_its_module():
     net = _net2d()
     assert sp.prune_model(net, "magnitude", 0.2) is net
     assert math.isclose(sp.pruning_info(relu_layer)["sparsity"], 0.5)
+
+
+def test_magnitude_in_blocks_prunes_whole_blocks_of_output_channels():
+    """magnitude(block=8) on a spatial conv: whole blocks of 8 output channels at one (input
+    channel, tap), the lowest mean magnitudes first; the amount counts entries."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(5, 16, 3)
+    scores = conv.weight.detach().abs().double()
+    sp.magnitude(conv, 0.5, block=8)
+    keep = conv.weight_mask.bool()
+    for start in (0, 8):
+        part = keep[start:start + 8]
+        assert torch.equal(part, part[:1].expand_as(part))
+    means = torch.stack([scores[:8].mean(0), scores[8:].mean(0)])
+    kept = torch.stack([keep[0], keep[8]])
+    assert means[~kept].max() <= means[kept].min()
+    assert int((~keep).sum()) == conv.weight.numel() // 2

@@ -28,6 +28,9 @@ class MagnitudeOptions:
     layers: Literal["conv", "linear", "all"] | None = option(
         "which layers: conv (convolutions, the default), linear (nn.Linear: fully connected "
         "layers) or all")
+    block: int | None = option("prune blocks of this many consecutive output channels at one "
+                               "index of the other dims together (8: the engine's blocked "
+                               "format); default 1: single entries", low=1)
 
 
 def _accept(module: nn.Module, layers: str = "conv", **_: object) -> str | None:
@@ -37,16 +40,16 @@ def _accept(module: nn.Module, layers: str = "conv", **_: object) -> str | None:
 
 
 def _build(module: nn.Module, name: str = "weight", importance: Importance | None = None,
-           **_: object) -> ScoreProblem:
+           block: int | None = None, **_: object) -> ScoreProblem:
     scores = (importance or Magnitude())(module, name)
     kind = kind_of(module)                  # nn.Linear and other modules: spatial
     winograd = kind is not None and kind.weight_domain(module) == "winograd"
     domain = "winograd" if winograd and name == "weight" else "spatial"
-    return element_problem(module, name, scores, domain)
+    return element_problem(module, name, scores, domain, 1 if block is None else block)
 
 
 def magnitude(module: nn.Module, amount: float | int, name: str = "weight", *,
-              importance: Importance | None = None) -> nn.Module:
+              importance: Importance | None = None, block: int | None = None) -> nn.Module:
     """Prune the smallest-magnitude entries of ``module.<name>`` (unstructured).
 
     On a spatial layer this is the classic baseline; its Winograd-domain sparsity is whatever
@@ -63,6 +66,10 @@ def magnitude(module: nn.Module, amount: float | int, name: str = "weight", *,
             count. Entries pruned before stay pruned and count towards it.
         name: parameter name.
         importance: criterion (default :class:`~sparsewino.prune.criteria.Magnitude`).
+        block: prune blocks of this many consecutive output channels (dim 0) at one index of
+            the other dims together, scored by their mean magnitude (8: the engine's blocked
+            format, e.g. for strided ``nn.Conv2d`` layers run directly); ``None`` or 1: single
+            entries.
 
     Returns:
         ``module``, reparametrised like ``torch.nn.utils.prune``.
@@ -72,14 +79,14 @@ def magnitude(module: nn.Module, amount: float | int, name: str = "weight", *,
         >>> float((conv.weight == 0).float().mean())
         0.5
     """
-    return prune_layer(MAGNITUDE, module, amount, name, importance=importance)
+    return prune_layer(MAGNITUDE, module, amount, name, importance=importance, block=block)
 
 
 MAGNITUDE = register_method(MethodSpec(
     "magnitude", _accept, _build, options=MagnitudeOptions,
     description="magnitude pruning (baseline): the smallest |w| of each layer",
     layer_function=magnitude,
-    usage="sp.magnitude(layer, amount)",
+    usage="sp.magnitude(layer, amount, block=None)",
     prunes="any conv's weight (spatial, or Q of a Winograd-domain layer), adder layers' weights "
            "(a pruned adder weight still adds |x|); nn.Linear with layers: linear/all",
     unit="entries"))
