@@ -57,7 +57,8 @@ def main() -> None:
                     with torch.no_grad():
                         for _ in range(args.rounds):
                             for fmt, m in fast.items():
-                                times[fmt].append(median_time(lambda m=m: m(x), 3, args.runs))
+                                times[fmt].append(median_time(lambda m=m, x=x: m(x), 3,
+                                                              args.runs))
                     ms = {fmt: statistics.median(t) * 1e3 for fmt, t in times.items()}
                     ratios.append(ms["sparse"] / ms["blocked"])
                     print(f"| {backend} | {(n, c, k, h)} | {s:.0%} | {ms['sparse']:.3g} | "

@@ -33,8 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import add_json_argument, cpu_model, median_time, record_output  # noqa: E402
-from common import prune_random, prune_random_blocks  # noqa: E402
+from common import add_json_argument, cpu_model, median_time, prune_random, prune_random_blocks, record_output  # noqa: E402  # noqa: E402
 
 from sparsewino import engine  # noqa: E402
 from sparsewino import prune as sp  # noqa: E402

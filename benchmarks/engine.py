@@ -34,8 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (add_json_argument, cpu_model, median_time, prune_random,  # noqa: E402
-                    prune_random_blocks, record_output)
+from common import add_json_argument, cpu_model, median_time, prune_random, prune_random_blocks, record_output  # noqa: E402
 
 from sparsewino import engine  # noqa: E402
 from sparsewino.engine import kernels  # noqa: E402

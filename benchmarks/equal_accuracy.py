@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peer_runtimes import DeepSparsePeer, default_deepsparse_python, start_peers  # noqa: E402
-from peers import Case, Timer, measure_case, report  # noqa: E402
+from peer_runtimes import default_deepsparse_python, start_peers  # noqa: E402
+from peers import Case, Timer, close_peers, measure_case, print_precisions, report, write_results  # noqa: E402
 
 from sparsewino import prune as sp  # noqa: E402
 from sparsewino.recipes.architecture import load_model  # noqa: E402
@@ -111,18 +111,11 @@ def main() -> None:
                 cases.append(case)
                 print(f"  measured batch {batch}", file=sys.stderr, flush=True)
             results["timing"] = report(cases, [key], peers, "equal accuracy", precisions)
-        for name, peer in peers.items():
-            if name.startswith("openvino"):
-                print(f"{name}: inference precision {peer.precision}")
+        print_precisions(peers)
     finally:
-        for peer in peers.values():
-            if isinstance(peer, DeepSparsePeer):
-                peer.close()
+        close_peers(peers)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"cpu": cpu_model(), "flags": cpu_flags(),
-                                         "threads": args.threads, "command": sys.argv,
-                                         "results": results}, indent=1, default=str) + "\n")
+        write_results(args.json, args.threads, results, command=sys.argv)
 
 
 if __name__ == "__main__":

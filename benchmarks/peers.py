@@ -396,6 +396,27 @@ def relative_error(case: Case, key: str) -> float | None:
     return case.errors[key] / case.scales[key]
 
 
+def print_precisions(peers: dict) -> None:
+    """The inference precision each OpenVINO peer ran (its default depends on the CPU)."""
+    for name, peer in peers.items():
+        if name.startswith("openvino"):
+            print(f"{name}: inference precision {peer.precision}")
+
+
+def close_peers(peers: dict) -> None:
+    """Stop the DeepSparse worker process, if one was started."""
+    for peer in peers.values():
+        if isinstance(peer, DeepSparsePeer):
+            peer.close()
+
+
+def write_results(path: Path, threads: int, results: dict, **extra: object) -> None:
+    """The medians (and ``extra`` fields) as JSON, with the CPU and its flags."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"cpu": cpu_model(), "flags": cpu_flags(), "threads": threads,
+                                **extra, "results": results}, indent=1, default=str) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", action="store_true", help="the 3x3 layer table")
@@ -478,17 +499,11 @@ def main() -> None:
                     subset = [c for c in cases if s in c.ours]
                     results[f"models@{s:g}"] = report(subset, [s], peers, f"whole models, {s:.0%}",
                                                       precisions)
-        for name, peer in peers.items():
-            if name.startswith("openvino"):
-                print(f"{name}: inference precision {peer.precision}")
+        print_precisions(peers)
     finally:
-        for peer in peers.values():
-            if isinstance(peer, DeepSparsePeer):
-                peer.close()
+        close_peers(peers)
     if args.json:
-        args.json.write_text(json.dumps({"cpu": cpu_model(), "flags": cpu_flags(),
-                                         "threads": args.threads, "versions": versions,
-                                         "results": results}, indent=1))
+        write_results(args.json, args.threads, results, versions=versions)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@ from torch import nn
 from sparsewino import engine
 from sparsewino import prune as sp
 from sparsewino.engine import SparseLinear, SparseWinogradConv2d, kernels
-from sparsewino.engine.packing import (BLOCKED_MIN_FILL, PackedMatrices, block_slots,
-                                       choose_format)
+from sparsewino.engine.packing import BLOCKED_MIN_FILL, PackedMatrices, block_slots, choose_format
 
 from .conftest import LANE_CASES, assert_matches, needs_kernel, reference, sparse_layer
 

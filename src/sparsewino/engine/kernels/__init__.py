@@ -36,8 +36,8 @@ from ...native import (
 )
 from ...native.abi import (
     ABI_VERSION,
-    CHUNK_ROWS,
     BLOCK_ROWS,
+    CHUNK_ROWS,
     DENSE_ROWS,
     ELTWISE_ADD,
     ELTWISE_AFFINE,
