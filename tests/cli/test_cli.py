@@ -107,7 +107,7 @@ def test_prune_linear_layers_and_method_flags(trained, capsys):
     assert float((model.classifier[1].weight == 0).float().mean()) == 0.5
     assert main(["prune", str(trained / "base.pt"), "--method", "magnitude", "--no-ifm", "--amount", "0.5",
                  "--output", fc]) == 2
-    assert "--ifm do(es) not apply to method magnitude (its options: --layers)" in capsys.readouterr().err
+    assert "--ifm do(es) not apply to method magnitude (its options: --layers, --block)" in capsys.readouterr().err
     assert main(["prune", str(trained / "base.pt"), "--method", "winograd_domain", "--grad-power", "-1",
                  "--amount", "0.5", "--output", fc]) == 2
     assert "grad_power must be >= 0" in capsys.readouterr().err
