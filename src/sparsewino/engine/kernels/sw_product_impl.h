@@ -112,11 +112,13 @@ struct BlockBf16 {
     static inline Simd::vec load(const uint16_t* p) { return Simd::load_bf16_8(p); }
 };
 
-// Fewest tiles at which a 16-lane plan runs blocked matrices across tiles (block_tiles).
+// Fewest tiles at which a 16-lane / an 8-lane plan runs blocked matrices across tiles
+// (block_tiles) instead of across output channels (blocked_rows).
 constexpr int kBlockTilesWide = 16;
+constexpr int kBlockTilesNarrow = 32;
 
-// A blocked matrix's rows with block loader BL: across output channels (blocked_rows), or on
-// a 16-lane plan with >= kBlockTilesWide tiles across tiles (blocked_tile_rows).
+// A blocked matrix's rows with block loader BL: across output channels (blocked_rows), or,
+// with enough tiles to fill the plan's vectors, across tiles (blocked_tile_rows).
 template <class BL>
 inline void blocked_rows_lanes(bool wide, const sw_matrices& w, int p, int chunk,
                                const float* V, int shift, int tiles, int groups8, float* M) {
@@ -124,7 +126,8 @@ inline void blocked_rows_lanes(bool wide, const sw_matrices& w, int p, int chunk
     if (wide && tiles >= kBlockTilesWide)
         return blocked_tile_rows<BL, Wide>(w, p, chunk, V, shift, (groups8 + 1) / 2, M);
 #endif
-    (void)wide;
+    if (!wide && tiles >= kBlockTilesNarrow)
+        return blocked_tile_rows<BL, Simd>(w, p, chunk, V, shift, groups8, M);
     blocked_rows<BL>(w, p, chunk, V, shift, tiles, groups8, M);
 }
 
