@@ -224,3 +224,27 @@ def test_readme_algorithm_errors_match_the_committed_measurement():
         if kind:
             value = row["published"] if kind == "published" else row["naive_error"]
             assert other == f"{value:.1e}".replace("e-0", "e-"), (m, r, kind, other, value)
+
+
+# ------------------------------------------------ the cost of pruning in blocks, backed by a study
+EQUAL = README.parent / "docs" / "data" / "fashion_mnist_equal" / "steps.csv"
+_BLOCK_COST = re.compile(r"blocks of 8 loses (?P<costs>[\d.]+ / [\d.]+ / [\d.]+) points more")
+
+
+def block_costs(seed: int = 0) -> list[str]:
+    """Points lost by step2_block8 beyond step2 at each target (0.6, 0.7, 0.8), one seed, from
+    the committed runs of the equal-budget study."""
+    import csv
+    final = {}
+    with EQUAL.open() as f:
+        for row in csv.DictReader(f):
+            if row["seed"] == str(seed) and row["stage"] == "final" and row["accuracy"]:
+                final[row["cell"]] = float(row["accuracy"])
+    return [f"{100 * (final[f'step2.final-{t}'] - final[f'step2_block8.final-{t}']):.2f}"
+            for t in ("0.6", "0.7", "0.8")]
+
+
+def test_readme_block_cost_matches_the_study_runs():
+    match = _BLOCK_COST.search(" ".join(README.read_text().split()))
+    assert match, "README lost its sentence on what blocks cost"
+    assert match.group("costs").split(" / ") == block_costs()
