@@ -34,24 +34,39 @@ from peer_runtimes import default_deepsparse_python, start_peers  # noqa: E402
 from peers import Case, Timer, close_peers, measure_case, print_precisions, report, write_results  # noqa: E402
 
 from sparsewino import prune as sp  # noqa: E402
+from sparsewino.nn import revert  # noqa: E402
 from sparsewino.recipes.architecture import load_model  # noqa: E402
 from sparsewino.timing import cpu_flags, cpu_model  # noqa: E402
 
 
 def final_row(run: Path) -> dict:
-    """The run's last evaluated row of ``results.json`` (accuracy, sparsities)."""
+    """The run's last evaluated row of ``results.json`` (accuracy), each field missing there
+    (a sparsity the evaluation did not record) from the last row that has it."""
     path = run / "results.json"
     if not path.is_file():
         raise SystemExit(f"{run} has no results.json: give a finished run directory")
     rows = [r for r in json.loads(path.read_text()) if r.get("accuracy") is not None]
     if not rows:
         raise SystemExit(f"{path} holds no evaluated stage")
-    return rows[-1]
+    merged: dict = {}
+    for row in rows:
+        merged.update({k: v for k, v in row.items() if v is not None})
+    return {**merged, "accuracy": rows[-1]["accuracy"]}
 
 
-def load(run: Path) -> torch.nn.Module:
+def spatial_cell(name: str, row: dict) -> str:
+    """Spatial sparsity of the spatially pruned and dense models (ours runs Winograd weights:
+    its spatial number, from before the conversion, is not what it runs)."""
+    return "–" if name == "ours" else f"{100 * (row.get('spatial_sparsity') or 0):.1f} %"
+
+
+def load(run: Path, spatial: bool = False) -> torch.nn.Module:
+    """The run's model with its masks applied for good; ``spatial``: its (spatial-domain)
+    Winograd layers back to ``nn.Conv2d`` (what the peers' ONNX exporters take)."""
     model, _ = load_model(run)
-    return sp.finalize(model).eval()        # masks applied for good: what an exporter sees
+    if spatial:
+        revert(model)
+    return sp.finalize(model).eval()
 
 
 def main() -> None:
@@ -77,7 +92,7 @@ def main() -> None:
 
     rows = {name: final_row(run) for name, run in
             (("ours", args.ours), ("spatial", args.spatial), ("dense", args.dense))}
-    ours, spatial, dense = load(args.ours), load(args.spatial), load(args.dense)
+    ours, spatial, dense = load(args.ours), load(args.spatial, True), load(args.dense, True)
     side = args.side
     channels = next(m for m in dense.modules() if hasattr(m, "in_channels")).in_channels
 
@@ -95,7 +110,7 @@ def main() -> None:
         r = rows[name]
         print(f"| {name} | {run} | {100 * r['accuracy']:.2f} % | "
               f"{100 * (r.get('winograd_sparsity') or 0):.1f} % | "
-              f"{100 * (r.get('spatial_sparsity') or 0):.1f} % | {runs_on[name]} |")
+              f"{spatial_cell(name, r)} | {runs_on[name]} |")
     timer = Timer(args.warmup, 3, args.runs, args.budget, args.pause)
     precisions = tuple(dict.fromkeys(["fp32", *args.precisions]))
     key = round(rows["ours"].get("winograd_sparsity") or 0.0, 2)
