@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from sparsewino import engine, native
+from sparsewino import prune as sp
 from sparsewino.engine import kernels
 from sparsewino.models import create_model
 from sparsewino.nn import WinogradConv2d, convert
@@ -50,10 +51,17 @@ def program(tmp_path_factory) -> Path:
     return out
 
 
-def test_the_c_example_equals_python_from_several_threads(program, tmp_path):
+@pytest.mark.parametrize("blocks", [False, True])
+def test_the_c_example_equals_python_from_several_threads(program, tmp_path, blocks):
+    """Also with blocked matrices (pruned in blocks of 8 output channels)."""
     torch.manual_seed(0)
-    model, _ = convert(create_model("small_vgg", in_channels=1, widths=(8, "M", 16)))
+    model, _ = convert(create_model("small_vgg", in_channels=1, widths=(8, "M", 16)),
+                       domain="winograd" if blocks else "spatial")
+    if blocks:
+        sp.prune_model(model, "winograd_domain", 0.5, block=8)
     fast = engine.compile(model.eval())
+    assert (sum(m.format_counts()["blocked"] for m in fast.modules()
+                if hasattr(m, "format_counts")) > 0) == blocks
     path = engine.save(fast, tmp_path / "vgg.swe", shapes=[(1, 1, 28, 28), (2, 1, 28, 28)])
     for index, batch in enumerate((1, 2)):
         x = torch.randn(batch, 1, 28, 28)
