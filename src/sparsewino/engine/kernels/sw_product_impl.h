@@ -9,8 +9,9 @@
 //                        pair accumulated in fp32 (odd channel first), or, in the AVX-512 build
 //                        on a CPU with AVX512-BF16, vdpbf16ps (sw_isa_avx512.cpp).
 // Requires (in the enclosing namespace): struct Simd (8 lanes: half1, bf16_even, bf16_odd,
-// bf16_pairs, load_half8, load_bf16_8, transpose8, store_first) and, if SW_HAS_WIDE, struct Wide (16 lanes: bf16_even, bf16_odd); with
-// SW_BF16_HARDWARE, bf16hw::dense_rows_lanes and bf16hw::available().
+// bf16_pairs, load_half8, load_bf16_8, transpose8, store_first) and, if SW_HAS_WIDE, struct
+// Wide (16 lanes: bf16_even, bf16_odd); with SW_BF16_HARDWARE, bf16hw::dense_rows_lanes and
+// bf16hw::available().
 
 #include "sw_product_kernels.h"
 
@@ -166,9 +167,10 @@ inline void chunk_rows_over(bool wide, const sw_matrices& w, int p, int chunk, c
 }
 
 // The element-wise rows with the plan's lanes and the weights' precision: `tiles` columns of
-// V (groups8 = ceil(tiles / 8) vectors of 8, the lanes past `tiles` being padding). bf16: sparse matrices hold single bf16 weights multiplied with the fp32 tiles
-// (Bf16WeightMac: two bytes per weight, and no rounding of V); dense ones pairs (Bf16Mac, or
-// vdpbf16ps where the CPU has it) with V rounded by bf16_pairs_in_place.
+// V (groups8 = ceil(tiles / 8) vectors of 8, the lanes past `tiles` being padding). bf16:
+// sparse matrices hold single bf16 weights multiplied with the fp32 tiles (Bf16WeightMac: two
+// bytes per weight, and no rounding of V); dense ones pairs (Bf16Mac, or vdpbf16ps where the
+// CPU has it) with V rounded by bf16_pairs_in_place; blocked ones widen their bf16 blocks.
 inline void chunk_rows_lanes(int lanes, const sw_matrices& w, int p, int chunk, const float* V,
                              int shift, int tiles, float* M) {
     const int groups8 = (tiles + 7) / 8;
