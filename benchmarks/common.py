@@ -116,15 +116,11 @@ def prune_random(weight: torch.Tensor, sparsity: float, seed: int) -> torch.Tens
 
 def prune_random_blocks(weight: torch.Tensor, sparsity: float, seed: int) -> torch.Tensor:
     """``round(sparsity * blocks)`` random blocks of BLOCK_ROWS output channels (dim 0) at one
-    index of the other dims set to zero (K a multiple of the block)."""
+    index of the other dims set to zero (K a multiple of the block): :func:`prune_random` over
+    the blocks."""
     from sparsewino.engine.kernels import BLOCK_ROWS as block
-    k = weight.shape[0]
+    k, rest = weight.shape[0], weight.shape[1:]
     if k % block:
         raise ValueError(f"--blocks needs output channels that are a multiple of {block}")
-    units = weight.numel() // block
-    order = torch.randperm(units, generator=torch.Generator().manual_seed(seed))
-    mask = torch.ones(units)
-    mask[order[:round(sparsity * units)]] = 0
-    mask = mask.reshape(k // block, 1, *weight.shape[1:]).expand(k // block, block,
-                                                                 *weight.shape[1:])
-    return weight * mask.reshape(weight.shape)
+    mask = prune_random(torch.ones(k // block, 1, *rest), sparsity, seed)
+    return weight * mask.expand(k // block, block, *rest).reshape(weight.shape)

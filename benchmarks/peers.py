@@ -201,8 +201,10 @@ def layer_case(index: int, sparsities: list[float], blocks: bool = False) -> Cas
         if s == 0:                       # an unpruned layer: spatial weights, any tile
             case.ours[s] = WinogradConv2d.from_conv(dense, tile=4).eval()
             continue
-        for target, prune in ((case.ours, prune_random_blocks if blocks else prune_random),
-                              (case.entries if blocks else {}, prune_random)):
+        variants = [(case.ours, prune_random_blocks if blocks else prune_random)]
+        if blocks:                       # the same layer in single entries, timed beside it
+            variants.append((case.entries, prune_random))
+        for target, prune in variants:
             layer = WinogradConv2d(c, k, 3, padding=1, tile=4, domain="winograd", bias=False)
             with torch.no_grad():
                 layer.weight.copy_(prune(filter_transform(dense.weight, layer.algorithms), s,

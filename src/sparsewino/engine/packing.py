@@ -90,9 +90,8 @@ def choose_format(nonzeros: int, rows: int, cols: int,
     most ``max_sparse_density`` -> ``"sparse"`` (work proportional to the non-zeros), or
     ``"blocked"`` when the non-zeros fill the ``block_slots`` weights of the blocks of 8 output
     channels that hold them at least :data:`BLOCKED_MIN_FILL` (block-pruned weights); otherwise
-    ``"dense"``
-    (register-blocked panels, about twice the multiply-adds per cycle). The default threshold
-    is :data:`SPARSE_MAX_DENSITY` (0.5), or :data:`SMALL_LAYER_MAX_DENSITY` (0.8) when
+    ``"dense"`` (register-blocked panels, about twice the multiply-adds per cycle). The default
+    threshold is :data:`SPARSE_MAX_DENSITY` (0.5), or :data:`SMALL_LAYER_MAX_DENSITY` (0.8) when
     ``rows * cols <= 64 * 64``. Matrices with more than 65536 columns are always dense
     (sparse column indices are 16-bit).
 
@@ -150,12 +149,13 @@ def main_format(counts: dict[str, int]) -> str:
 
 
 def _blocks(w: torch.Tensor) -> torch.Tensor:
-    """(K, C) -> (ceil(K/8), 8, C): rows in blocks of BLOCK_ROWS, the last padded with zeros."""
-    rows, cols = w.shape
+    """(..., K, C) -> (..., ceil(K/8), 8, C): rows in blocks of BLOCK_ROWS, the last padded
+    with zeros."""
+    rows, cols = w.shape[-2:]
     padded = -(-rows // BLOCK_ROWS) * BLOCK_ROWS
     if padded != rows:
-        w = torch.cat([w, w.new_zeros(padded - rows, cols)])
-    return w.reshape(-1, BLOCK_ROWS, cols)
+        w = torch.nn.functional.pad(w, (0, 0, 0, padded - rows))
+    return w.reshape(*w.shape[:-2], -1, BLOCK_ROWS, cols)
 
 
 def block_slots(weight_pkc: torch.Tensor) -> list[int]:
@@ -171,8 +171,9 @@ def block_slots(weight_pkc: torch.Tensor) -> list[int]:
     """
     if weight_pkc.shape[1] == 0:
         return [0] * weight_pkc.shape[0]
-    real = _blocks(torch.ones(weight_pkc.shape[1], 1)).sum(dim=1)              # (B, 1)
-    return [int(((_blocks(m) != 0).any(dim=1) * real).sum()) for m in weight_pkc]
+    real = _blocks(torch.ones(weight_pkc.shape[1], 1, dtype=torch.int64)).sum(dim=-2)  # (B, 1)
+    stored = (_blocks(weight_pkc) != 0).any(dim=-2)                               # (P, B, C)
+    return (stored * real).sum(dim=(1, 2)).tolist()
 
 
 def _bf16_bits(t: torch.Tensor) -> torch.Tensor:
@@ -271,7 +272,7 @@ def _pack_blocked(w: torch.Tensor, offset: int) -> tuple[torch.Tensor, ...]:
     of each stored block and its 8 values (rows past K zero), block rows in order, columns
     ascending."""
     blocks = _blocks(w)                                  # (B, 8, C)
-    stored = (blocks != 0).any(dim=1)                    # (B, C)
+    stored = (blocks != 0).any(dim=-2)                   # (B, C)
     ptr = torch.zeros(stored.shape[0] + 1, dtype=torch.int64)
     ptr[1:] = torch.cumsum(stored.sum(dim=1), 0)
     where = stored.nonzero()                             # (block row, column), row-major

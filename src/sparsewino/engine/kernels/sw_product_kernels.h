@@ -217,39 +217,48 @@ inline void block_pass(const uint16_t* col, const typename BL::value* val, int64
     }
 }
 
+// Calls body(e0, e1, rows, Mk) for each block row of chunk `chunk` of blocked matrix p: its
+// entries [e0, e1), its output channels inside the chunk (<= 8) and its first row of M.
+template <class Body>
+inline void each_block_row(const sw_matrices& w, int p, int chunk, int shift, float* M,
+                           Body&& body) {
+    const ChunkRows c(w, chunk, shift);
+    const int B = (w.K + SW_BLOCK_ROWS - 1) / SW_BLOCK_ROWS;
+    const int32_t* ptr = w.block_ptr + static_cast<int64_t>(p) * (B + 1);
+    for (int k = c.k0; k < c.k1; k += SW_BLOCK_ROWS) {
+        const int b = k / SW_BLOCK_ROWS;
+        body(int64_t{ptr[b]}, int64_t{ptr[b + 1]}, imin_p(SW_BLOCK_ROWS, c.k1 - k),
+             M + (k - c.k0) * c.row);
+    }
+}
+
 // Rows [k0, k1) of chunk `chunk` of blocked matrix p: block rows of 8 output channels (a chunk
 // of 24 holds 3), `tiles` columns of V computed in passes of 8, 4, 2, 1 tiles; M's columns
 // from `tiles` up to groups8 * 8 (lanes without a tile) are zeroed.
 template <class BL>
 void blocked_rows(const sw_matrices& w, int p, int chunk, const float* V, int shift, int tiles,
                   int groups8, float* M) {
-    const ChunkRows c(w, chunk, shift);
-    const int B = (w.K + SW_BLOCK_ROWS - 1) / SW_BLOCK_ROWS;
-    const int32_t* ptr = w.block_ptr + static_cast<int64_t>(p) * (B + 1);
+    const int64_t row = int64_t{1} << shift;
     const auto* val = static_cast<const typename BL::value*>(w.block_val);
-    for (int k = c.k0; k < c.k1; k += SW_BLOCK_ROWS) {
-        const int b = k / SW_BLOCK_ROWS;
-        const int rows = imin_p(SW_BLOCK_ROWS, c.k1 - k);
-        const int64_t e0 = ptr[b], e1 = ptr[b + 1];
-        float* Mk = M + (k - c.k0) * c.row;
+    each_block_row(w, p, chunk, shift, M, [&](int64_t e0, int64_t e1, int rows, float* Mk) {
         int t0 = 0;
         for (; t0 + 8 <= tiles; t0 += 8)
-            block_pass<BL, 8>(w.block_col, val, e0, e1, V, shift, t0, Mk, c.row, rows);
+            block_pass<BL, 8>(w.block_col, val, e0, e1, V, shift, t0, Mk, row, rows);
         if (tiles - t0 >= 4) {
-            block_pass<BL, 4>(w.block_col, val, e0, e1, V, shift, t0, Mk, c.row, rows);
+            block_pass<BL, 4>(w.block_col, val, e0, e1, V, shift, t0, Mk, row, rows);
             t0 += 4;
         }
         if (tiles - t0 >= 2) {
-            block_pass<BL, 2>(w.block_col, val, e0, e1, V, shift, t0, Mk, c.row, rows);
+            block_pass<BL, 2>(w.block_col, val, e0, e1, V, shift, t0, Mk, row, rows);
             t0 += 2;
         }
         if (tiles - t0 >= 1) {
-            block_pass<BL, 1>(w.block_col, val, e0, e1, V, shift, t0, Mk, c.row, rows);
+            block_pass<BL, 1>(w.block_col, val, e0, e1, V, shift, t0, Mk, row, rows);
             t0 += 1;
         }
         for (int l = 0; l < rows; ++l)
-            for (int t = t0; t < groups8 * 8; ++t) Mk[l * c.row + t] = 0.0f;
-    }
+            for (int t = t0; t < groups8 * 8; ++t) Mk[l * row + t] = 0.0f;
+    });
 }
 
 // Blocked matrix p vectorised over tiles instead (many tiles on 16 lanes): per block, NQ vectors
@@ -299,23 +308,16 @@ inline void block_tiles(const uint16_t* col, const typename BL::value* val, int6
 template <class BL, class Vp>
 void blocked_tile_rows(const sw_matrices& w, int p, int chunk, const float* V, int shift,
                        int nvec, float* M) {
-    const ChunkRows c(w, chunk, shift);
-    const int B = (w.K + SW_BLOCK_ROWS - 1) / SW_BLOCK_ROWS;
-    const int32_t* ptr = w.block_ptr + static_cast<int64_t>(p) * (B + 1);
+    const int64_t row = int64_t{1} << shift;
     const auto* val = static_cast<const typename BL::value*>(w.block_val);
     constexpr int NQ = Vp::registers >= 32 ? 2 : 1;
-    for (int k = c.k0; k < c.k1; k += SW_BLOCK_ROWS) {
-        const int b = k / SW_BLOCK_ROWS;
-        const int rows = imin_p(SW_BLOCK_ROWS, c.k1 - k);
-        float* Mk = M + (k - c.k0) * c.row;
+    each_block_row(w, p, chunk, shift, M, [&](int64_t e0, int64_t e1, int rows, float* Mk) {
         int q0 = 0;
         for (; q0 + NQ <= nvec; q0 += NQ)
-            block_tiles<BL, Vp, NQ>(w.block_col, val, ptr[b], ptr[b + 1], V, shift, q0, Mk,
-                                    c.row, rows);
+            block_tiles<BL, Vp, NQ>(w.block_col, val, e0, e1, V, shift, q0, Mk, row, rows);
         for (; q0 < nvec; ++q0)
-            block_tiles<BL, Vp, 1>(w.block_col, val, ptr[b], ptr[b + 1], V, shift, q0, Mk,
-                                   c.row, rows);
-    }
+            block_tiles<BL, Vp, 1>(w.block_col, val, e0, e1, V, shift, q0, Mk, row, rows);
+    });
 }
 
 // The rows of an all-zero matrix: zeros (gemm reads them; conv2d/conv3d skip such positions).

@@ -227,23 +227,22 @@ def element_problem(module: nn.Module, name: str, scores: torch.Tensor, domain: 
     """
     mask = get_mask(module, name)
     scores = scores.detach().to(torch.float64)
-    if mask is not None:
-        scores = scores.masked_fill(mask.to(scores.device) == 0, float("-inf"))
+    pruned = (mask.to(scores.device) == 0 if mask is not None
+              else torch.zeros_like(scores, dtype=torch.bool))
     if block == 1:
-        return ScoreProblem(module, scores, lambda keep: {name: keep}, domain)
+        return ScoreProblem(module, scores.masked_fill(pruned, float("-inf")),
+                            lambda keep: {name: keep}, domain)
     if block < 1:
         raise ValueError(f"block must be >= 1 output channels, got {block}")
     rows = scores.shape[0]
     groups = -(-rows // block)
     index = torch.arange(rows, device=scores.device) // block            # block of each row
     shape = (groups, *scores.shape[1:])
-    masked = torch.isinf(scores) & (scores < 0)
-    sums = torch.zeros(shape, dtype=torch.float64, device=scores.device).index_add_(
-        0, index, scores.masked_fill(masked, 0.0))
+    zeros = torch.zeros(shape, dtype=torch.float64, device=scores.device)
+    sums = zeros.index_add(0, index, scores.masked_fill(pruned, 0.0))
+    alive = zeros.index_add(0, index, (~pruned).to(torch.float64))
     sizes = torch.bincount(index, minlength=groups).to(torch.float64)
     sizes = sizes.reshape(-1, *([1] * (scores.dim() - 1))).expand(shape)
-    alive = torch.zeros(shape, dtype=torch.float64, device=scores.device).index_add_(
-        0, index, (~masked).to(torch.float64))
     block_scores = (sums / sizes).masked_fill(alive == 0, float("-inf"))
     return ScoreProblem(module, block_scores, lambda keep: {name: keep.index_select(0, index)},
                         domain, sizes=sizes)
