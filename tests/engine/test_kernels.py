@@ -104,6 +104,36 @@ def test_edge_shapes(backend, lanes):
 
 
 @needs_kernel
+@pytest.mark.parametrize("backend", [name for name, lanes in LANE_CASES if lanes == 16])
+@pytest.mark.parametrize("tile,points", [(4, None), (2, None), (6, None), (4, [0, 1, -1, 2, -2]),
+                                         (4, [0, 1, -1, 2, "1/2"]), (3, None)])
+def test_sixteen_tile_transforms(backend, tile, points):
+    """The 2-D transforms on 16 tiles per vector (lanes=16): groups cut short by the block's
+    end, bands that cross tile rows and images, masked image edges, fused pooling and
+    residuals, in both thread modes, equal to the 8-tile transforms and to float64."""
+    layer = sparse_layer(5, 19, tile=tile, padding="same", points=points, sparsity=0.4, seed=7)
+    for batch, h, w, mode, pool, residual in [(3, 13, 11, 1, 0, False), (1, 29, 23, 2, 0, True),
+                                              (2, 17, 30, 1, 2, False), (5, 6, 9, 2, 0, False)]:
+        if pool and tile % 2:
+            continue
+        fast = SparseWinogradConv2d.from_layer(layer, threads=2, pool_output=pool,
+                                               residual=residual)
+        x = torch.randn(batch, 5, h, w)
+        ref = reference(layer, x)
+        extra = torch.randn(ref.shape) if residual else None
+        if residual:
+            ref = ref + extra.double()
+        if pool:
+            ref = F.max_pool2d(ref, 2)
+        outputs = []
+        for lanes in (8, 16):
+            fast.kernel_mode, fast.tile_block, fast.lanes = mode, 64, lanes
+            outputs.append(run_poisoned(fast, x, backend, extra))
+            assert_matches(outputs[-1], ref, tol=1e-4)
+        torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+
+
+@needs_kernel
 @pytest.mark.parametrize("backend", COMPILED)
 def test_many_tiles_uses_blocks_and_threads(backend):
     # Enough tiles for several blocks per thread, plus a ragged last block.

@@ -3,6 +3,9 @@
 // generated from SW_OPERATIONS) and the ABI tables the Python loader checks.
 #include <chrono>
 #include <cstdint>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "sw_kernels.h"
 #include "sw_plan.h"
@@ -120,11 +123,38 @@ const sw_isa_table* runnable(int32_t isa, int32_t* chosen) {
     return table_of(isa);
 }
 
-// Element-wise lanes for a block of Tb tiles: 16 where the build has them and Tb allows.
+// Lanes of the element-wise stage for a block of Tb tiles: as requested, else the build's;
+// 16 only where Tb allows.
 int32_t plan_lanes(int32_t requested, const sw_isa_table* table, int64_t tb) {
     if (requested == 16) return tb % 16 == 0 ? 16 : 8;
     if (requested == 8) return 8;
     return table && table->lanes == 16 && tb % 16 == 0 ? 16 : 8;
+}
+
+// Whether this CPU splits each 512-bit operation into two 256-bit ones: AMD family 19h
+// (Zen 4). There the 2-D transforms on 16 tiles per vector were 2-4 % slower than on 8 at
+// batch 32 and even at batch 1 (more shuffles, no more arithmetic per cycle; docs/performance.md).
+bool splits_512_bit() {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool splits = [] {
+        unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+        if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
+        const bool amd = ebx == 0x68747541u && edx == 0x69746e65u && ecx == 0x444d4163u;
+        if (!amd || !__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+        unsigned family = (eax >> 8) & 0xfu;
+        if (family == 0xfu) family += (eax >> 20) & 0xffu;
+        return family == 0x19u;
+    }();
+    return splits;
+#else
+    return false;
+#endif
+}
+
+// Tiles per vector of the 2-D transforms: with 16 element-wise lanes, 16 when the caller asked
+// for 16 or the CPU runs 512-bit operations whole; else 8.
+int32_t plan_transform_lanes(int32_t requested, int32_t lanes) {
+    return lanes == 16 && (requested == 16 || !splits_512_bit()) ? 16 : 8;
 }
 
 bool matrices_ok(const sw_matrices& w, int32_t P, int32_t K, int32_t C) {
@@ -222,6 +252,7 @@ static int32_t plan_winograd(const Args& a, int64_t v_budget, Plan* p, int64_t* 
     const int64_t cache_tb = cache_tile_block(v_budget, int64_t{p->P} * a.C);
     const int32_t status = plan_blocking(a, cache_tb, p);
     if (status != SW_OK) return status;
+    p->transform_lanes = plan_transform_lanes(a.lanes, p->lanes);
     p->slots = p->mode == SW_MODE_BLOCKS ? a.threads : 1;
     p->v_pstride = odd_lines(static_cast<int64_t>(a.C) * p->Tb);
     p->m_pstride = odd_lines(static_cast<int64_t>(p->chunks) * SW_CHUNK_ROWS * p->Tb);
@@ -264,8 +295,9 @@ static int32_t sw_make_plan(const sw_conv2d_args* a, sw_plan* p) {
     p->off_out_off = off;
     off += align16(tb * 2);
     // Band buffers: n rows per band; a band of k tiles needs (k-1)*m + 8 columns rounded up
-    // to 8, so all bands together need at most n * Tb * (m + 15) floats.
-    plan_regions(off, align16(static_cast<int64_t>(a->n) * tb * (a->m + 15)), p);
+    // to the transforms' lanes (8 or 16), so all bands together need at most
+    // n * Tb * (m + 23) floats.
+    plan_regions(off, align16(static_cast<int64_t>(a->n) * tb * (a->m + 23)), p);
     return SW_OK;
 }
 

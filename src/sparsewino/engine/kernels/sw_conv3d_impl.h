@@ -249,6 +249,8 @@ void output_group3(const Ctx3& cx, const Block3& b, const Coeffs& k, int grp, in
 
 // The 3-D geometry of the generic convolution (sw_winograd_impl.h).
 struct Geometry3d {
+    using Coeffs = CoeffsT<Simd>;
+    static constexpr int lanes = 8;   // the 3-D transforms run 8 tiles per vector
     using Args = sw_conv3d_args;
     using Ctx = Ctx3;
     using Block = Block3;

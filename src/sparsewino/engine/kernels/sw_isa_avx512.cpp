@@ -40,9 +40,11 @@ struct Simd : SimdAvx2 {
     }
 };
 
-// 16 lanes for the element-wise stage.
+// 16 lanes for the element-wise stage and the 2-D transforms (16 tiles per vector; the
+// tiles' rows are transposed 8 at a time through Simd: low() / high() / combine()).
 struct Wide {
     using vec = __m512;
+    using mask = __mmask16;
     static constexpr int lanes = 16;
     static constexpr int registers = 32;
     static inline vec zero() { return _mm512_setzero_ps(); }
@@ -50,6 +52,21 @@ struct Wide {
     static inline vec load(const float* p) { return _mm512_loadu_ps(p); }
     static inline void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
     static inline vec fmadd(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+    static inline vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
+    static inline vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
+    static inline vec sub(vec a, vec b) { return _mm512_sub_ps(a, b); }
+    // max(0, a) that keeps NaN, and max(a, b) that is NaN if either is (as Simd's).
+    static inline vec max0(vec a) { return _mm512_max_ps(_mm512_setzero_ps(), a); }
+    static inline vec maxnan(vec a, vec b) {
+        return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), _mm512_max_ps(a, b), a);
+    }
+    static inline mask make_mask(int bits) { return static_cast<__mmask16>(bits); }
+    static inline vec maskload(const float* p, mask m) { return _mm512_maskz_loadu_ps(m, p); }
+    static inline Simd::vec low(vec v) { return _mm512_castps512_ps256(v); }
+    static inline Simd::vec high(vec v) { return _mm512_extractf32x8_ps(v, 1); }
+    static inline vec combine(Simd::vec lo, Simd::vec hi) {
+        return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+    }
     // bf16 pairs (sw_product_impl.h): the even (low) / odd (high) halves of 16 uint32 as floats.
     static inline vec bf16_even(const uint32_t* p) {
         return _mm512_castsi512_ps(

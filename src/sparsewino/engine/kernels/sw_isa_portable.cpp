@@ -19,68 +19,73 @@ inline Vec bf16_halves(const uint32_t* p, bool high) {
     return r;
 }
 
-struct Simd {
+// L plain floats: the arithmetic both portable vector policies share.
+template <int L>
+struct PlainLanes {
     struct vec {
-        float v[8];
+        float v[L];
     };
     using mask = int32_t;   // bit i set: lane i is loaded
-    static constexpr int lanes = 8;
-    static constexpr int registers = 16;
+    static constexpr int lanes = L;
     static inline vec zero() {
         vec r;
-        for (int i = 0; i < 8; ++i) r.v[i] = 0.0f;
+        for (int i = 0; i < L; ++i) r.v[i] = 0.0f;
         return r;
     }
     static inline vec set1(float s) {
         vec r;
-        for (int i = 0; i < 8; ++i) r.v[i] = s;
+        for (int i = 0; i < L; ++i) r.v[i] = s;
         return r;
     }
     static inline vec load(const float* p) {
         vec r;
-        for (int i = 0; i < 8; ++i) r.v[i] = p[i];
+        for (int i = 0; i < L; ++i) r.v[i] = p[i];
         return r;
     }
     static inline void store(float* p, const vec& v) {
-        for (int i = 0; i < 8; ++i) p[i] = v.v[i];
+        for (int i = 0; i < L; ++i) p[i] = v.v[i];
     }
     static inline vec fmadd(const vec& a, const vec& b, const vec& c) {
         vec r;
-        for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
+        for (int i = 0; i < L; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
         return r;
     }
     static inline vec mul(const vec& a, const vec& b) {
         vec r;
-        for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] * b.v[i];
+        for (int i = 0; i < L; ++i) r.v[i] = a.v[i] * b.v[i];
         return r;
     }
     static inline vec add(const vec& a, const vec& b) {
         vec r;
-        for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] + b.v[i];
+        for (int i = 0; i < L; ++i) r.v[i] = a.v[i] + b.v[i];
         return r;
     }
     static inline vec sub(const vec& a, const vec& b) {
         vec r;
-        for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] - b.v[i];
+        for (int i = 0; i < L; ++i) r.v[i] = a.v[i] - b.v[i];
         return r;
     }
     static inline vec max0(const vec& a) {          // NaN stays NaN
         vec r;
-        for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] < 0.0f ? 0.0f : a.v[i];
+        for (int i = 0; i < L; ++i) r.v[i] = a.v[i] < 0.0f ? 0.0f : a.v[i];
         return r;
     }
     static inline vec maxnan(const vec& a, const vec& b) {
         vec r;
-        for (int i = 0; i < 8; ++i)
+        for (int i = 0; i < L; ++i)
             r.v[i] = a.v[i] != a.v[i] ? a.v[i] : (b.v[i] > a.v[i] || b.v[i] != b.v[i] ? b.v[i] : a.v[i]);
         return r;
     }
     static inline mask make_mask(int bits) { return bits; }
     static inline vec maskload(const float* p, mask m) {
         vec r;
-        for (int i = 0; i < 8; ++i) r.v[i] = (m >> i) & 1 ? p[i] : 0.0f;
+        for (int i = 0; i < L; ++i) r.v[i] = (m >> i) & 1 ? p[i] : 0.0f;
         return r;
     }
+};
+
+struct Simd : PlainLanes<8> {
+    static constexpr int registers = 16;
     // 8 IEEE fp16 values -> 8 floats (exact; subnormals, infinities and NaN included).
     static inline void half8(const uint16_t* src, float* dst) {
         for (int i = 0; i < 8; ++i) dst[i] = half1(src[i]);
@@ -157,34 +162,23 @@ struct Simd {
     }
 };
 
-// 16 plain floats: the element-wise stage with the AVX-512 build's lane count.
-struct Wide {
-    struct vec {
-        float v[16];
-    };
-    static constexpr int lanes = 16;
+// 16 plain floats: the element-wise stage and the 2-D transforms with the AVX-512 build's
+// lane count.
+struct Wide : PlainLanes<16> {
     static constexpr int registers = 32;
-    static inline vec zero() {
+    static inline Simd::vec low(const vec& v) { return half_of(v, 0); }
+    static inline Simd::vec high(const vec& v) { return half_of(v, 8); }
+    static inline vec combine(const Simd::vec& lo, const Simd::vec& hi) {
         vec r;
-        for (int i = 0; i < 16; ++i) r.v[i] = 0.0f;
+        for (int i = 0; i < 8; ++i) {
+            r.v[i] = lo.v[i];
+            r.v[i + 8] = hi.v[i];
+        }
         return r;
     }
-    static inline vec set1(float s) {
-        vec r;
-        for (int i = 0; i < 16; ++i) r.v[i] = s;
-        return r;
-    }
-    static inline vec load(const float* p) {
-        vec r;
-        for (int i = 0; i < 16; ++i) r.v[i] = p[i];
-        return r;
-    }
-    static inline void store(float* p, const vec& v) {
-        for (int i = 0; i < 16; ++i) p[i] = v.v[i];
-    }
-    static inline vec fmadd(const vec& a, const vec& b, const vec& c) {
-        vec r;
-        for (int i = 0; i < 16; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
+    static inline Simd::vec half_of(const vec& v, int first) {
+        Simd::vec r;
+        for (int i = 0; i < 8; ++i) r.v[i] = v.v[first + i];
         return r;
     }
     static inline vec bf16_even(const uint32_t* p) { return bf16_halves<vec, 16>(p, false); }

@@ -229,7 +229,7 @@ SW_EXPORT int32_t sw_isa_compiled(int32_t isa);
 // 1 where the instruction set (SW_ISA_AUTO: the automatic one) runs SW_PRECISION_BF16 products
 // with AVX512-BF16 instructions on this CPU, 0 where it rounds in software.
 SW_EXPORT int32_t sw_isa_bf16_hardware(int32_t isa);
-// Vector lanes of the instruction set's element-wise stage (8 or 16).
+// Vector lanes of the instruction set's element-wise stage and 2-D transforms (8 or 16).
 SW_EXPORT int32_t sw_isa_lanes(int32_t isa);
 SW_EXPORT int32_t sw_abi_version(void);
 SW_EXPORT int32_t sw_dense_rows(void);

@@ -29,6 +29,7 @@ struct sw_winograd_plan {
     int32_t slots;          // block mode: threads; cooperative: 1
     int32_t chunks;         // ceil(K / SW_CHUNK_ROWS)
     int32_t lanes;          // vector lanes of the element-wise stage (8 or 16)
+    int32_t transform_lanes;  // tiles per vector in the 2-D transforms (8, or 16 when lanes is)
     // Floats between Winograd positions in V (C*Tb) and M (K*Tb, whole chunks), padded to an
     // odd number of cache lines so that the n^dims rows of one tile never share an L1 set.
     int64_t v_pstride, m_pstride;

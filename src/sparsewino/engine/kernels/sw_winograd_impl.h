@@ -24,6 +24,10 @@
 
 namespace {
 
+// The transforms' helpers are always inlined: their vectors must stay in registers (out of
+// line, GCC passes them through memory).
+#define SW_INLINE inline __attribute__((always_inline))
+
 inline int imin(int a, int b) { return a < b ? a : b; }
 inline int imax(int a, int b) { return a > b ? a : b; }
 inline int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -31,34 +35,46 @@ inline int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
 using vec = Simd::vec;
 using mask = Simd::mask;
 
-// Transform coefficients broadcast once per thread: bt[i*n + j], at[i*n + j] (row-major).
-struct Coeffs {
-    vec bt[SW_MAX_N * SW_MAX_N];
-    vec at[SW_MAX_N * SW_MAX_N];
-    Coeffs(const float* bt_values, const float* at_values, int n, int m) {
+// Transform coefficients broadcast once per thread for the vector policy S: bt[i*n + j],
+// at[i*n + j] (row-major).
+template <class S>
+struct CoeffsT {
+    typename S::vec bt[SW_MAX_N * SW_MAX_N];
+    typename S::vec at[SW_MAX_N * SW_MAX_N];
+    CoeffsT(const float* bt_values, const float* at_values, int n, int m) {
         for (int i = 0; i < SW_MAX_N * SW_MAX_N; ++i) {
-            bt[i] = Simd::set1(i < n * n ? bt_values[i] : 0.0f);
-            at[i] = Simd::set1(i < m * n ? at_values[i] : 0.0f);
+            bt[i] = S::set1(i < n * n ? bt_values[i] : 0.0f);
+            at[i] = S::set1(i < m * n ? at_values[i] : 0.0f);
         }
     }
 };
+using Coeffs = CoeffsT<Simd>;
 
 // out[r] = sum_j A[r][j] in[j] for an R x N matrix A given by its values `coef` (row-major,
 // row stride N) and its pattern (bit r*N + j): zero terms are skipped and ±1 terms become
-// additions. With the pattern "all non-zero" this is the general matrix-vector product.
-template <int R, int N, uint64_t NZ, uint64_t ONE, uint64_t NEG>
-inline void apply_matrix(const vec* coef, const vec* in, vec* out) {
+// additions; each row starts from its first term (no addition to zero). With the pattern
+// "all non-zero" this is the general matrix-vector product. S: the vector policy (8 lanes by
+// default; the AVX-512 build's 2-D transforms also run it on 16).
+template <int R, int N, uint64_t NZ, uint64_t ONE, uint64_t NEG, class S = Simd>
+SW_INLINE void apply_matrix(const typename S::vec* coef, const typename S::vec* in,
+                         typename S::vec* out) {
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-        vec acc = Simd::zero();
+        typename S::vec acc = S::zero();
+        bool started = false;                        // a constant once the loops are unrolled
 #pragma GCC unroll 8
         for (int j = 0; j < N; ++j) {
             const int bit = r * N + j;
             if (!((NZ >> bit) & 1)) continue;
-            if ((ONE >> bit) & 1)
-                acc = (NEG >> bit) & 1 ? Simd::sub(acc, in[j]) : Simd::add(acc, in[j]);
-            else
-                acc = Simd::fmadd(coef[bit], in[j], acc);
+            if ((ONE >> bit) & 1) {
+                if ((NEG >> bit) & 1)
+                    acc = S::sub(acc, in[j]);
+                else
+                    acc = started ? S::add(acc, in[j]) : in[j];
+            } else {
+                acc = started ? S::fmadd(coef[bit], in[j], acc) : S::mul(coef[bit], in[j]);
+            }
+            started = true;
         }
         out[r] = acc;
     }
@@ -68,10 +84,10 @@ constexpr uint64_t full_pattern(int rows, int cols) {
     return rows * cols >= 64 ? ~0ull : (1ull << (rows * cols)) - 1;
 }
 
-// Lanes j of the 8 columns from image column x that lie inside [0, width).
-inline int column_bits(int x, int width) {
+// Lanes j of the `lanes` (8 or 16) columns from image column x that lie inside [0, width).
+inline int column_bits(int x, int width, int lanes = 8) {
     int bits = 0;
-    for (int j = 0; j < 8; ++j)
+    for (int j = 0; j < lanes; ++j)
         if (x + j >= 0 && x + j < width) bits |= 1 << j;
     return bits;
 }
@@ -96,8 +112,9 @@ template <class G>
 struct Transforms {
     using Ctx = typename G::Ctx;
     using Block = typename G::Block;
-    void (*input)(const Ctx&, const Block&, const Coeffs&, float* buffer, int64_t item);
-    void (*output)(const Ctx&, const Block&, const Coeffs&, int grp, int kk);
+    using K = typename G::Coeffs;
+    void (*input)(const Ctx&, const Block&, const K&, float* buffer, int64_t item);
+    void (*output)(const Ctx&, const Block&, const K&, int grp, int kk);
 };
 
 template <class G, int N>
@@ -175,7 +192,7 @@ template <class G>
 inline void position_to_bf16(const typename G::Ctx& cx, const typename G::Block& b, int pos) {
     const sw_matrices& w = cx.a->w;
     if (w.formats[pos] != SW_DENSE) return;          // sparse bf16 matrices read fp32 tiles
-    bf16_pairs_in_place(b.V + pos * cx.p->v_pstride, w.C, cx.p->shift, b.groups);
+    bf16_pairs_in_place(b.V + pos * cx.p->v_pstride, w.C, cx.p->shift, b.groups * G::lanes / 8);
 }
 
 // Block mode: each thread runs whole blocks in its own workspace slot.
@@ -189,7 +206,7 @@ void run_blocks(const typename G::Ctx& cx, Transforms<G> tf) {
         const int thread = omp_get_thread_num();
         typename G::Block b = G::slot_block(cx, a.workspace + thread * p.slot_floats);
         float* buffer = thread_region(p, a.workspace, thread);
-        const Coeffs k(a.bt, a.at, a.n, a.m);
+        const typename G::Coeffs k(a.bt, a.at, a.n, a.m);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t blk = 0; blk < p.blocks; ++blk) {
             G::setup_block(cx, blk, b);
@@ -219,7 +236,7 @@ void run_cooperative(const typename G::Ctx& cx, Transforms<G> tf) {
 #pragma omp parallel num_threads(p.threads)
     {
         float* buffer = thread_region(p, a.workspace, omp_get_thread_num());
-        const Coeffs k(a.bt, a.at, a.n, a.m);
+        const typename G::Coeffs k(a.bt, a.at, a.n, a.m);
         for (int64_t blk = 0; blk < p.blocks; ++blk) {
 #pragma omp single
             G::setup_block(cx, blk, shared);
