@@ -3,12 +3,13 @@
 //
 // Included by each sw_isa_*.cpp inside its own namespace, so the builds never share a symbol.
 //
-// Data layout of one block of Tb tiles (the transforms' vectors always hold 8 tiles):
+// Data layout of one block of Tb tiles (the transforms' vectors hold 8 tiles, or 16 in the
+// AVX-512 and portable builds when the plan's transform_lanes is 16):
 //   V[p][c][Tb]  transformed input   (p = Winograd position, c = input channel)
 //   M[p][k][Tb]  element-wise stage  (k = output channel)
 // Stages per block:
 //   input transform, per input channel: B^T along H on the block's bands (the n image rows
-//     under one tile row, 8 contiguous columns per vector, masked loads at the image edges,
+//     under one tile row, 8 or 16 contiguous columns per vector, masked loads at the image edges,
 //     rows outside the image are zero padding), then per 8 tiles: each tile's n-column window,
 //     8x8 transpose, B^T along W, optional ReLU;
 //   element-wise stage, per position (V[p] stays in L1/L2 while all its output channels are

@@ -2,9 +2,9 @@
 // all of them (and, by default, only after a test has run it on such a CPU: see
 // sparsewino/engine/kernels/backends.py).
 //
-// The transforms keep 8 tiles per vector (__m256 with AVX-512VL mask registers for the image
-// borders and 32 vector registers); the element-wise stage runs 16 tiles per __m512 when a
-// block has 16 or more tiles. Standard headers come first, before the target pragma (see
+// With blocks of 16 or more tiles the element-wise stage runs 16 tiles per __m512, and so do
+// the 2-D transforms unless the CPU splits 512-bit operations (Zen 4; sw_api.cpp); otherwise
+// 8 tiles per __m256, with AVX-512VL mask registers for the image borders and 32 registers. Standard headers come first, before the target pragma (see
 // sw_isa_avx2.cpp).
 #include <cmath>
 #include <cstdint>
