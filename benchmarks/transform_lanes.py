@@ -67,7 +67,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, lanes in SETTINGS.items():
                 fast.lanes = lanes
-                times[name].append(1e3 * median_time(lambda: fast(x), 3, args.runs))
+                times[name].append(1e3 * median_time(lambda f=fast, x=x: f(x), 3, args.runs))
         ms = {name: statistics.median(values) for name, values in times.items()}
         print(f"| {batch} | {c} -> {k} | {side} | {ms['8']:.4f} | {ms['16']:.4f} | "
               f"{ms['auto']:.4f} | {ms['8'] / ms['16']:.3f} | {ms['auto'] / ms['16']:.3f} |",
