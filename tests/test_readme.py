@@ -248,3 +248,46 @@ def test_readme_block_cost_matches_the_study_runs():
     match = _BLOCK_COST.search(" ".join(README.read_text().split()))
     assert match, "README lost its sentence on what blocks cost"
     assert match.group("costs").split(" / ") == block_costs()
+
+
+# ------------------------------------- our recipe over three seeds (docs/results.md), backed by data
+RESULTS = README.parent / "docs" / "results.md"
+_OURS_ROW = re.compile(r"^\| (?P<sparsity>[\d.]+) % \| (?P<mean>[\d.]+) ± (?P<sd>[\d.]+) % \| "
+                       r"(?P<delta>−?[\d.]+) ± (?P<dsd>[\d.]+) \|", re.M)
+
+
+def ours_three_seeds() -> list[tuple[str, str, str, str, str]]:
+    """Per target of the ``ours`` cell: Winograd sparsity (%), accuracy mean and sd (%), and the
+    paired delta against each seed's own baseline, mean and sd (points), from steps.csv."""
+    import csv
+    import statistics
+    final, base, sparsity = {}, {}, {}
+    with EQUAL.open() as f:
+        for row in csv.DictReader(f):
+            if not row["accuracy"]:
+                continue
+            if row["cell"] == "baseline":
+                base[row["seed"]] = 100 * float(row["accuracy"])
+            elif row["cell"].startswith("ours.") and row["stage"] == "final":
+                final.setdefault(row["cell"], {})[row["seed"]] = 100 * float(row["accuracy"])
+                sparsity[row["cell"]] = 100 * float(row["winograd_sparsity"])
+    rows = []
+    for cell in sorted(final):
+        seeds = sorted(final[cell])
+        assert seeds == ["0", "1", "2"], (cell, seeds)
+        accs = [final[cell][s] for s in seeds]
+        deltas = [final[cell][s] - base[s] for s in seeds]
+        rows.append((f"{sparsity[cell]:.1f}", f"{statistics.mean(accs):.2f}",
+                     f"{statistics.stdev(accs):.2f}",
+                     f"{statistics.mean(deltas):.2f}".replace("-", "−"),
+                     f"{statistics.stdev(deltas):.2f}"))
+    return rows
+
+
+def test_results_our_recipe_table_matches_the_study_runs():
+    """The three-seed table of our recipe in docs/results.md is what the committed runs give,
+    each seed paired with its own baseline (not all with seed 0's)."""
+    text = RESULTS.read_text()
+    start = text.index("**Our recipe, three seeds**")
+    shown = [m.groups() for m in _OURS_ROW.finditer(text[start:start + 2000])]
+    assert shown == ours_three_seeds()
