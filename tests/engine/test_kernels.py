@@ -26,6 +26,18 @@ def run_poisoned(fast: SparseWinogradConv2d, x: torch.Tensor, backend: str,
         return fast._forward_kernel(x, backend, residual, out=out)
 
 
+def fused_reference(layer, x: torch.Tensor, pool: int, residual: bool):
+    """The float64 reference of a layer with fused residual (a random one, also returned)
+    and 2x2 max-pool: (reference, residual or None)."""
+    ref = reference(layer, x)
+    extra = torch.randn(ref.shape) if residual else None
+    if residual:
+        ref = ref + extra.double()
+    if pool:
+        ref = F.max_pool2d(ref, 2)
+    return ref, extra
+
+
 @needs_kernel
 @settings(max_examples=40)
 @given(batch=st.integers(1, 3), c=st.integers(1, 30), k=st.integers(1, 50),
@@ -46,12 +58,7 @@ def test_random_shapes_match_float64(batch, c, k, h, w, tile, padding, sparsity,
                                            pool_output=pool, residual=residual)
     fast.kernel_mode, fast.tile_block, fast.lanes = mode, tile_block, lanes
     x = torch.randn(batch, c, h, w)
-    ref = reference(layer, x)
-    extra = torch.randn(ref.shape) if residual else None
-    if residual:
-        ref = ref + extra.double()
-    if pool:
-        ref = F.max_pool2d(ref, 2)
+    ref, extra = fused_reference(layer, x, pool, residual)
     assert_matches(run_poisoned(fast, x, backend, extra), ref)
 
 
@@ -119,12 +126,7 @@ def test_sixteen_tile_transforms(backend, tile, points):
         fast = SparseWinogradConv2d.from_layer(layer, threads=2, pool_output=pool,
                                                residual=residual)
         x = torch.randn(batch, 5, h, w)
-        ref = reference(layer, x)
-        extra = torch.randn(ref.shape) if residual else None
-        if residual:
-            ref = ref + extra.double()
-        if pool:
-            ref = F.max_pool2d(ref, 2)
+        ref, extra = fused_reference(layer, x, pool, residual)
         outputs = []
         for lanes in (8, 16):
             fast.kernel_mode, fast.tile_block, fast.lanes = mode, 64, lanes
