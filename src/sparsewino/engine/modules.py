@@ -574,7 +574,9 @@ class SparseWinogradConv2d(WinogradInferenceModule):
         threads: as the argument (may be changed).
         tile_block, kernel_mode, lanes: tuning knobs for benchmarks and tests (0 = automatic):
             tiles per block (rounded up to a power of two, 8 to 64); 1 = independent blocks
-            per thread, 2 = all threads cooperate on each block; element-wise lanes 8 or 16.
+            per thread, 2 = all threads cooperate on each block; lanes 8 or 16: tiles per
+            vector in the element-wise stage and the transforms (automatic: 16 in the AVX-512
+            build, its transforms on 8 on CPUs that split 512-bit operations, AMD Zen 4).
 
     Examples:
         >>> from sparsewino.nn import WinogradConv2d

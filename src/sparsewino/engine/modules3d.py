@@ -46,7 +46,9 @@ class SparseWinogradConv3d(WinogradInferenceModule):
         threads: OpenMP threads; ``None`` uses ``torch.get_num_threads()`` at each call.
 
     Attributes:
-        threads, tile_block, kernel_mode, lanes: as :class:`~sparsewino.engine.SparseWinogradConv2d`.
+        threads, tile_block, kernel_mode, lanes: as :class:`~sparsewino.engine.SparseWinogradConv2d`
+            (the 3-D transforms always run 8 tiles per vector; lanes sets the element-wise
+            stage).
 
     Examples:
         >>> from sparsewino.nn import WinogradConv3d
