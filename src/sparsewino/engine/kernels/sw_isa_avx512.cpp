@@ -16,6 +16,11 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
+// GCC 12 implements some AVX-512 intrinsics (the 512 -> 256-bit casts, vmaxps, extracts) with
+// an undefined pass-through operand, then warns that it "may be used uninitialized" where Wide
+// inlines them (a false positive).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 namespace sw_avx512 {
 
@@ -164,6 +169,7 @@ SW_DEFINE_ISA_TABLE(Wide::lanes, &bf16hw::available)
 
 }  // namespace sw_avx512
 
+#pragma GCC diagnostic pop
 #pragma GCC pop_options
 
 #else  // no AVX-512 build (not x86-64, or a compiler without the target)
