@@ -149,7 +149,7 @@ void setup_block2(const Ctx2& cx, int64_t block, Block2& b) {
 // 8 floats at src[t] + aa * len[t] of each tile t (8x8 transposes, 8 tiles at a time).
 template <class S>
 SW_INLINE void window_columns(const float* const* src, const int64_t* len, int aa,
-                           typename S::vec* r) {
+                              typename S::vec* r) {
     if constexpr (S::lanes == 8) {
 #pragma GCC unroll 8
         for (int t = 0; t < 8; ++t) r[t] = Simd::load(src[t] + aa * len[t]);
@@ -248,7 +248,7 @@ void input_channel(const Ctx2& cx, const Block2& b, const CoeffsT<S>& k, float* 
 // Row `row` of 8 output tiles, r[j] = column j over the tiles (columns >= the tile width are
 // zero), stored at dst[t] + offset, clipped to each tile's rows/cols inside the image.
 SW_INLINE void store_rows(vec* r, float* const* dst, const int* rows, const int* cols,
-                       int64_t offset, int row, bool narrow) {
+                          int64_t offset, int row, bool narrow) {
     if (narrow) {                                    // at most 4 columns: half transposes
         vec u[4];
         Simd::transpose4x8(r, u);

@@ -57,7 +57,7 @@ using Coeffs = CoeffsT<Simd>;
 // default; the AVX-512 build's 2-D transforms also run it on 16).
 template <int R, int N, uint64_t NZ, uint64_t ONE, uint64_t NEG, class S = Simd>
 SW_INLINE void apply_matrix(const typename S::vec* coef, const typename S::vec* in,
-                         typename S::vec* out) {
+                            typename S::vec* out) {
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
         typename S::vec acc = S::zero();
