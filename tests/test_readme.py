@@ -231,15 +231,20 @@ EQUAL = README.parent / "docs" / "data" / "fashion_mnist_equal" / "steps.csv"
 _BLOCK_COST = re.compile(r"blocks of 8 loses (?P<costs>[\d.]+ / [\d.]+ / [\d.]+) points more")
 
 
+def equal_finals() -> dict[tuple[str, str], dict]:
+    """The committed equal-budget study's evaluated end of each run, by (cell, seed): the
+    ``final`` stage of the cells, the ``baseline`` stage of the baselines."""
+    import csv
+    with EQUAL.open() as f:
+        return {(row["cell"], row["seed"]): row for row in csv.DictReader(f)
+                if row["accuracy"] and row["stage"] in ("final", "baseline")}
+
+
 def block_costs(seed: int = 0) -> list[str]:
     """Points lost by step2_block8 beyond step2 at each target (0.6, 0.7, 0.8), one seed, from
     the committed runs of the equal-budget study."""
-    import csv
-    final = {}
-    with EQUAL.open() as f:
-        for row in csv.DictReader(f):
-            if row["seed"] == str(seed) and row["stage"] == "final" and row["accuracy"]:
-                final[row["cell"]] = float(row["accuracy"])
+    final = {cell: float(row["accuracy"]) for (cell, s), row in equal_finals().items()
+             if s == str(seed)}
     return [f"{100 * (final[f'step2.final-{t}'] - final[f'step2_block8.final-{t}']):.2f}"
             for t in ("0.6", "0.7", "0.8")]
 
@@ -250,7 +255,7 @@ def test_readme_block_cost_matches_the_study_runs():
     assert match.group("costs").split(" / ") == block_costs()
 
 
-# ------------------------------------- our recipe over three seeds (docs/results.md), backed by data
+# ------------------------------ our recipe over three seeds (docs/results.md), backed by data
 RESULTS = README.parent / "docs" / "results.md"
 _OURS_ROW = re.compile(r"^\| (?P<sparsity>[\d.]+) % \| (?P<mean>[\d.]+) ± (?P<sd>[\d.]+) % \| "
                        r"(?P<delta>−?[\d.]+) ± (?P<dsd>[\d.]+) \|", re.M)
@@ -259,18 +264,13 @@ _OURS_ROW = re.compile(r"^\| (?P<sparsity>[\d.]+) % \| (?P<mean>[\d.]+) ± (?P<s
 def ours_three_seeds() -> list[tuple[str, str, str, str, str]]:
     """Per target of the ``ours`` cell: Winograd sparsity (%), accuracy mean and sd (%), and the
     paired delta against each seed's own baseline, mean and sd (points), from steps.csv."""
-    import csv
-    import statistics
     final, base, sparsity = {}, {}, {}
-    with EQUAL.open() as f:
-        for row in csv.DictReader(f):
-            if not row["accuracy"]:
-                continue
-            if row["cell"] == "baseline":
-                base[row["seed"]] = 100 * float(row["accuracy"])
-            elif row["cell"].startswith("ours.") and row["stage"] == "final":
-                final.setdefault(row["cell"], {})[row["seed"]] = 100 * float(row["accuracy"])
-                sparsity[row["cell"]] = 100 * float(row["winograd_sparsity"])
+    for (cell, seed), row in equal_finals().items():
+        if cell == "baseline":
+            base[seed] = 100 * float(row["accuracy"])
+        elif cell.startswith("ours."):
+            final.setdefault(cell, {})[seed] = 100 * float(row["accuracy"])
+            sparsity[cell] = 100 * float(row["winograd_sparsity"])
     rows = []
     for cell in sorted(final):
         seeds = sorted(final[cell])

@@ -132,8 +132,9 @@ int32_t plan_lanes(int32_t requested, const sw_isa_table* table, int64_t tb) {
 }
 
 // Whether this CPU splits each 512-bit operation into two 256-bit ones: AMD family 19h
-// (Zen 4). There the 2-D transforms on 16 tiles per vector were 2-4 % slower than on 8 at
-// batch 32 and even at batch 1 (more shuffles, no more arithmetic per cycle; docs/performance.md).
+// (Zen 4). There whole models with the 2-D transforms on 16 tiles per vector were 2-4 % slower
+// than on 8 at batch 32 and no faster at batch 1 (no more arithmetic per cycle, wider band
+// rounding; docs/performance.md, "16 lanes"). Read once (cpuid).
 bool splits_512_bit() {
 #if defined(__x86_64__) || defined(__i386__)
     static const bool splits = [] {
@@ -151,8 +152,9 @@ bool splits_512_bit() {
 #endif
 }
 
-// Tiles per vector of the 2-D transforms: with 16 element-wise lanes, 16 when the caller asked
-// for 16 or the CPU runs 512-bit operations whole; else 8.
+// Tiles per vector of the 2-D transforms (3-D plans carry it unread: their transforms run 8):
+// with 16 element-wise lanes, 16 when the caller asked for 16 or the CPU runs 512-bit
+// operations whole; else 8.
 int32_t plan_transform_lanes(int32_t requested, int32_t lanes) {
     return lanes == 16 && (requested == 16 || !splits_512_bit()) ? 16 : 8;
 }

@@ -150,19 +150,17 @@ void setup_block2(const Ctx2& cx, int64_t block, Block2& b) {
 template <class S>
 SW_INLINE void window_columns(const float* const* src, const int64_t* len, int aa,
                               typename S::vec* r) {
-    if constexpr (S::lanes == 8) {
+    auto columns8 = [&](int t0, vec* out) {
 #pragma GCC unroll 8
-        for (int t = 0; t < 8; ++t) r[t] = Simd::load(src[t] + aa * len[t]);
-        Simd::transpose8(r);
+        for (int t = 0; t < 8; ++t) out[t] = Simd::load(src[t0 + t] + aa * len[t0 + t]);
+        Simd::transpose8(out);
+    };
+    if constexpr (S::lanes == 8) {
+        columns8(0, r);
     } else {
         vec lo[8], hi[8];
-#pragma GCC unroll 8
-        for (int t = 0; t < 8; ++t) {
-            lo[t] = Simd::load(src[t] + aa * len[t]);
-            hi[t] = Simd::load(src[t + 8] + aa * len[t + 8]);
-        }
-        Simd::transpose8(lo);
-        Simd::transpose8(hi);
+        columns8(0, lo);
+        columns8(8, hi);
 #pragma GCC unroll 8
         for (int j = 0; j < 8; ++j) r[j] = S::combine(lo[j], hi[j]);
     }
@@ -363,10 +361,11 @@ void output_group(const Ctx2& cx, const Block2& b, const CoeffsT<S>& k, int grp,
 #pragma GCC unroll 16
     for (int t = 0; t < L; ++t) {
         dst[t] = yk + b.out_off[grp * L + t];
-        res[t] = rk ? rk + b.out_off[grp * L + t] : nullptr;
         rows[t] = b.out_rows[grp * L + t];
         cols[t] = b.out_cols[grp * L + t];
     }
+    if (rk)
+        for (int t = 0; t < L; ++t) res[t] = rk + b.out_off[grp * L + t];
     const bool full = b.group_full[grp] != 0;
     if (a.pool) {
         // Fused 2x2 max-pool: rows 2q and 2q+1 of the tile give pooled row q. Max commutes

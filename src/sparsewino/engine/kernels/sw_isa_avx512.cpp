@@ -4,8 +4,8 @@
 //
 // With blocks of 16 or more tiles the element-wise stage runs 16 tiles per __m512, and so do
 // the 2-D transforms unless the CPU splits 512-bit operations (Zen 4; sw_api.cpp); otherwise
-// 8 tiles per __m256, with AVX-512VL mask registers for the image borders and 32 registers. Standard headers come first, before the target pragma (see
-// sw_isa_avx2.cpp).
+// 8 tiles per __m256, with AVX-512VL mask registers for the image borders and 32 registers.
+// Standard headers come first, before the target pragma (see sw_isa_avx2.cpp).
 #include <cmath>
 #include <cstdint>
 
